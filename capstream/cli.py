@@ -1,0 +1,142 @@
+"""The ``capstream`` command: one CLI, a subcommand per process or chore."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from capstream.errors import CapstreamError
+from capstream.streams.settings import Settings
+
+app = typer.Typer(
+    name="capstream",
+    help="Real-time usage guardrails for bot platforms (Kafka + Faust + ClickHouse).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+kafka_app = typer.Typer(
+    help="Run a real local Apache Kafka broker (KRaft, one node).", no_args_is_help=True
+)
+topics_app = typer.Typer(help="Create and list capstream's topics.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Build the process's settings from ``CAPSTREAM_*`` variables, or explain what is wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  CAPSTREAM_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise CapstreamError("invalid settings:\n" + "\n".join(lines)) from exc
+
+
+def _local_kafka(settings: Settings):  # type: ignore[no-untyped-def]
+    from capstream.streams.local_kafka import LocalKafka
+
+    return LocalKafka(settings.data_dir, settings.kafka_port, settings.kafka_controller_port)
+
+
+@kafka_app.command("up")
+def kafka_up(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 90.0,
+) -> None:
+    """Fetch the jars (once), format storage and start the broker in the background."""
+    settings = load_settings()
+    if settings.kafka_bootstrap:
+        out.print(
+            f"CAPSTREAM_KAFKA_BOOTSTRAP is set: using {settings.kafka_bootstrap}, "
+            "no local broker started."
+        )
+        return
+    broker = _local_kafka(settings)
+    with out.status("starting Kafka (the first run downloads its jars with mvn)..."):
+        seconds = broker.up(timeout)
+    out.print(
+        f"Kafka is up on [bold]{broker.bootstrap}[/] ({seconds:.1f}s); "
+        f"data and logs in {broker.root}"
+    )
+
+
+@kafka_app.command("down")
+def kafka_down(
+    wipe: Annotated[bool, typer.Option(help="Also delete the broker's data and logs.")] = False,
+) -> None:
+    """Stop the local broker cleanly."""
+    broker = _local_kafka(load_settings())
+    stopped = broker.down()
+    out.print("Kafka stopped." if stopped else "Kafka was not running.")
+    if wipe:
+        broker.wipe()
+        out.print(f"Deleted {broker.root}.")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker runs, its version and listener."""
+    settings = load_settings()
+    if settings.kafka_bootstrap:
+        out.print(f"using an external cluster: {settings.kafka_bootstrap}")
+        return
+    st = _local_kafka(settings).status()
+    state = "[green]running[/]" if st.running else "[red]stopped[/]"
+    out.print(f"Kafka {st.version}: {state}" + (f" (pid {st.pid})" if st.pid else ""))
+    out.print(f"listener: {st.listener}")
+    out.print(f"data dir: {st.data_dir}")
+    if not st.running:
+        raise typer.Exit(3)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every capstream topic that is missing (idempotent)."""
+    from capstream.streams.topics import create_topics
+
+    for name, outcome in sorted(create_topics(load_settings()).items()):
+        out.print(f"{outcome:>8}  {name}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List capstream's topics with partitions and configs."""
+    from capstream.streams.topics import topic_specs
+
+    for spec in topic_specs(load_settings()):
+        conf = ", ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
+        out.print(f"{spec.name:<32} p={spec.partitions:<3} {conf}")
+
+
+@app.command("demo")
+def demo(
+    events: Annotated[int, typer.Option(min=1, help="Usage events to send.")] = 10_000,
+) -> None:
+    """Start the local broker and show usage events making a round trip through Kafka."""
+    from capstream.demo import run_demo
+
+    run_demo(load_settings(), events=events, console=out)
+
+
+def main() -> None:
+    """Entry point: run the CLI and turn capstream errors into one clear message."""
+    try:
+        app()
+    except CapstreamError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

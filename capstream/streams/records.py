@@ -1,0 +1,205 @@
+"""Pydantic models of the wire records: validation at the edges, exact Avro round-trips."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from capstream.errors import DecodeError
+from capstream.streams.codecs import codec
+
+Category = Literal["text", "vision", "audio", "documents"]
+CapPeriod = Literal["daily", "monthly"]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+NonNeg = Annotated[int, Field(ge=0)]
+EpochMs = Annotated[int, Field(ge=0)]
+
+
+class WireRecord(BaseModel):
+    """A record with an Avro schema of the same name in ``schemas/``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_name: ClassVar[str]
+
+    def to_bytes(self) -> bytes:
+        """Avro single-object encoding of this record."""
+        return codec(self.schema_name).encode(self.model_dump())
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> Self:
+        """Decode and validate; raises ``DecodeError`` naming what was wrong."""
+        return cls.from_avro(codec(cls.schema_name).decode(data))
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(record)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise DecodeError(
+                f"invalid {cls.schema_name}: {where}: {first['msg']}", reason="invalid"
+            ) from exc
+
+
+class UsageEventRecord(WireRecord):
+    schema_name: ClassVar[str] = "UsageEvent"
+
+    event_id: Id
+    account_id: Id
+    bot_id: Id
+    conversation_id: Id
+    category: Category
+    model: str = Field(max_length=200)
+    tokens_in: NonNeg = 0
+    tokens_out: NonNeg = 0
+    messages: NonNeg = 0
+    conversation_started: bool = False
+    credits_micro: NonNeg = 0
+    occurred_at_ms: EpochMs
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class UsageBatchRecord(WireRecord):
+    schema_name: ClassVar[str] = "UsageBatch"
+
+    batch_id: Id
+    producer: str = ""
+    sent_at_ms: EpochMs
+    events: list[UsageEventRecord]
+
+
+class CapStatusRecord(WireRecord):
+    schema_name: ClassVar[str] = "CapStatus"
+
+    period: CapPeriod
+    period_key: str
+    resumes_at_ms: EpochMs
+
+
+class EnforcementStateRecord(WireRecord):
+    schema_name: ClassVar[str] = "EnforcementState"
+
+    account_id: Id
+    bot_id: Id
+    version: NonNeg
+    updated_at_ms: EpochMs
+    blocked_until_ms: int | None = None
+    block_policy_id: str | None = None
+    model: str
+    downgraded_until_ms: int | None = None
+    batching_interval_s: Annotated[int, Field(ge=1)] = 3
+    throttled_until_ms: int | None = None
+    throttle_reason: str | None = None
+    caps: dict[Category, CapStatusRecord] = Field(default_factory=dict)
+    plan: str = "free"
+    fallback_text_daily: str = ""
+    fallback_text_monthly: str = ""
+
+
+class AlertActionRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    recipients: list[str] = Field(default_factory=list)
+
+
+class BlockActionRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    duration_seconds: Annotated[int, Field(gt=0)]
+
+
+class PolicyRecord(WireRecord):
+    schema_name: ClassVar[str] = "Policy"
+
+    policy_id: Id
+    account_id: Id
+    name: str = ""
+    metric: Literal["tokens", "messages", "conversations", "credits"]
+    threshold: Annotated[int, Field(gt=0)]
+    window_seconds: Annotated[int, Field(ge=60, le=31 * 86_400)]
+    scope: Literal["bot", "account_each_bot", "account_total"]
+    bot_id: str | None = None
+    category: Category | None = None
+    alert: AlertActionRecord | None = None
+    block: BlockActionRecord | None = None
+    enabled: bool = True
+    version: NonNeg = 0
+    updated_at_ms: EpochMs = 0
+
+
+class CategoryCapsRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    daily_micro: NonNeg | None = None
+    monthly_micro: NonNeg | None = None
+
+
+class TenantSettingsRecord(WireRecord):
+    schema_name: ClassVar[str] = "TenantSettings"
+
+    account_id: Id
+    timezone: str = "UTC"
+    language: Literal["en", "ur", "ms", "ar", "bn", "id", "zh"] = "en"
+    plan: Literal["free", "starter", "pro", "enterprise"] = "free"
+    owner_email: str = ""
+    caps: dict[Category, CategoryCapsRecord] = Field(default_factory=dict)
+    fallback_message: str = Field(default="", max_length=1000)
+    auto_downgrade: bool = False
+    premium_model: str = "claude-sonnet-4-6"
+    downgrade_model: str = "claude-haiku"
+    throttle: Literal["off", "smart", "strict"] = "smart"
+    version: NonNeg = 0
+    updated_at_ms: EpochMs = 0
+
+
+class NotificationRecord(WireRecord):
+    schema_name: ClassVar[str] = "Notification"
+
+    notification_id: Id
+    account_id: Id
+    kind: str
+    policy_id: str | None = None
+    recipients: list[str] = Field(default_factory=list)
+    subject: str
+    body: str
+    created_at_ms: EpochMs
+    window_start_ms: int | None = None
+
+
+class CapHitRecord(WireRecord):
+    schema_name: ClassVar[str] = "CapHit"
+
+    hit_id: Id
+    account_id: Id
+    bot_id: Id
+    conversation_id: Id
+    category: Category
+    period: CapPeriod
+    period_key: str
+    occurred_at_ms: EpochMs
+
+
+class FeedRowRecord(WireRecord):
+    schema_name: ClassVar[str] = "FeedRow"
+
+    account_id: Id
+    bot_id: Id
+    conversation_id: Id
+    local_day: str
+    category: Category
+    period: CapPeriod
+    attempts: Annotated[int, Field(ge=1)]
+    message: str
+    cta: str | None = None
+
+
+class DeadLetterRecord(WireRecord):
+    schema_name: ClassVar[str] = "DeadLetter"
+
+    source_topic: str
+    partition: int
+    offset: int
+    reason: str
+    error: str
+    raw_key: bytes | None = None
+    raw_value: bytes | None = None
+    at_ms: EpochMs

@@ -1,0 +1,128 @@
+"""Every capstream topic in one place: names, partitions, configs, and idempotent creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from capstream.errors import CapstreamError
+from capstream.streams.settings import Settings
+
+_DAY_MS = 86_400_000
+_COMPACTED = {
+    "cleanup.policy": "compact",
+    "min.cleanable.dirty.ratio": "0.1",
+    "segment.ms": str(3_600_000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic: its full name, partition count, and broker configs."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic names of one deployment (all share ``settings.topic_prefix``)."""
+
+    prefix: str = "capstream"
+
+    @property
+    def usage(self) -> str:
+        return f"{self.prefix}.usage"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}.control"
+
+    @property
+    def policies(self) -> str:
+        return f"{self.prefix}.policies"
+
+    @property
+    def tenants(self) -> str:
+        return f"{self.prefix}.tenants"
+
+    @property
+    def notifications(self) -> str:
+        return f"{self.prefix}.notifications"
+
+    @property
+    def caphits(self) -> str:
+        return f"{self.prefix}.caphits"
+
+    @property
+    def feed(self) -> str:
+        return f"{self.prefix}.feed"
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        """The dead-letter topic of ``topic``."""
+        return f"{topic}.dlq"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic capstream uses, with the partitions and configs it needs."""
+    t = Topics(settings.topic_prefix)
+    week = {"retention.ms": str(7 * _DAY_MS)}
+    data = settings.usage_partitions
+    specs = [
+        TopicSpec(t.usage, data, week, "UsageBatch records keyed by account_id (murmur2)"),
+        TopicSpec(
+            t.control,
+            settings.control_partitions,
+            dict(_COMPACTED),
+            "EnforcementState per account_id/bot_id, latest wins",
+        ),
+        TopicSpec(t.policies, 1, dict(_COMPACTED), "Policy per account_id/policy_id"),
+        TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
+        TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
+        TopicSpec(t.caphits, data, week, "CapHit keyed by account_id"),
+        TopicSpec(
+            t.feed,
+            data,
+            dict(_COMPACTED),
+            "FeedRow per account_id/bot_id/conversation_id/local_day",
+        ),
+    ]
+    for source in (t.usage, t.caphits, t.notifications, t.policies, t.tenants):
+        specs.append(
+            TopicSpec(
+                Topics.dlq(source),
+                1,
+                {"retention.ms": str(30 * _DAY_MS)},
+                f"records of {source} that failed to decode or validate",
+            )
+        )
+    return specs
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+    """Create every missing topic; return ``{name: "created" | "exists"}``. Idempotent."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({**settings.librdkafka_config(), "log_level": 0})
+    specs = topic_specs(settings)
+    rf = settings.replication_factor
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, rf, config=s.config) for s in specs],
+        request_timeout=timeout,
+    )
+    outcome: dict[str, str] = {}
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=timeout)
+            outcome[name] = "created"
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+            else:
+                raise CapstreamError(f"could not create topic {name}: {err.str()}") from exc
+    return outcome
