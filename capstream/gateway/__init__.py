@@ -1,0 +1,1 @@
+"""capstream.gateway."""

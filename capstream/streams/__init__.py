@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by every process: settings, topics, codecs, the local broker."""
