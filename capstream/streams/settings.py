@@ -52,6 +52,27 @@ class Settings(BaseSettings):
     )
     clickhouse_password: SecretStr | None = None
 
+    # Policy API (capstream api) and notifier (capstream notifier).
+    api_host: str = Field(default="127.0.0.1", description="Address the Policy API binds to.")
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_admin_key: SecretStr | None = Field(
+        default=None,
+        description="Admin key of the Policy API; unset = generated once, stored hashed.",
+    )
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = Field(default="capstream@localhost", description="From: of every email.")
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_url: str | None = Field(default=None, description="POST every notification here.")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key.")
+    notify_expire_s: int = Field(
+        default=86_400, ge=1, description="Give up on a notification this long after creation."
+    )
+    notify_max_backoff_s: float = Field(default=300.0, gt=0)
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_has_ports(cls, value: str | None) -> str | None:
