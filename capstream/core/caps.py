@@ -1,0 +1,145 @@
+"""Credit caps per category, auto-downgrade, and the adaptive throttle's two triggers.
+
+Rules (amounts in micro-credits, periods in the tenant's timezone):
+
+* A category is capped when its month total reaches the monthly cap (resumes at local 00:00
+  on the 1st of next month) or its day total reaches the daily cap (resumes at the next local
+  midnight). When both are reached the monthly cap is the one reported (it is the more real
+  one, and the one that still holds after midnight). A cap of 0 switches the category off.
+* Auto-downgrade (Pro/Enterprise, when on): once the day's text credits reach 80% of the
+  daily text cap, the downgrade model replaces the premium model until local midnight.
+* Smart throttle, budget at risk: for a category not yet capped, the day total plus the last
+  hour's burn rate times the time left in the day reaches the daily cap, or the month total
+  plus the last 24 hours' rate times the time left in the month reaches the monthly cap.
+  The throttle then holds for 15 minutes, and is re-armed by the next at-risk event.
+* Smart throttle, loop suspected: one conversation sends more than 20 messages within 60
+  seconds. The bot is throttled for 10 minutes, re-armed by the next such burst.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capstream.core.messages import fallback_text
+from capstream.core.models import (
+    CATEGORIES,
+    DOWNGRADE_PLANS,
+    FAST_BATCHING_S,
+    THROTTLED_BATCHING_S,
+    CapPeriod,
+    CapStatus,
+    TenantSettings,
+    Throttle,
+)
+from capstream.core.usage import AccountUsage, BotUsage
+
+DOWNGRADE_PERCENT = 80
+LOOP_MESSAGES_PER_MINUTE = 20
+LOOP_WINDOW_MS = 60_000
+LOOP_HOLD_MS = 10 * 60_000
+LOOP_TRACKED_CONVERSATIONS = 256
+RISK_HOLD_MS = 15 * 60_000
+RATE_SHORT_MS = 3_600_000
+RATE_LONG_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsView:
+    """What the hot path needs from :class:`TenantSettings`, computed once per settings."""
+
+    settings: TenantSettings
+    daily: tuple[int | None, ...]
+    monthly: tuple[int | None, ...]
+    has_caps: tuple[bool, ...]
+    downgrade_at: int | None
+    fallback_daily: str
+    fallback_monthly: str
+    smart: bool
+    batching_s: int
+    budget_rings: tuple[tuple[int, int], ...]
+
+
+def view_of(settings: TenantSettings) -> SettingsView:
+    """Derive the :class:`SettingsView` of ``settings``."""
+    caps = [settings.caps.get(c) for c in CATEGORIES]
+    daily = tuple(c.daily_micro if c is not None else None for c in caps)
+    monthly = tuple(c.monthly_micro if c is not None else None for c in caps)
+    has_caps = tuple(d is not None or m is not None for d, m in zip(daily, monthly, strict=True))
+    text_daily = daily[0]
+    downgrade_at = None
+    if settings.auto_downgrade and settings.plan in DOWNGRADE_PLANS and text_daily is not None:
+        downgrade_at = -(-text_daily * DOWNGRADE_PERCENT // 100)
+    smart = settings.throttle == Throttle.SMART
+    strict = settings.throttle == Throttle.STRICT
+    budget: list[tuple[int, int]] = []
+    if smart:
+        for ci, capped in enumerate(has_caps):
+            if capped:
+                budget += [(4 + ci, RATE_SHORT_MS), (4 + ci, RATE_LONG_MS)]
+    template, lang = settings.fallback_message, settings.language
+    return SettingsView(
+        settings=settings,
+        daily=daily,
+        monthly=monthly,
+        has_caps=has_caps,
+        downgrade_at=downgrade_at,
+        fallback_daily=fallback_text(template, lang, CapPeriod.DAILY),
+        fallback_monthly=fallback_text(template, lang, CapPeriod.MONTHLY),
+        smart=smart,
+        batching_s=THROTTLED_BATCHING_S if strict else FAST_BATCHING_S,
+        budget_rings=tuple(budget),
+    )
+
+
+def cap_status(view: SettingsView, ci: int, usage: AccountUsage) -> CapStatus | None:
+    """The cap category ``ci`` is under now, if any (monthly wins when both are reached)."""
+    cap = view.monthly[ci]
+    if cap is not None and usage.month[4 + ci] >= cap:
+        return CapStatus(CapPeriod.MONTHLY.value, usage.month_key, usage.month_end_ms)
+    cap = view.daily[ci]
+    if cap is not None and usage.day[4 + ci] >= cap:
+        return CapStatus(CapPeriod.DAILY.value, usage.day_key, usage.day_end_ms)
+    return None
+
+
+def downgraded_until(view: SettingsView, usage: AccountUsage) -> int | None:
+    """Local midnight if today's text credits reached the downgrade point, else None."""
+    at = view.downgrade_at
+    if at is not None and usage.day[4] >= at:
+        return usage.day_end_ms
+    return None
+
+
+def budget_at_risk(view: SettingsView, usage: AccountUsage, ci: int, now: int) -> bool:
+    """Does the burn rate of category ``ci`` project reaching a cap before its period ends?"""
+    series = 4 + ci
+    cap = view.daily[ci]
+    total = usage.day[series]
+    if cap is not None and total < cap:
+        ring = usage.rings.get((series, RATE_SHORT_MS))
+        burned = ring.total if ring is not None else 0
+        if total * RATE_SHORT_MS + burned * (usage.day_end_ms - now) >= cap * RATE_SHORT_MS:
+            return True
+    cap = view.monthly[ci]
+    total = usage.month[series]
+    if cap is not None and total < cap:
+        ring = usage.rings.get((series, RATE_LONG_MS))
+        burned = ring.total if ring is not None else 0
+        if total * RATE_LONG_MS + burned * (usage.month_end_ms - now) >= cap * RATE_LONG_MS:
+            return True
+    return False
+
+
+def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -> bool:
+    """Record ``messages`` at ``t``; True if the conversation sent > 20 in the last 60 s."""
+    loops = bot.loops
+    stamps = loops.get(conversation_id)
+    if stamps is None:
+        if len(loops) >= LOOP_TRACKED_CONVERSATIONS:
+            del loops[next(iter(loops))]
+        stamps = loops[conversation_id] = []
+    keep = LOOP_MESSAGES_PER_MINUTE + 1
+    stamps.extend([t] * min(messages, keep))
+    if len(stamps) > keep:
+        del stamps[: len(stamps) - keep]
+    return len(stamps) == keep and t - min(stamps) < LOOP_WINDOW_MS

@@ -1,0 +1,89 @@
+"""Derive a bot's enforcement state from usage state and settings; version it on change.
+
+The state is a pure function of: the bot's own block and loop throttle, the account's
+block (``account_total`` policies), caps, downgrade and budget throttle, and the tenant's
+settings. A new state (version + 1) is produced only when that content changes.
+"""
+
+from __future__ import annotations
+
+from capstream.core.caps import SettingsView
+from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
+    THROTTLED_BATCHING_S,
+    CapStatus,
+    EnforcementState,
+    Throttle,
+)
+from capstream.core.usage import AccountUsage, BotUsage, UsageBase
+
+Content = tuple[
+    int | None, str | None, str, int | None, int, int | None, str | None,
+    dict[str, CapStatus], str, str, str, str,
+]  # fmt: skip
+
+
+def _content(e: EnforcementState) -> Content:
+    return (
+        e.blocked_until_ms, e.block_policy_id, e.model, e.downgraded_until_ms,
+        e.batching_interval_s, e.throttled_until_ms, e.throttle_reason, e.caps, e.plan,
+        e.fallback_text_daily, e.fallback_text_monthly, e.premium_model,
+    )  # fmt: skip
+
+
+def derive(
+    account: AccountUsage,
+    bot: BotUsage | None,
+    view: SettingsView,
+    caps: dict[str, CapStatus],
+    now: int,
+) -> EnforcementState | None:
+    """Recompute the enforcement state of ``bot`` (None: the account-wide ``*`` state).
+
+    Stores it on the usage state and returns it if its content changed, else returns None.
+    ``caps`` is the account's current caps (shared, read-only).
+    """
+    settings = view.settings
+    blocked, block_pid = None, None
+    if bot is not None and bot.blocked_until_ms is not None and bot.blocked_until_ms > now:
+        blocked, block_pid = bot.blocked_until_ms, bot.block_policy_id
+    until = account.blocked_until_ms
+    if until is not None and until > now and (blocked is None or until > blocked):
+        blocked, block_pid = until, account.block_policy_id
+
+    downgraded = account.downgraded_until_ms
+    if downgraded is not None and downgraded <= now:
+        downgraded = None
+    model = settings.downgrade_model if downgraded is not None else settings.premium_model
+
+    batching = view.batching_s
+    throttled, reason = None, None
+    if settings.throttle == Throttle.STRICT:
+        reason = "strict"
+    elif view.smart:
+        risk = account.risk_until_ms
+        if risk is not None and risk > now:
+            throttled, reason = risk, "budget_at_risk"
+        loop = bot.loop_until_ms if bot is not None else None
+        if loop is not None and loop > now and (throttled is None or loop > throttled):
+            throttled, reason = loop, "loop_suspected"
+        if throttled is not None:
+            batching = THROTTLED_BATCHING_S
+
+    content: Content = (
+        blocked, block_pid, model, downgraded, batching, throttled, reason, caps,
+        settings.plan, view.fallback_daily, view.fallback_monthly, settings.premium_model,
+    )  # fmt: skip
+    usage: UsageBase = bot if bot is not None else account
+    prev = usage.enforcement
+    if prev is not None and _content(prev) == content:
+        return None
+    state = EnforcementState(
+        account.account_id,
+        bot.bot_id if bot is not None else ACCOUNT_WIDE_BOT,
+        prev.version + 1 if prev is not None else 1,
+        now,
+        *content,
+    )
+    usage.enforcement = state
+    return state

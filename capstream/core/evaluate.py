@@ -1,0 +1,464 @@
+"""Entry points of the decision core: evaluate, reevaluate, expire and next_deadline.
+
+``AccountState`` aggregates one account's usage (``AccountUsage``) and its bots'
+(``BotUsage``); each part serialises on its own. Every function mutates the state in place,
+returns it, and returns the :class:`Effects`: the enforcement states that changed (each with
+a higher version) and the notifications to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from capstream.core.caps import (
+    LOOP_HOLD_MS,
+    RISK_HOLD_MS,
+    SettingsView,
+    budget_at_risk,
+    cap_status,
+    downgraded_until,
+    loop_suspected,
+    view_of,
+)
+from capstream.core.enforcement import derive
+from capstream.core.errors import CoreError, EventError, PolicyError
+from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    CapStatus,
+    EnforcementState,
+    Notification,
+    Policy,
+    TenantSettings,
+    UsageEvent,
+)
+from capstream.core.notifications import cap_reached
+from capstream.core.policies import PolicySet, build_watch, check_all, fire
+from capstream.core.usage import DEFAULT_RECENT_IDS, AccountUsage, BotUsage
+
+_NEVER = 1 << 62
+_MAX_INDEX = 1 << 16
+
+
+@dataclass(slots=True)
+class Effects:
+    """What an evaluation changed: enforcement states to publish and notifications to send."""
+
+    enforcement: list[EnforcementState] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    duplicate: bool = False
+    """True when the event was a replay or a resend and changed nothing."""
+
+    def __bool__(self) -> bool:
+        return bool(self.enforcement or self.notifications)
+
+
+class AccountState:
+    """One account's usage state with its bots' states, plus the policies and settings in use.
+
+    ``dirty_bots`` and ``account_dirty`` tell the caller what to write back (see
+    :meth:`take_dirty`).
+    """
+
+    __slots__ = (
+        "account",
+        "account_dirty",
+        "bots",
+        "deadline_ms",
+        "dirty_bots",
+        "policies",
+        "settings",
+        "view",
+    )
+
+    def __init__(
+        self,
+        account_id: str,
+        *,
+        recent_capacity: int = DEFAULT_RECENT_IDS,
+        account: AccountUsage | None = None,
+        bots: Iterable[BotUsage] = (),
+    ) -> None:
+        self.account = account or AccountUsage(account_id, recent_capacity=recent_capacity)
+        if self.account.account_id != account_id:
+            raise CoreError("account usage belongs to another account")
+        self.bots: dict[str, BotUsage] = {}
+        for bot in bots:
+            if bot.account_id != account_id:
+                raise CoreError(f"bot {bot.bot_id!r} belongs to another account")
+            self.bots[bot.bot_id] = bot
+        self.policies: PolicySet | None = None
+        self.settings: TenantSettings | None = None
+        self.view: SettingsView | None = None
+        self.deadline_ms = 0  # run the clock part on first use
+        self.dirty_bots: set[str] = set()
+        self.account_dirty = False
+
+    @classmethod
+    def load(cls, account_bytes: bytes, bot_bytes: Iterable[bytes] = ()) -> AccountState:
+        """Rebuild from the two tables' values (``AccountUsage`` and ``BotUsage`` bytes)."""
+        account = AccountUsage.from_bytes(account_bytes)
+        bots = [BotUsage.from_bytes(b) for b in bot_bytes]
+        return cls(account.account_id, account=account, bots=bots)
+
+    @property
+    def account_id(self) -> str:
+        return self.account.account_id
+
+    def enforcement(self, bot_id: str) -> EnforcementState | None:
+        """The last enforcement state of ``bot_id`` (``*``: the account-wide one)."""
+        usage = self.account if bot_id == ACCOUNT_WIDE_BOT else self.bots.get(bot_id)
+        return usage.enforcement if usage is not None else None
+
+    def take_dirty(self) -> tuple[bool, set[str]]:
+        """(account changed?, ids of bots changed) since the last call; resets both."""
+        dirty = self.account_dirty, self.dirty_bots
+        self.account_dirty, self.dirty_bots = False, set()
+        return dirty
+
+
+Policies = PolicySet | Sequence[Policy]
+
+
+def evaluate(
+    state: AccountState,
+    event: UsageEvent,
+    policies: Policies,
+    settings: TenantSettings,
+    now: int,
+    *,
+    partition: int = -1,
+    offset: int = -1,
+    index: int = 0,
+) -> tuple[AccountState, Effects]:
+    """Apply one usage event and decide; ``(state, effects)``.
+
+    ``partition``/``offset`` give the event's source position and ``index`` its place in a
+    batched record: an event at or below a state's watermark, or whose ``event_id`` is in the
+    recent-id set, changes nothing (``effects.duplicate``). Pass a :class:`PolicySet` (or the
+    same sequence) on every call; a different one triggers :func:`reevaluate` first.
+    Raises :class:`EventError` for an event that cannot be applied (send it to the DLQ).
+    """
+    acct = state.account
+    effects = Effects()
+    if event.account_id != acct.account_id:
+        raise EventError(
+            f"event {event.event_id!r} is for account {event.account_id!r}, not {acct.account_id!r}"
+        )
+    ci = CATEGORY_INDEX.get(event.category)
+    if ci is None:
+        raise EventError(f"event {event.event_id!r}: unknown category {event.category!r}")
+    tokens = event.tokens_in + event.tokens_out
+    msgs, cr = event.messages, event.credits_micro
+    if (event.tokens_in | event.tokens_out | msgs | cr) < 0:
+        raise EventError(f"event {event.event_id!r}: amounts cannot be negative")
+    if not 0 <= index < _MAX_INDEX:
+        raise EventError(f"event index {index} in its record must be in [0, {_MAX_INDEX})")
+
+    if _changed(state, policies, settings):
+        _full(state, policies, settings, now, effects)
+    elif now >= state.deadline_ms:
+        _expire(state, now, effects)
+
+    pos = -1
+    if offset >= 0:
+        pos = offset * _MAX_INDEX + index
+        if acct.seen_position(partition, pos):
+            effects.duplicate = True
+            return state, effects
+        acct.watermarks[partition] = pos
+    eid = event.event_id
+    if eid in acct.recent_ids:
+        effects.duplicate = True
+        return state, effects
+    acct.remember(eid)
+    state.account_dirty = True
+
+    view = state.view
+    assert view is not None
+    notes = effects.notifications
+    t = event.occurred_at_ms
+    if t > now:
+        t = now
+    vec = [tokens, msgs, 1 if event.conversation_started else 0, cr, 0, 0, 0, 0]
+    vec[4 + ci] = cr
+
+    acct_changed = False
+    if now >= acct.day_end_ms or now >= acct.month_end_ms:
+        acct_changed = acct.roll_to(now)
+    acct.add_totals(t, tokens, msgs, vec[2], cr, ci)
+    for series, ring, cps in acct.watch:
+        v = vec[series]
+        if v:
+            total = ring.add(t, v)
+            for cp in cps:
+                if total >= cp.threshold and fire(
+                    cp, acct, ACCOUNT_WIDE_BOT, total, now, settings, notes
+                ):
+                    acct_changed = True
+
+    bot_id = event.bot_id
+    bot = state.bots.get(bot_id)
+    bot_changed = bot is None
+    if bot is None:
+        bot = state.bots[bot_id] = _new_bot(state, bot_id, now)
+    if pos < 0 or not bot.seen_position(partition, pos):
+        if pos >= 0:
+            bot.watermarks[partition] = pos
+        state.dirty_bots.add(bot_id)
+        if now >= bot.day_end_ms or now >= bot.month_end_ms:
+            bot.roll_to(now)
+        bot.add_totals(t, tokens, msgs, vec[2], cr, ci)
+        for series, ring, cps in bot.watch:
+            v = vec[series]
+            if v:
+                total = ring.add(t, v)
+                for cp in cps:
+                    if total >= cp.threshold and fire(cp, bot, bot_id, total, now, settings, notes):
+                        bot_changed = True
+        if msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
+            loop = bot.loop_until_ms
+            if loop is None or loop <= now:
+                bot.loop_until_ms = now + LOOP_HOLD_MS
+                bot_changed = True
+
+    if acct_changed:
+        _refresh_account(state, view, now, notes)
+    if cr and view.has_caps[ci] and _update_category(state, view, ci, now, notes):
+        acct_changed = True
+
+    if acct_changed:
+        _derive_all(state, view, now, effects.enforcement)
+        state.deadline_ms = _deadline(state)
+    elif bot_changed:
+        e = derive(acct, bot, view, acct.caps, now)
+        if e is not None:
+            effects.enforcement.append(e)
+        state.deadline_ms = min(state.deadline_ms, _bot_deadline(bot))
+    if len(effects.enforcement) > 1:
+        _keep_latest(effects.enforcement)
+    return state, effects
+
+
+def reevaluate(
+    state: AccountState, policies: Policies, settings: TenantSettings, now: int
+) -> tuple[AccountState, Effects]:
+    """Decide again without an event (policies or settings changed, or after a restore).
+
+    Lowering a threshold below current usage fires the policy at once; raising a cap lifts
+    it at once.
+    """
+    effects = Effects()
+    _full(state, policies, settings, now, effects)
+    return state, effects
+
+
+def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
+    """Apply what changes by the clock alone: blocks ending, local midnight, the 1st of the
+    month, the throttle ending. Needs the policies and settings of an earlier call."""
+    if state.view is None:
+        raise CoreError("expire() needs settings: call reevaluate() once after loading state")
+    effects = Effects()
+    _expire(state, now, effects)
+    return state, effects
+
+
+def next_deadline(state: AccountState) -> int | None:
+    """The earliest instant (ms) at which :func:`expire` would change something, or None."""
+    deadline = _deadline(state)
+    return None if deadline >= _NEVER else deadline
+
+
+def _changed(state: AccountState, policies: Policies, settings: TenantSettings) -> bool:
+    """Are these policies or settings different from the ones in use? (identity first)"""
+    if settings is not state.settings:
+        if state.settings is None or settings != state.settings:
+            return True
+        state.settings = settings  # equal: adopt it so the next call is an identity check
+    current = state.policies
+    if policies is current:
+        return False
+    if current is None:
+        return True
+    if isinstance(policies, PolicySet):
+        return policies != current
+    return tuple(policies) != current.policies
+
+
+def _new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
+    assert state.policies is not None
+    bot = BotUsage(state.account.account_id, timezone=state.account.timezone, bot_id=bot_id)
+    bot.roll_to(now)
+    build_watch(bot, state.policies.for_bot(bot_id))
+    return bot
+
+
+def _full(
+    state: AccountState, policies: Policies, settings: TenantSettings, now: int, effects: Effects
+) -> None:
+    """Adopt ``policies`` and ``settings`` and decide everything again."""
+    acct = state.account
+    if settings.account_id != acct.account_id:
+        raise CoreError(
+            f"settings are for account {settings.account_id!r}, not {acct.account_id!r}"
+        )
+    if not isinstance(policies, PolicySet):
+        policies = PolicySet(policies)
+    if policies.account_id not in (None, acct.account_id):
+        raise PolicyError(f"policies are for account {policies.account_id!r}")
+    state.policies, state.settings = policies, settings
+    view = state.view = view_of(settings)
+    notes = effects.notifications
+    acct.set_timezone(settings.timezone, now)
+    acct.roll_to(now)
+    build_watch(acct, policies.total, view.budget_rings)
+    check_all(acct, ACCOUNT_WIDE_BOT, now, settings, notes)
+    for bot_id, bot in state.bots.items():
+        bot.set_timezone(settings.timezone, now)
+        bot.roll_to(now)
+        build_watch(bot, policies.for_bot(bot_id))
+        check_all(bot, bot_id, now, settings, notes)
+    _refresh_account(state, view, now, notes)
+    _derive_all(state, view, now, effects.enforcement)
+    state.account_dirty = True
+    state.dirty_bots.update(state.bots)
+    state.deadline_ms = _deadline(state)
+
+
+def _expire(state: AccountState, now: int, effects: Effects) -> None:
+    view = state.view
+    assert view is not None
+    acct = state.account
+    changed_bots: list[BotUsage] = []
+    for bot in state.bots.values():
+        changed = False
+        if bot.blocked_until_ms is not None and bot.blocked_until_ms <= now:
+            bot.blocked_until_ms = bot.block_policy_id = None
+            changed = True
+        if bot.loop_until_ms is not None and bot.loop_until_ms <= now:
+            bot.loop_until_ms = None
+            changed = True
+        if now >= bot.day_end_ms or now >= bot.month_end_ms:
+            bot.roll_to(now)
+            changed = True
+        if changed:
+            changed_bots.append(bot)
+            state.dirty_bots.add(bot.bot_id)
+    rolled = now >= acct.day_end_ms or now >= acct.month_end_ms
+    if rolled:
+        acct.roll_to(now)
+    if _refresh_account(state, view, now, effects.notifications) or rolled:
+        _derive_all(state, view, now, effects.enforcement)
+    else:
+        for bot in changed_bots:
+            e = derive(acct, bot, view, acct.caps, now)
+            if e is not None:
+                effects.enforcement.append(e)
+    state.deadline_ms = _deadline(state)
+
+
+def _refresh_account(
+    state: AccountState, view: SettingsView, now: int, notes: list[Notification]
+) -> bool:
+    """Recompute every account-level input of enforcement; True if any changed."""
+    acct = state.account
+    changed = False
+    caps = {}
+    for ci, cat in enumerate(CATEGORIES):
+        status = cap_status(view, ci, acct)
+        if status is not None:
+            caps[cat] = status
+            if acct.caps.get(cat) != status:
+                notes.append(_cap_note(view, cat, status, now))
+    if caps != acct.caps:
+        acct.caps = caps
+        changed = True
+    downgraded = downgraded_until(view, acct)
+    if downgraded != acct.downgraded_until_ms:
+        acct.downgraded_until_ms = downgraded
+        changed = True
+    risk = acct.risk_until_ms
+    if risk is not None and (risk <= now or not view.smart):
+        acct.risk_until_ms = None
+        changed = True
+    if acct.blocked_until_ms is not None and acct.blocked_until_ms <= now:
+        acct.blocked_until_ms = acct.block_policy_id = None
+        changed = True
+    if changed:
+        state.account_dirty = True
+    return changed
+
+
+def _update_category(
+    state: AccountState, view: SettingsView, ci: int, now: int, notes: list[Notification]
+) -> bool:
+    """After credits of category ``ci`` were added: new cap, downgrade or budget risk?"""
+    acct = state.account
+    changed = False
+    status = cap_status(view, ci, acct)
+    if status is not None:
+        cat = CATEGORIES[ci]
+        if acct.caps.get(cat) != status:
+            acct.caps = {**acct.caps, cat: status}
+            notes.append(_cap_note(view, cat, status, now))
+            changed = True
+    if ci == 0 and acct.downgraded_until_ms is None:
+        downgraded = downgraded_until(view, acct)
+        if downgraded is not None:
+            acct.downgraded_until_ms = downgraded
+            changed = True
+    if status is None and view.smart:
+        risk = acct.risk_until_ms
+        if (risk is None or risk <= now) and budget_at_risk(view, acct, ci, now):
+            acct.risk_until_ms = now + RISK_HOLD_MS
+            changed = True
+    return changed
+
+
+def _cap_note(view: SettingsView, cat: str, status: CapStatus, now: int) -> Notification:
+    return cap_reached(
+        view.settings, cat, status.period, status.period_key, status.resumes_at_ms, now
+    )
+
+
+def _derive_all(
+    state: AccountState, view: SettingsView, now: int, out: list[EnforcementState]
+) -> None:
+    acct = state.account
+    caps = acct.caps
+    e = derive(acct, None, view, caps, now)
+    if e is not None:
+        out.append(e)
+    for bot in state.bots.values():
+        e = derive(acct, bot, view, caps, now)
+        if e is not None:
+            out.append(e)
+
+
+def _keep_latest(states: list[EnforcementState]) -> None:
+    """One call may derive a bot twice (settings change, then the event): keep the last."""
+    latest = {e.bot_id: e for e in states}
+    states[:] = list(latest.values())
+
+
+def _bot_deadline(bot: BotUsage) -> int:
+    deadline = _NEVER
+    for t in (bot.blocked_until_ms, bot.loop_until_ms):
+        if t is not None and t < deadline:
+            deadline = t
+    return deadline
+
+
+def _deadline(state: AccountState) -> int:
+    acct = state.account
+    deadline = _NEVER
+    for t in (acct.blocked_until_ms, acct.risk_until_ms, acct.downgraded_until_ms):
+        if t is not None and t < deadline:
+            deadline = t
+    for cap in acct.caps.values():
+        deadline = min(deadline, cap.resumes_at_ms)
+    for bot in state.bots.values():
+        deadline = min(deadline, _bot_deadline(bot))
+    return deadline

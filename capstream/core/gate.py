@@ -1,0 +1,158 @@
+"""The gateway's question before each AI call: allow (model, batching), fallback, skip, paused.
+
+Rules, in order:
+
+1. A running policy block: ``paused`` (reason ``policy_block:<policy_id>``).
+2. A capped category (until its ``resumes_at_ms``): text gets the tenant's fallback text
+   once per conversation per cap period (``fallback``), then ``skip``; vision, audio and
+   documents are always skipped silently. Both carry a :class:`CapHit` for the feed row.
+3. Otherwise ``allow``: the downgrade model until ``downgraded_until_ms``, then the premium
+   one; 3-second batching, or 60 s while throttled (strict, or smart while the throttle
+   holds). Throttled, a conversation gets at most one reply per minute: a second call within
+   60 s of the last allowed reply gets ``reply_at_ms`` (hold the batch until then).
+
+The common case (no block, no throttle, category not capped) is answered from verdicts
+precomputed in the :class:`EnforcementState`: one comparison and one dict lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from capstream.core.errors import CoreError
+from capstream.core.messages import cap_reason
+from capstream.core.models import (
+    CATEGORY_INDEX,
+    DEFAULT_PREMIUM_MODEL,
+    FAST_BATCHING_S,
+    THROTTLED_BATCHING_S,
+    CapHit,
+    CapPeriod,
+    Category,
+    EnforcementState,
+    Verdict,
+)
+
+REPLY_SPACING_MS = 60_000
+DEFAULT_LEDGER_ENTRIES = 100_000
+
+
+class FallbackLedger:
+    """What a gateway remembers between calls, in bounded memory.
+
+    Which (account, bot, conversation, cap period) already got the fallback text, and, while
+    throttled, when each conversation last got a reply. Each map keeps at most
+    ``max_entries`` keys and forgets the oldest first (a forgotten conversation may get the
+    fallback text once more).
+    """
+
+    __slots__ = ("_replies", "_sent", "max_entries")
+
+    def __init__(self, max_entries: int = DEFAULT_LEDGER_ENTRIES) -> None:
+        if max_entries < 1:
+            raise CoreError("a fallback ledger needs room for at least one entry")
+        self.max_entries = max_entries
+        self._sent: dict[tuple[str, str, str, str], None] = {}
+        self._replies: dict[tuple[str, str, str], int] = {}
+
+    def claim_fallback(self, key: tuple[str, str, str, str]) -> bool:
+        """True the first time ``key`` is claimed (send the text), False afterwards."""
+        sent = self._sent
+        if key in sent:
+            return False
+        sent[key] = None
+        if len(sent) > self.max_entries:
+            del sent[next(iter(sent))]
+        return True
+
+    def last_reply(self, key: tuple[str, str, str]) -> int | None:
+        """When the conversation ``key`` last got an allowed reply while throttled."""
+        return self._replies.get(key)
+
+    def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
+        replies = self._replies
+        replies.pop(key, None)  # re-insert: the most recent stays last
+        replies[key] = at_ms
+        if len(replies) > self.max_entries:
+            del replies[next(iter(replies))]
+
+    def __len__(self) -> int:
+        return len(self._sent) + len(self._replies)
+
+
+def gate(
+    state: EnforcementState,
+    category: str,
+    conversation_id: str,
+    now: int,
+    ledger: FallbackLedger,
+) -> Verdict:
+    """Decide one AI call of ``category`` in ``conversation_id`` at ``now`` (epoch ms)."""
+    if now < state._fast_until_ms:
+        verdict = state._fast.get(category)
+        if verdict is not None:
+            return verdict
+    return _gate_slow(state, category, conversation_id, now, ledger)
+
+
+def _gate_slow(
+    s: EnforcementState, category: str, conversation_id: str, now: int, ledger: FallbackLedger
+) -> Verdict:
+    if category not in CATEGORY_INDEX:
+        raise CoreError(f"unknown category {category!r}: use one of {list(CATEGORY_INDEX)}")
+    blocked = s.blocked_until_ms
+    if blocked is not None and now < blocked:
+        return s._paused
+    cap = s.caps.get(category)
+    if cap is not None and now < cap.resumes_at_ms:
+        hit = CapHit(
+            s.account_id,
+            s.bot_id,
+            conversation_id,
+            category,
+            cap.period,
+            cap.period_key,
+            now,
+            _hit_id(s.bot_id, conversation_id, category, now),
+        )
+        reason = cap_reason(cap.period, category)
+        if category == Category.TEXT and ledger.claim_fallback(
+            (s.account_id, s.bot_id, conversation_id, cap.period_key)
+        ):
+            monthly = cap.period == CapPeriod.MONTHLY
+            text = s.fallback_text_monthly if monthly else s.fallback_text_daily
+            return Verdict("fallback", None, 0, text, reason, hit)
+        return Verdict("skip", None, 0, None, reason, hit)
+
+    downgraded = s.downgraded_until_ms
+    if downgraded is None:
+        model, reason_parts = s.model, []
+    elif now < downgraded:
+        model, reason_parts = s.model, ["downgraded"]
+    else:  # local midnight passed before a new state arrived: premium again
+        model, reason_parts = s.premium_model or DEFAULT_PREMIUM_MODEL, []
+    throttled_until = s.throttled_until_ms
+    throttled = s.batching_interval_s >= THROTTLED_BATCHING_S and (
+        throttled_until is None or now < throttled_until
+    )
+    if not throttled:
+        return Verdict("allow", model, FAST_BATCHING_S, None, _join(reason_parts), None)
+    reason_parts.append(f"throttled:{s.throttle_reason}")
+    key = (s.account_id, s.bot_id, conversation_id)
+    last = ledger.last_reply(key)
+    if last is not None and now - last < REPLY_SPACING_MS:
+        return Verdict(
+            "allow", model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
+            last + REPLY_SPACING_MS,
+        )  # fmt: skip
+    ledger.record_reply(key, now)
+    return Verdict("allow", model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
+
+
+def _join(parts: list[str]) -> str | None:
+    return ";".join(parts) if parts else None
+
+
+def _hit_id(bot_id: str, conversation_id: str, category: str, now: int) -> str:
+    raw = f"{bot_id}\x1f{conversation_id}\x1f{category}\x1f{now}".encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()

@@ -1,0 +1,131 @@
+"""Notifications with deterministic ids: policy alerts, cap reached, top-up requests."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from capstream.core.errors import PlanError
+from capstream.core.messages import panel_cta
+from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
+    CapPeriod,
+    Notification,
+    Plan,
+    Policy,
+    TenantSettings,
+)
+
+
+def notification_id(*parts: str | int) -> str:
+    """A stable id from ``parts`` (the notifier sends each id once)."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def owner_recipients(settings: TenantSettings | None) -> tuple[str, ...]:
+    """The account owner as a recipient list; empty when unknown (the notifier resolves it)."""
+    return (settings.owner_email,) if settings is not None and settings.owner_email else ()
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}" + ("s" if n != 1 else "")
+    return f"{seconds} seconds"
+
+
+def policy_alert(
+    policy: Policy,
+    bot_id: str,
+    total: int,
+    window_start_ms: int,
+    now: int,
+    settings: TenantSettings | None,
+    blocked_until_ms: int | None,
+) -> Notification:
+    """The email for a crossed policy threshold; one id per (policy, bot, fixed window)."""
+    assert policy.alert is not None
+    who = "all bots of the account" if bot_id == ACCOUNT_WIDE_BOT else f"bot {bot_id}"
+    metric = policy.metric if policy.category is None else f"{policy.category} {policy.metric}"
+    lines = [
+        f"Usage policy '{policy.name or policy.policy_id}' was crossed by {who}.",
+        f"{metric}: {total} in the last {_duration(policy.window_seconds)} "
+        f"(threshold {policy.threshold}).",
+    ]
+    if blocked_until_ms is not None:
+        lines.append(f"The bot is paused until {_iso(blocked_until_ms)}; it resumes by itself.")
+    else:
+        lines.append("No block is configured: this is a heads-up only.")
+    lines.append(f"You get at most one alert per {_duration(policy.window_seconds)} for it.")
+    return Notification(
+        notification_id=notification_id("policy", policy.policy_id, bot_id, window_start_ms),
+        account_id=policy.account_id,
+        kind="policy_alert",
+        policy_id=policy.policy_id,
+        recipients=policy.alert.recipients or owner_recipients(settings),
+        subject=f"Usage policy '{policy.name or policy.policy_id}' triggered ({who})",
+        body="\n".join(lines),
+        created_at_ms=now,
+        window_start_ms=window_start_ms,
+    )
+
+
+def cap_reached(
+    settings: TenantSettings, category: str, period: str, period_key: str, resumes_at_ms: int,
+    now: int,
+) -> Notification:  # fmt: skip
+    """Tell the owner a credit cap was reached; one id per (category, period, period key)."""
+    cta = panel_cta(settings.plan, period)
+    when = "at local midnight" if period == CapPeriod.DAILY else "on the 1st of next month"
+    body = (
+        f"The {period} {category} AI credit cap of {period_key} is reached. {category.title()} "
+        f"AI pauses until {_iso(resumes_at_ms)} ({when})."
+    )
+    if cta is not None:
+        body += f" {cta}"
+    return Notification(
+        notification_id=notification_id("cap", settings.account_id, category, period, period_key),
+        account_id=settings.account_id,
+        kind="cap_reached",
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=f"{period.title()} {category} AI credit cap reached",
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+    )
+
+
+def topup_request(
+    settings: TenantSettings, category: str, period: str, requested_by: str, now: int,
+    note: str = "",
+) -> Notification:  # fmt: skip
+    """The 'Request top-up' email to the account admin (paid plans only).
+
+    Raises :class:`PlanError` on the free plan, whose call to action is to upgrade instead.
+    The id is stable per (account, category, period, requester, minute) so a double click
+    sends one email.
+    """
+    if settings.plan == Plan.FREE:
+        raise PlanError("top-ups are for paid plans: upgrade to Starter to raise the cap")
+    body = f"{requested_by} asks for a top-up of the {period} {category} AI credit cap."
+    if note:
+        body += f"\n\nNote: {note}"
+    return Notification(
+        notification_id=notification_id(
+            "topup", settings.account_id, category, period, requested_by, now // 60_000
+        ),
+        account_id=settings.account_id,
+        kind="topup_request",
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=f"Top-up requested: {period} {category} AI credits",
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+    )

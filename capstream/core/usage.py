@@ -1,0 +1,319 @@
+"""Usage state per (account, bot) and per account: calendar totals, rings, idempotence, bytes.
+
+Series (what is counted), by index: 0 tokens (in + out), 1 messages, 2 conversations
+(started), 3 credits of every category, 4-7 credits of text, vision, audio, documents.
+Calendar totals are kept for the tenant's current local day and month by event time; an event
+from an earlier day than the current one (a late arrival) is not added to the day total.
+Rolling windows exist only for the (series, window) pairs current policies and the smart
+throttle need; a window starts counting when first needed.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from capstream.core.codec import Reader, Writer
+from capstream.core.errors import StateFormatError
+from capstream.core.models import (
+    CATEGORY_INDEX,
+    CapStatus,
+    EnforcementState,
+    Metric,
+)
+from capstream.core.periods import day_period, month_period
+from capstream.core.windows import Ring
+
+if TYPE_CHECKING:
+    from capstream.core.policies import CompiledPolicy
+
+N_SERIES = 8
+SERIES_CREDITS = 3
+_METRIC_SERIES = {Metric.TOKENS: 0, Metric.MESSAGES: 1, Metric.CONVERSATIONS: 2}
+_BOT_HEADER = b"CSUB\x01"
+_ACCOUNT_HEADER = b"CSUA\x01"
+DEFAULT_RECENT_IDS = 512
+
+Watch = list[tuple[int, Ring, tuple["CompiledPolicy", ...]]]
+
+
+def series_of(metric: str, category: str | None) -> int:
+    """Index of the series a policy on ``metric`` (and credits ``category``) watches."""
+    if metric == Metric.CREDITS:
+        return SERIES_CREDITS if category is None else 4 + CATEGORY_INDEX[category]
+    return _METRIC_SERIES[Metric(metric)]
+
+
+@dataclass(slots=True)
+class UsageBase:
+    """What bot and account usage share: calendar totals, rings, watermarks, policy state."""
+
+    account_id: str
+    timezone: str = "UTC"
+    day_key: str = ""
+    day_start_ms: int = 0
+    day_end_ms: int = 0
+    month_key: str = ""
+    month_start_ms: int = 0
+    month_end_ms: int = 0
+    day: list[int] = field(default_factory=lambda: [0] * N_SERIES)
+    month: list[int] = field(default_factory=lambda: [0] * N_SERIES)
+    rings: dict[tuple[int, int], Ring] = field(default_factory=dict)
+    watermarks: dict[int, int] = field(default_factory=dict)
+    """Per source partition, the highest position applied (offset * 65536 + index)."""
+    alerted: dict[str, int] = field(default_factory=dict)
+    """Per policy, the last fixed window (now // window) an alert was sent for."""
+    blocked_until_ms: int | None = None
+    block_policy_id: str | None = None
+    enforcement: EnforcementState | None = None
+    """The last enforcement state emitted for this bot (or the account-wide one)."""
+    watch: Watch = field(default_factory=list, compare=False, repr=False)
+
+    def add_totals(self, t: int, tokens: int, msgs: int, conv: int, cr: int, ci: int) -> bool:
+        """Add an event at time ``t`` to the day and month totals; True if a period rolled."""
+        rolled = False
+        if t >= self.day_end_ms:
+            self._set_day(t, reset=True)
+            rolled = True
+        if t >= self.day_start_ms:
+            d = self.day
+            d[0] += tokens
+            d[1] += msgs
+            d[2] += conv
+            if cr:
+                d[3] += cr
+                d[4 + ci] += cr
+        if t >= self.month_end_ms:
+            self._set_month(t, reset=True)
+            rolled = True
+        if t >= self.month_start_ms:
+            m = self.month
+            m[0] += tokens
+            m[1] += msgs
+            m[2] += conv
+            if cr:
+                m[3] += cr
+                m[4 + ci] += cr
+        return rolled
+
+    def roll_to(self, now: int) -> bool:
+        """Start a new day or month if ``now`` is past the current one; True if one rolled."""
+        rolled = False
+        if now >= self.day_end_ms:
+            self._set_day(now, reset=True)
+            rolled = True
+        if now >= self.month_end_ms:
+            self._set_month(now, reset=True)
+            rolled = True
+        return rolled
+
+    def set_timezone(self, tz: str, now: int) -> None:
+        """Switch zone: totals carry over when ``now``'s period key is unchanged, else reset."""
+        if tz == self.timezone:
+            return
+        self.timezone = tz
+        old_day, old_month = self.day_key, self.month_key
+        self._set_day(now, reset=False)
+        self._set_month(now, reset=False)
+        if self.day_key != old_day:
+            self.day = [0] * N_SERIES
+        if self.month_key != old_month:
+            self.month = [0] * N_SERIES
+
+    def _set_day(self, t: int, *, reset: bool) -> None:
+        p = day_period(t, self.timezone)
+        self.day_key, self.day_start_ms, self.day_end_ms = p.key, p.start_ms, p.end_ms
+        if reset:
+            self.day = [0] * N_SERIES
+
+    def _set_month(self, t: int, *, reset: bool) -> None:
+        p = month_period(t, self.timezone)
+        self.month_key, self.month_start_ms, self.month_end_ms = p.key, p.start_ms, p.end_ms
+        if reset:
+            self.month = [0] * N_SERIES
+
+    def seen_position(self, partition: int, position: int) -> bool:
+        """True if the source position is at or below this state's watermark."""
+        wm = self.watermarks.get(partition)
+        return wm is not None and position <= wm
+
+    def _write_common(self, w: Writer) -> None:
+        w.text(self.account_id)
+        w.text(self.timezone)
+        for key, start, end in (
+            (self.day_key, self.day_start_ms, self.day_end_ms),
+            (self.month_key, self.month_start_ms, self.month_end_ms),
+        ):
+            w.text(key)
+            w.i64(start)
+            w.i64(end)
+        w.i64s(array("q", self.day))
+        w.i64s(array("q", self.month))
+        w.u32(len(self.watermarks))
+        for p, pos in self.watermarks.items():
+            w.i64(p)
+            w.i64(pos)
+        w.u32(len(self.alerted))
+        for pid, epoch in self.alerted.items():
+            w.text(pid)
+            w.i64(epoch)
+        w.opt_i64(self.blocked_until_ms)
+        w.opt_text(self.block_policy_id)
+        w.u32(len(self.rings))
+        for (series, window_ms), ring in self.rings.items():
+            w.u8(series)
+            w.i64(window_ms)
+            w.i64(ring.head)
+            w.i64s(ring.to_array())
+        _write_enforcement(w, self.enforcement)
+
+    def _read_common(self, r: Reader) -> None:
+        self.timezone = r.text()
+        self.day_key, self.day_start_ms, self.day_end_ms = r.text(), r.i64(), r.i64()
+        self.month_key, self.month_start_ms, self.month_end_ms = r.text(), r.i64(), r.i64()
+        self.day = r.i64s().tolist()
+        self.month = r.i64s().tolist()
+        if len(self.day) != N_SERIES or len(self.month) != N_SERIES:
+            raise StateFormatError("calendar totals have the wrong length")
+        self.watermarks = {r.i64(): r.i64() for _ in range(r.u32())}
+        self.alerted = {r.text(): r.i64() for _ in range(r.u32())}
+        self.blocked_until_ms = r.opt_i64()
+        self.block_policy_id = r.opt_text()
+        rings: dict[tuple[int, int], Ring] = {}
+        for _ in range(r.u32()):
+            series, window_ms, head = r.u8(), r.i64(), r.i64()
+            try:
+                rings[(series, window_ms)] = Ring.restore(window_ms, head, r.i64s())
+            except ValueError as exc:
+                raise StateFormatError(f"a rolling window is corrupt: {exc}") from exc
+        self.rings = rings
+        self.enforcement = _read_enforcement(r)
+
+
+@dataclass(slots=True)
+class BotUsage(UsageBase):
+    """Usage state of one bot (the per-bot table's value)."""
+
+    bot_id: str = ""
+    loop_until_ms: int | None = None
+    """Smart throttle: a conversation of this bot looked like a loop; throttled until then."""
+    loops: dict[str, list[int]] = field(default_factory=dict, compare=False, repr=False)
+    """Per conversation: recent message timestamps (transient; not serialised)."""
+
+    def to_bytes(self) -> bytes:
+        """Versioned compact encoding (``CSUB`` v1)."""
+        w = Writer(_BOT_HEADER)
+        w.text(self.bot_id)
+        self._write_common(w)
+        w.opt_i64(self.loop_until_ms)
+        return w.bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BotUsage:
+        """Decode :meth:`to_bytes` output; raises ``StateFormatError`` on bad data."""
+        r = Reader(data, _BOT_HEADER)
+        bot_id = r.text()
+        u = cls(account_id=r.text(), bot_id=bot_id)
+        u._read_common(r)
+        u.loop_until_ms = r.opt_i64()
+        r.done()
+        return u
+
+
+@dataclass(slots=True)
+class AccountUsage(UsageBase):
+    """Usage state of a whole account (the per-account table's value)."""
+
+    recent_capacity: int = DEFAULT_RECENT_IDS
+    recent_ids: dict[str, None] = field(default_factory=dict)
+    """The last ``recent_capacity`` event ids applied, oldest first (drops client resends)."""
+    caps: dict[str, CapStatus] = field(default_factory=dict)
+    """Categories capped now, as last derived."""
+    downgraded_until_ms: int | None = None
+    risk_until_ms: int | None = None
+    """Smart throttle: the budget looked at risk; throttled until then."""
+
+    def remember(self, event_id: str) -> None:
+        """Add an event id to the bounded recent-id set."""
+        ids = self.recent_ids
+        ids[event_id] = None
+        if len(ids) > self.recent_capacity:
+            del ids[next(iter(ids))]
+
+    def to_bytes(self) -> bytes:
+        """Versioned compact encoding (``CSUA`` v1)."""
+        w = Writer(_ACCOUNT_HEADER)
+        self._write_common(w)
+        w.u32(self.recent_capacity)
+        w.u32(len(self.recent_ids))
+        for eid in self.recent_ids:
+            w.text(eid)
+        w.u32(len(self.caps))
+        for cat, cap in self.caps.items():
+            _write_cap(w, cat, cap)
+        w.opt_i64(self.downgraded_until_ms)
+        w.opt_i64(self.risk_until_ms)
+        return w.bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AccountUsage:
+        """Decode :meth:`to_bytes` output; raises ``StateFormatError`` on bad data."""
+        r = Reader(data, _ACCOUNT_HEADER)
+        u = cls(account_id=r.text())
+        u._read_common(r)
+        u.recent_capacity = r.u32()
+        u.recent_ids = dict.fromkeys(r.text() for _ in range(r.u32()))
+        u.caps = dict(_read_cap(r) for _ in range(r.u32()))
+        u.downgraded_until_ms = r.opt_i64()
+        u.risk_until_ms = r.opt_i64()
+        r.done()
+        return u
+
+
+def _write_cap(w: Writer, cat: str, cap: CapStatus) -> None:
+    w.text(cat)
+    w.text(cap.period)
+    w.text(cap.period_key)
+    w.i64(cap.resumes_at_ms)
+
+
+def _read_cap(r: Reader) -> tuple[str, CapStatus]:
+    return r.text(), CapStatus(r.text(), r.text(), r.i64())
+
+
+def _write_enforcement(w: Writer, e: EnforcementState | None) -> None:
+    if e is None:
+        w.u8(0)
+        return
+    w.u8(1)
+    w.text(e.account_id)
+    w.text(e.bot_id)
+    w.i64(e.version)
+    w.i64(e.updated_at_ms)
+    w.opt_i64(e.blocked_until_ms)
+    w.opt_text(e.block_policy_id)
+    w.text(e.model)
+    w.opt_i64(e.downgraded_until_ms)
+    w.i64(e.batching_interval_s)
+    w.opt_i64(e.throttled_until_ms)
+    w.opt_text(e.throttle_reason)
+    w.u32(len(e.caps))
+    for cat, cap in e.caps.items():
+        _write_cap(w, cat, cap)
+    for s in (e.plan, e.fallback_text_daily, e.fallback_text_monthly, e.premium_model):
+        w.text(s)
+
+
+def _read_enforcement(r: Reader) -> EnforcementState | None:
+    if not r.u8():
+        return None
+    account_id, bot_id, version, updated = r.text(), r.text(), r.i64(), r.i64()
+    blocked, block_pid, model, downgraded = r.opt_i64(), r.opt_text(), r.text(), r.opt_i64()
+    batching, throttled, reason = r.i64(), r.opt_i64(), r.opt_text()
+    caps = dict(_read_cap(r) for _ in range(r.u32()))
+    plan, fb_daily, fb_monthly, premium = r.text(), r.text(), r.text(), r.text()
+    return EnforcementState(
+        account_id, bot_id, version, updated, blocked, block_pid, model, downgraded,
+        batching, throttled, reason, caps, plan, fb_daily, fb_monthly, premium,
+    )  # fmt: skip

@@ -1,0 +1,114 @@
+"""Rolling-window totals in O(1) amortised work per event: bucket rings sized to the window.
+
+A window of ``W`` ms is cut into ``n`` buckets of width ``g = W / n`` ms, with ``n`` the
+smallest divisor of ``W`` from 60 upwards (at most 100, since ``W`` is whole seconds:
+60 buckets when ``W`` is a multiple of 3 s; one-minute buckets for an hour). The ring keeps
+``n + 1`` buckets: the ``n`` whole buckets before the current one and the current one.
+
+Error bound: at instant ``now`` the ring's total counts every amount added at a time in
+``(now - W, now]`` plus what was added in ``[now - W - g, now - W]`` that shares a bucket
+with the window's oldest edge. So ``exact <= total <= exact + usage(now - W - g, now - W]``:
+never under, over by at most one bucket (``W/60``) of the oldest edge. Guardrails may fire
+up to ``g`` early; they never miss usage inside the window.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+MIN_BUCKETS = 60
+
+
+def bucket_width_ms(window_ms: int) -> int:
+    """Bucket width for a window: ``window_ms / n`` with ``n`` the smallest divisor >= 60."""
+    n = MIN_BUCKETS
+    while window_ms % n:
+        n += 1
+    return window_ms // n
+
+
+class Ring:
+    """Bucketed running total over a rolling window of ``window_ms`` milliseconds."""
+
+    __slots__ = ("buckets", "head", "size", "total", "width", "window_ms")
+
+    def __init__(self, window_ms: int) -> None:
+        if window_ms < MIN_BUCKETS:
+            raise ValueError("a rolling window must be at least 60 ms")
+        self.window_ms = window_ms
+        self.width = bucket_width_ms(window_ms)
+        self.size = window_ms // self.width + 1
+        self.buckets = [0] * self.size
+        self.head = -1  # index (time // width) of the newest bucket; -1: nothing yet
+        self.total = 0
+
+    def _advance(self, b: int) -> None:
+        # Move the head to bucket b, zeroing the buckets that fall out of the window.
+        size = self.size
+        if b - self.head >= size:
+            self.buckets = [0] * size
+            self.total = 0
+        else:
+            buckets = self.buckets
+            total = self.total
+            for i in range(self.head + 1, b + 1):
+                j = i % size
+                total -= buckets[j]
+                buckets[j] = 0
+            self.total = total
+        self.head = b
+
+    def add(self, at_ms: int, amount: int) -> int:
+        """Add ``amount`` at instant ``at_ms``; returns the total as of ``at_ms``.
+
+        Amounts older than the ring's span are ignored (they cannot be in the window).
+        """
+        b = at_ms // self.width
+        if b > self.head:
+            self._advance(b)
+        elif b <= self.head - self.size:
+            return self.total
+        self.buckets[b % self.size] += amount
+        self.total += amount
+        return self.total
+
+    def total_at(self, now_ms: int) -> int:
+        """The window total at ``now_ms`` (slides the ring forward; never moves it back)."""
+        b = now_ms // self.width
+        if b > self.head:
+            self._advance(b)
+        return self.total
+
+    def to_array(self) -> array[int]:
+        """Bucket values oldest first, for serialisation."""
+        size = self.size
+        start = self.head + 1
+        return array("q", (self.buckets[(start + i) % size] for i in range(size)))
+
+    @classmethod
+    def restore(cls, window_ms: int, head: int, oldest_first: array[int]) -> Ring:
+        """Rebuild a ring from :meth:`to_array` output and its ``head``."""
+        ring = cls(window_ms)
+        if len(oldest_first) != ring.size:
+            raise ValueError("bucket count does not match the window")
+        ring.head = head
+        size = ring.size
+        start = head + 1
+        for i, v in enumerate(oldest_first):
+            ring.buckets[(start + i) % size] = v
+        ring.total = sum(oldest_first)
+        return ring
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ring):
+            return NotImplemented
+        return (
+            self.window_ms == other.window_ms
+            and self.head == other.head
+            and self.buckets == other.buckets
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Ring(window_ms={self.window_ms}, head={self.head}, total={self.total})"
