@@ -1,0 +1,143 @@
+"""The Policy API's FastAPI application factory (the dashboard will mount here too)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from capstream.api.accounts import AccountStore
+from capstream.api.context import ApiContext, RecordPublisher, RecordView
+from capstream.api.errors import ApiError, ErrorBody, ErrorResponse, FieldError
+from capstream.api.keys import AdminKey, load_admin_key
+from capstream.api.reads import Query
+from capstream.core.errors import CoreError
+from capstream.streams.settings import Settings
+from capstream.streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def accounts_path(data_dir: Path) -> Path:
+    """The SQLite file of accounts, hashed keys and bots."""
+    return data_dir / "api" / "accounts.sqlite3"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: AccountStore | None = None,
+    view: RecordView | None = None,
+    publisher: RecordPublisher | None = None,
+    query: Query | None = None,
+    admin: AdminKey | None = None,
+    clock: Callable[[], int] | None = None,
+) -> FastAPI:
+    """The Policy API. Parts not given are built from ``settings`` when the app starts:
+    the account store under the data dir, a Kafka publisher, the topic view (caught up
+    before the first request) and clickhouse-connect on ``settings.clickhouse_dsn``.
+    """
+    owned: list[Callable[[], None]] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from capstream.api.clickhouse import clickhouse_query
+        from capstream.api.publisher import Publisher
+        from capstream.api.view import TopicView
+
+        st = store or AccountStore(accounts_path(settings.data_dir))
+        if store is None:
+            owned.append(st.close)
+        pub = publisher
+        if pub is None:
+            real_pub = Publisher(settings)
+            owned.append(real_pub.close)
+            pub = real_pub
+        vw = view
+        if vw is None:
+            topic_view = TopicView(settings)
+            topic_view.start()
+            owned.append(topic_view.stop)
+            vw = topic_view
+        ctx = ApiContext(
+            topics=Topics(settings.topic_prefix),
+            store=st,
+            view=vw,
+            publisher=pub,
+            admin=admin or load_admin_key(_secret(settings), settings.data_dir),
+            query=query or clickhouse_query(settings),
+        )
+        if clock is not None:
+            ctx.clock = clock
+        app.state.capstream = ctx
+        try:
+            yield
+        finally:
+            for close in reversed(owned):
+                close()
+            owned.clear()
+
+    app = FastAPI(
+        title="capstream Policy API",
+        version="1",
+        description="Usage policies, cap behaviour, usage and top-ups for capstream tenants. "
+        "Every request carries `Authorization: Bearer <key>`: an account key sees and changes "
+        "only its own account, the admin key manages accounts.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    from capstream.api import routes_accounts, routes_policies, routes_tenant
+
+    app.include_router(routes_accounts.router)
+    app.include_router(routes_policies.router)
+    app.include_router(routes_tenant.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the view has caught up (the app only starts serving once it has)."""
+        return {"status": "ok"}
+
+    return app
+
+
+def _secret(settings: Settings) -> str | None:
+    return settings.api_admin_key.get_secret_value() if settings.api_admin_key else None
+
+
+def _error(status: int, body: ErrorBody) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=body).model_dump(exclude_none=True), status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ())]
+            if loc and loc[0] in ("body", "query", "path", "header"):
+                loc = loc[1:] or loc
+            fields.append(FieldError(field=".".join(loc) or "body", message=str(e.get("msg"))))
+        msg = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
+        return _error(422, ErrorBody(code="invalid", message=msg, fields=fields))
+
+    @app.exception_handler(CoreError)
+    async def core_error(_: Request, exc: CoreError) -> JSONResponse:
+        return _error(422, ErrorBody(code="invalid", message=str(exc)))
+
+    @app.exception_handler(ValidationError)
+    async def record_error(_: Request, exc: ValidationError) -> JSONResponse:
+        fields = [
+            FieldError(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"])
+            for e in exc.errors()
+        ]
+        return _error(422, ErrorBody(code="invalid", message=str(fields[0].message), fields=fields))

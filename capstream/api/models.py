@@ -1,0 +1,229 @@
+"""Request and response bodies of the Policy API (the OpenAPI schema is built from these)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from capstream.core.models import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
+from capstream.streams.records import (
+    AlertActionRecord,
+    BlockActionRecord,
+    Category,
+    CategoryCapsRecord,
+    PolicyRecord,
+    TenantSettingsRecord,
+)
+
+INT64_MAX = (1 << 63) - 1
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+EMAIL_PATTERN = r"^[^@\s/]+@[^@\s/]+\.[^@\s/]+$"
+
+
+def _utf8(value: str) -> str:
+    # JSON may carry lone surrogates that no UTF-8 record (Avro, Kafka, SMTP) can hold.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
+Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Metric = Literal["tokens", "messages", "conversations", "credits"]
+Scope = Literal["bot", "account_each_bot", "account_total"]
+Plan = Literal["free", "starter", "pro", "enterprise"]
+Language = Literal["en", "ur", "ms", "ar", "bn", "id", "zh"]
+Throttle = Literal["off", "smart", "strict"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AlertAction(_Body):
+    """Email the recipients (empty = the account owner), once per window."""
+
+    recipients: list[Email] = Field(default_factory=list, max_length=50)
+
+
+class BlockAction(_Body):
+    """Pause the bot for ``duration_seconds``."""
+
+    duration_seconds: Annotated[int, Field(gt=0, le=366 * 86_400)]
+
+
+class PolicyBody(_Body):
+    """A usage policy: one metric against a threshold over a rolling window, with actions.
+
+    ``scope``: ``bot`` (one of the account's bots, named by ``bot_id``), ``account_each_bot``
+    (every bot, each on its own) or ``account_total`` (the sum over the account's bots).
+    """
+
+    name: Annotated[Text, Field(max_length=200)] = ""
+    metric: Metric
+    threshold: Annotated[int, Field(gt=0, le=INT64_MAX)]
+    window_seconds: Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]
+    scope: Scope = "account_each_bot"
+    bot_id: Ident | None = None
+    category: Category | None = None
+    alert: AlertAction | None = None
+    block: BlockAction | None = None
+    enabled: bool = True
+
+    def record(self, account_id: str, policy_id: str, version: int, now_ms: int) -> PolicyRecord:
+        """The wire record of this policy."""
+        return PolicyRecord(
+            policy_id=policy_id,
+            account_id=account_id,
+            name=self.name,
+            metric=self.metric,
+            threshold=self.threshold,
+            window_seconds=self.window_seconds,
+            scope=self.scope,
+            bot_id=self.bot_id,
+            category=self.category,
+            alert=AlertActionRecord(recipients=self.alert.recipients) if self.alert else None,
+            block=BlockActionRecord(duration_seconds=self.block.duration_seconds)
+            if self.block
+            else None,
+            enabled=self.enabled,
+            version=version,
+            updated_at_ms=now_ms,
+        )
+
+
+class NewPolicyBody(PolicyBody):
+    """A policy to create; ``policy_id`` is generated when omitted."""
+
+    policy_id: Ident | None = None
+
+
+class CategoryCaps(_Body):
+    """Daily and monthly AI credit caps of one category, in micro-credits (null = no cap)."""
+
+    daily_micro: Int64 | None = None
+    monthly_micro: Int64 | None = None
+
+
+class SettingsBody(_Body):
+    """Cap behaviour (Settings → AI Configuration → Cap behavior).
+
+    Omitted ``plan`` and ``owner_email`` keep their current values; only an admin key may
+    change the plan.
+    """
+
+    timezone: Annotated[Text, Field(min_length=1, max_length=64)] = "UTC"
+    language: Language = "en"
+    plan: Plan | None = None
+    owner_email: Email | None = None
+    caps: dict[Category, CategoryCaps] = Field(default_factory=dict)
+    fallback_message: Annotated[Text, Field(max_length=1000)] = ""
+    auto_downgrade: bool = False
+    premium_model: Annotated[Text, Field(min_length=1, max_length=200)] = "claude-sonnet-4-6"
+    downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)] = "claude-haiku"
+    throttle: Throttle = "smart"
+
+    def record(
+        self, current: TenantSettingsRecord, version: int, now_ms: int
+    ) -> TenantSettingsRecord:
+        """The wire record: this body over ``current`` (plan and owner kept if omitted)."""
+        return TenantSettingsRecord(
+            account_id=current.account_id,
+            timezone=self.timezone,
+            language=self.language,
+            plan=self.plan or current.plan,
+            owner_email=self.owner_email or current.owner_email,
+            caps={
+                c: CategoryCapsRecord(daily_micro=v.daily_micro, monthly_micro=v.monthly_micro)
+                for c, v in self.caps.items()
+            },
+            fallback_message=self.fallback_message,
+            auto_downgrade=self.auto_downgrade,
+            premium_model=self.premium_model,
+            downgrade_model=self.downgrade_model,
+            throttle=self.throttle,
+            version=version,
+            updated_at_ms=now_ms,
+        )
+
+
+class NewAccountBody(_Body):
+    """An account to create (admin key only)."""
+
+    account_id: Ident
+    owner_email: Email
+    plan: Plan = "free"
+    timezone: Annotated[Text, Field(min_length=1, max_length=64)] = "UTC"
+
+
+class PlanBody(_Body):
+    """A plan change (admin key only)."""
+
+    plan: Plan
+
+
+class BotBody(_Body):
+    """A bot to register (or rename)."""
+
+    name: Annotated[Text, Field(max_length=200)] = ""
+
+
+class TopupBody(_Body):
+    """A top-up request for one category's cap, emailed to the account's admin."""
+
+    category: Category = "text"
+    period: Literal["daily", "monthly"] = "monthly"
+    requested_by: Annotated[Text, Field(min_length=1, max_length=200)] = "dashboard"
+    note: Annotated[Text, Field(max_length=2000)] = ""
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    created_at_ms: int
+    revoked: bool
+
+
+class NewKeyOut(BaseModel):
+    """A key just minted: ``api_key`` is shown this once and never again."""
+
+    account_id: str
+    key_id: str
+    api_key: str
+
+
+class AccountOut(BaseModel):
+    account_id: str
+    owner_email: str
+    plan: str
+    bots: list[str]
+    keys: list[KeyOut]
+
+
+class NewAccountOut(AccountOut):
+    api_key: str = Field(description="The account's first key; shown this once.")
+
+
+class BotOut(BaseModel):
+    bot_id: str
+    name: str
+    created_at_ms: int
+
+
+class Preset(BaseModel):
+    """A ready policy body for one of the practical uses."""
+
+    preset: str
+    description: str
+    policy: NewPolicyBody
+
+
+class TopupOut(BaseModel):
+    status: Literal["requested"]
+    notification_id: str
+    recipients: list[str]
+    message: str

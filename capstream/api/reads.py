@@ -1,0 +1,171 @@
+"""Read endpoints' queries over ClickHouse: usage vs policies and caps, feed rows, decisions.
+
+ClickHouse is reached through one port, ``Query``: ``query(sql, params) -> rows`` (each row a
+``{column: value}`` dict). Every statement is parameterised and filtered by the caller's
+``account_id``. The tables are the sink's: ``usage_events`` (the UsageEvent fields),
+``feed_rows`` (the FeedRow fields) and ``decisions`` (EnforcementState fields, newest by
+``updated_at_ms``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from capstream.core.messages import panel_cta
+from capstream.core.periods import day_period, month_period
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+
+Row = dict[str, Any]
+Query = Callable[[str, dict[str, Any]], list[Row]]
+
+_METRIC_SQL = {
+    "tokens": "sum(tokens_in + tokens_out)",
+    "messages": "sum(messages)",
+    "conversations": "sum(toUInt64(conversation_started))",
+    "credits": "sum(credits_micro)",
+}
+
+
+class PolicyUsage(BaseModel):
+    """One policy's current window: how much is used against its threshold."""
+
+    policy_id: str
+    name: str
+    metric: str
+    scope: str
+    bot_id: str | None
+    window_seconds: int
+    threshold: int
+    used: int
+    percent: float
+    breached: bool
+    enabled: bool
+
+
+class CapUsage(BaseModel):
+    """One category's daily or monthly cap in the tenant's timezone."""
+
+    category: str
+    period: str
+    period_key: str
+    cap_micro: int
+    used_micro: int
+    percent: float
+    reached: bool
+    resumes_at_ms: int
+    cta: str | None
+
+
+class UsageReport(BaseModel):
+    account_id: str
+    as_of_ms: int
+    policies: list[PolicyUsage]
+    caps: list[CapUsage]
+
+
+def policy_usage(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyUsage:
+    """The usage counted against ``policy`` over its rolling window ending ``now_ms``.
+
+    For ``account_each_bot`` it is the busiest bot's usage (the one closest to breaching).
+    """
+    where = ["account_id = {account_id:String}", "occurred_at_ms >= {since:Int64}"]
+    params: dict[str, Any] = {
+        "account_id": policy.account_id,
+        "since": now_ms - policy.window_seconds * 1000,
+    }
+    if policy.scope == "bot" and policy.bot_id:
+        where.append("bot_id = {bot_id:String}")
+        params["bot_id"] = policy.bot_id
+    if policy.category is not None:
+        where.append("category = {category:String}")
+        params["category"] = policy.category
+    total = _METRIC_SQL[policy.metric]
+    cond = " AND ".join(where)
+    if policy.scope == "account_each_bot":
+        sql = (
+            f"SELECT {total} AS used FROM usage_events WHERE {cond} "
+            "GROUP BY bot_id ORDER BY used DESC LIMIT 1"
+        )
+    else:
+        sql = f"SELECT {total} AS used FROM usage_events WHERE {cond}"
+    rows = query(sql, params)
+    used = int(rows[0]["used"] or 0) if rows else 0
+    return PolicyUsage(
+        policy_id=policy.policy_id,
+        name=policy.name,
+        metric=policy.metric,
+        scope=policy.scope,
+        bot_id=policy.bot_id,
+        window_seconds=policy.window_seconds,
+        threshold=policy.threshold,
+        used=used,
+        percent=round(100.0 * used / policy.threshold, 2),
+        breached=used >= policy.threshold,
+        enabled=policy.enabled,
+    )
+
+
+def cap_usage(query: Query, tenant: TenantSettingsRecord, now_ms: int) -> list[CapUsage]:
+    """Every configured cap of the tenant against the credits used in its local period."""
+    out: list[CapUsage] = []
+    day = day_period(now_ms, tenant.timezone)
+    month = month_period(now_ms, tenant.timezone)
+    for category, caps in sorted(tenant.caps.items()):
+        for period, cap, span in (
+            ("daily", caps.daily_micro, day),
+            ("monthly", caps.monthly_micro, month),
+        ):
+            if cap is None:
+                continue
+            rows = query(
+                "SELECT sum(credits_micro) AS used FROM usage_events "
+                "WHERE account_id = {account_id:String} AND category = {category:String} "
+                "AND occurred_at_ms >= {start:Int64} AND occurred_at_ms < {end:Int64}",
+                {
+                    "account_id": tenant.account_id,
+                    "category": category,
+                    "start": span.start_ms,
+                    "end": span.end_ms,
+                },
+            )
+            used = int(rows[0]["used"] or 0) if rows else 0
+            reached = used >= cap
+            out.append(
+                CapUsage(
+                    category=category,
+                    period=period,
+                    period_key=span.key,
+                    cap_micro=cap,
+                    used_micro=used,
+                    percent=round(100.0 * used / cap, 2) if cap else 100.0,
+                    reached=reached,
+                    resumes_at_ms=span.end_ms,
+                    cta=panel_cta(tenant.plan, period) if reached else None,
+                )
+            )
+    return out
+
+
+def feed_rows(query: Query, account_id: str, local_day: str, limit: int) -> list[Row]:
+    """The amber rows of one local day (latest attempts count per conversation)."""
+    return query(
+        "SELECT account_id, bot_id, conversation_id, local_day, category, period, "
+        "max(attempts) AS attempts, argMax(message, attempts) AS message, "
+        "argMax(cta, attempts) AS cta FROM feed_rows "
+        "WHERE account_id = {account_id:String} AND local_day = {day:String} "
+        "GROUP BY account_id, bot_id, conversation_id, local_day, category, period "
+        "ORDER BY bot_id, conversation_id, category LIMIT {limit:UInt32}",
+        {"account_id": account_id, "day": local_day, "limit": limit},
+    )
+
+
+def recent_decisions(query: Query, account_id: str, limit: int) -> list[Row]:
+    """The account's most recent enforcement decisions, newest first."""
+    return query(
+        "SELECT * FROM decisions WHERE account_id = {account_id:String} "
+        "ORDER BY updated_at_ms DESC LIMIT {limit:UInt32}",
+        {"account_id": account_id, "limit": limit},
+    )

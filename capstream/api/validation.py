@@ -1,0 +1,99 @@
+"""The core's rules applied to API writes, with the field each broken rule is about."""
+
+from __future__ import annotations
+
+import re
+
+from capstream.api.errors import FieldError, InvalidError
+from capstream.core.errors import CoreError
+from capstream.core.models import AlertAction, BlockAction, CategoryCaps, Policy, TenantSettings
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+
+_POLICY_FIELDS = (
+    "policy_id", "metric", "threshold", "window_seconds", "scope", "bot_id", "category",
+    "recipients", "duration_seconds", "action",
+)  # fmt: skip
+_SETTINGS_FIELDS = (
+    "timezone", "language", "plan", "throttle", "auto-downgrade", "caps", "model",
+)  # fmt: skip
+_FIELD_ALIASES = {
+    "recipients": "alert.recipients",
+    "duration_seconds": "block.duration_seconds",
+    "action": "alert",
+    "auto-downgrade": "auto_downgrade",
+    "model": "premium_model",
+}
+
+
+def field_of(message: str, candidates: tuple[str, ...]) -> str:
+    """The body field a core error message is about: the first candidate it names."""
+    text = re.sub(r"^policy '[^']*': ", "", message)
+    best: tuple[int, str] | None = None
+    for name in candidates:
+        m = re.search(rf"\b{re.escape(name)}\b", text)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), name)
+    if best is None:
+        return "body"
+    return _FIELD_ALIASES.get(best[1], best[1])
+
+
+def core_policy(rec: PolicyRecord) -> Policy:
+    """The core's policy for a wire record (raises the core's PolicyError if invalid)."""
+    return Policy(
+        policy_id=rec.policy_id,
+        account_id=rec.account_id,
+        name=rec.name,
+        metric=rec.metric,
+        threshold=rec.threshold,
+        window_seconds=rec.window_seconds,
+        scope=rec.scope,
+        bot_id=rec.bot_id,
+        alert=AlertAction(tuple(rec.alert.recipients)) if rec.alert else None,
+        block=BlockAction(rec.block.duration_seconds) if rec.block else None,
+        enabled=rec.enabled,
+        category=rec.category,
+        version=rec.version,
+        updated_at_ms=rec.updated_at_ms,
+    )
+
+
+def core_settings(rec: TenantSettingsRecord) -> TenantSettings:
+    """The core's tenant settings for a wire record (raises SettingsError if invalid)."""
+    return TenantSettings(
+        account_id=rec.account_id,
+        timezone=rec.timezone,
+        language=rec.language,
+        plan=rec.plan,
+        owner_email=rec.owner_email,
+        caps={c: CategoryCaps(v.daily_micro, v.monthly_micro) for c, v in rec.caps.items()},
+        fallback_message=rec.fallback_message,
+        auto_downgrade=rec.auto_downgrade,
+        premium_model=rec.premium_model,
+        downgrade_model=rec.downgrade_model,
+        throttle=rec.throttle,
+        version=rec.version,
+        updated_at_ms=rec.updated_at_ms,
+    )
+
+
+def checked_policy(rec: PolicyRecord) -> PolicyRecord:
+    """``rec`` if the core accepts it; else a 422 naming the field to fix."""
+    try:
+        core_policy(rec)
+    except CoreError as exc:
+        msg = str(exc)
+        field = field_of(msg, _POLICY_FIELDS)
+        raise InvalidError(msg, fields=[FieldError(field=field, message=msg)]) from exc
+    return rec
+
+
+def checked_settings(rec: TenantSettingsRecord) -> TenantSettingsRecord:
+    """``rec`` if the core accepts it; else a 422 naming the field to fix."""
+    try:
+        core_settings(rec)
+    except CoreError as exc:
+        msg = str(exc)
+        field = field_of(msg, _SETTINGS_FIELDS)
+        raise InvalidError(msg, fields=[FieldError(field=field, message=msg)]) from exc
+    return rec

@@ -1,0 +1,147 @@
+"""The API's read view of the compacted policies and tenants topics (the source of truth)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from capstream.api.errors import UnavailableError
+from capstream.errors import DecodeError
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.settings import Settings
+from capstream.streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class TopicView:
+    """Consumes the policies and tenants topics from the beginning in a background thread.
+
+    Policies are keyed ``account_id/policy_id`` (a null value deletes); tenant settings are
+    keyed ``account_id``. :meth:`wait_for` blocks until the view has applied a given offset,
+    so a read right after a write sees the write.
+    """
+
+    def __init__(self, settings: Settings, *, include: Iterable[str] = ("policies", "tenants")):
+        self._topics = Topics(settings.topic_prefix)
+        self._conf = {
+            **settings.librdkafka_config(),
+            "group.id": f"capstream-view-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+        }
+        names = {"policies": self._topics.policies, "tenants": self._topics.tenants}
+        self._watch = [names[i] for i in include]
+        self._policies: dict[str, dict[str, PolicyRecord]] = {}
+        self._tenants: dict[str, TenantSettingsRecord] = {}
+        self._applied: dict[tuple[str, int], int] = {}  # next offset to read, per partition
+        self._eof: set[tuple[str, int]] = set()
+        self._partitions: set[tuple[str, int]] = set()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.skipped = 0
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Assign every partition from the beginning, start consuming, wait until caught up."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer: Any = Consumer(self._conf)
+        meta = consumer.list_topics(timeout=timeout_s)
+        assignment = []
+        for name in self._watch:
+            topic = meta.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                consumer.close()
+                raise UnavailableError(
+                    f"topic {name} does not exist; run `capstream topics create`"
+                )
+            for p in topic.partitions:
+                self._partitions.add((name, p))
+                assignment.append(TopicPartition(name, p, OFFSET_BEGINNING))
+        consumer.assign(assignment)
+        self._thread = threading.Thread(
+            target=self._run, args=(consumer,), name="capstream-api-view", daemon=True
+        )
+        self._thread.start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._eof >= self._partitions, timeout_s):
+                raise UnavailableError("the policies/tenants view did not catch up in time")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self, consumer: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                tp = (msg.topic(), msg.partition())
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        with self._cond:
+                            self._applied[tp] = max(self._applied.get(tp, 0), msg.offset())
+                            self._eof.add(tp)
+                            self._cond.notify_all()
+                    else:
+                        log.warning("view consumer: %s", err.str())
+                    continue
+                with self._cond:
+                    self._apply(msg.topic(), msg.key(), msg.value())
+                    self._applied[tp] = msg.offset() + 1
+                    self._cond.notify_all()
+        finally:
+            consumer.close()
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        try:
+            if topic == self._topics.policies:
+                account_id, _, policy_id = (key or b"").decode().partition("/")
+                if value is None:
+                    self._policies.get(account_id, {}).pop(policy_id, None)
+                    return
+                rec = PolicyRecord.from_bytes(value)
+                self._policies.setdefault(rec.account_id, {})[rec.policy_id] = rec
+            elif value is not None:
+                t = TenantSettingsRecord.from_bytes(value)
+                self._tenants[t.account_id] = t
+            else:
+                self._tenants.pop((key or b"").decode(), None)
+        except (DecodeError, UnicodeDecodeError) as exc:
+            # The processors dead-letter bad records of these topics; the view only skips them.
+            self.skipped += 1
+            log.warning("view skipped a record of %s: %s", topic, exc)
+
+    def wait_for(self, topic: str, partition: int, offset: int, timeout_s: float = 10.0) -> None:
+        """Block until the record at ``offset`` is applied (else UnavailableError)."""
+        with self._cond:
+            seen = self._cond.wait_for(
+                lambda: self._applied.get((topic, partition), 0) > offset, timeout_s
+            )
+        if not seen:
+            raise UnavailableError(
+                "the write was accepted but is not visible yet; read it again soon"
+            )
+
+    def policies(self, account_id: str) -> list[PolicyRecord]:
+        with self._cond:
+            return sorted(self._policies.get(account_id, {}).values(), key=lambda p: p.policy_id)
+
+    def policy(self, account_id: str, policy_id: str) -> PolicyRecord | None:
+        with self._cond:
+            return self._policies.get(account_id, {}).get(policy_id)
+
+    def tenant(self, account_id: str) -> TenantSettingsRecord | None:
+        with self._cond:
+            return self._tenants.get(account_id)
