@@ -28,6 +28,9 @@ _FIELD_ALIASES = {
 def field_of(message: str, candidates: tuple[str, ...]) -> str:
     """The body field a core error message is about: the first candidate it names."""
     text = re.sub(r"^policy '[^']*': ", "", message)
+    missing = re.search(r"needs the (\w+)", text)  # "scope 'bot' needs the bot_id ..."
+    if missing and missing.group(1) in candidates:
+        return _FIELD_ALIASES.get(missing.group(1), missing.group(1))
     best: tuple[int, str] | None = None
     for name in candidates:
         m = re.search(rf"\b{re.escape(name)}\b", text)
