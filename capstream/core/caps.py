@@ -10,8 +10,10 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
   daily text cap, the downgrade model replaces the premium model until local midnight.
 * Smart throttle, budget at risk: for a category not yet capped, the day total plus the last
   hour's burn rate times the time left in the day reaches the daily cap, or the month total
-  plus the last 24 hours' rate times the time left in the month reaches the monthly cap.
-  The throttle then holds for 15 minutes, and is re-armed by the next at-risk event.
+  extrapolated at the month-to-date rate (over at least one day) to the month's end reaches
+  the monthly cap. Checked at most once a second per category, on events that spend its
+  credits. The throttle then holds for 15 minutes and is re-armed by the next at-risk check.
+  (The hourly rate comes from a 1 h window that starts counting when the tenant sets a cap.)
 * Smart throttle, loop suspected: one conversation sends more than 20 messages within 60
   seconds. The bot is throttled for 10 minutes, re-armed by the next such burst.
 """
@@ -40,7 +42,9 @@ LOOP_HOLD_MS = 10 * 60_000
 LOOP_TRACKED_CONVERSATIONS = 256
 RISK_HOLD_MS = 15 * 60_000
 RATE_SHORT_MS = 3_600_000
-RATE_LONG_MS = 86_400_000
+MIN_MONTH_ELAPSED_MS = 86_400_000
+RISK_CHECK_EVERY_MS = 1_000
+NO_CAP = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,8 @@ class SettingsView:
     daily: tuple[int | None, ...]
     monthly: tuple[int | None, ...]
     has_caps: tuple[bool, ...]
+    limits: tuple[tuple[int, int], ...]
+    """Per category (daily, monthly) cap with ``NO_CAP`` for none: one comparison each."""
     downgrade_at: int | None
     fallback_daily: str
     fallback_monthly: str
@@ -75,13 +81,17 @@ def view_of(settings: TenantSettings) -> SettingsView:
     if smart:
         for ci, capped in enumerate(has_caps):
             if capped:
-                budget += [(4 + ci, RATE_SHORT_MS), (4 + ci, RATE_LONG_MS)]
+                budget.append((4 + ci, RATE_SHORT_MS))
     template, lang = settings.fallback_message, settings.language
     return SettingsView(
         settings=settings,
         daily=daily,
         monthly=monthly,
         has_caps=has_caps,
+        limits=tuple(
+            (NO_CAP if d is None else d, NO_CAP if m is None else m)
+            for d, m in zip(daily, monthly, strict=True)
+        ),
         downgrade_at=downgrade_at,
         fallback_daily=fallback_text(template, lang, CapPeriod.DAILY),
         fallback_monthly=fallback_text(template, lang, CapPeriod.MONTHLY),
@@ -123,9 +133,8 @@ def budget_at_risk(view: SettingsView, usage: AccountUsage, ci: int, now: int) -
     cap = view.monthly[ci]
     total = usage.month[series]
     if cap is not None and total < cap:
-        ring = usage.rings.get((series, RATE_LONG_MS))
-        burned = ring.total if ring is not None else 0
-        if total * RATE_LONG_MS + burned * (usage.month_end_ms - now) >= cap * RATE_LONG_MS:
+        elapsed = max(now - usage.month_start_ms, MIN_MONTH_ELAPSED_MS)
+        if total * (elapsed + usage.month_end_ms - now) >= cap * elapsed:
             return True
     return False
 
@@ -139,7 +148,11 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
             del loops[next(iter(loops))]
         stamps = loops[conversation_id] = []
     keep = LOOP_MESSAGES_PER_MINUTE + 1
-    stamps.extend([t] * min(messages, keep))
+    if messages == 1:
+        stamps.append(t)
+    else:
+        stamps.extend([t] * min(messages, keep))
     if len(stamps) > keep:
         del stamps[: len(stamps) - keep]
-    return len(stamps) == keep and t - min(stamps) < LOOP_WINDOW_MS
+    # stamps are in arrival order; the oldest kept is (nearly) the earliest of the last 21
+    return len(stamps) == keep and t - stamps[0] < LOOP_WINDOW_MS

@@ -9,10 +9,11 @@ a higher version) and the notifications to send.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from capstream.core.caps import (
     LOOP_HOLD_MS,
+    RISK_CHECK_EVERY_MS,
     RISK_HOLD_MS,
     SettingsView,
     budget_at_risk,
@@ -36,23 +37,33 @@ from capstream.core.models import (
 )
 from capstream.core.notifications import cap_reached
 from capstream.core.policies import PolicySet, build_watch, check_all, fire
-from capstream.core.usage import DEFAULT_RECENT_IDS, AccountUsage, BotUsage
+from capstream.core.usage import (
+    DEFAULT_RECENT_IDS,
+    AccountUsage,
+    BotUsage,
+    UsageBase,
+    WatchEntry,
+)
 
 _NEVER = 1 << 62
 _MAX_INDEX = 1 << 16
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Effects:
     """What an evaluation changed: enforcement states to publish and notifications to send."""
 
-    enforcement: list[EnforcementState] = field(default_factory=list)
-    notifications: list[Notification] = field(default_factory=list)
+    enforcement: tuple[EnforcementState, ...] = ()
+    notifications: tuple[Notification, ...] = ()
     duplicate: bool = False
     """True when the event was a replay or a resend and changed nothing."""
 
     def __bool__(self) -> bool:
         return bool(self.enforcement or self.notifications)
+
+
+NO_EFFECTS = Effects()
+DUPLICATE = Effects(duplicate=True)
 
 
 class AccountState:
@@ -69,6 +80,7 @@ class AccountState:
         "deadline_ms",
         "dirty_bots",
         "policies",
+        "policies_given",
         "settings",
         "view",
     )
@@ -90,6 +102,7 @@ class AccountState:
                 raise CoreError(f"bot {bot.bot_id!r} belongs to another account")
             self.bots[bot.bot_id] = bot
         self.policies: PolicySet | None = None
+        self.policies_given: object = None  # the object last passed (identity fast path)
         self.settings: TenantSettings | None = None
         self.view: SettingsView | None = None
         self.deadline_ms = 0  # run the clock part on first use
@@ -137,12 +150,12 @@ def evaluate(
 
     ``partition``/``offset`` give the event's source position and ``index`` its place in a
     batched record: an event at or below a state's watermark, or whose ``event_id`` is in the
-    recent-id set, changes nothing (``effects.duplicate``). Pass a :class:`PolicySet` (or the
-    same sequence) on every call; a different one triggers :func:`reevaluate` first.
+    recent-id set, changes nothing (``effects.duplicate``). Policies or settings different
+    from the last call's trigger :func:`reevaluate` first (a :class:`PolicySet` is compared
+    by identity, so build a new one on change; a plain sequence is compared by content).
     Raises :class:`EventError` for an event that cannot be applied (send it to the DLQ).
     """
     acct = state.account
-    effects = Effects()
     if event.account_id != acct.account_id:
         raise EventError(
             f"event {event.event_id!r} is for account {event.account_id!r}, not {acct.account_id!r}"
@@ -157,28 +170,33 @@ def evaluate(
     if not 0 <= index < _MAX_INDEX:
         raise EventError(f"event index {index} in its record must be in [0, {_MAX_INDEX})")
 
-    if _changed(state, policies, settings):
-        _full(state, policies, settings, now, effects)
+    states: list[EnforcementState] = []
+    notes: list[Notification] = []
+    if (settings is not state.settings or policies is not state.policies_given) and _changed(
+        state, policies, settings
+    ):
+        _full(state, policies, settings, now, states, notes)
     elif now >= state.deadline_ms:
-        _expire(state, now, effects)
+        _expire(state, now, states, notes)
 
     pos = -1
     if offset >= 0:
         pos = offset * _MAX_INDEX + index
-        if acct.seen_position(partition, pos):
-            effects.duplicate = True
-            return state, effects
+        wm = acct.watermarks.get(partition)
+        if wm is not None and pos <= wm:
+            return state, _effects(states, notes, duplicate=True)
         acct.watermarks[partition] = pos
     eid = event.event_id
-    if eid in acct.recent_ids:
-        effects.duplicate = True
-        return state, effects
-    acct.remember(eid)
+    recent = acct.recent_ids
+    if eid in recent:
+        return state, _effects(states, notes, duplicate=True)
+    recent[eid] = None
+    if len(recent) > acct.recent_capacity:
+        del recent[next(iter(recent))]
     state.account_dirty = True
 
     view = state.view
     assert view is not None
-    notes = effects.notifications
     t = event.occurred_at_ms
     if t > now:
         t = now
@@ -188,36 +206,25 @@ def evaluate(
     acct_changed = False
     if now >= acct.day_end_ms or now >= acct.month_end_ms:
         acct_changed = acct.roll_to(now)
-    acct.add_totals(t, tokens, msgs, vec[2], cr, ci)
-    for series, ring, cps in acct.watch:
-        v = vec[series]
-        if v:
-            total = ring.add(t, v)
-            for cp in cps:
-                if total >= cp.threshold and fire(
-                    cp, acct, ACCOUNT_WIDE_BOT, total, now, settings, notes
-                ):
-                    acct_changed = True
+    acct.add_totals(t, vec, ci)
+    if _add_to_windows(acct.watch[ci], vec, t, acct, ACCOUNT_WIDE_BOT, now, settings, notes):
+        acct_changed = True
 
     bot_id = event.bot_id
     bot = state.bots.get(bot_id)
     bot_changed = bot is None
     if bot is None:
         bot = state.bots[bot_id] = _new_bot(state, bot_id, now)
-    if pos < 0 or not bot.seen_position(partition, pos):
+    wm = bot.watermarks.get(partition) if pos >= 0 else None
+    if wm is None or pos > wm:
         if pos >= 0:
             bot.watermarks[partition] = pos
         state.dirty_bots.add(bot_id)
         if now >= bot.day_end_ms or now >= bot.month_end_ms:
             bot.roll_to(now)
-        bot.add_totals(t, tokens, msgs, vec[2], cr, ci)
-        for series, ring, cps in bot.watch:
-            v = vec[series]
-            if v:
-                total = ring.add(t, v)
-                for cp in cps:
-                    if total >= cp.threshold and fire(cp, bot, bot_id, total, now, settings, notes):
-                        bot_changed = True
+        bot.add_totals(t, vec, ci)
+        if _add_to_windows(bot.watch[ci], vec, t, bot, bot_id, now, settings, notes):
+            bot_changed = True
         if msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
             loop = bot.loop_until_ms
             if loop is None or loop <= now:
@@ -226,20 +233,70 @@ def evaluate(
 
     if acct_changed:
         _refresh_account(state, view, now, notes)
-    if cr and view.has_caps[ci] and _update_category(state, view, ci, now, notes):
-        acct_changed = True
+    if cr:
+        series = 4 + ci
+        daily, monthly = view.limits[ci]
+        if acct.day[series] >= daily or acct.month[series] >= monthly:
+            if _update_caps(state, view, ci, now, notes):
+                acct_changed = True
+        elif (
+            ci == 0
+            and view.downgrade_at is not None
+            and acct.downgraded_until_ms is None
+            and acct.day[4] >= view.downgrade_at
+        ):
+            acct.downgraded_until_ms = acct.day_end_ms
+            acct_changed = True
+        if (
+            view.smart
+            and view.has_caps[ci]
+            and t - acct.risk_checked_ms[ci] >= RISK_CHECK_EVERY_MS
+            and _check_risk(acct, view, ci, t, now)
+        ):
+            acct_changed = True
 
     if acct_changed:
-        _derive_all(state, view, now, effects.enforcement)
+        _derive_all(state, view, now, states)
         state.deadline_ms = _deadline(state)
     elif bot_changed:
         e = derive(acct, bot, view, acct.caps, now)
         if e is not None:
-            effects.enforcement.append(e)
+            states.append(e)
         state.deadline_ms = min(state.deadline_ms, _bot_deadline(bot))
-    if len(effects.enforcement) > 1:
-        _keep_latest(effects.enforcement)
-    return state, effects
+    if states or notes:
+        return state, _effects(states, notes)
+    return state, NO_EFFECTS
+
+
+def _add_to_windows(
+    entries: list[WatchEntry],
+    vec: list[int],
+    t: int,
+    usage: UsageBase,
+    scope: str,
+    now: int,
+    settings: TenantSettings,
+    notes: list[Notification],
+) -> bool:
+    """Add an event to the rolling windows (Ring.add, inlined) and fire crossed policies."""
+    blocked = False
+    for series, ring, low, cps in entries:
+        v = vec[series]
+        if not v:
+            continue
+        b = t // ring.width
+        if b > ring.head:
+            ring._advance(b)
+        elif b <= ring.head - ring.size:
+            continue
+        ring.buckets[b % ring.size] += v
+        total = ring.total + v
+        ring.total = total
+        if total >= low:
+            for cp in cps:
+                if total >= cp.threshold and fire(cp, usage, scope, total, now, settings, notes):
+                    blocked = True
+    return blocked
 
 
 def reevaluate(
@@ -250,9 +307,10 @@ def reevaluate(
     Lowering a threshold below current usage fires the policy at once; raising a cap lifts
     it at once.
     """
-    effects = Effects()
-    _full(state, policies, settings, now, effects)
-    return state, effects
+    states: list[EnforcementState] = []
+    notes: list[Notification] = []
+    _full(state, policies, settings, now, states, notes)
+    return state, _effects(states, notes)
 
 
 def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
@@ -260,9 +318,10 @@ def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
     month, the throttle ending. Needs the policies and settings of an earlier call."""
     if state.view is None:
         raise CoreError("expire() needs settings: call reevaluate() once after loading state")
-    effects = Effects()
-    _expire(state, now, effects)
-    return state, effects
+    states: list[EnforcementState] = []
+    notes: list[Notification] = []
+    _expire(state, now, states, notes)
+    return state, _effects(states, notes)
 
 
 def next_deadline(state: AccountState) -> int | None:
@@ -272,19 +331,30 @@ def next_deadline(state: AccountState) -> int | None:
 
 
 def _changed(state: AccountState, policies: Policies, settings: TenantSettings) -> bool:
-    """Are these policies or settings different from the ones in use? (identity first)"""
+    """Are these policies or settings different from the ones in use?"""
     if settings is not state.settings:
         if state.settings is None or settings != state.settings:
             return True
         state.settings = settings  # equal: adopt it so the next call is an identity check
-    current = state.policies
-    if policies is current:
-        return False
-    if current is None:
-        return True
-    if isinstance(policies, PolicySet):
-        return policies != current
-    return tuple(policies) != current.policies
+    if policies is not state.policies_given:
+        current = state.policies
+        if current is None:
+            return True
+        if isinstance(policies, PolicySet):
+            if policies != current:
+                return True
+            state.policies_given = policies
+        elif tuple(policies) != current.policies:  # a list may change in place: no adopting
+            return True
+    return False
+
+
+def _effects(
+    states: list[EnforcementState], notes: list[Notification], *, duplicate: bool = False
+) -> Effects:
+    if len(states) > 1:  # one call may derive a bot twice (settings, then the event)
+        states = list({e.bot_id: e for e in states}.values())
+    return Effects(tuple(states), tuple(notes), duplicate)
 
 
 def _new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
@@ -296,7 +366,12 @@ def _new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
 
 
 def _full(
-    state: AccountState, policies: Policies, settings: TenantSettings, now: int, effects: Effects
+    state: AccountState,
+    policies: Policies,
+    settings: TenantSettings,
+    now: int,
+    states: list[EnforcementState],
+    notes: list[Notification],
 ) -> None:
     """Adopt ``policies`` and ``settings`` and decide everything again."""
     acct = state.account
@@ -306,11 +381,13 @@ def _full(
         )
     if not isinstance(policies, PolicySet):
         policies = PolicySet(policies)
+    elif policies is not state.policies_given and policies == state.policies:
+        policies = state.policies  # same content: keep the compiled set in use
     if policies.account_id not in (None, acct.account_id):
         raise PolicyError(f"policies are for account {policies.account_id!r}")
     state.policies, state.settings = policies, settings
+    state.policies_given = policies
     view = state.view = view_of(settings)
-    notes = effects.notifications
     acct.set_timezone(settings.timezone, now)
     acct.roll_to(now)
     build_watch(acct, policies.total, view.budget_rings)
@@ -321,13 +398,15 @@ def _full(
         build_watch(bot, policies.for_bot(bot_id))
         check_all(bot, bot_id, now, settings, notes)
     _refresh_account(state, view, now, notes)
-    _derive_all(state, view, now, effects.enforcement)
+    _derive_all(state, view, now, states)
     state.account_dirty = True
     state.dirty_bots.update(state.bots)
     state.deadline_ms = _deadline(state)
 
 
-def _expire(state: AccountState, now: int, effects: Effects) -> None:
+def _expire(
+    state: AccountState, now: int, states: list[EnforcementState], notes: list[Notification]
+) -> None:
     view = state.view
     assert view is not None
     acct = state.account
@@ -349,13 +428,13 @@ def _expire(state: AccountState, now: int, effects: Effects) -> None:
     rolled = now >= acct.day_end_ms or now >= acct.month_end_ms
     if rolled:
         acct.roll_to(now)
-    if _refresh_account(state, view, now, effects.notifications) or rolled:
-        _derive_all(state, view, now, effects.enforcement)
+    if _refresh_account(state, view, now, notes) or rolled:
+        _derive_all(state, view, now, states)
     else:
         for bot in changed_bots:
             e = derive(acct, bot, view, acct.caps, now)
             if e is not None:
-                effects.enforcement.append(e)
+                states.append(e)
     state.deadline_ms = _deadline(state)
 
 
@@ -391,10 +470,10 @@ def _refresh_account(
     return changed
 
 
-def _update_category(
+def _update_caps(
     state: AccountState, view: SettingsView, ci: int, now: int, notes: list[Notification]
 ) -> bool:
-    """After credits of category ``ci`` were added: new cap, downgrade or budget risk?"""
+    """Credits of category ``ci`` reached a cap: record it (and the downgrade, for text)."""
     acct = state.account
     changed = False
     status = cap_status(view, ci, acct)
@@ -409,12 +488,21 @@ def _update_category(
         if downgraded is not None:
             acct.downgraded_until_ms = downgraded
             changed = True
-    if status is None and view.smart:
-        risk = acct.risk_until_ms
-        if (risk is None or risk <= now) and budget_at_risk(view, acct, ci, now):
-            acct.risk_until_ms = now + RISK_HOLD_MS
-            changed = True
     return changed
+
+
+def _check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int) -> bool:
+    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast."""
+    acct.risk_checked_ms[ci] = t
+    risk = acct.risk_until_ms
+    if (
+        (risk is None or risk <= now)
+        and CATEGORIES[ci] not in acct.caps
+        and budget_at_risk(view, acct, ci, now)
+    ):
+        acct.risk_until_ms = now + RISK_HOLD_MS
+        return True
+    return False
 
 
 def _cap_note(view: SettingsView, cat: str, status: CapStatus, now: int) -> Notification:
@@ -435,12 +523,6 @@ def _derive_all(
         e = derive(acct, bot, view, caps, now)
         if e is not None:
             out.append(e)
-
-
-def _keep_latest(states: list[EnforcementState]) -> None:
-    """One call may derive a bot twice (settings change, then the event): keep the last."""
-    latest = {e.bot_id: e for e in states}
-    states[:] = list(latest.values())
 
 
 def _bot_deadline(bot: BotUsage) -> int:

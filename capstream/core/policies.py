@@ -22,8 +22,10 @@ from capstream.core.models import (
     TenantSettings,
 )
 from capstream.core.notifications import policy_alert
-from capstream.core.usage import UsageBase, series_of
+from capstream.core.usage import N_CATEGORIES, SERIES_BY_CATEGORY, UsageBase, series_of
 from capstream.core.windows import Ring
+
+NEVER = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,14 @@ def build_watch(
     old = usage.rings
     rings = {key: old.get(key) or Ring(key[1]) for key in groups}
     usage.rings = rings
-    usage.watch = [(key[0], rings[key], tuple(cps)) for key, cps in groups.items()]
+    usage.watched = [
+        (key[0], rings[key], min((cp.threshold for cp in cps), default=NEVER), tuple(cps))
+        for key, cps in groups.items()
+    ]
+    usage.watch = [
+        [e for e in usage.watched if e[0] < SERIES_BY_CATEGORY or e[0] == SERIES_BY_CATEGORY + ci]
+        for ci in range(N_CATEGORIES)
+    ]
     ids = {cp.policy_id for cp in policies}
     usage.alerted = {pid: e for pid, e in usage.alerted.items() if pid in ids}
 
@@ -151,7 +160,7 @@ def check_all(
 ) -> bool:
     """Check every watched policy against current totals (no event); True if a block started."""
     blocked = False
-    for _series, ring, cps in usage.watch:
+    for _series, ring, _low, cps in usage.watched:
         if not cps:
             continue
         total = ring.total_at(now)

@@ -30,12 +30,15 @@ if TYPE_CHECKING:
 
 N_SERIES = 8
 SERIES_CREDITS = 3
+SERIES_BY_CATEGORY = 4
+N_CATEGORIES = 4
 _METRIC_SERIES = {Metric.TOKENS: 0, Metric.MESSAGES: 1, Metric.CONVERSATIONS: 2}
 _BOT_HEADER = b"CSUB\x01"
 _ACCOUNT_HEADER = b"CSUA\x01"
 DEFAULT_RECENT_IDS = 512
 
-Watch = list[tuple[int, Ring, tuple["CompiledPolicy", ...]]]
+WatchEntry = tuple[int, Ring, int, tuple["CompiledPolicy", ...]]
+"""(series, ring, lowest threshold of its policies, policies) of one watched window."""
 
 
 def series_of(metric: str, category: str | None) -> int:
@@ -68,34 +71,35 @@ class UsageBase:
     block_policy_id: str | None = None
     enforcement: EnforcementState | None = None
     """The last enforcement state emitted for this bot (or the account-wide one)."""
-    watch: Watch = field(default_factory=list, compare=False, repr=False)
+    watched: list[WatchEntry] = field(default_factory=list, compare=False, repr=False)
+    """Every watched window (transient; rebuilt from the policies in use)."""
+    watch: list[list[WatchEntry]] = field(default_factory=list, compare=False, repr=False)
+    """Per category index, the watched windows an event of that category can add to."""
 
-    def add_totals(self, t: int, tokens: int, msgs: int, conv: int, cr: int, ci: int) -> bool:
-        """Add an event at time ``t`` to the day and month totals; True if a period rolled."""
-        rolled = False
-        if t >= self.day_end_ms:
-            self._set_day(t, reset=True)
-            rolled = True
+    def add_totals(self, t: int, vec: list[int], ci: int) -> None:
+        """Add an event at ``t`` (series amounts ``vec``) to the day and month totals.
+
+        The state must be rolled to the current period first (:meth:`roll_to`); an event
+        from before the current day or month is left out of that total.
+        """
         if t >= self.day_start_ms:
             d = self.day
-            d[0] += tokens
-            d[1] += msgs
-            d[2] += conv
+            d[0] += vec[0]
+            d[1] += vec[1]
+            d[2] += vec[2]
+            cr = vec[3]
             if cr:
                 d[3] += cr
                 d[4 + ci] += cr
-        if t >= self.month_end_ms:
-            self._set_month(t, reset=True)
-            rolled = True
         if t >= self.month_start_ms:
             m = self.month
-            m[0] += tokens
-            m[1] += msgs
-            m[2] += conv
+            m[0] += vec[0]
+            m[1] += vec[1]
+            m[2] += vec[2]
+            cr = vec[3]
             if cr:
                 m[3] += cr
                 m[4 + ci] += cr
-        return rolled
 
     def roll_to(self, now: int) -> bool:
         """Start a new day or month if ``now`` is past the current one; True if one rolled."""
@@ -233,6 +237,10 @@ class AccountUsage(UsageBase):
     downgraded_until_ms: int | None = None
     risk_until_ms: int | None = None
     """Smart throttle: the budget looked at risk; throttled until then."""
+    risk_checked_ms: list[int] = field(
+        default_factory=lambda: [0] * N_CATEGORIES, compare=False, repr=False
+    )
+    """Per category, when the budget risk was last checked (transient)."""
 
     def remember(self, event_id: str) -> None:
         """Add an event id to the bounded recent-id set."""

@@ -1,0 +1,192 @@
+"""Throughput of the decision core: evaluate() per event and gate() per call (one thread).
+
+Run: ``.venv/bin/python benchmarks/bench_core.py [--events N] [--calls N] [--profile]``.
+Prints figures; it is not a test. Targets: evaluate >= 100,000 events/s for an account with
+10 policies and caps in 4 categories; gate >= 500,000 calls/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import time
+
+from capstream.core import (
+    AccountState,
+    AlertAction,
+    BlockAction,
+    CategoryCaps,
+    EnforcementState,
+    FallbackLedger,
+    Policy,
+    PolicySet,
+    TenantSettings,
+    UsageEvent,
+    evaluate,
+    gate,
+)
+from capstream.core.models import CapStatus
+
+ACCOUNT = "acct-bench"
+START_MS = 1_795_000_000_000  # 2026-11-18
+CATEGORY_MIX = ["text"] * 7 + ["vision", "audio", "documents"]
+
+
+def policies() -> PolicySet:
+    """Ten policies over every scope, metric and a spread of windows."""
+    alert, owner = AlertAction(("ops@example.com",)), AlertAction(())
+    block = BlockAction(600)
+
+    def p(i: int, metric: str, threshold: int, window: int, scope: str, **kw: object) -> Policy:
+        return Policy(f"p{i}", ACCOUNT, f"policy {i}", metric, threshold, window, scope,
+                      kw.pop("bot_id", None), kw.pop("alert", alert), kw.pop("block", None),
+                      **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    return PolicySet(
+        [
+            p(1, "tokens", 150_000_000, 3600, "account_each_bot", block=block),
+            p(2, "messages", 2_000, 60, "account_each_bot"),
+            p(3, "conversations", 500, 86_400, "account_each_bot", alert=owner),
+            p(4, "credits", 50_000_000_000, 7 * 86_400, "account_each_bot", category="text"),
+            p(5, "messages", 8_000, 300, "bot", bot_id="bot-0", block=block),
+            p(6, "tokens", 10_000_000, 86_400, "bot", bot_id="bot-1"),
+            p(7, "credits", 9_000_000_000, 3600, "bot", bot_id="bot-2", alert=None, block=block),
+            p(8, "tokens", 200_000_000, 86_400, "account_total"),
+            p(9, "messages", 1_000_000, 3600, "account_total", block=block),
+            p(10, "credits", 10**12, 31 * 86_400, "account_total"),
+        ]
+    )
+
+
+def settings() -> TenantSettings:
+    caps = {
+        "text": CategoryCaps(daily_micro=10**13, monthly_micro=10**14),
+        "vision": CategoryCaps(daily_micro=10**12, monthly_micro=10**13),
+        "audio": CategoryCaps(daily_micro=10**12, monthly_micro=None),
+        "documents": CategoryCaps(daily_micro=None, monthly_micro=10**13),
+    }
+    return TenantSettings(ACCOUNT, timezone="America/New_York", language="en", plan="pro",
+                          owner_email="owner@example.com", caps=caps, auto_downgrade=True,
+                          throttle="smart")  # fmt: skip
+
+
+def events(n: int, rate_per_s: int = 200) -> list[UsageEvent]:
+    rnd = random.Random(7)
+    step = 1000 // rate_per_s
+    out = []
+    for i in range(n):
+        conv = rnd.randrange(2_000)
+        out.append(
+            UsageEvent(
+                event_id=f"ev-{i}",
+                account_id=ACCOUNT,
+                bot_id=f"bot-{conv % 10}",
+                conversation_id=f"conv-{conv}",
+                category=rnd.choice(CATEGORY_MIX),
+                model="claude-sonnet-4-6",
+                tokens_in=rnd.randrange(50, 2_000),
+                tokens_out=rnd.randrange(20, 800),
+                messages=1,
+                conversation_started=rnd.random() < 0.05,
+                credits_micro=rnd.randrange(1_000, 40_000),
+                occurred_at_ms=START_MS + i * step - rnd.randrange(0, 200),
+            )
+        )
+    return out
+
+
+def bench_evaluate(n: int, profile: bool) -> None:
+    ps, st = policies(), settings()
+    evs = events(n)
+    state = AccountState(ACCOUNT)
+    step = 1000 // 200
+    # warm-up (first event builds rings and enforcement states)
+    warm = events(1)[0]
+    warm.event_id = "warm"
+    evaluate(state, warm, ps, st, START_MS - 1000, partition=0, offset=0)
+    prof = cProfile.Profile() if profile else None
+    notes = states = 0
+    t0 = time.perf_counter()
+    if prof:
+        prof.enable()
+    for i, ev in enumerate(evs):
+        _, eff = evaluate(state, ev, ps, st, START_MS + i * step, partition=0, offset=i + 1)
+        notes += len(eff.notifications)
+        states += len(eff.enforcement)
+    if prof:
+        prof.disable()
+    dt = time.perf_counter() - t0
+    print(
+        f"evaluate: {n:,} events in {dt:.3f} s = {n / dt:,.0f} events/s "
+        f"({dt / n * 1e6:.2f} us/event; 10 policies, caps in 4 categories, 10 bots, "
+        f"{states} enforcement changes, {notes} notifications)"
+    )
+    acct = state.account.to_bytes()
+    bots = [b.to_bytes() for b in state.bots.values()]
+    t0 = time.perf_counter()
+    reps = 200
+    for _ in range(reps):
+        state.account.to_bytes()
+        for b in state.bots.values():
+            b.to_bytes()
+    dt = time.perf_counter() - t0
+    print(
+        f"to_bytes: account {len(acct):,} B, bot avg {sum(map(len, bots)) // len(bots):,} B; "
+        f"{dt / reps / (1 + len(bots)) * 1e6:.1f} us per state"
+    )
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+
+
+def _state(**kw: object) -> EnforcementState:
+    base: dict[str, object] = dict(
+        account_id=ACCOUNT, bot_id="bot-0", version=1, updated_at_ms=START_MS,
+        blocked_until_ms=None, block_policy_id=None, model="claude-sonnet-4-6",
+        downgraded_until_ms=None, batching_interval_s=3, throttled_until_ms=None,
+        throttle_reason=None, caps={}, plan="pro", fallback_text_daily="back tomorrow",
+        fallback_text_monthly="back next week", premium_model="claude-sonnet-4-6",
+    )  # fmt: skip
+    base.update(kw)
+    return EnforcementState(**base)  # type: ignore[arg-type]
+
+
+def bench_gate(n: int) -> None:
+    ledger = FallbackLedger()
+    convs = [f"conv-{i}" for i in range(1_000)]
+    cats = [CATEGORY_MIX[i % len(CATEGORY_MIX)] for i in range(1_000)]
+    capped = CapStatus("daily", "2026-11-18", START_MS + 3_600_000)
+    cases = {
+        "allow (common case)": _state(),
+        "allow, downgraded": _state(downgraded_until_ms=START_MS + 3_600_000, model="claude-haiku"),
+        "vision capped (other categories allowed)": _state(caps={"vision": capped}),
+        "text capped (fallback once, then skip)": _state(caps={"text": capped}),
+        "throttled 60 s (reply spacing via ledger)": _state(
+            batching_interval_s=60, throttled_until_ms=START_MS + 3_600_000,
+            throttle_reason="budget_at_risk",
+        ),  # fmt: skip
+        "paused by a policy block": _state(blocked_until_ms=START_MS + 3_600_000,
+                                           block_policy_id="p1"),  # fmt: skip
+    }
+    for name, state in cases.items():
+        t0 = time.perf_counter()
+        for i in range(n):
+            j = i % 1_000
+            gate(state, cats[j], convs[j], START_MS + i, ledger)
+        dt = time.perf_counter() - t0
+        print(f"gate [{name}]: {n / dt:,.0f} calls/s ({dt / n * 1e9:.0f} ns/call)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--calls", type=int, default=1_000_000)
+    ap.add_argument("--profile", action="store_true", help="cProfile the evaluate loop")
+    args = ap.parse_args()
+    bench_evaluate(args.events, args.profile)
+    bench_gate(args.calls)
+
+
+if __name__ == "__main__":
+    main()
