@@ -1,0 +1,192 @@
+"""``capstream notifier``: consume the notifications topic into the sent-log and deliver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from capstream.errors import DecodeError
+from capstream.notifier.dispatcher import Dispatcher, EmailPort, NotifierStats, WebhookPort
+from capstream.notifier.email import SmtpSender
+from capstream.notifier.sentlog import Delivery, SentLog
+from capstream.notifier.webhook import WebhookSender
+from capstream.streams.records import DeadLetterRecord, NotificationRecord
+from capstream.streams.settings import Settings
+from capstream.streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def sentlog_path(data_dir: Path) -> Path:
+    """The notifier's sent-log (SQLite) under the data dir."""
+    return data_dir / "notifier" / "sent.sqlite3"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Notifier:
+    """One notifier process: Kafka → sent-log (then commit) → SMTP / webhook, each id once.
+
+    A record is committed only after its deliveries are on disk in the sent-log, so none is
+    lost; a repeat of a known ``notification_id`` (a duplicate in the topic, a replay after a
+    restart) is dropped there, so none is sent twice.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        email: EmailPort | None = None,
+        webhook: WebhookPort | None = None,
+        base_backoff_s: float = 1.0,
+        stats_every_s: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.stats = NotifierStats()
+        self._email = email or SmtpSender(settings)
+        self._webhook = webhook
+        self._base_backoff_s = base_backoff_s
+        self._stats_every_s = stats_every_s
+        self._wake = asyncio.Event()
+        self._producer: Any = None
+
+    def _channels(self) -> tuple[str, ...]:
+        has_webhook = self._webhook is not None or self.settings.webhook_url
+        return ("email", "webhook") if has_webhook else ("email",)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then stop cleanly (offsets of applied records committed)."""
+        from confluent_kafka import Consumer, Producer
+
+        from capstream.api.view import TopicView
+
+        s = self.settings
+        tenants = TopicView(s, include=("tenants",))
+        await asyncio.to_thread(tenants.start)
+        self._producer = Producer({**s.librdkafka_config(), "acks": "all",
+                                   "enable.idempotence": True, "log_level": 3})  # fmt: skip
+        consumer: Any = Consumer({
+            **s.librdkafka_config(),
+            "group.id": f"{s.topic_prefix}.notifier",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+        })  # fmt: skip
+        consumer.subscribe([self.topics.notifications])
+        sentlog = SentLog(sentlog_path(s.data_dir))
+        http: httpx.AsyncClient | None = None
+        webhook = self._webhook
+        if webhook is None and s.webhook_url:
+            http = httpx.AsyncClient(timeout=10.0)
+            secret = s.webhook_secret.get_secret_value().encode() if s.webhook_secret else None
+            webhook = WebhookSender(s.webhook_url, secret, http)
+        dispatcher = Dispatcher(
+            sentlog,
+            self._email,
+            webhook=webhook,
+            owner_email=lambda a: (t.owner_email or None) if (t := tenants.tenant(a)) else None,
+            dead_letter=self._dead_letter,
+            stats=self.stats,
+            max_backoff_s=s.notify_max_backoff_s,
+            base_backoff_s=self._base_backoff_s,
+        )
+        dispatcher.recover()
+        tasks = [
+            asyncio.create_task(self._consume(consumer, sentlog, stop)),
+            asyncio.create_task(self._deliver(dispatcher, sentlog, stop)),
+            asyncio.create_task(self._report(stop)),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(consumer.close)
+            await asyncio.to_thread(self._producer.flush, 10)
+            tenants.stop()
+            sentlog.close()
+            if http is not None:
+                await http.aclose()
+            log.info("notifier stopped: %s", self.stats.as_dict())
+
+    async def _consume(self, consumer: Any, sentlog: SentLog, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            msgs = await asyncio.to_thread(consumer.consume, 200, 0.2)
+            if not msgs:
+                continue
+            for msg in msgs:
+                if msg.error() is not None:
+                    log.warning("notifications consumer: %s", msg.error().str())
+                    continue
+                self._accept(sentlog, msg)
+            # Everything consumed is in the sent-log (or the DLQ) on disk: now commit.
+            await asyncio.to_thread(self._producer.flush, 30)
+            await asyncio.to_thread(consumer.commit, asynchronous=False)
+            self._wake.set()
+
+    def _accept(self, sentlog: SentLog, msg: Any) -> None:
+        raw = msg.value()
+        try:
+            rec = NotificationRecord.from_bytes(raw)
+        except DecodeError as exc:
+            self.stats.undecodable += 1
+            self.stats.dead_lettered += 1
+            self._produce_dead(msg.partition(), msg.offset(), exc.reason, str(exc), msg.key(), raw)
+            return
+        self.stats.received += 1
+        expires = rec.created_at_ms + self.settings.notify_expire_s * 1000
+        added = sentlog.enqueue(
+            rec.notification_id, rec.account_id, self._channels(), raw, expires,
+            (msg.partition(), msg.offset()), _now_ms(),
+        )  # fmt: skip
+        if not added:
+            self.stats.duplicates += 1
+
+    async def _deliver(self, dispatcher: Dispatcher, sentlog: SentLog, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            await dispatcher.run_once()
+            nxt = sentlog.next_due_ms()
+            wait_s = 1.0 if nxt is None else max(0.0, min(1.0, (nxt - _now_ms()) / 1000))
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+
+    async def _report(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self._stats_every_s)
+            except TimeoutError:
+                log.info("notifier: %s", self.stats.as_dict())
+
+    def _dead_letter(self, d: Delivery, reason: str, error: str) -> None:
+        key = f"{d.notification_id}/{d.channel}".encode()
+        self._produce_dead(d.source_partition, d.source_offset, reason, error, key, d.payload)
+
+    def _produce_dead(
+        self, partition: int, offset: int, reason: str, error: str, key: bytes | None,
+        raw: bytes | None,
+    ) -> None:  # fmt: skip
+        rec = DeadLetterRecord(
+            source_topic=self.topics.notifications,
+            partition=partition,
+            offset=offset,
+            reason=reason,
+            error=error[:2000],
+            raw_key=key,
+            raw_value=raw,
+            at_ms=_now_ms(),
+        )
+        self._producer.produce(Topics.dlq(self.topics.notifications), key=key,
+                               value=rec.to_bytes())  # fmt: skip
+        self._producer.poll(0)
