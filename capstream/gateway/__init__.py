@@ -1,1 +1,55 @@
-"""capstream.gateway."""
+"""capstream.gateway: the SDK bot services and gateways import (record usage, gate AI calls)."""
+
+from capstream.gateway.aio import AsyncUsageRecorder
+from capstream.gateway.batcher import ReplyBatch, ReplyBatcher
+from capstream.gateway.caphits import CapHitReporter, ReporterStats
+from capstream.gateway.control_view import (
+    DEFAULT_MAX_DISCONNECTED_S,
+    ControlView,
+    DisconnectPolicy,
+    ViewStats,
+)
+from capstream.gateway.errors import (
+    GatewayError,
+    NotDeliveredError,
+    QueueFullError,
+    RecorderClosedError,
+    UsageEventError,
+)
+from capstream.gateway.gateway import CONTROL_UNAVAILABLE, Gateway, UnknownCategoryError
+from capstream.gateway.partitioner import murmur2, partition_for
+from capstream.gateway.recorder import RecorderStats, UsageRecorder
+from capstream.gateway.states import (
+    control_key,
+    decode_state,
+    record_from_state,
+    state_from_record,
+)
+
+__all__ = [
+    "CONTROL_UNAVAILABLE",
+    "DEFAULT_MAX_DISCONNECTED_S",
+    "AsyncUsageRecorder",
+    "CapHitReporter",
+    "ControlView",
+    "DisconnectPolicy",
+    "Gateway",
+    "GatewayError",
+    "NotDeliveredError",
+    "QueueFullError",
+    "RecorderClosedError",
+    "RecorderStats",
+    "ReplyBatch",
+    "ReplyBatcher",
+    "ReporterStats",
+    "UnknownCategoryError",
+    "UsageEventError",
+    "UsageRecorder",
+    "ViewStats",
+    "control_key",
+    "decode_state",
+    "murmur2",
+    "partition_for",
+    "record_from_state",
+    "state_from_record",
+]

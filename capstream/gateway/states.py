@@ -1,0 +1,104 @@
+"""Control topic records <-> the core's ``EnforcementState`` (keys, decoding, light checks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capstream.core.models import CATEGORY_INDEX, CapStatus, EnforcementState
+from capstream.errors import DecodeError
+from capstream.streams.codecs import codec
+from capstream.streams.records import EnforcementStateRecord
+
+_PERIODS = frozenset({"daily", "monthly"})
+
+
+def control_key(account_id: str, bot_id: str) -> bytes:
+    """The control topic key of a bot's state: ``account_id/bot_id``."""
+    return f"{account_id}/{bot_id}".encode()
+
+
+def state_from_avro(r: dict[str, Any]) -> EnforcementState:
+    """Build the core state from a decoded ``EnforcementState`` record; ``DecodeError`` if bad.
+
+    The checks are the ones Avro cannot make (non-empty ids, a positive batching interval,
+    known categories), cheap enough for rebuilding every state at start.
+    """
+    account_id, bot_id = r["account_id"], r["bot_id"]
+    if not account_id or not bot_id:
+        raise DecodeError("an EnforcementState needs an account_id and a bot_id", reason="invalid")
+    if r["version"] < 0 or r["batching_interval_s"] < 1:
+        raise DecodeError(
+            f"EnforcementState {account_id}/{bot_id}: negative version or batching < 1 s",
+            reason="invalid",
+        )
+    caps: dict[str, CapStatus] = {}
+    for category, cap in r["caps"].items():
+        if category not in CATEGORY_INDEX or cap["period"] not in _PERIODS:
+            raise DecodeError(
+                f"EnforcementState {account_id}/{bot_id}: unknown cap category {category!r}",
+                reason="invalid",
+            )
+        caps[category] = CapStatus(cap["period"], cap["period_key"], cap["resumes_at_ms"])
+    return EnforcementState(
+        account_id=account_id,
+        bot_id=bot_id,
+        version=r["version"],
+        updated_at_ms=r["updated_at_ms"],
+        blocked_until_ms=r["blocked_until_ms"],
+        block_policy_id=r["block_policy_id"],
+        model=r["model"],
+        downgraded_until_ms=r["downgraded_until_ms"],
+        batching_interval_s=r["batching_interval_s"],
+        throttled_until_ms=r["throttled_until_ms"],
+        throttle_reason=r["throttle_reason"],
+        caps=caps,
+        plan=r["plan"],
+        fallback_text_daily=r["fallback_text_daily"],
+        fallback_text_monthly=r["fallback_text_monthly"],
+        # Not in the wire schema yet: older records mean "the built-in premium model".
+        premium_model=r.get("premium_model") or "",
+    )
+
+
+def decode_state(value: bytes) -> EnforcementState:
+    """Decode a control topic value into the core state; raises ``DecodeError``."""
+    record = codec("EnforcementState").decode(value)
+    try:
+        return state_from_avro(record)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DecodeError(f"malformed EnforcementState: {exc}", reason="invalid") from exc
+
+
+def state_from_record(record: EnforcementStateRecord) -> EnforcementState:
+    """The core state of a validated wire record."""
+    return state_from_avro(record.model_dump())
+
+
+def record_from_state(state: EnforcementState) -> EnforcementStateRecord:
+    """The wire record of a core state (what the processors publish)."""
+    return EnforcementStateRecord.model_validate(
+        {
+            "account_id": state.account_id,
+            "bot_id": state.bot_id,
+            "version": state.version,
+            "updated_at_ms": state.updated_at_ms,
+            "blocked_until_ms": state.blocked_until_ms,
+            "block_policy_id": state.block_policy_id,
+            "model": state.model,
+            "downgraded_until_ms": state.downgraded_until_ms,
+            "batching_interval_s": state.batching_interval_s,
+            "throttled_until_ms": state.throttled_until_ms,
+            "throttle_reason": state.throttle_reason,
+            "caps": {
+                c: {
+                    "period": s.period,
+                    "period_key": s.period_key,
+                    "resumes_at_ms": s.resumes_at_ms,
+                }
+                for c, s in state.caps.items()
+            },
+            "plan": state.plan,
+            "fallback_text_daily": state.fallback_text_daily,
+            "fallback_text_monthly": state.fallback_text_monthly,
+        }
+    )
