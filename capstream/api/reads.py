@@ -2,9 +2,8 @@
 
 ClickHouse is reached through one port, ``Query``: ``query(sql, params) -> rows`` (each row a
 ``{column: value}`` dict). Every statement is parameterised and filtered by the caller's
-``account_id``. The tables are the sink's: ``usage_events`` (the UsageEvent fields),
-``feed_rows`` (the FeedRow fields) and ``decisions`` (EnforcementState fields, newest by
-``updated_at_ms``).
+``account_id``. The tables are the sink's (``capstream/sinks/ddl.py``): ``usage_events``,
+``feed_rows`` and ``decisions``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ Query = Callable[[str, dict[str, Any]], list[Row]]
 _METRIC_SQL = {
     "tokens": "sum(tokens_in + tokens_out)",
     "messages": "sum(messages)",
-    "conversations": "sum(toUInt64(conversation_started))",
+    "conversations": "countIf(conversation_started)",
     "credits": "sum(credits_micro)",
 }
 
@@ -71,7 +70,10 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyUsage
 
     For ``account_each_bot`` it is the busiest bot's usage (the one closest to breaching).
     """
-    where = ["account_id = {account_id:String}", "occurred_at_ms >= {since:Int64}"]
+    where = [
+        "account_id = {account_id:String}",
+        "occurred_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
+    ]
     params: dict[str, Any] = {
         "account_id": policy.account_id,
         "since": now_ms - policy.window_seconds * 1000,
@@ -123,7 +125,8 @@ def cap_usage(query: Query, tenant: TenantSettingsRecord, now_ms: int) -> list[C
             rows = query(
                 "SELECT sum(credits_micro) AS used FROM usage_events "
                 "WHERE account_id = {account_id:String} AND category = {category:String} "
-                "AND occurred_at_ms >= {start:Int64} AND occurred_at_ms < {end:Int64}",
+                "AND occurred_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC') "
+                "AND occurred_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC')",
                 {
                     "account_id": tenant.account_id,
                     "category": category,
@@ -155,7 +158,7 @@ def feed_rows(query: Query, account_id: str, local_day: str, limit: int) -> list
         "SELECT account_id, bot_id, conversation_id, local_day, category, period, "
         "max(attempts) AS attempts, argMax(message, attempts) AS message, "
         "argMax(cta, attempts) AS cta FROM feed_rows "
-        "WHERE account_id = {account_id:String} AND local_day = {day:String} "
+        "WHERE account_id = {account_id:String} AND local_day = toDate({day:String}) "
         "GROUP BY account_id, bot_id, conversation_id, local_day, category, period "
         "ORDER BY bot_id, conversation_id, category LIMIT {limit:UInt32}",
         {"account_id": account_id, "day": local_day, "limit": limit},
@@ -165,7 +168,9 @@ def feed_rows(query: Query, account_id: str, local_day: str, limit: int) -> list
 def recent_decisions(query: Query, account_id: str, limit: int) -> list[Row]:
     """The account's most recent enforcement decisions, newest first."""
     return query(
-        "SELECT * FROM decisions WHERE account_id = {account_id:String} "
-        "ORDER BY updated_at_ms DESC LIMIT {limit:UInt32}",
+        "SELECT account_id, bot_id, version, updated_at, blocked_until, block_policy_id, "
+        "model, downgraded_until, batching_interval_s, throttled_until, throttle_reason, "
+        "caps, plan FROM decisions WHERE account_id = {account_id:String} "
+        "ORDER BY updated_at DESC, version DESC LIMIT {limit:UInt32}",
         {"account_id": account_id, "limit": limit},
     )

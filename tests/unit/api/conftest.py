@@ -76,7 +76,7 @@ class FakeClickHouse:
             return rows[: params["limit"]]
         if "FROM decisions" in sql:
             rows = [r for r in self.decisions if r["account_id"] == acct]
-            return sorted(rows, key=lambda r: -r["updated_at_ms"])[: params["limit"]]
+            return sorted(rows, key=lambda r: -r["updated_at"])[: params["limit"]]
         rows = [
             e
             for e in self.events

@@ -143,16 +143,16 @@ def test_feed_and_decisions_are_filtered_by_account(
            "period": "daily", "attempts": 3, "message": "AI reply paused", "cta": None}  # fmt: skip
     clickhouse.feed += [{**row, "account_id": "acme"}, {**row, "account_id": "globex"}]
     clickhouse.decisions += [
-        {"account_id": "acme", "bot_id": "b", "updated_at_ms": 2, "blocked_until_ms": 9},
-        {"account_id": "acme", "bot_id": "b", "updated_at_ms": 5, "blocked_until_ms": None},
-        {"account_id": "globex", "bot_id": "x", "updated_at_ms": 7, "blocked_until_ms": None},
+        {"account_id": "acme", "bot_id": "b", "updated_at": 2, "blocked_until": 9},
+        {"account_id": "acme", "bot_id": "b", "updated_at": 5, "blocked_until": None},
+        {"account_id": "globex", "bot_id": "x", "updated_at": 7, "blocked_until": None},
     ]
     feed = client.get("/v1/accounts/acme/feed", params={"day": "2026-05-28"}, headers=h).json()
     assert [(f["account_id"], f["attempts"]) for f in feed] == [("acme", 3)]
     today = client.get("/v1/accounts/acme/feed", headers=h).json()
     assert today == feed  # NOW_MS is 2026-05-28 in UTC
     dec = client.get("/v1/accounts/acme/decisions", params={"limit": 5}, headers=h).json()
-    assert [d["updated_at_ms"] for d in dec] == [5, 2]
+    assert [d["updated_at"] for d in dec] == [5, 2]
     bad = client.get("/v1/accounts/acme/feed", params={"day": "yesterday"}, headers=h)
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "day"
 
