@@ -127,6 +127,34 @@ def demo(
     run_demo(load_settings(), events=events, console=out)
 
 
+@app.command("api")
+def api() -> None:
+    """Serve the Policy API (FastAPI; OpenAPI at /docs) on CAPSTREAM_API_HOST:PORT."""
+    from capstream.api.server import serve_api
+
+    serve_api(load_settings(), out.print)
+
+
+@app.command("notifier")
+def notifier(
+    status: Annotated[bool, typer.Option(help="Print the sent-log's counts and exit.")] = False,
+) -> None:
+    """Deliver notifications (SMTP email, signed webhooks), each id at most once."""
+    settings = load_settings()
+    if status:
+        from capstream.notifier.sentlog import SentLog
+        from capstream.notifier.service import sentlog_path
+
+        path = sentlog_path(settings.data_dir)
+        counts = SentLog(path).counts() if path.exists() else {}
+        for name in ("pending", "sent", "failed", "expired", "uncertain", "sending"):
+            out.print(f"{name:>10}  {counts.get(name, 0)}")
+        return
+    from capstream.notifier.service import run_notifier
+
+    out.print(f"notifier stopped: {run_notifier(settings)}")
+
+
 def main() -> None:
     """Entry point: run the CLI and turn capstream errors into one clear message."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,19 @@ class Notifier:
         self._producer.produce(Topics.dlq(self.topics.notifications), key=key,
                                value=rec.to_bytes())  # fmt: skip
         self._producer.poll(0)
+
+
+def run_notifier(settings: Settings) -> dict[str, int]:
+    """Run the notifier until SIGINT/SIGTERM; returns its counters."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    notifier = Notifier(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await notifier.run(stop)
+
+    asyncio.run(main())
+    return notifier.stats.as_dict()
