@@ -42,7 +42,6 @@ from capstream.core.usage import (
     AccountUsage,
     BotUsage,
     UsageBase,
-    WatchEntry,
 )
 
 _NEVER = 1 << 62
@@ -187,12 +186,14 @@ def evaluate(
             return state, _effects(states, notes, duplicate=True)
         acct.watermarks[partition] = pos
     eid = event.event_id
-    recent = acct.recent_ids
+    recent = acct.recent_set
     if eid in recent:
         return state, _effects(states, notes, duplicate=True)
-    recent[eid] = None
-    if len(recent) > acct.recent_capacity:
-        del recent[next(iter(recent))]
+    order = acct.recent_ids  # AccountUsage.remember(), inlined
+    if len(order) >= acct.recent_capacity:
+        recent.discard(order.popleft())
+    order.append(eid)
+    recent.add(eid)
     state.account_dirty = True
 
     view = state.view
@@ -203,33 +204,73 @@ def evaluate(
     vec = [tokens, msgs, 1 if event.conversation_started else 0, cr, 0, 0, 0, 0]
     vec[4 + ci] = cr
 
-    acct_changed = False
-    if now >= acct.day_end_ms or now >= acct.month_end_ms:
-        acct_changed = acct.roll_to(now)
-    acct.add_totals(t, vec, ci)
-    if _add_to_windows(acct.watch[ci], vec, t, acct, ACCOUNT_WIDE_BOT, now, settings, notes):
-        acct_changed = True
-
     bot_id = event.bot_id
     bot = state.bots.get(bot_id)
     bot_changed = bot is None
     if bot is None:
         bot = state.bots[bot_id] = _new_bot(state, bot_id, now)
     wm = bot.watermarks.get(partition) if pos >= 0 else None
-    if wm is None or pos > wm:
+    bot_fresh = wm is None or pos > wm  # the bot's table may be behind the account's
+    if bot_fresh:
         if pos >= 0:
             bot.watermarks[partition] = pos
         state.dirty_bots.add(bot_id)
-        if now >= bot.day_end_ms or now >= bot.month_end_ms:
-            bot.roll_to(now)
-        bot.add_totals(t, vec, ci)
-        if _add_to_windows(bot.watch[ci], vec, t, bot, bot_id, now, settings, notes):
+
+    # Calendar totals and rolling windows of the account, then of the bot. Inlined
+    # (UsageBase.add_totals, Ring.add): this loop is most of the per-event cost.
+    acct_changed = False
+    conv, cr_ix = vec[2], 4 + ci
+    usage: UsageBase
+    for usage in (acct, bot) if bot_fresh else (acct,):
+        is_acct = usage is acct
+        if (now >= usage.day_end_ms or now >= usage.month_end_ms) and usage.roll_to(now):
+            acct_changed = acct_changed or is_acct
+        if t >= usage.day_start_ms:
+            d = usage.day
+            d[0] += tokens
+            d[1] += msgs
+            d[2] += conv
+            d[3] += cr
+            d[cr_ix] += cr
+        if t >= usage.month_start_ms:
+            d = usage.month
+            d[0] += tokens
+            d[1] += msgs
+            d[2] += conv
+            d[3] += cr
+            d[cr_ix] += cr
+        for series, ring, low, cps in usage.watch[ci]:
+            v = vec[series]
+            if not v:
+                continue
+            b = t // ring.width
+            if b == ring.head:
+                ring.buckets[ring.slot] += v
+            elif b > ring.head:
+                ring._advance(b)
+                ring.buckets[ring.slot] += v
+            elif b > ring.head - ring.size:
+                ring.buckets[b % ring.size] += v
+            else:
+                continue  # older than the window
+            total = ring.total + v
+            ring.total = total
+            if total >= low:
+                scope = ACCOUNT_WIDE_BOT if is_acct else bot_id
+                for cp in cps:
+                    if total >= cp.threshold and fire(
+                        cp, usage, scope, total, now, settings, notes
+                    ):
+                        if is_acct:
+                            acct_changed = True
+                        else:
+                            bot_changed = True
+
+    if bot_fresh and msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
+        loop = bot.loop_until_ms
+        if loop is None or loop <= now:
+            bot.loop_until_ms = now + LOOP_HOLD_MS
             bot_changed = True
-        if msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
-            loop = bot.loop_until_ms
-            if loop is None or loop <= now:
-                bot.loop_until_ms = now + LOOP_HOLD_MS
-                bot_changed = True
 
     if acct_changed:
         _refresh_account(state, view, now, notes)
@@ -266,37 +307,6 @@ def evaluate(
     if states or notes:
         return state, _effects(states, notes)
     return state, NO_EFFECTS
-
-
-def _add_to_windows(
-    entries: list[WatchEntry],
-    vec: list[int],
-    t: int,
-    usage: UsageBase,
-    scope: str,
-    now: int,
-    settings: TenantSettings,
-    notes: list[Notification],
-) -> bool:
-    """Add an event to the rolling windows (Ring.add, inlined) and fire crossed policies."""
-    blocked = False
-    for series, ring, low, cps in entries:
-        v = vec[series]
-        if not v:
-            continue
-        b = t // ring.width
-        if b > ring.head:
-            ring._advance(b)
-        elif b <= ring.head - ring.size:
-            continue
-        ring.buckets[b % ring.size] += v
-        total = ring.total + v
-        ring.total = total
-        if total >= low:
-            for cp in cps:
-                if total >= cp.threshold and fire(cp, usage, scope, total, now, settings, notes):
-                    blocked = True
-    return blocked
 
 
 def reevaluate(

@@ -11,6 +11,7 @@ throttle need; a window starts counting when first needed.
 from __future__ import annotations
 
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -230,8 +231,10 @@ class AccountUsage(UsageBase):
     """Usage state of a whole account (the per-account table's value)."""
 
     recent_capacity: int = DEFAULT_RECENT_IDS
-    recent_ids: dict[str, None] = field(default_factory=dict)
+    recent_ids: deque[str] = field(default_factory=deque)
     """The last ``recent_capacity`` event ids applied, oldest first (drops client resends)."""
+    recent_set: set[str] = field(default_factory=set, compare=False, repr=False)
+    """The same ids as a set, for membership tests."""
     caps: dict[str, CapStatus] = field(default_factory=dict)
     """Categories capped now, as last derived."""
     downgraded_until_ms: int | None = None
@@ -243,11 +246,12 @@ class AccountUsage(UsageBase):
     """Per category, when the budget risk was last checked (transient)."""
 
     def remember(self, event_id: str) -> None:
-        """Add an event id to the bounded recent-id set."""
-        ids = self.recent_ids
-        ids[event_id] = None
-        if len(ids) > self.recent_capacity:
-            del ids[next(iter(ids))]
+        """Add an event id to the bounded recent-id set (evaluate() inlines this)."""
+        order = self.recent_ids
+        if len(order) >= self.recent_capacity:
+            self.recent_set.discard(order.popleft())
+        order.append(event_id)
+        self.recent_set.add(event_id)
 
     def to_bytes(self) -> bytes:
         """Versioned compact encoding (``CSUA`` v1)."""
@@ -271,7 +275,8 @@ class AccountUsage(UsageBase):
         u = cls(account_id=r.text())
         u._read_common(r)
         u.recent_capacity = r.u32()
-        u.recent_ids = dict.fromkeys(r.text() for _ in range(r.u32()))
+        u.recent_ids = deque(r.text() for _ in range(r.u32()))
+        u.recent_set = set(u.recent_ids)
         u.caps = dict(_read_cap(r) for _ in range(r.u32()))
         u.downgraded_until_ms = r.opt_i64()
         u.risk_until_ms = r.opt_i64()

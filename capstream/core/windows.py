@@ -30,7 +30,7 @@ def bucket_width_ms(window_ms: int) -> int:
 class Ring:
     """Bucketed running total over a rolling window of ``window_ms`` milliseconds."""
 
-    __slots__ = ("buckets", "head", "size", "total", "width", "window_ms")
+    __slots__ = ("buckets", "head", "size", "slot", "total", "width", "window_ms")
 
     def __init__(self, window_ms: int) -> None:
         if window_ms < MIN_BUCKETS:
@@ -40,6 +40,7 @@ class Ring:
         self.size = window_ms // self.width + 1
         self.buckets = [0] * self.size
         self.head = -1  # index (time // width) of the newest bucket; -1: nothing yet
+        self.slot = self.size - 1  # head % size: where the newest bucket lives
         self.total = 0
 
     def _advance(self, b: int) -> None:
@@ -57,6 +58,7 @@ class Ring:
                 buckets[j] = 0
             self.total = total
         self.head = b
+        self.slot = b % size
 
     def add(self, at_ms: int, amount: int) -> int:
         """Add ``amount`` at instant ``at_ms``; returns the total as of ``at_ms``.
@@ -64,11 +66,15 @@ class Ring:
         Amounts older than the ring's span are ignored (they cannot be in the window).
         """
         b = at_ms // self.width
-        if b > self.head:
+        if b == self.head:
+            self.buckets[self.slot] += amount
+        elif b > self.head:
             self._advance(b)
-        elif b <= self.head - self.size:
+            self.buckets[self.slot] += amount
+        elif b > self.head - self.size:
+            self.buckets[b % self.size] += amount
+        else:
             return self.total
-        self.buckets[b % self.size] += amount
         self.total += amount
         return self.total
 
@@ -93,6 +99,7 @@ class Ring:
             raise ValueError("bucket count does not match the window")
         ring.head = head
         size = ring.size
+        ring.slot = head % size
         start = head + 1
         for i, v in enumerate(oldest_first):
             ring.buckets[(start + i) % size] = v
