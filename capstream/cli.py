@@ -155,6 +155,64 @@ def notifier(
     out.print(f"notifier stopped: {run_notifier(settings)}")
 
 
+@app.command("sink")
+def sink(
+    batch_mib: Annotated[
+        float,
+        typer.Option(
+            envvar="CAPSTREAM_SINK_BATCH_MIB", help="Write a partition's batch at this size."
+        ),
+    ] = 4.0,
+    flush_interval: Annotated[
+        float,
+        typer.Option(envvar="CAPSTREAM_SINK_FLUSH_INTERVAL", help="...or when it is this old (s)."),
+    ] = 0.5,
+    max_buffer_mib: Annotated[
+        float,
+        typer.Option(envvar="CAPSTREAM_SINK_MAX_BUFFER_MIB", help="Pause reading above this."),
+    ] = 64.0,
+    retention_days: Annotated[
+        int,
+        typer.Option(envvar="CAPSTREAM_SINK_RETENTION_DAYS", help="Raw rows' TTL; 0 = keep."),
+    ] = 395,
+    rollup_retention_days: Annotated[
+        int,
+        typer.Option(envvar="CAPSTREAM_SINK_ROLLUP_RETENTION_DAYS", help="Rollups' TTL; 0 = keep."),
+    ] = 0,
+    group: Annotated[
+        str | None,
+        typer.Option(envvar="CAPSTREAM_SINK_GROUP", help="Consumer group (<prefix>.sink)."),
+    ] = None,
+) -> None:
+    """Write usage, decisions, cap hits, notifications and feed rows to ClickHouse, once each."""
+    from capstream.sinks.commands import sink_command
+
+    sink_command(
+        load_settings(),
+        out,
+        batch_mib=batch_mib,
+        flush_interval_s=flush_interval,
+        max_buffer_mib=max_buffer_mib,
+        retention_days=retention_days,
+        rollup_retention_days=rollup_retention_days,
+        group=group,
+    )
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only statement ({name:Type} params).")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+) -> None:
+    """Run a read-only query on the ClickHouse store (through the sink when it holds chDB)."""
+    from capstream.sinks.commands import sql_command
+
+    sql_command(load_settings(), query, param or [], fmt, out)
+
+
 def main() -> None:
     """Entry point: run the CLI and turn capstream errors into one clear message."""
     try:

@@ -1,0 +1,123 @@
+"""``ClickHouseStorage``: batches into ClickHouse (chDB or a server) with exactly-once tokens."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from capstream.sinks.batches import Batch, Intent
+from capstream.sinks.frames import ContainerWriter
+from capstream.sinks.storage import Rejected, TopicPartition, insert_isolating
+from capstream.sinks.store import RowsRejectedError, StoreUnavailableError, classify, short_error
+
+_INSERT_SETTINGS = {
+    "insert_deduplicate": 1,
+    # Without this, a retried insert is dropped by the table but counted again by every
+    # materialized view (the rollups); with it, the views deduplicate the same block too.
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+
+
+class ClickHouseStorage:
+    """Writes each batch as one ``INSERT INTO <inbox> FORMAT Avro`` under its dedup token.
+
+    Before the insert, the batch's offsets and token are recorded in ``sink_intents``; a
+    restarted sink reads them back (``intents``) to rebuild exactly the batch that was in
+    flight. Calls are serialised (one client handle).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._writers: dict[str, ContainerWriter] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def _writer(self, schema: str) -> ContainerWriter:
+        writer = self._writers.get(schema)
+        if writer is None:
+            writer = self._writers[schema] = ContainerWriter(schema)
+        return writer
+
+    def write(self, batch: Batch) -> list[Rejected]:
+        if not len(batch):
+            return []
+        writer = self._writer(batch.table.schema)
+        inbox = batch.table.inbox
+
+        def insert(lo: int, hi: int, token: str) -> None:
+            data = writer.container(batch.bodies[lo:hi])
+            try:
+                self._client.raw_insert(
+                    inbox,
+                    None,
+                    data,
+                    fmt="Avro",
+                    settings={**_INSERT_SETTINGS, "insert_deduplication_token": token},
+                )
+            except Exception as exc:
+                raise classify(exc) from exc
+
+        with self._lock:
+            self._record_intent(batch)
+            return insert_isolating(insert, batch)
+
+    def _record_intent(self, batch: Batch) -> None:
+        try:
+            self._client.insert(
+                "sink_intents",
+                [
+                    [
+                        batch.topic,
+                        batch.partition,
+                        batch.first_offset,
+                        batch.last_offset,
+                        batch.token,
+                        len(batch),
+                    ]
+                ],
+                column_names=[
+                    "topic",
+                    "partition",
+                    "first_offset",
+                    "last_offset",
+                    "token",
+                    "records",
+                ],
+            )
+        except Exception as exc:
+            error = classify(exc)
+            if isinstance(error, RowsRejectedError):
+                error = StoreUnavailableError(f"cannot record the batch intent: {short_error(exc)}")
+            raise error from exc
+
+    def intents(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, Intent]:
+        wanted = set(partitions)
+        if not wanted:
+            return {}
+        topics = sorted({topic for topic, _ in wanted})
+        with self._lock:
+            try:
+                rows = self._client.query(
+                    "SELECT topic, partition, argMax(first_offset, last_offset), "
+                    "max(last_offset), argMax(token, last_offset) FROM sink_intents "
+                    "WHERE topic IN {topics:Array(String)} GROUP BY topic, partition",
+                    parameters={"topics": topics},
+                ).result_rows
+            except Exception as exc:
+                raise StoreUnavailableError(
+                    f"cannot read sink intents: {short_error(exc)}"
+                ) from exc
+        found: dict[TopicPartition, Intent] = {}
+        for topic, partition, first, last, token in rows:
+            tp = (str(topic), int(partition))
+            if tp in wanted:
+                found[tp] = Intent(int(first), int(last), str(token))
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()

@@ -1,0 +1,90 @@
+"""Apply the numbered DDL migrations once each, and keep table retention (TTL) as configured."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from capstream.sinks.ddl import MIGRATIONS, TTL_COLUMNS, Migration
+from capstream.sinks.store import StoreError, short_error
+from capstream.sinks.tables import ROLLUP_TABLES
+
+log = logging.getLogger(__name__)
+
+_LEDGER = """CREATE TABLE IF NOT EXISTS capstream_migrations (
+    version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY version"""
+_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
+
+
+def applied_versions(client: Any) -> set[int]:
+    """The migration versions recorded in ``capstream_migrations``."""
+    client.command(_LEDGER)
+    rows = client.query("SELECT DISTINCT version FROM capstream_migrations").result_rows
+    return {int(row[0]) for row in rows}
+
+
+def migrate(client: Any, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now.
+
+    Statements are idempotent (``IF NOT EXISTS``), so a migration interrupted half-way is
+    simply applied again on the next start; it is recorded only once all of it succeeded.
+    """
+    done = applied_versions(client)
+    applied: list[int] = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            try:
+                client.command(statement)
+            except Exception as exc:
+                raise StoreError(
+                    f"migration {migration.version} ({migration.name}) failed: "
+                    f"{short_error(exc)}\nstatement:\n{statement}"
+                ) from exc
+        client.insert(
+            "capstream_migrations",
+            [[migration.version, migration.name]],
+            column_names=["version", "name"],
+        )
+        log.info("applied ClickHouse migration %d: %s", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied
+
+
+def current_retention(client: Any, table: str) -> int | None:
+    """The TTL of ``table`` in days, or None when rows never expire."""
+    rows = client.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+        "AND name = {table:String}",
+        parameters={"table": table},
+    ).result_rows
+    if not rows:
+        raise StoreError(f"table {table} does not exist; run the migrations first")
+    match = _TTL_DAYS.search(str(rows[0][0]))
+    return int(match.group(1)) if match else None
+
+
+def apply_retention(client: Any, *, raw_days: int | None, rollup_days: int | None) -> list[str]:
+    """Set each table's TTL to the configured days (None or 0 = keep forever).
+
+    Only tables whose TTL differs are altered, without rewriting existing parts
+    (``materialize_ttl_after_modify=0``: old rows expire as merges reach them).
+    Returns the tables changed.
+    """
+    changed: list[str] = []
+    for table, column in TTL_COLUMNS.items():
+        days = rollup_days if table in ROLLUP_TABLES else raw_days
+        want = days or None
+        if current_retention(client, table) == want:
+            continue
+        if want is None:
+            statement = f"ALTER TABLE {table} REMOVE TTL"
+        else:
+            statement = f"ALTER TABLE {table} MODIFY TTL {column} + INTERVAL {int(want)} DAY"
+        client.command(statement, settings={"materialize_ttl_after_modify": 0})
+        log.info("retention of %s set to %s", table, f"{want} days" if want else "forever")
+        changed.append(table)
+    return changed

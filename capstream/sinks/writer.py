@@ -1,0 +1,195 @@
+"""The writer thread: sealed batches go to storage in order, retried with the same token."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from capstream.sinks.batches import Batch
+from capstream.sinks.dead_letters import DeadLetters
+from capstream.sinks.storage import Rejected, Storage, TopicPartition
+from capstream.sinks.store import StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+OnWritten = Callable[[Batch, list[Rejected]], None]
+
+
+class BatchWriter:
+    """Writes batches one at a time, FIFO, so a partition's batches land in offset order.
+
+    A failing store is retried with exponential backoff, forever (the queue stops growing
+    because the consumer pauses); written batches are handed back through ``take_acks``
+    so the consumer thread commits their offsets. Rejected records become dead letters.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        dead_letters: DeadLetters,
+        *,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 10.0,
+        on_written: OnWritten | None = None,
+    ) -> None:
+        self._storage = storage
+        self._dead = dead_letters
+        self._retry = (retry_initial_s, retry_max_s)
+        self._on_written = on_written
+        self._cond = threading.Condition()
+        self._queue: deque[Batch] = deque()
+        self._acks: list[Batch] = []
+        self._abandoned: set[TopicPartition] = set()
+        self._queued_bytes = 0
+        self._busy: TopicPartition | None = None
+        self._stopping = False
+        self._draining = False
+        self._thread = threading.Thread(target=self._run, name="capstream-sink-writer", daemon=True)
+        self.failures = 0
+        self.last_error: str | None = None
+        self.rejected = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        with self._cond:
+            self._abandoned.discard((batch.topic, batch.partition))
+            self._queue.append(batch)
+            self._queued_bytes += batch.nbytes
+            self._cond.notify_all()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of batches submitted and not yet written (counts toward the memory bound)."""
+        with self._cond:
+            return self._queued_bytes
+
+    @property
+    def retrying(self) -> bool:
+        """True while the store is failing and the head batch waits for a retry."""
+        return self.last_error is not None
+
+    def take_acks(self) -> list[Batch]:
+        """Batches written since the last call, in the order they were written."""
+        with self._cond:
+            acks, self._acks = self._acks, []
+            return acks
+
+    def wait_idle(self, partitions: Iterable[TopicPartition], timeout: float) -> bool:
+        """Wait until no batch of ``partitions`` is queued or being written."""
+        wanted = set(partitions)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._busy in wanted or any(
+                (b.topic, b.partition) in wanted for b in self._queue
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def abandon(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the queued batches of partitions this process no longer owns (unwritten, so
+        uncommitted: the new owner reads them again)."""
+        with self._cond:
+            self._abandoned.update(partitions)
+            # The head batch may be mid-write: it stays and is dropped between retries.
+            head = self._queue[0] if self._busy is not None and self._queue else None
+            self._queue = deque(
+                b for b in self._queue if b is head or (b.topic, b.partition) not in self._abandoned
+            )
+            self._queued_bytes = sum(b.nbytes for b in self._queue)
+            self._cond.notify_all()
+
+    def stop(self, *, drain: bool, timeout: float) -> bool:
+        """Stop the thread; with ``drain``, first write what is queued (up to ``timeout``).
+        Returns True if nothing was left unwritten."""
+        with self._cond:
+            self._draining = drain
+            if not drain:
+                self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            left = len(self._queue)
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        return left == 0
+
+    def _next(self) -> Batch | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping or self._draining:
+                    return None
+                self._cond.wait(0.5)
+            if self._stopping:
+                return None
+            batch = self._queue[0]
+            self._busy = (batch.topic, batch.partition)
+            return batch
+
+    def _done(self, batch: Batch, *, written: bool) -> None:
+        with self._cond:
+            if self._queue and self._queue[0] is batch:
+                self._queue.popleft()
+                self._queued_bytes -= batch.nbytes
+            if written:
+                self._acks.append(batch)
+            self._busy = None
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while (batch := self._next()) is not None:
+            rejected = self._write(batch)
+            if rejected is None:
+                self._done(batch, written=False)
+                continue
+            for r in rejected:
+                self._dead.send(
+                    batch.topic,
+                    batch.partition,
+                    r.offset,
+                    batch.keys[r.index],
+                    batch.values[r.index],
+                    reason="rejected",
+                    error=r.error,
+                )
+            self.rejected += len(rejected)
+            if self._on_written is not None:
+                self._on_written(batch, rejected)
+            self._done(batch, written=True)
+
+    def _write(self, batch: Batch) -> list[Rejected] | None:
+        """Write until it succeeds; None if the batch was abandoned or the writer stopped."""
+        delay, cap = self._retry
+        tp = (batch.topic, batch.partition)
+        while True:
+            try:
+                rejected = self._storage.write(batch)
+            except StoreUnavailableError as exc:
+                error = str(exc)
+            except Exception as exc:  # a bug or an unexpected client error: retry, loudly
+                log.exception("unexpected error writing %s", batch.token)
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                if self.last_error is not None:
+                    log.warning("ClickHouse is back; writing resumes")
+                self.last_error = None
+                return rejected
+            self.failures += 1
+            if self.last_error is None:
+                log.warning("cannot write %s (%s); retrying every <=%.0fs", batch.token, error, cap)
+            self.last_error = error
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or tp in self._abandoned, delay)
+                if self._stopping or tp in self._abandoned:
+                    return None
+            delay = min(delay * 2, cap)
