@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -62,7 +63,7 @@ def create_app(
         vw = view
         if vw is None:
             topic_view = TopicView(settings)
-            topic_view.start()
+            await asyncio.to_thread(topic_view.start)
             owned.append(topic_view.stop)
             vw = topic_view
         ctx = ApiContext(

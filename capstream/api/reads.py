@@ -153,13 +153,11 @@ def cap_usage(query: Query, tenant: TenantSettingsRecord, now_ms: int) -> list[C
 
 
 def feed_rows(query: Query, account_id: str, local_day: str, limit: int) -> list[Row]:
-    """The amber rows of one local day (latest attempts count per conversation)."""
+    """The amber rows of one local day (``FINAL``: the row with the latest attempt count)."""
     return query(
-        "SELECT account_id, bot_id, conversation_id, local_day, category, period, "
-        "max(attempts) AS attempts, argMax(message, attempts) AS message, "
-        "argMax(cta, attempts) AS cta FROM feed_rows "
+        "SELECT account_id, bot_id, conversation_id, local_day, category, period, attempts, "
+        "message, cta FROM feed_rows FINAL "
         "WHERE account_id = {account_id:String} AND local_day = toDate({day:String}) "
-        "GROUP BY account_id, bot_id, conversation_id, local_day, category, period "
         "ORDER BY bot_id, conversation_id, category LIMIT {limit:UInt32}",
         {"account_id": account_id, "day": local_day, "limit": limit},
     )
