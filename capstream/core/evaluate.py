@@ -178,23 +178,42 @@ def evaluate(
     elif now >= state.deadline_ms:
         _expire(state, now, states, notes)
 
+    # Idempotence: each table's value has its own watermark (one may be restored from an
+    # older changelog point than the other); the recent-id set drops client resends.
     pos = -1
+    acct_fresh = True
     if offset >= 0:
         pos = offset * _MAX_INDEX + index
         wm = acct.watermarks.get(partition)
         if wm is not None and pos <= wm:
+            acct_fresh = False
+        else:
+            acct.watermarks[partition] = pos
+    if acct_fresh:
+        eid = event.event_id
+        recent = acct.recent_set
+        if eid in recent:
             return state, _effects(states, notes, duplicate=True)
-        acct.watermarks[partition] = pos
-    eid = event.event_id
-    recent = acct.recent_set
-    if eid in recent:
+        order = acct.recent_ids  # AccountUsage.remember(), inlined
+        if len(order) >= acct.recent_capacity:
+            recent.discard(order.popleft())
+        order.append(eid)
+        recent.add(eid)
+        state.account_dirty = True
+
+    bot_id = event.bot_id
+    bot = state.bots.get(bot_id)
+    bot_changed = bot is None
+    if bot is None:
+        bot = state.bots[bot_id] = _new_bot(state, bot_id, now)
+    wm = bot.watermarks.get(partition) if pos >= 0 else None
+    bot_fresh = wm is None or pos > wm
+    if bot_fresh:
+        if pos >= 0:
+            bot.watermarks[partition] = pos
+        state.dirty_bots.add(bot_id)
+    elif not acct_fresh:
         return state, _effects(states, notes, duplicate=True)
-    order = acct.recent_ids  # AccountUsage.remember(), inlined
-    if len(order) >= acct.recent_capacity:
-        recent.discard(order.popleft())
-    order.append(eid)
-    recent.add(eid)
-    state.account_dirty = True
 
     view = state.view
     assert view is not None
@@ -204,24 +223,13 @@ def evaluate(
     vec = [tokens, msgs, 1 if event.conversation_started else 0, cr, 0, 0, 0, 0]
     vec[4 + ci] = cr
 
-    bot_id = event.bot_id
-    bot = state.bots.get(bot_id)
-    bot_changed = bot is None
-    if bot is None:
-        bot = state.bots[bot_id] = _new_bot(state, bot_id, now)
-    wm = bot.watermarks.get(partition) if pos >= 0 else None
-    bot_fresh = wm is None or pos > wm  # the bot's table may be behind the account's
-    if bot_fresh:
-        if pos >= 0:
-            bot.watermarks[partition] = pos
-        state.dirty_bots.add(bot_id)
-
     # Calendar totals and rolling windows of the account, then of the bot. Inlined
     # (UsageBase.add_totals, Ring.add): this loop is most of the per-event cost.
     acct_changed = False
     conv, cr_ix = vec[2], 4 + ci
     usage: UsageBase
-    for usage in (acct, bot) if bot_fresh else (acct,):
+    parts = ((acct, bot) if bot_fresh else (acct,)) if acct_fresh else (bot,)
+    for usage in parts:
         is_acct = usage is acct
         if (now >= usage.day_end_ms or now >= usage.month_end_ms) and usage.roll_to(now):
             acct_changed = acct_changed or is_acct
@@ -274,7 +282,7 @@ def evaluate(
 
     if acct_changed:
         _refresh_account(state, view, now, notes)
-    if cr:
+    if cr and acct_fresh:
         series = 4 + ci
         daily, monthly = view.limits[ci]
         if acct.day[series] >= daily or acct.month[series] >= monthly:

@@ -1,0 +1,236 @@
+"""Usage state: tenant-calendar totals, idempotent replays, and the versioned byte format."""
+
+from __future__ import annotations
+
+import pytest
+from core_builders import ACC, HOUR, MIN, T0, Harness, ev, ms, policy, settings
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from capstream.core import (
+    AccountState,
+    AccountUsage,
+    BotUsage,
+    EventError,
+    PolicySet,
+    StateFormatError,
+    evaluate,
+)
+
+
+@st.composite
+def event_runs(draw: st.DrawFn) -> list[tuple[int, str, str, int, int, bool]]:
+    """(minutes after T0, bot, category, tokens, credits, conversation started) rows."""
+    rows, minute = [], 0
+    for _ in range(draw(st.integers(1, 40))):
+        minute += draw(st.integers(0, 240))
+        rows.append(
+            (
+                minute,
+                draw(st.sampled_from(["bot-1", "bot-2", "bot-3"])),
+                draw(st.sampled_from(["text", "vision", "audio", "documents"])),
+                draw(st.integers(0, 5_000)),
+                draw(st.integers(0, 50_000)),
+                draw(st.booleans()),
+            )
+        )
+    return rows
+
+
+def _harness() -> Harness:
+    return Harness(
+        policies=[
+            policy("p-msg", metric="messages", threshold=7, window=3600, block_s=600),
+            policy(
+                "p-tok", metric="tokens", threshold=20_000, window=86_400, scope="account_total"
+            ),
+            policy(
+                "p-cr",
+                metric="credits",
+                threshold=90_000,
+                window=600,
+                category="text",
+                scope="bot",
+                bot_id="bot-2",
+            ),
+        ],  # fmt: skip
+        tenant=settings(timezone="Europe/London", throttle="smart"),
+    )
+
+
+def _drive(h: Harness, rows: list[tuple[int, str, str, int, int, bool]]) -> None:
+    for i, (minute, bot, cat, tokens, credits, started) in enumerate(rows):
+        h.send(ev(i, T0 + minute * MIN, bot=bot, category=cat, tokens=tokens,
+                  credits=credits, started=started))  # fmt: skip
+
+
+def _snapshot(state: AccountState) -> tuple[bytes, dict[str, bytes]]:
+    return state.account.to_bytes(), {b: u.to_bytes() for b, u in state.bots.items()}
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(rows=event_runs(), data=st.data())
+def test_replaying_applied_events_changes_nothing(
+    rows: list[tuple[int, str, str, int, int, bool]], data: st.DataObject
+) -> None:
+    h = _harness()
+    _drive(h, rows)
+    before = _snapshot(h.state)
+    last_now = T0 + rows[-1][0] * MIN
+    replay = data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=10))
+    for i in replay:
+        minute, bot, cat, tokens, credits, started = rows[i]
+        event = ev(i, T0 + minute * MIN, bot=bot, category=cat, tokens=tokens,
+                   credits=credits, started=started)  # fmt: skip
+        # the same record again (offset at or below the watermark) ...
+        _, eff = evaluate(h.state, event, h.policy_set, h.tenant, last_now, partition=0, offset=i)
+        assert eff.duplicate and not eff
+        # ... and a client resend: same event id at a new offset
+        _, eff = evaluate(h.state, event, h.policy_set, h.tenant, last_now, partition=0,
+                          offset=h.offset)  # fmt: skip
+        h.offset += 1
+        assert eff.duplicate and not eff
+    after = _snapshot(h.state)
+    assert after[1] == before[1]
+    # only the account's watermark moved (it consumed the resends' offsets)
+    restored = AccountUsage.from_bytes(after[0])
+    assert restored.day == AccountUsage.from_bytes(before[0]).day
+    assert restored.month == AccountUsage.from_bytes(before[0]).month
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(rows=event_runs(), cut=st.integers(0, 40))
+def test_state_restored_from_bytes_decides_like_the_live_one(
+    rows: list[tuple[int, str, str, int, int, bool]], cut: int
+) -> None:
+    cut = min(cut, len(rows))
+    live = _harness()
+    _drive(live, rows[:cut])
+    account, bots = _snapshot(live.state)
+    restored = _harness()
+    restored.state = AccountState.load(account, bots.values())
+    restored.offset = live.offset
+    for i, (minute, bot, cat, tokens, credits, started) in enumerate(rows[cut:], start=cut):
+        event = ev(i, T0 + minute * MIN, bot=bot, category=cat, tokens=tokens,
+                   credits=credits, started=started)  # fmt: skip
+        a, b = live.send(event), restored.send(event)
+        assert [n.notification_id for n in a.notifications] == [
+            n.notification_id for n in b.notifications
+        ]
+        assert {(e.bot_id, e.blocked_until_ms) for e in a.enforcement} == {
+            (e.bot_id, e.blocked_until_ms) for e in b.enforcement
+        }
+    assert live.state.account.day == restored.state.account.day
+    assert _snapshot(live.state)[1].keys() == _snapshot(restored.state)[1].keys()
+
+
+def test_a_bot_table_behind_the_account_table_catches_up_on_replay() -> None:
+    h = _harness()
+    h.send(ev(0, T0))
+    old_bot = h.state.bots["bot-1"].to_bytes()  # the bot's table was written before event 1
+    h.send(ev(1, T0 + MIN))
+    account = h.state.account.to_bytes()
+    state = AccountState.load(account, [old_bot])
+    assert state.bots["bot-1"].day[1] == 1
+    # replay of offset 1: the account has it (skipped), the bot does not (applied)
+    evaluate(state, ev(1, T0 + MIN), h.policy_set, h.tenant, T0 + MIN, partition=0, offset=1)
+    assert state.bots["bot-1"].day[1] == 2
+    assert state.account.day[1] == 2
+
+
+def test_day_and_month_totals_follow_the_tenant_timezone() -> None:
+    h = Harness(tenant=settings(timezone="America/New_York"))
+    before_midnight = ms("America/New_York", 2026, 11, 30, 23, 50)
+    after_midnight = ms("America/New_York", 2026, 12, 1, 0, 10)  # 05:10 UTC, same UTC day
+    h.send(ev(0, before_midnight, credits=10, category="vision"))
+    h.send(ev(1, after_midnight, credits=20, category="vision"))
+    acct = h.state.account
+    assert (acct.day_key, acct.month_key) == ("2026-12-01", "2026-12")
+    assert acct.day[5] == 20  # credits:vision today, local day only
+    assert acct.month[5] == 20  # a new local month too
+    assert acct.day[1] == 1  # messages today
+
+
+def test_a_late_event_from_yesterday_counts_in_the_month_not_today() -> None:
+    h = Harness(tenant=settings(timezone="Asia/Kathmandu"))
+    today = ms("Asia/Kathmandu", 2026, 11, 18, 0, 30)
+    h.send(ev(0, today, credits=5))
+    h.send(ev(1, today - HOUR, credits=7), now=today + MIN)  # 23:30 yesterday, arrives late
+    acct = h.state.account
+    assert acct.day[4] == 5
+    assert acct.month[4] == 12
+
+
+def test_tokens_messages_conversations_and_credits_are_counted_per_category() -> None:
+    h = Harness()
+    h.send(ev(0, T0, tokens=30, credits=100, category="audio", started=True))
+    h.send(ev(1, T0, tokens=12, credits=50, category="text", messages=2))
+    day = h.state.account.day
+    assert day[:4] == [42, 3, 1, 150]  # tokens, messages, conversations, all credits
+    assert day[4:] == [50, 0, 100, 0]  # text, vision, audio, documents
+
+
+def test_bot_and_account_states_serialise_separately_and_round_trip() -> None:
+    h = _harness()
+    for i in range(30):
+        h.send(ev(i, T0 + i * MIN, bot=f"bot-{i % 3}", credits=1_000 * i))
+    account = h.state.account.to_bytes()
+    assert AccountUsage.from_bytes(account).to_bytes() == account
+    for bot in h.state.bots.values():
+        data = bot.to_bytes()
+        again = BotUsage.from_bytes(data)
+        assert again.to_bytes() == data
+        assert again.enforcement == bot.enforcement
+        assert again.rings == bot.rings
+    with pytest.raises(StateFormatError, match="expected"):
+        BotUsage.from_bytes(account)  # an account value in the bot table
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda b: b[:-3],
+        lambda b: b + b"\x00",
+        lambda b: b"CSUA\x02" + b[5:],
+        lambda b: b"",
+    ],
+    ids=["truncated", "trailing", "future-version", "empty"],
+)
+def test_corrupt_state_bytes_are_refused_with_a_clear_error(mangle: object) -> None:
+    h = _harness()
+    h.send(ev(0, T0))
+    data = h.state.account.to_bytes()
+    with pytest.raises(StateFormatError):
+        AccountUsage.from_bytes(mangle(data))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("event", "match"),
+    [
+        (ev(0, T0, category="smell"), "unknown category"),
+        (ev(0, T0, tokens=-1), "negative"),
+        (ev(0, T0, credits=-5), "negative"),
+    ],
+)
+def test_bad_events_are_refused_and_change_nothing(event: object, match: str) -> None:
+    state = AccountState(ACC)
+    with pytest.raises(EventError, match=match):
+        evaluate(state, event, PolicySet([]), settings(), T0)  # type: ignore[arg-type]
+    assert state.account.day[1] == 0
+
+
+def test_an_event_of_another_account_is_refused() -> None:
+    event = ev(0, T0)
+    event.account_id = "someone-else"
+    with pytest.raises(EventError, match="someone-else"):
+        evaluate(AccountState(ACC), event, PolicySet([]), settings(), T0)
+
+
+def test_recent_id_set_is_bounded() -> None:
+    h = Harness(state=AccountState(ACC, recent_capacity=8))
+    for i in range(20):
+        h.send(ev(i, T0 + i))
+    assert len(h.state.account.recent_ids) == 8
+    assert h.send(ev(19, T0 + 30)).duplicate  # recent: dropped
+    assert not h.send(ev(0, T0 + 31)).duplicate  # forgotten long ago: counted again
