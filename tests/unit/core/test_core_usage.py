@@ -54,15 +54,24 @@ def _harness() -> Harness:
                 scope="bot",
                 bot_id="bot-2",
             ),
-        ],  # fmt: skip
+        ],
         tenant=settings(timezone="Europe/London", throttle="smart"),
     )
 
 
 def _drive(h: Harness, rows: list[tuple[int, str, str, int, int, bool]]) -> None:
     for i, (minute, bot, cat, tokens, credits, started) in enumerate(rows):
-        h.send(ev(i, T0 + minute * MIN, bot=bot, category=cat, tokens=tokens,
-                  credits=credits, started=started))  # fmt: skip
+        h.send(
+            ev(
+                i,
+                T0 + minute * MIN,
+                bot=bot,
+                category=cat,
+                tokens=tokens,
+                credits=credits,
+                started=started,
+            )
+        )
 
 
 def _snapshot(state: AccountState) -> tuple[bytes, dict[str, bytes]]:
@@ -81,14 +90,22 @@ def test_replaying_applied_events_changes_nothing(
     replay = data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=10))
     for i in replay:
         minute, bot, cat, tokens, credits, started = rows[i]
-        event = ev(i, T0 + minute * MIN, bot=bot, category=cat, tokens=tokens,
-                   credits=credits, started=started)  # fmt: skip
+        event = ev(
+            i,
+            T0 + minute * MIN,
+            bot=bot,
+            category=cat,
+            tokens=tokens,
+            credits=credits,
+            started=started,
+        )
         # the same record again (offset at or below the watermark) ...
         _, eff = evaluate(h.state, event, h.policy_set, h.tenant, last_now, partition=0, offset=i)
         assert eff.duplicate and not eff
         # ... and a client resend: same event id at a new offset
-        _, eff = evaluate(h.state, event, h.policy_set, h.tenant, last_now, partition=0,
-                          offset=h.offset)  # fmt: skip
+        _, eff = evaluate(
+            h.state, event, h.policy_set, h.tenant, last_now, partition=0, offset=h.offset
+        )
         h.offset += 1
         assert eff.duplicate and not eff
     after = _snapshot(h.state)
@@ -112,8 +129,15 @@ def test_state_restored_from_bytes_decides_like_the_live_one(
     restored.state = AccountState.load(account, bots.values())
     restored.offset = live.offset
     for i, (minute, bot, cat, tokens, credits, started) in enumerate(rows[cut:], start=cut):
-        event = ev(i, T0 + minute * MIN, bot=bot, category=cat, tokens=tokens,
-                   credits=credits, started=started)  # fmt: skip
+        event = ev(
+            i,
+            T0 + minute * MIN,
+            bot=bot,
+            category=cat,
+            tokens=tokens,
+            credits=credits,
+            started=started,
+        )
         a, b = live.send(event), restored.send(event)
         assert [n.notification_id for n in a.notifications] == [
             n.notification_id for n in b.notifications
