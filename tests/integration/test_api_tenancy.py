@@ -1,0 +1,130 @@
+"""Cross-tenant refusal, one test per route: account A's key never reaches account B.
+
+Every attempt answers 404 exactly like an account that does not exist, and B's data is
+unchanged afterwards (checked with B's own key against the topics' read view).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from capstream.api.app import create_app
+from capstream.api.keys import AdminKey, hash_secret
+from capstream.streams.settings import Settings
+from capstream.streams.topics import create_topics
+
+ADMIN = "csa_" + "tenancy-admin-key-" * 3
+POLICY = {"metric": "messages", "threshold": 50, "window_seconds": 600, "scope": "bot",
+          "bot_id": "bot-b", "block": {"duration_seconds": 60}}  # fmt: skip
+
+
+class World:
+    """Two tenants on one deployment: A (the intruder) and B (the victim, with data)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.a = self._account("tenant-a", "bot-a")
+        self.b = self._account("tenant-b", "bot-b")
+        r = client.put("/v1/accounts/tenant-b/policies/pb", json=POLICY, headers=self.b)
+        assert r.status_code == 201, r.text
+        self.b_key_id = client.get("/v1/accounts/tenant-b", headers=self.b).json()["keys"][0][
+            "key_id"
+        ]
+
+    def _account(self, account_id: str, bot: str) -> dict[str, str]:
+        r = self.client.post(
+            "/v1/accounts",
+            json={"account_id": account_id, "owner_email": f"o@{account_id}.test", "plan": "pro"},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert r.status_code == 201, r.text
+        h = {"Authorization": f"Bearer {r.json()['api_key']}"}
+        assert self.client.put(
+            f"/v1/accounts/{account_id}/bots/{bot}", json={}, headers=h
+        ).is_success
+        return h
+
+    def b_snapshot(self) -> dict[str, Any]:
+        get = lambda path: self.client.get(f"/v1/accounts/tenant-b{path}", headers=self.b).json()  # noqa: E731
+        return {"account": get(""), "policies": get("/policies"), "settings": get("/settings")}
+
+
+@pytest.fixture(scope="module")
+def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}",
+        data_dir=Path(tmp_path_factory.mktemp("tenancy")),
+    )
+    create_topics(settings)
+
+    def no_clickhouse(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        # Reads of B must be refused before any query runs; a query for B would be a leak.
+        assert params["account_id"] != "tenant-b", "a query ran for another tenant"
+        return []
+
+    app = create_app(settings, admin=AdminKey(hash_secret(ADMIN)), query=no_clickhouse)
+    with TestClient(app) as client:
+        yield World(client)
+
+
+ROUTES = [
+    ("GET", "/v1/accounts/tenant-b", None),
+    ("PUT", "/v1/accounts/tenant-b/plan", {"plan": "free"}),
+    ("POST", "/v1/accounts/tenant-b/keys", None),
+    ("DELETE", "/v1/accounts/tenant-b/keys/{b_key}", None),
+    ("GET", "/v1/accounts/tenant-b/bots", None),
+    ("PUT", "/v1/accounts/tenant-b/bots/intruder", {"name": "x"}),
+    ("DELETE", "/v1/accounts/tenant-b/bots/bot-b", None),
+    ("GET", "/v1/accounts/tenant-b/policies", None),
+    ("POST", "/v1/accounts/tenant-b/policies", {**POLICY, "policy_id": "evil"}),
+    ("GET", "/v1/accounts/tenant-b/policies/pb", None),
+    ("PUT", "/v1/accounts/tenant-b/policies/pb", {**POLICY, "threshold": 1}),
+    ("DELETE", "/v1/accounts/tenant-b/policies/pb", None),
+    ("POST", "/v1/accounts/tenant-b/policies/pb/enable", None),
+    ("POST", "/v1/accounts/tenant-b/policies/pb/disable", None),
+    ("GET", "/v1/accounts/tenant-b/settings", None),
+    ("PUT", "/v1/accounts/tenant-b/settings", {"timezone": "Asia/Tokyo"}),
+    ("POST", "/v1/accounts/tenant-b/topup-requests", {}),
+    ("GET", "/v1/accounts/tenant-b/usage", None),
+    ("GET", "/v1/accounts/tenant-b/feed", None),
+    ("GET", "/v1/accounts/tenant-b/decisions", None),
+    # B's ids through A's own account: ids never resolve across tenants.
+    ("GET", "/v1/accounts/tenant-a/policies/pb", None),
+    ("POST", "/v1/accounts/tenant-a/policies/pb/disable", None),
+    ("DELETE", "/v1/accounts/tenant-a/keys/{b_key}", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_other_tenants_resources_answer_404(
+    world: World, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    before = world.b_snapshot()
+    url = path.format(b_key=world.b_key_id)
+    r = world.client.request(method, url, json=body, headers=world.a)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"]["code"] == "not_found"
+    missing = world.client.request(
+        method, url.replace("tenant-b", "no-such-tenant"), json=body, headers=world.a
+    )
+    assert missing.status_code == 404
+    # Word for word the answer about an account that does not exist: nothing is revealed.
+    said = r.json()["error"]["message"].replace("tenant-b", "?")
+    assert said == missing.json()["error"]["message"].replace("no-such-tenant", "?")
+    assert world.b_snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/accounts"), ("POST", "/v1/accounts")])
+def test_admin_routes_refuse_account_keys(world: World, method: str, path: str) -> None:
+    body = {"account_id": "tenant-c", "owner_email": "o@c.test"} if method == "POST" else None
+    r = world.client.request(method, path, json=body, headers=world.a)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "forbidden"
+    assert "tenant-b" not in r.text
