@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from time import time_ns
 from typing import Generic, TypeVar
 
-from capstream.core.gate import REPLY_SPACING_MS
-from capstream.core.models import THROTTLED_BATCHING_S, Verdict
+from capstream.core.models import Verdict
 from capstream.gateway.errors import GatewayError
 
 M = TypeVar("M")
@@ -41,9 +40,9 @@ class ReplyBatcher(Generic[M]):
 
     ``add(conversation, message, verdict)`` puts an allowed message into the conversation's
     open batch; the batch is due ``verdict.batching_interval_s`` after its first message
-    (3 s normally, 60 s while throttled), never before ``verdict.reply_at_ms``, and, while
-    throttled, never sooner than 60 s after the conversation's previous reply: at most one
-    reply per conversation per minute. ``due()`` hands out the batches whose time has come.
+    (3 s normally, 60 s while throttled) and never before ``verdict.reply_at_ms``. A batch
+    opens only after the conversation's previous reply, so while throttled a conversation
+    gets at most one reply per minute. ``due()`` hands out the batches whose time has come.
 
     The clock is injected (epoch ms) so tests need no sleeping. One batcher belongs to one
     thread or event loop; ``serve()`` runs it on asyncio.
@@ -53,7 +52,6 @@ class ReplyBatcher(Generic[M]):
         self.clock = clock
         self._open: dict[Hashable, ReplyBatch[M]] = {}
         self._heap: list[tuple[int, int, Hashable]] = []
-        self._last_reply: dict[Hashable, int] = {}
         self._seq = itertools.count()
         self._changed: asyncio.Event | None = None
 
@@ -79,9 +77,6 @@ class ReplyBatcher(Generic[M]):
         due = batch.opened_at_ms + interval * 1000
         if verdict.reply_at_ms is not None:
             due = max(due, verdict.reply_at_ms)
-        last = self._last_reply.get(conversation)
-        if interval >= THROTTLED_BATCHING_S and last is not None:
-            due = max(due, last + REPLY_SPACING_MS)
         if due != batch.due_at_ms or len(batch.messages) == 1:
             batch.due_at_ms = due
             batch._seq = next(self._seq)
@@ -101,10 +96,7 @@ class ReplyBatcher(Generic[M]):
             if batch is None or batch._seq != seq:
                 continue  # superseded by a later due time
             del self._open[conversation]
-            self._last_reply.pop(conversation, None)
-            self._last_reply[conversation] = now
             ready.append(batch)
-        self._forget_old_replies(now)
         return ready
 
     def next_due_ms(self) -> int | None:
@@ -121,15 +113,6 @@ class ReplyBatcher(Generic[M]):
     def __len__(self) -> int:
         """Conversations with messages waiting."""
         return len(self._open)
-
-    def _forget_old_replies(self, now: int) -> None:
-        replies = self._last_reply
-        horizon = now - REPLY_SPACING_MS
-        while replies:
-            conversation = next(iter(replies))
-            if replies[conversation] > horizon:
-                break
-            del replies[conversation]
 
     async def serve(
         self,

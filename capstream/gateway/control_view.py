@@ -179,7 +179,13 @@ class ControlView:
             self._stop.wait(0.5)
             self._refresh_closed()
             return
-        for msg in self._consumer.consume(1000, 0.1):
+        # poll() returns on the first record (consume() would wait out its timeout), then
+        # consume(0) takes whatever else has arrived.
+        first = self._consumer.poll(0.1)
+        if first is None:
+            self._refresh_closed()
+            return
+        for msg in [first, *self._consumer.consume(1000, 0)]:
             err = msg.error()
             if err is None:
                 self._apply(msg)

@@ -1,0 +1,169 @@
+"""gate() answers from the view's states through the core, and reports capped attempts."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from capstream.core.models import CapHit, CapStatus, EnforcementState
+from capstream.errors import CapstreamError
+from capstream.gateway import CONTROL_UNAVAILABLE, Gateway, UnknownCategoryError
+
+NOW = 1_790_000_000_000
+TOMORROW = NOW + 10 * 3_600_000
+
+
+class FakeView:
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], EnforcementState] = {}
+        self.closed = False
+        self.ready = True
+        self.staleness_s = 0.0
+
+    def put(self, state: EnforcementState) -> None:
+        self.states[(state.account_id, state.bot_id)] = state
+
+    def close(self) -> None:
+        pass
+
+
+class ListReporter:
+    def __init__(self) -> None:
+        self.hits: list[CapHit] = []
+
+    def report(self, hit: CapHit) -> bool:
+        self.hits.append(hit)
+        return True
+
+    def close(self) -> int:
+        return 0
+
+
+def state(bot: str = "bot-1", version: int = 1, **changes: Any) -> EnforcementState:
+    fields: dict[str, Any] = {
+        "account_id": "acct-1",
+        "bot_id": bot,
+        "version": version,
+        "updated_at_ms": NOW,
+        "blocked_until_ms": None,
+        "block_policy_id": None,
+        "model": "claude-sonnet-4-6",
+        "downgraded_until_ms": None,
+        "batching_interval_s": 3,
+        "throttled_until_ms": None,
+        "throttle_reason": None,
+        "caps": {},
+        "plan": "pro",
+        "fallback_text_daily": "Thanks! We're on a quick break - back tomorrow!",
+        "fallback_text_monthly": "Back next month.",
+    }
+    fields.update(changes)
+    return EnforcementState(**fields)
+
+
+@pytest.fixture
+def parts() -> tuple[Gateway, FakeView, ListReporter]:
+    view, reporter = FakeView(), ListReporter()
+    gw = Gateway(None, view=view, reporter=reporter)  # type: ignore[arg-type]
+    return gw, view, reporter
+
+
+def test_a_bot_without_state_is_allowed_on_the_default_model(parts: Any) -> None:
+    gw, _, reporter = parts
+    verdict = gw.gate("acct-1", "new-bot", "c1", "text", NOW)
+    assert (verdict.action, verdict.model, verdict.batching_interval_s) == (
+        "allow",
+        "claude-sonnet-4-6",
+        3,
+    )
+    assert reporter.hits == []
+
+
+def test_the_account_wide_state_covers_bots_without_their_own(parts: Any) -> None:
+    gw, view, _ = parts
+    view.put(state(bot="*", blocked_until_ms=TOMORROW, block_policy_id="p-total"))
+    view.put(state(bot="bot-2"))
+    assert gw.gate("acct-1", "bot-1", "c1", "text", NOW).action == "paused"
+    assert gw.gate("acct-1", "bot-2", "c1", "text", NOW).action == "allow"
+
+
+def test_downgrade_and_throttle_come_from_the_state(parts: Any) -> None:
+    gw, view, _ = parts
+    view.put(
+        state(
+            model="claude-haiku",
+            downgraded_until_ms=TOMORROW,
+            batching_interval_s=60,
+            throttled_until_ms=TOMORROW,
+            throttle_reason="budget",
+        )
+    )
+    verdict = gw.gate("acct-1", "bot-1", "c1", "text", NOW)
+    assert (verdict.action, verdict.model, verdict.batching_interval_s) == (
+        "allow",
+        "claude-haiku",
+        60,
+    )
+
+
+def test_capped_text_gets_the_fallback_once_per_conversation_then_silence(parts: Any) -> None:
+    gw, view, reporter = parts
+    cap = CapStatus("daily", "2026-09-21", TOMORROW)
+    view.put(state(caps={"text": cap}))
+    actions = [gw.gate("acct-1", "bot-1", "c1", "text", NOW + i).action for i in range(20)]
+    assert actions == ["fallback"] + ["skip"] * 19
+    assert gw.gate("acct-1", "bot-1", "c2", "text", NOW).text == (
+        "Thanks! We're on a quick break - back tomorrow!"
+    )
+    # every capped attempt is reported, so the amber row counts 20 attempts for c1
+    assert len(reporter.hits) == 21
+    assert {h.conversation_id for h in reporter.hits} == {"c1", "c2"}
+    assert len({h.hit_id for h in reporter.hits}) == 21
+
+
+def test_capped_media_is_skipped_silently_while_text_still_works(parts: Any) -> None:
+    gw, view, reporter = parts
+    view.put(state(caps={"vision": CapStatus("monthly", "2026-09", TOMORROW)}))
+    vision = gw.gate("acct-1", "bot-1", "c1", "vision", NOW)
+    assert (vision.action, vision.text) == ("skip", None)
+    assert gw.gate("acct-1", "bot-1", "c1", "text", NOW).action == "allow"
+    assert [(h.category, h.period) for h in reporter.hits] == [("vision", "monthly")]
+
+
+def test_a_fail_closed_view_pauses_every_call(parts: Any) -> None:
+    gw, view, _ = parts
+    view.closed = True
+    assert gw.gate("acct-1", "bot-1", "c1", "text", NOW) is CONTROL_UNAVAILABLE
+    view.closed = False
+    assert gw.gate("acct-1", "bot-1", "c1", "text", NOW).action == "allow"
+
+
+def test_unknown_categories_are_refused_clearly(parts: Any) -> None:
+    gw, view, _ = parts
+    with pytest.raises(UnknownCategoryError, match="video"):
+        gw.gate("acct-1", "no-state", "c1", "video", NOW)
+    view.put(state())
+    with pytest.raises(CapstreamError, match="video"):
+        gw.gate("acct-1", "bot-1", "c1", "video", NOW)
+
+
+def test_threads_sharing_a_gateway_send_the_fallback_once(parts: Any) -> None:
+    gw, view, _ = parts
+    view.put(state(caps={"text": CapStatus("daily", "2026-09-21", TOMORROW)}))
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def ask() -> None:
+        barrier.wait()
+        for i in range(200):
+            results.append(gw.gate("acct-1", "bot-1", "c1", "text", NOW + i).action)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("fallback") == 1
+    assert len(results) == 1600
