@@ -1,0 +1,247 @@
+"""Cap behaviour (seed 004): daily/monthly caps, auto-downgrade, adaptive throttle, versions."""
+
+from __future__ import annotations
+
+import pytest
+from core_builders import HOUR, MIN, T0, Harness, caps, ev, ms, settings
+
+from capstream.core import (
+    FallbackLedger,
+    SettingsError,
+    TenantSettings,
+    gate,
+    next_deadline,
+    reevaluate,
+)
+
+NY = "America/New_York"
+
+
+def test_daily_cap_pauses_the_category_until_local_midnight() -> None:
+    h = Harness(tenant=settings(timezone=NY, caps=caps(text=(1_000, None))))
+    at = ms(NY, 2026, 11, 18, 15, 0)
+    h.send(ev(0, at, credits=600))
+    assert "text" not in h.enforcement().caps
+    eff = h.send(ev(1, at + MIN, credits=400))
+    cap = h.enforcement().caps["text"]
+    assert (cap.period, cap.period_key) == ("daily", "2026-11-18")
+    assert cap.resumes_at_ms == ms(NY, 2026, 11, 19, 0, 0)
+    (note,) = eff.notifications
+    assert note.kind == "cap_reached" and note.recipients == ("owner@example.com",)
+    # more in-flight usage: no second notification, no new state
+    assert not h.send(ev(2, at + 2 * MIN, credits=50))
+
+
+def test_daily_cap_lifts_at_local_midnight_by_the_clock_alone() -> None:
+    h = Harness(tenant=settings(timezone=NY, caps=caps(text=(1_000, None))))
+    h.send(ev(0, ms(NY, 2026, 11, 18, 23, 0), credits=1_000))
+    capped = h.enforcement()
+    midnight = ms(NY, 2026, 11, 19, 0, 0)
+    assert next_deadline(h.state) == midnight
+    (state,) = [e for e in h.tick(midnight).enforcement if e.bot_id == "bot-1"]
+    assert state.caps == {}
+    assert state.version == capped.version + 1
+    assert gate(state, "text", "conv-1", midnight, FallbackLedger()).action == "allow"
+
+
+def test_monthly_cap_resumes_at_local_midnight_on_the_first() -> None:
+    tz = "Australia/Lord_Howe"
+    h = Harness(tenant=settings(timezone=tz, caps=caps(vision=(None, 5_000))))
+    h.send(ev(0, ms(tz, 2026, 11, 10, 9, 0), credits=5_000, category="vision"))
+    cap = h.enforcement().caps["vision"]
+    assert (cap.period, cap.period_key) == ("monthly", "2026-11")
+    assert cap.resumes_at_ms == ms(tz, 2026, 12, 1, 0, 0)
+    assert not h.tick(ms(tz, 2026, 11, 30, 23, 59)).enforcement
+    h.tick(ms(tz, 2026, 12, 1, 0, 0))
+    assert h.enforcement().caps == {}
+
+
+def test_when_daily_and_monthly_are_hit_together_monthly_wins() -> None:
+    h = Harness(tenant=settings(caps=caps(text=(1_000, 1_000))))
+    h.send(ev(0, T0, credits=1_000))
+    cap = h.enforcement().caps["text"]
+    assert cap.period == "monthly"
+    (note,) = h.notes("cap_reached")
+    assert "Monthly" in note.subject
+
+
+def test_whichever_cap_is_hit_first_gates() -> None:
+    h = Harness(tenant=settings(caps=caps(text=(10_000, 1_500))))
+    h.send(ev(0, T0, credits=1_500))  # monthly cap reached long before the daily one
+    assert h.enforcement().caps["text"].period == "monthly"
+    h2 = Harness(tenant=settings(caps=caps(text=(1_000, 50_000))))
+    h2.send(ev(0, T0, credits=1_000))
+    assert h2.enforcement().caps["text"].period == "daily"
+
+
+def test_caps_are_independent_per_category() -> None:
+    h = Harness(tenant=settings(caps=caps(vision=(100, None), text=(10_000, None))))
+    h.send(ev(0, T0, credits=100, category="vision"))
+    state = h.enforcement()
+    assert set(state.caps) == {"vision"}
+    ledger = FallbackLedger()
+    assert gate(state, "vision", "conv-1", T0 + 1, ledger).action == "skip"
+    assert gate(state, "text", "conv-1", T0 + 1, ledger).action == "allow"
+    assert gate(state, "audio", "conv-1", T0 + 1, ledger).action == "allow"
+
+
+def test_zero_cap_switches_a_category_off_as_soon_as_settings_say_so() -> None:
+    h = Harness()
+    h.send(ev(0, T0))
+    _, eff = reevaluate(h.state, h.policy_set, settings(caps=caps(audio=(0, None))), T0 + 1)
+    assert all("audio" in e.caps for e in eff.enforcement)
+
+
+def test_raising_a_cap_lifts_it_at_once() -> None:
+    h = Harness(tenant=settings(caps=caps(text=(1_000, None))))
+    h.send(ev(0, T0, credits=1_000))
+    assert "text" in h.enforcement().caps
+    _, eff = reevaluate(h.state, h.policy_set, settings(caps=caps(text=(5_000, None))), T0 + 1)
+    assert [e.caps for e in eff.enforcement] == [{}, {}]  # the account-wide and bot-1 states
+
+
+def pro(**kw: object) -> TenantSettings:
+    return settings(plan="pro", auto_downgrade=True, timezone=NY, **kw)
+
+
+def test_auto_downgrade_at_80_percent_of_the_daily_text_cap_until_midnight() -> None:
+    h = Harness(tenant=pro(caps=caps(text=(1_000, None))))
+    at = ms(NY, 2026, 11, 18, 10, 0)
+    h.send(ev(0, at, credits=790))
+    assert h.enforcement().model == "claude-sonnet-4-6"
+    h.send(ev(1, at + MIN, credits=10))
+    state = h.enforcement()
+    assert state.model == "claude-haiku"
+    assert state.downgraded_until_ms == ms(NY, 2026, 11, 19, 0, 0)
+    verdict = gate(state, "text", "conv-1", at + 2 * MIN, FallbackLedger())
+    assert (verdict.action, verdict.model) == ("allow", "claude-haiku")
+    # premium again at local midnight, even from the stale state a gateway still holds
+    midnight = ms(NY, 2026, 11, 19, 0, 0)
+    assert gate(state, "text", "conv-1", midnight, FallbackLedger()).model == "claude-sonnet-4-6"
+    h.tick(midnight)
+    assert h.enforcement().model == "claude-sonnet-4-6"
+
+
+def test_downgrade_models_are_configurable() -> None:
+    h = Harness(
+        tenant=pro(caps=caps(text=(100, None)), premium_model="big", downgrade_model="small")
+    )
+    h.send(ev(0, T0, credits=10))
+    assert h.enforcement().model == "big"
+    h.send(ev(1, T0 + 1, credits=70))
+    assert h.enforcement().model == "small"
+
+
+def test_downgrade_off_keeps_the_premium_model() -> None:
+    h = Harness(tenant=settings(plan="pro", caps=caps(text=(100, None))))
+    h.send(ev(0, T0, credits=90))
+    assert h.enforcement().model == "claude-sonnet-4-6"
+
+
+@pytest.mark.parametrize("plan", ["free", "starter"])
+def test_auto_downgrade_needs_pro_or_enterprise(plan: str) -> None:
+    with pytest.raises(SettingsError, match="Pro or Enterprise"):
+        settings(plan=plan, auto_downgrade=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"language": "fr"}, "language"),
+        ({"plan": "platinum"}, "plan"),
+        ({"throttle": "sometimes"}, "throttle"),
+        ({"timezone": "Nowhere/Land"}, "timezone"),
+        ({"caps": caps(smell=(1, None))}, "unknown category"),
+        ({"caps": caps(text=(-1, None))}, "negative"),
+    ],
+)
+def test_invalid_settings_name_what_to_fix(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(SettingsError, match=match):
+        settings(**kwargs)
+
+
+def chatty(h: Harness, n: int, start: int, conv: str = "conv-1") -> None:
+    for i in range(n):
+        h.send(ev(10_000 + start // 1000 + i, start + i * 1_000, conv=conv))
+
+
+def test_throttle_off_always_replies_fast() -> None:
+    h = Harness(tenant=settings(throttle="off"))
+    chatty(h, 40, T0)  # a loop, but throttling is off
+    state = h.enforcement()
+    assert state.batching_interval_s == 3
+    assert gate(state, "text", "conv-1", T0 + HOUR, FallbackLedger()).batching_interval_s == 3
+
+
+def test_throttle_strict_always_batches_60_seconds() -> None:
+    h = Harness(tenant=settings(throttle="strict"))
+    h.send(ev(0, T0))
+    state = h.enforcement()
+    assert (state.batching_interval_s, state.throttle_reason) == (60, "strict")
+    assert gate(state, "text", "conv-1", T0 + 1, FallbackLedger()).batching_interval_s == 60
+
+
+def test_smart_throttle_is_fast_on_normal_traffic() -> None:
+    h = Harness(tenant=settings(throttle="smart"))
+    for i in range(30):  # 30 messages spread over conversations and minutes
+        h.send(ev(i, T0 + i * 20_000, conv=f"conv-{i % 5}"))
+    assert h.enforcement().batching_interval_s == 3
+
+
+def test_smart_throttle_kicks_in_when_a_conversation_loops() -> None:
+    h = Harness(tenant=settings(throttle="smart"))
+    chatty(h, 20, T0)  # 20 messages in 20 s: not yet "more than 20 a minute"
+    assert h.enforcement().batching_interval_s == 3
+    chatty(h, 1, T0 + 20_000)
+    state = h.enforcement()
+    assert (state.batching_interval_s, state.throttle_reason) == (60, "loop_suspected")
+    assert state.throttled_until_ms == T0 + 20_000 + 10 * MIN
+    # the throttle ends by the clock
+    assert next_deadline(h.state) == state.throttled_until_ms
+    h.tick(state.throttled_until_ms)  # type: ignore[arg-type]
+    assert h.enforcement().batching_interval_s == 3
+
+
+def test_smart_throttle_kicks_in_when_the_budget_is_at_risk() -> None:
+    tz = "Europe/London"
+    h = Harness(tenant=settings(throttle="smart", timezone=tz, caps=caps(text=(100_000, None))))
+    at = ms(tz, 2026, 11, 18, 8, 0)  # 16 hours left in the day
+    h.send(ev(0, at, credits=1_000))  # 1,000/h projects 17,000 by midnight: fine
+    assert h.enforcement().batching_interval_s == 3
+    h.send(ev(1, at + 2_000, credits=9_000))  # 10,000 in the last hour: 170,000 by midnight
+    state = h.enforcement()
+    assert (state.batching_interval_s, state.throttle_reason) == (60, "budget_at_risk")
+
+
+def test_smart_throttle_sees_a_monthly_budget_at_risk() -> None:
+    tz = "Asia/Kathmandu"
+    h = Harness(tenant=settings(throttle="smart", timezone=tz, caps=caps(documents=(None, 3_000))))
+    at = ms(tz, 2026, 11, 3, 0, 0)  # 2 days into a 30-day month
+    h.send(ev(0, at, credits=150, category="documents"))  # ~2,250 by month end
+    assert h.enforcement().throttle_reason is None
+    h.send(ev(1, at + 5_000, credits=100, category="documents"))  # 250 -> 3,750
+    assert h.enforcement().throttle_reason == "budget_at_risk"
+
+
+def test_versions_increase_and_states_are_emitted_only_on_change() -> None:
+    h = Harness(tenant=settings(caps=caps(text=(1_000, None))))
+    versions = []
+    for i in range(8):
+        for state in h.send(ev(i, T0 + i * MIN, credits=200)).enforcement:
+            if state.bot_id == "bot-1":
+                versions.append(state.version)
+    # first sight of the bot, then the cap at 1,000: two states, nothing else
+    assert versions == [1, 2]
+
+
+def test_settings_change_reaches_every_bot_with_a_new_version() -> None:
+    h = Harness()
+    for i, bot in enumerate(["bot-1", "bot-2"]):
+        h.send(ev(i, T0 + i, bot=bot))
+    old = {b: h.enforcement(b).version for b in ["bot-1", "bot-2"]}
+    h.tenant = settings(plan="starter", fallback_message="Back {{TIMEFRAME}}.")
+    eff = h.send(ev(5, T0 + 5))
+    new = {e.bot_id: e for e in eff.enforcement}
+    assert new["bot-2"].version == old["bot-2"] + 1
+    assert new["bot-1"].fallback_text_daily == "Back tomorrow."
+    assert new["bot-1"].plan == "starter"

@@ -1,0 +1,188 @@
+"""gate(): allow / fallback once per conversation per cap period / silent skip / paused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from core_builders import ACC, MIN, T0
+
+from capstream.core import (
+    DEFAULT_FALLBACK,
+    CapStatus,
+    CoreError,
+    EnforcementState,
+    FallbackLedger,
+    fallback_text,
+    gate,
+)
+from capstream.core.messages import TIMEFRAME
+
+HOUR_LATER = T0 + 3_600_000
+DAILY = CapStatus("daily", "2026-11-18", HOUR_LATER)
+MONTHLY = CapStatus("monthly", "2026-11", HOUR_LATER)
+
+
+def state(**kw: object) -> EnforcementState:
+    base: dict[str, object] = {
+        "account_id": ACC,
+        "bot_id": "bot-1",
+        "version": 3,
+        "updated_at_ms": T0,
+        "blocked_until_ms": None,
+        "block_policy_id": None,
+        "model": "claude-sonnet-4-6",
+        "downgraded_until_ms": None,
+        "batching_interval_s": 3,
+        "throttled_until_ms": None,
+        "throttle_reason": None,
+        "caps": {},
+        "plan": "pro",
+        "fallback_text_daily": fallback_text("", "en", "daily"),
+        "fallback_text_monthly": fallback_text("", "en", "monthly"),
+        "premium_model": "claude-sonnet-4-6",
+    }
+    base.update(kw)
+    return EnforcementState(**base)  # type: ignore[arg-type]
+
+
+def test_allow_uses_the_premium_model_and_fast_batching() -> None:
+    v = gate(state(), "text", "c1", T0, FallbackLedger())
+    assert (v.action, v.model, v.batching_interval_s, v.cap_hit) == (
+        "allow",
+        "claude-sonnet-4-6",
+        3,
+        None,
+    )
+
+
+def test_text_cap_sends_the_fallback_once_per_conversation_then_skips() -> None:
+    s, ledger = state(caps={"text": DAILY}), FallbackLedger()
+    first = gate(s, "text", "c1", T0, ledger)
+    assert first.action == "fallback"
+    assert first.text == "Thanks! 👋 We're on a quick break — back tomorrow!"
+    assert first.cap_hit is not None and first.cap_hit.period_key == "2026-11-18"
+    second = gate(s, "text", "c1", T0 + 1, ledger)
+    assert (second.action, second.text) == ("skip", None)
+    assert second.cap_hit is not None  # still counted in the amber row
+    assert gate(s, "text", "c2", T0 + 2, ledger).action == "fallback"  # another conversation
+
+
+def test_a_new_cap_period_gets_the_fallback_again() -> None:
+    ledger = FallbackLedger()
+    assert gate(state(caps={"text": DAILY}), "text", "c1", T0, ledger).action == "fallback"
+    tomorrow = CapStatus("daily", "2026-11-19", HOUR_LATER + 86_400_000)
+    later = state(caps={"text": tomorrow})
+    assert gate(later, "text", "c1", T0 + 86_400_000, ledger).action == "fallback"
+
+
+def test_monthly_text_cap_says_next_week() -> None:
+    v = gate(state(caps={"text": MONTHLY}), "text", "c1", T0, FallbackLedger())
+    assert v.text == "Thanks! 👋 We're on a quick break — back next week!"
+    assert v.reason == "cap:monthly:text"
+
+
+@pytest.mark.parametrize("category", ["vision", "audio", "documents"])
+def test_media_caps_skip_silently_and_other_categories_keep_working(category: str) -> None:
+    s, ledger = state(caps={category: DAILY}), FallbackLedger()
+    for i in range(3):
+        v = gate(s, category, "c1", T0 + i, ledger)
+        assert (v.action, v.text) == ("skip", None)
+        assert v.cap_hit is not None and v.cap_hit.category == category
+    assert gate(s, "text", "c1", T0 + 5, ledger).action == "allow"
+
+
+def test_cap_hit_carries_what_the_feed_row_needs_with_a_stable_id() -> None:
+    v = gate(state(caps={"vision": MONTHLY}), "vision", "c9", T0 + 7, FallbackLedger())
+    hit = v.cap_hit
+    assert hit is not None
+    assert (hit.account_id, hit.bot_id, hit.conversation_id) == (ACC, "bot-1", "c9")
+    assert (hit.period, hit.period_key, hit.occurred_at_ms) == ("monthly", "2026-11", T0 + 7)
+    again = gate(state(caps={"vision": MONTHLY}), "vision", "c9", T0 + 7, FallbackLedger())
+    assert again.cap_hit is not None and again.cap_hit.hit_id == hit.hit_id
+
+
+def test_a_cap_whose_resume_time_passed_allows_even_from_a_stale_state() -> None:
+    v = gate(state(caps={"text": DAILY}), "text", "c1", HOUR_LATER, FallbackLedger())
+    assert v.action == "allow"
+
+
+def test_policy_block_pauses_every_category_until_it_ends() -> None:
+    s = state(blocked_until_ms=HOUR_LATER, block_policy_id="p7", caps={"text": DAILY})
+    for cat in ["text", "vision", "audio", "documents"]:
+        v = gate(s, cat, "c1", T0, FallbackLedger())
+        assert (v.action, v.reason) == ("paused", "policy_block:p7")
+    assert gate(s, "vision", "c1", HOUR_LATER, FallbackLedger()).action == "allow"
+
+
+def test_throttled_replies_at_most_once_per_conversation_per_minute() -> None:
+    s = state(batching_interval_s=60, throttled_until_ms=HOUR_LATER, throttle_reason="loop")
+    ledger = FallbackLedger()
+    first = gate(s, "text", "c1", T0, ledger)
+    assert (first.action, first.batching_interval_s, first.reply_at_ms) == ("allow", 60, None)
+    held = gate(s, "text", "c1", T0 + 20_000, ledger)
+    assert held.reply_at_ms == T0 + MIN
+    assert gate(s, "text", "c2", T0 + 20_000, ledger).reply_at_ms is None  # other conversation
+    assert gate(s, "text", "c1", T0 + MIN, ledger).reply_at_ms is None
+    # the throttle ended: fast batching again, no spacing
+    after = gate(s, "text", "c1", HOUR_LATER, ledger)
+    assert (after.batching_interval_s, after.reply_at_ms) == (3, None)
+
+
+def test_strict_throttle_spaces_replies_too() -> None:
+    s = state(batching_interval_s=60, throttle_reason="strict")
+    ledger = FallbackLedger()
+    assert gate(s, "text", "c1", T0, ledger).reply_at_ms is None
+    assert gate(s, "text", "c1", T0 + 1_000, ledger).reply_at_ms == T0 + MIN
+
+
+def test_downgraded_model_until_midnight_then_premium() -> None:
+    s = state(model="claude-haiku", downgraded_until_ms=HOUR_LATER)
+    assert gate(s, "text", "c1", T0, FallbackLedger()).model == "claude-haiku"
+    assert gate(s, "text", "c1", HOUR_LATER, FallbackLedger()).model == "claude-sonnet-4-6"
+
+
+def test_a_state_decoded_without_added_fields_still_returns_to_premium() -> None:
+    s = state(model="claude-haiku", downgraded_until_ms=HOUR_LATER, premium_model="")
+    assert gate(s, "text", "c1", HOUR_LATER, FallbackLedger()).model == "claude-sonnet-4-6"
+
+
+def test_unknown_category_is_an_error() -> None:
+    with pytest.raises(CoreError, match="unknown category"):
+        gate(state(), "smell", "c1", T0, FallbackLedger())
+
+
+def test_ledger_memory_is_bounded() -> None:
+    s, ledger = state(caps={"text": DAILY}), FallbackLedger(max_entries=10)
+    for i in range(100):
+        gate(s, "text", f"c{i}", T0, ledger)
+    assert len(ledger) <= 10
+
+
+def test_enforcement_state_equality_ignores_gate_caches() -> None:
+    a = state()
+    assert dataclasses.replace(a) == a
+
+
+@pytest.mark.parametrize("language", sorted(DEFAULT_FALLBACK))
+def test_every_language_has_a_real_default_with_localized_timeframes(language: str) -> None:
+    daily = fallback_text("", language, "daily")
+    monthly = fallback_text("   ", language, "monthly")
+    assert "{{TIMEFRAME}}" not in daily + monthly
+    assert TIMEFRAME[language]["daily"] in daily
+    assert TIMEFRAME[language]["monthly"] in monthly
+    assert daily != monthly
+    assert "👋" in daily
+    if language != "en":
+        assert daily != fallback_text("", "en", "daily")
+        assert TIMEFRAME[language]["daily"] != "tomorrow"
+
+
+def test_tenant_text_fills_in_the_timeframe_in_the_tenant_language() -> None:
+    assert fallback_text("Back {{TIMEFRAME}} :)", "en", "daily") == "Back tomorrow :)"
+    assert fallback_text("Kembali {{TIMEFRAME}}", "ms", "monthly") == "Kembali minggu depan"
+    assert fallback_text("No token here", "ar", "daily") == "No token here"
+
+
+def test_seven_languages_are_offered() -> None:
+    assert set(DEFAULT_FALLBACK) == {"en", "ur", "ms", "ar", "bn", "id", "zh"}
