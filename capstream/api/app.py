@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from capstream.api.accounts import AccountStore
 from capstream.api.context import ApiContext, RecordPublisher, RecordView
@@ -130,6 +131,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             fields.append(FieldError(field=".".join(loc) or "body", message=str(e.get("msg"))))
         msg = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
         return _error(422, ErrorBody(code="invalid", message=msg, fields=fields))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        body = ErrorBody(code=codes.get(exc.status_code, "http_error"), message=str(exc.detail))
+        return _error(exc.status_code, body)
 
     @app.exception_handler(CoreError)
     async def core_error(_: Request, exc: CoreError) -> JSONResponse:
