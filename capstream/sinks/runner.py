@@ -92,11 +92,12 @@ class SinkRunner:
         self._prime_after = 0.0
         self._prime_delay = options.retry_initial_s
         self._repause = False
+        self._closing = False
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> SinkStats:
-        """Consume until ``stop`` is set, then write and commit what was read, and close."""
+    def start(self) -> None:
+        """Subscribe and start the writer thread (``run`` does it; tests drive ``step``)."""
         self.consumer.subscribe(
             list(self.tables),
             on_assign=self._on_assign,
@@ -104,6 +105,10 @@ class SinkRunner:
             on_lost=self._on_lost,
         )
         self.writer.start()
+
+    def run(self, stop: threading.Event) -> SinkStats:
+        """Consume until ``stop`` is set, then write and commit what was read, and close."""
+        self.start()
         next_stats = time.monotonic() + self.options.stats_interval_s
         try:
             while not stop.is_set():
@@ -112,7 +117,7 @@ class SinkRunner:
                     next_stats = time.monotonic() + self.options.stats_interval_s
                     log.info("sink: %s", self.stats)
         finally:
-            self._shutdown()
+            self.close()
         return self.stats
 
     def step(self, timeout: float) -> None:
@@ -205,7 +210,8 @@ class SinkRunner:
         self.stats.rejected = self.writer.rejected
         if not self.to_commit:
             return
-        if self.dead_letters.pending and not self.dead_letters.flush(timeout=5.0):
+        flush_s = 5.0 if synchronous else 0.5
+        if self.dead_letters.pending and not self.dead_letters.flush(timeout=flush_s):
             log.warning("dead letters not yet on the broker; offsets stay uncommitted")
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.to_commit.items()]
@@ -271,6 +277,9 @@ class SinkRunner:
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
+        if self._closing:  # close() already wrote and committed what it could
+            self._forget(tps)
+            return
         positions = self._positions([tp for tp in tps if tp in self.buffers])
         for tp in tps:
             buf = self.buffers.get(tp)
@@ -296,7 +305,9 @@ class SinkRunner:
             self.held.pop(tp, None)
             self.to_commit.pop(tp, None)
 
-    def _shutdown(self) -> None:
+    def close(self) -> None:
+        """Write what was read (up to ``shutdown_timeout_s``), commit it, close the consumer."""
+        self._closing = True
         positions = self._positions(list(self.buffers))
         for tp, buf in self.buffers.items():
             self._submit(buf.seal_all(positions.get(tp)))
