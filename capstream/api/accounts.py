@@ -83,6 +83,14 @@ class AccountStore:
                 return None
         return key
 
+    def delete_account(self, account_id: str) -> None:
+        """Remove an account with its keys and bots (undoes a creation that half failed)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for table in ("api_keys", "bots", "accounts"):
+                self._db.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+            self._db.execute("COMMIT")
+
     def exists(self, account_id: str) -> bool:
         with self._lock:
             row = self._db.execute(

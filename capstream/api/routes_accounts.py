@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from capstream.api.context import ApiContext, CallerDep, Ctx, account_scope, require_admin
-from capstream.api.errors import ConflictError, NotFoundError, error_responses
+from capstream.api.errors import ConflictError, NotFoundError, UnavailableError, error_responses
 from capstream.api.models import (
     ID_PATTERN,
     AccountOut,
@@ -71,7 +71,11 @@ async def create_account(body: NewAccountBody, ctx: Ctx, caller: CallerDep) -> N
         timezone=body.timezone,
         updated_at_ms=ctx.clock(),
     )
-    await publish_tenant(ctx, tenant)
+    try:
+        await publish_tenant(ctx, tenant)
+    except UnavailableError:
+        ctx.store.delete_account(body.account_id)  # nothing half-made: the caller may retry
+        raise
     out = account_out(ctx, body.account_id)
     return NewAccountOut(**out.model_dump(), api_key=key.plaintext)
 

@@ -106,3 +106,21 @@ def test_configured_admin_key_must_look_like_one(tmp_path: Path) -> None:
     key = "csa_" + "k" * 30
     assert load_admin_key(key, tmp_path).matches(key)
     assert not (tmp_path / "api").exists()
+
+
+def test_account_creation_is_undone_when_kafka_is_down(
+    client: TestClient, memlog: Any, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from capstream.api.errors import UnavailableError
+
+    async def down(topic: str, key: str, value: bytes | None) -> Any:
+        raise UnavailableError("could not write to Kafka topic unit.tenants: timed out")
+
+    body = {"account_id": "acme", "owner_email": "o@acme.test"}
+    with monkeypatch.context() as m:
+        m.setattr(memlog, "publish", down)
+        r = client.post("/v1/accounts", json=body, headers=admin)
+    assert r.status_code == 503
+    assert "retry" in r.json()["error"]["message"] or "Kafka" in r.json()["error"]["message"]
+    assert client.get("/v1/accounts", headers=admin).json() == []
+    assert client.post("/v1/accounts", json=body, headers=admin).status_code == 201
