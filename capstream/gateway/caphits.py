@@ -52,6 +52,7 @@ class CapHitReporter:
                 "linger.ms": 5,
                 "allow.auto.create.topics": False,
                 "log_level": 3,
+                "logger": logging.getLogger("capstream.gateway.librdkafka"),
                 **(producer_config or {}),
             }
         )

@@ -98,6 +98,7 @@ class ControlView:
             "stats_cb": self._on_stats,
             "error_cb": self._on_error,
             "log_level": 3,
+            "logger": logging.getLogger("capstream.gateway.librdkafka"),
             **(consumer_config or {}),
         }
         self._consumer: Any = None

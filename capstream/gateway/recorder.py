@@ -113,6 +113,7 @@ class UsageRecorder:
             "compression.type": "lz4",
             "allow.auto.create.topics": False,
             "log_level": 3,
+            "logger": logging.getLogger("capstream.gateway.librdkafka"),
             **(producer_config or {}),
         }
         self._producer_factory: Callable[[dict[str, Any]], Any] = Producer

@@ -1,0 +1,210 @@
+"""Gateway SDK figures: gate() calls/s, record() events/s into Kafka, decision-to-verdict latency.
+
+Run: ``.venv/bin/python benchmarks/bench_gateway.py [--calls N] [--events N] [--decisions N]``.
+Uses ``CAPSTREAM_KAFKA_BOOTSTRAP`` if set, else starts its own broker on free ports (and
+stops it). Prints figures; it is not a test. Targets: gate() >= 500,000 calls/s from one
+thread; record() >= 200,000 events/s into the broker (counted until flush() returns, i.e.
+acknowledged by Kafka); decision-to-verdict p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from capstream.core.models import CapStatus, EnforcementState
+from capstream.gateway import ControlView, Gateway, UsageRecorder, control_key, record_from_state
+from capstream.streams.local_kafka import LocalKafka, free_port
+from capstream.streams.settings import Settings
+from capstream.streams.topics import Topics, create_topics
+
+NOW = int(time.time() * 1000)
+LATER = NOW + 3_600_000
+CATEGORY_MIX = ["text"] * 7 + ["vision", "audio", "documents"]
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[str]:
+    external = os.environ.get("CAPSTREAM_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalKafka(Path(tmp), free_port(), free_port())
+        print(f"starting a local broker on {broker.bootstrap} ...", flush=True)
+        broker.up(timeout=120)
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.down()
+
+
+def state(account: str, bot: str, version: int, **changes: object) -> EnforcementState:
+    fields: dict[str, object] = {
+        "account_id": account,
+        "bot_id": bot,
+        "version": version,
+        "updated_at_ms": NOW,
+        "blocked_until_ms": None,
+        "block_policy_id": None,
+        "model": "claude-sonnet-4-6",
+        "downgraded_until_ms": None,
+        "batching_interval_s": 3,
+        "throttled_until_ms": None,
+        "throttle_reason": None,
+        "caps": {},
+        "plan": "pro",
+        "fallback_text_daily": "back tomorrow",
+        "fallback_text_monthly": "back next month",
+    }
+    fields.update(changes)
+    return EnforcementState(**fields)  # type: ignore[arg-type]
+
+
+def bench_gate(settings: Settings, calls: int) -> None:
+    """gate() from one thread over 10,000 bots whose states came through the control topic."""
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
+    topic = Topics(settings.topic_prefix).control
+    bots = [(f"acct-{a}", f"bot-{b}") for a in range(1_000) for b in range(10)]
+    for i, (account, bot) in enumerate(bots):
+        extra: dict[str, object] = {}
+        if i % 10 == 1:
+            extra = {"model": "claude-haiku", "downgraded_until_ms": LATER}
+        elif i % 10 == 2:
+            extra = {"caps": {"vision": CapStatus("monthly", "2026-11", LATER)}}
+        s = state(account, bot, 1, **extra)
+        producer.produce(topic, record_from_state(s).to_bytes(), control_key(account, bot))
+    producer.flush(60)
+    with Gateway(settings) as gateway:
+        started = time.perf_counter()
+        gateway.wait_ready(60)
+        print(f"ControlView rebuilt {len(bots):,} states in {time.perf_counter() - started:.2f}s")
+        rng = random.Random(7)
+        asks = [(*rng.choice(bots), f"conv-{rng.randrange(5_000)}", "text") for _ in range(100_000)]
+        mixed = [
+            (*rng.choice(bots), f"conv-{rng.randrange(5_000)}", rng.choice(CATEGORY_MIX))
+            for _ in range(100_000)
+        ]
+        gate = gateway.gate
+        for name, workload in (("text calls", asks), ("mixed categories", mixed)):
+            best = 0.0
+            for _ in range(3):
+                rounds = max(1, calls // len(workload))
+                t0 = time.perf_counter()
+                for _ in range(rounds):
+                    for account, bot, conversation, category in workload:
+                        gate(account, bot, conversation, category)
+                rate = rounds * len(workload) / (time.perf_counter() - t0)
+                best = max(best, rate)
+            print(f"gate() {name:<17} {best:>12,.0f} calls/s  (best of 3, one thread)")
+        hits = gateway.reporter.stats.reported
+        print(f"  (capped media calls reported to caphits: {hits:,})")
+
+
+def bench_record(settings: Settings, events: int) -> None:
+    """record() into the broker until flush() confirms every event (acks=all)."""
+    rng = random.Random(3)
+    accounts = [f"acct-{a}" for a in range(1_000)]
+    work = [
+        (f"{uuid.uuid4().hex[:8]}-{i}", rng.choice(accounts), f"conv-{rng.randrange(20_000)}")
+        for i in range(events)
+    ]
+    with UsageRecorder(settings, linger_ms=5, max_queue=events + 1) as recorder:
+        record = recorder.record
+        started = time.perf_counter()
+        for event_id, account, conversation in work:
+            record(
+                event_id=event_id,
+                account_id=account,
+                bot_id="bot-1",
+                conversation_id=conversation,
+                category="text",
+                model="claude-haiku",
+                tokens_in=420,
+                tokens_out=180,
+                messages=1,
+                credits_micro=2_300,
+            )
+        recorded = time.perf_counter() - started
+        left = recorder.flush(120)
+        total = time.perf_counter() - started
+        stats = recorder.stats
+    print(
+        f"record() {events / total:>12,.0f} events/s into Kafka, acknowledged "
+        f"({events:,} events in {total:.2f}s; the record() calls alone: "
+        f"{recorded / events * 1e6:.2f} µs each)"
+    )
+    print(
+        f"  {stats.batches:,} UsageBatch records ({events / max(stats.batches, 1):.0f} events "
+        f"each), delivered {stats.delivered:,}, not confirmed {left}"
+    )
+
+
+def bench_latency(settings: Settings, decisions: int) -> None:
+    """From the processors' produce() of a new state to the moment gate() can see it."""
+    seen: dict[int, float] = {}
+    arrived = threading.Event()
+
+    def on_update(s: EnforcementState) -> None:
+        seen[s.version] = time.perf_counter()
+        arrived.set()
+
+    # The processors' producer settings: idempotent, acks=all, a short linger.
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+        }
+    )
+    topic = Topics(settings.topic_prefix).control
+    sent: dict[int, float] = {}
+    with ControlView(settings, on_update=on_update) as view:
+        view.wait_ready(60)
+        for version in range(1, decisions + 1):
+            blocked = LATER if version % 2 else None
+            decision = state("acct-lat", "bot-lat", version, blocked_until_ms=blocked)
+            value = record_from_state(decision)
+            arrived.clear()
+            sent[version] = time.perf_counter()
+            producer.produce(topic, value.to_bytes(), control_key("acct-lat", "bot-lat"))
+            producer.poll(0)
+            arrived.wait(5)
+            time.sleep(random.uniform(0.0, 0.01))
+    lat = sorted((seen[v] - sent[v]) * 1000 for v in sent if v in seen)
+    p = statistics.quantiles(lat, n=100)
+    print(
+        f"decision-to-verdict over {len(lat)} decisions: p50 {p[49]:.1f} ms, "
+        f"p99 {p[98]:.1f} ms, max {lat[-1]:.1f} ms"
+    )
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--decisions", type=int, default=500)
+    args = parser.parse_args(argv)
+    with cluster() as bootstrap:
+        settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}")
+        create_topics(settings)
+        bench_gate(settings, args.calls)
+        bench_record(settings, args.events)
+        bench_latency(settings, args.decisions)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
