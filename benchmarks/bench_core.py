@@ -40,9 +40,19 @@ def policies() -> PolicySet:
     block = BlockAction(600)
 
     def p(i: int, metric: str, threshold: int, window: int, scope: str, **kw: object) -> Policy:
-        return Policy(f"p{i}", ACCOUNT, f"policy {i}", metric, threshold, window, scope,
-                      kw.pop("bot_id", None), kw.pop("alert", alert), kw.pop("block", None),
-                      **kw)  # type: ignore[arg-type]  # fmt: skip
+        return Policy(
+            f"p{i}",
+            ACCOUNT,
+            f"policy {i}",
+            metric,
+            threshold,
+            window,
+            scope,
+            kw.pop("bot_id", None),
+            kw.pop("alert", alert),
+            kw.pop("block", None),
+            **kw,
+        )  # type: ignore[arg-type]
 
     return PolicySet(
         [
@@ -67,9 +77,16 @@ def settings() -> TenantSettings:
         "audio": CategoryCaps(daily_micro=10**12, monthly_micro=None),
         "documents": CategoryCaps(daily_micro=None, monthly_micro=10**13),
     }
-    return TenantSettings(ACCOUNT, timezone="America/New_York", language="en", plan="pro",
-                          owner_email="owner@example.com", caps=caps, auto_downgrade=True,
-                          throttle="smart")  # fmt: skip
+    return TenantSettings(
+        ACCOUNT,
+        timezone="America/New_York",
+        language="en",
+        plan="pro",
+        owner_email="owner@example.com",
+        caps=caps,
+        auto_downgrade=True,
+        throttle="smart",
+    )
 
 
 def events(n: int, rate_per_s: int = 200) -> list[UsageEvent]:
@@ -147,13 +164,24 @@ def bench_evaluate(n: int, profile: bool, rounds: int = 5) -> None:
 
 
 def _state(**kw: object) -> EnforcementState:
-    base: dict[str, object] = dict(
-        account_id=ACCOUNT, bot_id="bot-0", version=1, updated_at_ms=START_MS,
-        blocked_until_ms=None, block_policy_id=None, model="claude-sonnet-4-6",
-        downgraded_until_ms=None, batching_interval_s=3, throttled_until_ms=None,
-        throttle_reason=None, caps={}, plan="pro", fallback_text_daily="back tomorrow",
-        fallback_text_monthly="back next week", premium_model="claude-sonnet-4-6",
-    )  # fmt: skip
+    base: dict[str, object] = {
+        "account_id": ACCOUNT,
+        "bot_id": "bot-0",
+        "version": 1,
+        "updated_at_ms": START_MS,
+        "blocked_until_ms": None,
+        "block_policy_id": None,
+        "model": "claude-sonnet-4-6",
+        "downgraded_until_ms": None,
+        "batching_interval_s": 3,
+        "throttled_until_ms": None,
+        "throttle_reason": None,
+        "caps": {},
+        "plan": "pro",
+        "fallback_text_daily": "back tomorrow",
+        "fallback_text_monthly": "back next week",
+        "premium_model": "claude-sonnet-4-6",
+    }
     base.update(kw)
     return EnforcementState(**base)  # type: ignore[arg-type]
 

@@ -17,8 +17,6 @@ precomputed in the :class:`EnforcementState`: one comparison and one dict lookup
 
 from __future__ import annotations
 
-import hashlib
-
 from capstream.core.errors import CoreError
 from capstream.core.messages import cap_reason
 from capstream.core.models import (
@@ -113,7 +111,7 @@ def _gate_slow(
             cap.period,
             cap.period_key,
             now,
-            _hit_id(s.bot_id, conversation_id, category, now),
+            f"{s.bot_id}/{conversation_id}/{category}/{now}",  # stable: a retry has the same id
         )
         reason = cap_reason(cap.period, category)
         if category == Category.TEXT and ledger.claim_fallback(
@@ -151,8 +149,3 @@ def _gate_slow(
 
 def _join(parts: list[str]) -> str | None:
     return ";".join(parts) if parts else None
-
-
-def _hit_id(bot_id: str, conversation_id: str, category: str, now: int) -> str:
-    raw = f"{bot_id}\x1f{conversation_id}\x1f{category}\x1f{now}".encode()
-    return hashlib.blake2b(raw, digest_size=12).hexdigest()

@@ -255,9 +255,13 @@ class CapStatus:
     resumes_at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CapHit:
-    """An AI attempt refused by a cap; the gateway reports it so the feed row counts it."""
+    """An AI attempt refused by a cap; the gateway reports it so the feed row counts it.
+
+    Not frozen (gate() builds one per refused call and frozen construction costs ~3x);
+    treat it as read-only.
+    """
 
     account_id: str
     bot_id: str
@@ -269,14 +273,17 @@ class CapHit:
     hit_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     """What the gateway does with one AI call.
 
     ``action``: ``allow`` (use ``model`` with ``batching_interval_s``), ``fallback`` (send
     ``text`` instead), ``skip`` (do nothing, silently) or ``paused`` (a policy block).
-    ``reply_at_ms`` (throttled only): the conversation already got its reply this minute;
-    hold the batch and reply at that instant, not before.
+    ``reply_at_ms`` (added; throttled only): the conversation already got its reply this
+    minute; hold the batch and reply at that instant, not before.
+
+    Read-only by contract: gate() hands out shared, precomputed instances on its fast path
+    (not frozen because frozen construction would triple the cost of the slow paths).
     """
 
     action: str
