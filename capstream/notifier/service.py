@@ -101,6 +101,11 @@ class Notifier:
             base_backoff_s=self._base_backoff_s,
         )
         dispatcher.recover()
+        log.info(
+            "notifier: consuming %s; SMTP %s:%d (tls=%s); webhook %s; sent-log %s",
+            self.topics.notifications, s.smtp_host, s.smtp_port, s.smtp_tls,
+            "on" if webhook is not None else "off", sentlog_path(s.data_dir),
+        )  # fmt: skip
         tasks = [
             asyncio.create_task(self._consume(consumer, sentlog, stop)),
             asyncio.create_task(self._deliver(dispatcher, sentlog, stop)),
