@@ -62,6 +62,9 @@ class ControlView:
     - ``"closed"``: :attr:`closed` becomes True (gateways answer ``paused``) until the view is
       current again; also before the first catch-up. For tenants to whom any overspend is
       worse than silence.
+
+    The default limit, 300 s, rides out a broker restart or leader election without tripping
+    fail-closed gateways.
     """
 
     def __init__(
@@ -200,7 +203,7 @@ class ControlView:
 
     def _assign_new_partitions(self) -> None:
         try:
-            meta = self._consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+            meta = self._consumer.list_topics(self.topic, timeout=2).topics.get(self.topic)
         except Exception as exc:  # KafkaException: brokers unreachable
             log.warning("control view cannot reach Kafka (%s)", exc)
             self._stop.wait(1.0)
