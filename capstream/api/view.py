@@ -70,8 +70,10 @@ class TopicView:
         )
         self._thread.start()
         with self._cond:
-            if not self._cond.wait_for(lambda: self._eof >= self._partitions, timeout_s):
-                raise UnavailableError("the policies/tenants view did not catch up in time")
+            caught_up = self._cond.wait_for(lambda: self._eof >= self._partitions, timeout_s)
+        if not caught_up:
+            self.stop()
+            raise UnavailableError("the policies/tenants view did not catch up in time")
 
     def stop(self) -> None:
         self._stop.set()
