@@ -27,6 +27,7 @@ from capstream.core.models import (
     CATEGORIES,
     DOWNGRADE_PLANS,
     FAST_BATCHING_S,
+    NEVER,
     THROTTLED_BATCHING_S,
     CapPeriod,
     CapStatus,
@@ -44,7 +45,6 @@ RISK_HOLD_MS = 15 * 60_000
 RATE_SHORT_MS = 3_600_000
 MIN_MONTH_ELAPSED_MS = 86_400_000
 RISK_CHECK_EVERY_MS = 1_000
-NO_CAP = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class SettingsView:
     monthly: tuple[int | None, ...]
     has_caps: tuple[bool, ...]
     limits: tuple[tuple[int, int], ...]
-    """Per category (daily, monthly) cap with ``NO_CAP`` for none: one comparison each."""
+    """Per category (daily, monthly) cap with ``NEVER`` for none: one comparison each."""
     downgrade_at: int | None
     fallback_daily: str
     fallback_monthly: str
@@ -89,7 +89,7 @@ def view_of(settings: TenantSettings) -> SettingsView:
         monthly=monthly,
         has_caps=has_caps,
         limits=tuple(
-            (NO_CAP if d is None else d, NO_CAP if m is None else m)
+            (NEVER if d is None else d, NEVER if m is None else m)
             for d, m in zip(daily, monthly, strict=True)
         ),
         downgrade_at=downgrade_at,

@@ -28,6 +28,7 @@ from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
     CATEGORIES,
     CATEGORY_INDEX,
+    NEVER,
     CapStatus,
     EnforcementState,
     Notification,
@@ -44,7 +45,6 @@ from capstream.core.usage import (
     UsageBase,
 )
 
-_NEVER = 1 << 62
 _MAX_INDEX = 1 << 16
 
 
@@ -194,7 +194,7 @@ def evaluate(
         recent = acct.recent_set
         if eid in recent:
             return state, _effects(states, notes, duplicate=True)
-        order = acct.recent_ids  # AccountUsage.remember(), inlined
+        order = acct.recent_ids
         if len(order) >= acct.recent_capacity:
             recent.discard(order.popleft())
         order.append(eid)
@@ -223,8 +223,8 @@ def evaluate(
     vec = [tokens, msgs, 1 if event.conversation_started else 0, cr, 0, 0, 0, 0]
     vec[4 + ci] = cr
 
-    # Calendar totals and rolling windows of the account, then of the bot. Inlined
-    # (UsageBase.add_totals, Ring.add): this loop is most of the per-event cost.
+    # Calendar totals and rolling windows of the account, then of the bot. Ring.add is
+    # inlined here: this loop is most of the per-event cost.
     acct_changed = False
     conv, cr_ix = vec[2], 4 + ci
     usage: UsageBase
@@ -345,7 +345,7 @@ def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
 def next_deadline(state: AccountState) -> int | None:
     """The earliest instant (ms) at which :func:`expire` would change something, or None."""
     deadline = _deadline(state)
-    return None if deadline >= _NEVER else deadline
+    return None if deadline >= NEVER else deadline
 
 
 def _changed(state: AccountState, policies: Policies, settings: TenantSettings) -> bool:
@@ -544,7 +544,7 @@ def _derive_all(
 
 
 def _bot_deadline(bot: BotUsage) -> int:
-    deadline = _NEVER
+    deadline = NEVER
     for t in (bot.blocked_until_ms, bot.loop_until_ms):
         if t is not None and t < deadline:
             deadline = t
@@ -553,7 +553,7 @@ def _bot_deadline(bot: BotUsage) -> int:
 
 def _deadline(state: AccountState) -> int:
     acct = state.account
-    deadline = _NEVER
+    deadline = NEVER
     for t in (acct.blocked_until_ms, acct.risk_until_ms, acct.downgraded_until_ms):
         if t is not None and t < deadline:
             deadline = t

@@ -87,7 +87,8 @@ DEFAULT_PREMIUM_MODEL = "claude-sonnet-4-6"
 DEFAULT_DOWNGRADE_MODEL = "claude-haiku"
 ACCOUNT_WIDE_BOT = "*"
 """``bot_id`` of the account-level enforcement state: what applies to a bot with no state yet."""
-_FAR_FUTURE_MS = 1 << 62
+NEVER = 1 << 62
+"""Larger than any instant, amount or threshold: "no deadline", "no cap"."""
 
 
 @dataclass(slots=True)
@@ -329,7 +330,7 @@ class EnforcementState:
         # deadline, so gate() is a comparison and a dict lookup on the common path.
         paused = Verdict("paused", None, 0, None, f"policy_block:{self.block_policy_id}", None)
         fast: dict[str, Verdict] = {}
-        until = _FAR_FUTURE_MS
+        until = NEVER
         if self.blocked_until_ms is not None:
             fast = dict.fromkeys(CATEGORIES, paused)
             until = self.blocked_until_ms

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from capstream.core.errors import PolicyError
 from capstream.core.models import (
+    NEVER,
     Notification,
     Policy,
     PolicyScope,
@@ -24,8 +25,6 @@ from capstream.core.models import (
 from capstream.core.notifications import policy_alert
 from capstream.core.usage import N_CATEGORIES, SERIES_BY_CATEGORY, UsageBase, series_of
 from capstream.core.windows import Ring
-
-NEVER = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)

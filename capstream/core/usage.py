@@ -77,31 +77,6 @@ class UsageBase:
     watch: list[list[WatchEntry]] = field(default_factory=list, compare=False, repr=False)
     """Per category index, the watched windows an event of that category can add to."""
 
-    def add_totals(self, t: int, vec: list[int], ci: int) -> None:
-        """Add an event at ``t`` (series amounts ``vec``) to the day and month totals.
-
-        The state must be rolled to the current period first (:meth:`roll_to`); an event
-        from before the current day or month is left out of that total.
-        """
-        if t >= self.day_start_ms:
-            d = self.day
-            d[0] += vec[0]
-            d[1] += vec[1]
-            d[2] += vec[2]
-            cr = vec[3]
-            if cr:
-                d[3] += cr
-                d[4 + ci] += cr
-        if t >= self.month_start_ms:
-            m = self.month
-            m[0] += vec[0]
-            m[1] += vec[1]
-            m[2] += vec[2]
-            cr = vec[3]
-            if cr:
-                m[3] += cr
-                m[4 + ci] += cr
-
     def roll_to(self, now: int) -> bool:
         """Start a new day or month if ``now`` is past the current one; True if one rolled."""
         rolled = False
@@ -137,11 +112,6 @@ class UsageBase:
         self.month_key, self.month_start_ms, self.month_end_ms = p.key, p.start_ms, p.end_ms
         if reset:
             self.month = [0] * N_SERIES
-
-    def seen_position(self, partition: int, position: int) -> bool:
-        """True if the source position is at or below this state's watermark."""
-        wm = self.watermarks.get(partition)
-        return wm is not None and position <= wm
 
     def _write_common(self, w: Writer) -> None:
         w.text(self.account_id)
@@ -244,14 +214,6 @@ class AccountUsage(UsageBase):
         default_factory=lambda: [0] * N_CATEGORIES, compare=False, repr=False
     )
     """Per category, when the budget risk was last checked (transient)."""
-
-    def remember(self, event_id: str) -> None:
-        """Add an event id to the bounded recent-id set (evaluate() inlines this)."""
-        order = self.recent_ids
-        if len(order) >= self.recent_capacity:
-            self.recent_set.discard(order.popleft())
-        order.append(event_id)
-        self.recent_set.add(event_id)
 
     def to_bytes(self) -> bytes:
         """Versioned compact encoding (``CSUA`` v1)."""
