@@ -12,10 +12,11 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
   hour's burn rate times the time left in the day reaches the daily cap, or the month total
   extrapolated at the month-to-date rate (over at least one day) to the month's end reaches
   the monthly cap. Checked at most once a second per category, on events that spend its
-  credits. The throttle then holds for 15 minutes and is re-armed by the next at-risk check.
+  credits. The throttle then holds for 15 minutes; an at-risk check in its second half
+  extends it (no flapping while the risk lasts).
   (The hourly rate comes from a 1 h window that starts counting when the tenant sets a cap.)
 * Smart throttle, loop suspected: one conversation sends more than 20 messages within 60
-  seconds. The bot is throttled for 10 minutes, re-armed by the next such burst.
+  seconds. The bot is throttled for 10 minutes; a burst in the second half extends it.
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def evaluate(
 
     if bot_fresh and msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
         loop = bot.loop_until_ms
-        if loop is None or loop <= now:
+        if loop is None or loop - now < LOOP_HOLD_MS // 2:  # arm, or extend before it lapses
             bot.loop_until_ms = now + LOOP_HOLD_MS
             bot_changed = True
 
@@ -514,7 +514,7 @@ def _check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: in
     acct.risk_checked_ms[ci] = t
     risk = acct.risk_until_ms
     if (
-        (risk is None or risk <= now)
+        (risk is None or risk - now < RISK_HOLD_MS // 2)  # arm, or extend before it lapses
         and CATEGORIES[ci] not in acct.caps
         and budget_at_risk(view, acct, ci, now)
     ):

@@ -345,11 +345,6 @@ class EnforcementState:
         object.__setattr__(self, "_fast", fast)
         object.__setattr__(self, "_paused", paused)
 
-    @property
-    def strict(self) -> bool:
-        """True when the tenant's throttle is 'strict' (60-second batching, no end)."""
-        return self.batching_interval_s >= THROTTLED_BATCHING_S and self.throttled_until_ms is None
-
 
 @dataclass(frozen=True, slots=True)
 class FeedRow:

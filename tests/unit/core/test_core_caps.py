@@ -245,3 +245,16 @@ def test_settings_change_reaches_every_bot_with_a_new_version() -> None:
     assert new["bot-2"].version == old["bot-2"] + 1
     assert new["bot-1"].fallback_text_daily == "Back tomorrow."
     assert new["bot-1"].plan == "starter"
+
+
+def test_a_loop_that_goes_on_keeps_the_throttle_without_flapping() -> None:
+    h = Harness(tenant=settings(throttle="smart"))
+    chatty(h, 21, T0)
+    first = h.enforcement().throttled_until_ms
+    assert first is not None
+    # still looping 6 minutes later (second half of the 10-minute hold): extended
+    chatty(h, 21, T0 + 6 * MIN)
+    extended = h.enforcement()
+    assert extended.throttled_until_ms is not None and extended.throttled_until_ms > first
+    h.tick(first)  # the first hold's end passes: still throttled
+    assert h.enforcement().batching_interval_s == 60
