@@ -349,14 +349,14 @@ class UsageRecorder:
         for p, group in enumerate(groups):
             if not group:
                 continue
-            key = group[0][0].encode()
             for start in range(0, len(group), size):
-                bodies = [body for _, body in group[start : start + size]]
+                chunk = group[start : start + size]
+                bodies = [body for _, body in chunk]
                 self._seq += 1
                 value = encode_batch(
                     f"{self._batch_prefix}-{self._seq}", self.producer_name, sent_at, bodies
                 )
-                self._produce(p, key, value, len(bodies))
+                self._produce(p, chunk[0][0].encode(), value, len(bodies))
         self._drained += taken
         return marker
 
