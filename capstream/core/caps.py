@@ -55,10 +55,12 @@ class SettingsView:
     settings: TenantSettings
     daily: tuple[int | None, ...]
     monthly: tuple[int | None, ...]
-    has_caps: tuple[bool, ...]
     limits: tuple[tuple[int, int], ...]
     """Per category (daily, monthly) cap with ``NEVER`` for none: one comparison each."""
-    downgrade_at: int | None
+    downgrade_at: int
+    """Today's text credits at which to downgrade (``NEVER``: no auto-downgrade)."""
+    watch_risk: tuple[bool, ...]
+    """Per category: smart throttle on and the category has a cap (budget risk applies)."""
     fallback_daily: str
     fallback_monthly: str
     smart: bool
@@ -73,7 +75,7 @@ def view_of(settings: TenantSettings) -> SettingsView:
     monthly = tuple(c.monthly_micro if c is not None else None for c in caps)
     has_caps = tuple(d is not None or m is not None for d, m in zip(daily, monthly, strict=True))
     text_daily = daily[0]
-    downgrade_at = None
+    downgrade_at = NEVER
     if settings.auto_downgrade and settings.plan in DOWNGRADE_PLANS and text_daily is not None:
         downgrade_at = -(-text_daily * DOWNGRADE_PERCENT // 100)
     smart = settings.throttle == Throttle.SMART
@@ -88,12 +90,12 @@ def view_of(settings: TenantSettings) -> SettingsView:
         settings=settings,
         daily=daily,
         monthly=monthly,
-        has_caps=has_caps,
         limits=tuple(
             (NEVER if d is None else d, NEVER if m is None else m)
             for d, m in zip(daily, monthly, strict=True)
         ),
         downgrade_at=downgrade_at,
+        watch_risk=tuple(smart and capped for capped in has_caps),
         fallback_daily=fallback_text(template, lang, CapPeriod.DAILY),
         fallback_monthly=fallback_text(template, lang, CapPeriod.MONTHLY),
         smart=smart,
@@ -115,8 +117,7 @@ def cap_status(view: SettingsView, ci: int, usage: AccountUsage) -> CapStatus | 
 
 def downgraded_until(view: SettingsView, usage: AccountUsage) -> int | None:
     """Local midnight if today's text credits reached the downgrade point, else None."""
-    at = view.downgrade_at
-    if at is not None and usage.day[4] >= at:
+    if usage.day[4] >= view.downgrade_at:
         return usage.day_end_ms
     return None
 

@@ -288,17 +288,11 @@ def evaluate(
         if acct.day[series] >= daily or acct.month[series] >= monthly:
             if _update_caps(state, view, ci, now, notes):
                 acct_changed = True
-        elif (
-            ci == 0
-            and view.downgrade_at is not None
-            and acct.downgraded_until_ms is None
-            and acct.day[4] >= view.downgrade_at
-        ):
+        elif ci == 0 and acct.day[4] >= view.downgrade_at and acct.downgraded_until_ms is None:
             acct.downgraded_until_ms = acct.day_end_ms
             acct_changed = True
         if (
-            view.smart
-            and view.has_caps[ci]
+            view.watch_risk[ci]
             and t - acct.risk_checked_ms[ci] >= RISK_CHECK_EVERY_MS
             and _check_risk(acct, view, ci, t, now)
         ):
