@@ -183,6 +183,10 @@ def sink(
         str | None,
         typer.Option(envvar="CAPSTREAM_SINK_GROUP", help="Consumer group (<prefix>.sink)."),
     ] = None,
+    session_timeout: Annotated[
+        float,
+        typer.Option(envvar="CAPSTREAM_SINK_SESSION_TIMEOUT", help="Group session timeout (s)."),
+    ] = 10.0,
 ) -> None:
     """Write usage, decisions, cap hits, notifications and feed rows to ClickHouse, once each."""
     from capstream.sinks.commands import sink_command
@@ -196,6 +200,7 @@ def sink(
         retention_days=retention_days,
         rollup_retention_days=rollup_retention_days,
         group=group,
+        session_timeout_s=session_timeout,
     )
 
 

@@ -24,6 +24,7 @@ def sink_command(
     retention_days: int,
     rollup_retention_days: int,
     group: str | None,
+    session_timeout_s: float = 10.0,
 ) -> None:
     """Run the sink in the foreground until SIGINT/SIGTERM; log to stderr."""
     from capstream.sinks.service import run_sink
@@ -35,6 +36,7 @@ def sink_command(
         max_buffered_bytes=int(max_buffer_mib * MIB),
         retention_days=retention_days or None,
         rollup_retention_days=rollup_retention_days or None,
+        session_timeout_s=session_timeout_s,
     )
     logging.basicConfig(
         level=logging.INFO,

@@ -24,6 +24,8 @@ class SinkOptions:
     poll_records: int = 5_000
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
+    session_timeout_s: float = 10.0
+    """A sink that died (kill -9) holds its partitions this long before the group moves them."""
     revoke_timeout_s: float = 30.0
     """How long a rebalance waits for the revoked partitions' batches to be written."""
     shutdown_timeout_s: float = 30.0
@@ -43,6 +45,7 @@ class SinkOptions:
             "max_buffered_bytes": self.max_buffered_bytes >= 2 * self.batch_bytes,
             "poll_records": 1 <= self.poll_records <= 1_000_000,
             "retry_initial_s": 0 < self.retry_initial_s <= self.retry_max_s,
+            "session_timeout_s": 6 <= self.session_timeout_s <= 300,
             "revoke_timeout_s": self.revoke_timeout_s > 0,
             "shutdown_timeout_s": self.shutdown_timeout_s > 0,
             "retention_days": self.retention_days is None or self.retention_days >= 0,
@@ -56,7 +59,8 @@ class SinkOptions:
                 "invalid sink options: "
                 + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
                 + " (batch_bytes >= 1024, max_buffered_bytes >= 2 x batch_bytes, "
-                "flush_interval_s in (0, 3600], retries 0 < initial <= max, days >= 0)"
+                "flush_interval_s in (0, 3600], session_timeout_s in [6, 300], "
+                "retries 0 < initial <= max, days >= 0)"
             )
 
     def group(self, topic_prefix: str) -> str:

@@ -38,6 +38,8 @@ def sink_consumer(settings: Settings, options: SinkOptions) -> Any:
             "queued.max.messages.kbytes": prefetch_kb,
             "fetch.max.bytes": max(MIB, min(50 * MIB, prefetch_kb * 1024)),
             "isolation.level": "read_committed",
+            "session.timeout.ms": int(options.session_timeout_s * 1000),
+            "heartbeat.interval.ms": max(1000, int(options.session_timeout_s * 1000) // 4),
             "log_level": 3,
         }
     )
