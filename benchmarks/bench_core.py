@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import random
 import time
+from contextlib import nullcontext
 
 from capstream.core import (
     AccountState,
@@ -218,12 +220,32 @@ def bench_gate(n: int, rounds: int = 10) -> None:
         print(f"gate [{name}]: {n / best:,.0f} calls/s ({best / n * 1e9:.0f} ns/call)")
 
 
+def calibrate(n: int = 100_000, rounds: int = 10) -> None:
+    """The cost of the benchmark loop around an empty function (machine speed and load)."""
+
+    def empty(*args: object, **kwargs: object) -> tuple[None, None]:
+        return None, None
+
+    evs = events(1_000)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(n):
+            empty(None, evs[i % 1_000], None, None, START_MS + i, partition=0, offset=i)
+        best = min(best, time.perf_counter() - t0)
+    print(f"calibration: an empty call in the same loop costs {best / n * 1e6:.2f} us")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--calls", type=int, default=200_000, help="gate() calls per round")
     ap.add_argument("--profile", action="store_true", help="cProfile the evaluate loop")
     args = ap.parse_args()
+    with open("/proc/loadavg") if os.path.exists("/proc/loadavg") else nullcontext() as f:
+        if f is not None:
+            print(f"load average: {' '.join(f.read().split()[:3])}")
+    calibrate()
     bench_evaluate(args.events, args.profile)
     bench_gate(args.calls)
 

@@ -162,9 +162,9 @@ def evaluate(
     ci = CATEGORY_INDEX.get(event.category)
     if ci is None:
         raise EventError(f"event {event.event_id!r}: unknown category {event.category!r}")
-    tokens = event.tokens_in + event.tokens_out
+    tokens_in, tokens_out = event.tokens_in, event.tokens_out
     msgs, cr = event.messages, event.credits_micro
-    if (event.tokens_in | event.tokens_out | msgs | cr) < 0:
+    if (tokens_in | tokens_out | msgs | cr) < 0:
         raise EventError(f"event {event.event_id!r}: amounts cannot be negative")
     if not 0 <= index < _MAX_INDEX:
         raise EventError(f"event index {index} in its record must be in [0, {_MAX_INDEX})")
@@ -220,6 +220,7 @@ def evaluate(
     t = event.occurred_at_ms
     if t > now:
         t = now
+    tokens = tokens_in + tokens_out
     vec = [tokens, msgs, 1 if event.conversation_started else 0, cr, 0, 0, 0, 0]
     vec[4 + ci] = cr
 
@@ -231,7 +232,7 @@ def evaluate(
     parts = ((acct, bot) if bot_fresh else (acct,)) if acct_fresh else (bot,)
     for usage in parts:
         is_acct = usage is acct
-        if (now >= usage.day_end_ms or now >= usage.month_end_ms) and usage.roll_to(now):
+        if now >= usage.day_end_ms and usage.roll_to(now):  # a month ends with a day
             acct_changed = acct_changed or is_acct
         if t >= usage.day_start_ms:
             d = usage.day
