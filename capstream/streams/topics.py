@@ -104,14 +104,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create every missing topic; return ``{name: "created" | "exists"}``. Idempotent."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka import admin as kafka_admin
 
-    admin = AdminClient({**settings.librdkafka_config(), "log_level": 0})
+    admin = kafka_admin.AdminClient({**settings.librdkafka_config(), "log_level": 0})
     specs = topic_specs(settings)
     rf = settings.replication_factor
     futures = admin.create_topics(
-        [NewTopic(s.name, s.partitions, rf, config=s.config) for s in specs],
+        [
+            kafka_admin.NewTopic(s.name, s.partitions, rf, config=s.config)  # type: ignore[attr-defined]
+            for s in specs
+        ],
         request_timeout=timeout,
     )
     outcome: dict[str, str] = {}
