@@ -8,14 +8,7 @@ from capstream.core.errors import (
     SettingsError,
     StateFormatError,
 )
-from capstream.core.evaluate import (
-    AccountState,
-    Effects,
-    evaluate,
-    expire,
-    next_deadline,
-    reevaluate,
-)
+from capstream.core.evaluate import evaluate, expire, next_deadline, reevaluate
 from capstream.core.feed import FeedKey, apply_cap_hit, feed_key
 from capstream.core.gate import FallbackLedger, gate
 from capstream.core.messages import (
@@ -56,6 +49,7 @@ from capstream.core.periods import (
     next_local_midnight,
 )
 from capstream.core.policies import PolicySet
+from capstream.core.state import AccountState, Effects
 from capstream.core.usage import AccountUsage, BotUsage
 from capstream.core.windows import Ring
 

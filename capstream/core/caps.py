@@ -32,9 +32,11 @@ from capstream.core.models import (
     THROTTLED_BATCHING_S,
     CapPeriod,
     CapStatus,
+    Notification,
     TenantSettings,
     Throttle,
 )
+from capstream.core.notifications import cap_reached
 from capstream.core.usage import AccountUsage, BotUsage
 
 DOWNGRADE_PERCENT = 80
@@ -158,3 +160,73 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
         del stamps[: len(stamps) - keep]
     # stamps are in arrival order; the oldest kept is (nearly) the earliest of the last 21
     return len(stamps) == keep and t - stamps[0] < LOOP_WINDOW_MS
+
+
+def refresh_account(
+    acct: AccountUsage, view: SettingsView, now: int, notes: list[Notification]
+) -> bool:
+    """Recompute every account-level input of enforcement; True if any changed."""
+    changed = False
+    caps = {}
+    for ci, cat in enumerate(CATEGORIES):
+        status = cap_status(view, ci, acct)
+        if status is not None:
+            caps[cat] = status
+            if acct.caps.get(cat) != status:
+                notes.append(cap_note(view, cat, status, now))
+    if caps != acct.caps:
+        acct.caps = caps
+        changed = True
+    downgraded = downgraded_until(view, acct)
+    if downgraded != acct.downgraded_until_ms:
+        acct.downgraded_until_ms = downgraded
+        changed = True
+    risk = acct.risk_until_ms
+    if risk is not None and (risk <= now or not view.smart):
+        acct.risk_until_ms = None
+        changed = True
+    if acct.blocked_until_ms is not None and acct.blocked_until_ms <= now:
+        acct.blocked_until_ms = acct.block_policy_id = None
+        changed = True
+    return changed
+
+
+def update_caps(
+    acct: AccountUsage, view: SettingsView, ci: int, now: int, notes: list[Notification]
+) -> bool:
+    """Credits of category ``ci`` reached a cap: record it (and the downgrade, for text)."""
+    changed = False
+    status = cap_status(view, ci, acct)
+    if status is not None:
+        cat = CATEGORIES[ci]
+        if acct.caps.get(cat) != status:
+            acct.caps = {**acct.caps, cat: status}
+            notes.append(cap_note(view, cat, status, now))
+            changed = True
+    if ci == 0 and acct.downgraded_until_ms is None:
+        downgraded = downgraded_until(view, acct)
+        if downgraded is not None:
+            acct.downgraded_until_ms = downgraded
+            changed = True
+    return changed
+
+
+def check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int) -> bool:
+    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast."""
+    acct.risk_checked_ms[ci] = t
+    risk = acct.risk_until_ms
+    if (
+        (risk is None or risk - now < RISK_HOLD_MS // 2)  # arm, or extend before it lapses
+        and CATEGORIES[ci] not in acct.caps
+        and budget_at_risk(view, acct, ci, now)
+    ):
+        acct.risk_until_ms = now + RISK_HOLD_MS
+        return True
+    return False
+
+
+def cap_note(view: SettingsView, cat: str, status: CapStatus, now: int) -> Notification:
+    """The owner's email for a newly reached cap."""
+    return cap_reached(
+        view.settings, cat, status.period, status.period_key, status.resumes_at_ms, now
+    )

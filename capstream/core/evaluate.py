@@ -1,137 +1,46 @@
 """Entry points of the decision core: evaluate, reevaluate, expire and next_deadline.
 
-``AccountState`` aggregates one account's usage (``AccountUsage``) and its bots'
-(``BotUsage``); each part serialises on its own. Every function mutates the state in place,
-returns it, and returns the :class:`Effects`: the enforcement states that changed (each with
-a higher version) and the notifications to send.
+Each mutates the :class:`~capstream.core.state.AccountState` in place, returns it, and
+returns the :class:`~capstream.core.state.Effects`: the enforcement states that changed
+(each with a higher version) and the notifications to send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-
 from capstream.core.caps import (
     LOOP_HOLD_MS,
     RISK_CHECK_EVERY_MS,
-    RISK_HOLD_MS,
-    SettingsView,
-    budget_at_risk,
-    cap_status,
-    downgraded_until,
+    check_risk,
     loop_suspected,
+    refresh_account,
+    update_caps,
     view_of,
 )
 from capstream.core.enforcement import derive
 from capstream.core.errors import CoreError, EventError, PolicyError
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
-    CATEGORIES,
     CATEGORY_INDEX,
     NEVER,
-    CapStatus,
     EnforcementState,
     Notification,
-    Policy,
     TenantSettings,
     UsageEvent,
 )
-from capstream.core.notifications import cap_reached
 from capstream.core.policies import PolicySet, build_watch, check_all, fire
-from capstream.core.usage import (
-    DEFAULT_RECENT_IDS,
-    AccountUsage,
-    BotUsage,
-    UsageBase,
+from capstream.core.state import (
+    NO_EFFECTS,
+    AccountState,
+    Effects,
+    Policies,
+    bot_deadline,
+    collect_effects,
+    deadline,
+    derive_all,
 )
+from capstream.core.usage import BotUsage, UsageBase
 
 _MAX_INDEX = 1 << 16
-
-
-@dataclass(frozen=True, slots=True)
-class Effects:
-    """What an evaluation changed: enforcement states to publish and notifications to send."""
-
-    enforcement: tuple[EnforcementState, ...] = ()
-    notifications: tuple[Notification, ...] = ()
-    duplicate: bool = False
-    """True when the event was a replay or a resend and changed nothing."""
-
-    def __bool__(self) -> bool:
-        return bool(self.enforcement or self.notifications)
-
-
-NO_EFFECTS = Effects()
-DUPLICATE = Effects(duplicate=True)
-
-
-class AccountState:
-    """One account's usage state with its bots' states, plus the policies and settings in use.
-
-    ``dirty_bots`` and ``account_dirty`` tell the caller what to write back (see
-    :meth:`take_dirty`).
-    """
-
-    __slots__ = (
-        "account",
-        "account_dirty",
-        "bots",
-        "deadline_ms",
-        "dirty_bots",
-        "policies",
-        "policies_given",
-        "settings",
-        "view",
-    )
-
-    def __init__(
-        self,
-        account_id: str,
-        *,
-        recent_capacity: int = DEFAULT_RECENT_IDS,
-        account: AccountUsage | None = None,
-        bots: Iterable[BotUsage] = (),
-    ) -> None:
-        self.account = account or AccountUsage(account_id, recent_capacity=recent_capacity)
-        if self.account.account_id != account_id:
-            raise CoreError("account usage belongs to another account")
-        self.bots: dict[str, BotUsage] = {}
-        for bot in bots:
-            if bot.account_id != account_id:
-                raise CoreError(f"bot {bot.bot_id!r} belongs to another account")
-            self.bots[bot.bot_id] = bot
-        self.policies: PolicySet | None = None
-        self.policies_given: object = None  # the object last passed (identity fast path)
-        self.settings: TenantSettings | None = None
-        self.view: SettingsView | None = None
-        self.deadline_ms = 0  # run the clock part on first use
-        self.dirty_bots: set[str] = set()
-        self.account_dirty = False
-
-    @classmethod
-    def load(cls, account_bytes: bytes, bot_bytes: Iterable[bytes] = ()) -> AccountState:
-        """Rebuild from the two tables' values (``AccountUsage`` and ``BotUsage`` bytes)."""
-        account = AccountUsage.from_bytes(account_bytes)
-        bots = [BotUsage.from_bytes(b) for b in bot_bytes]
-        return cls(account.account_id, account=account, bots=bots)
-
-    @property
-    def account_id(self) -> str:
-        return self.account.account_id
-
-    def enforcement(self, bot_id: str) -> EnforcementState | None:
-        """The last enforcement state of ``bot_id`` (``*``: the account-wide one)."""
-        usage = self.account if bot_id == ACCOUNT_WIDE_BOT else self.bots.get(bot_id)
-        return usage.enforcement if usage is not None else None
-
-    def take_dirty(self) -> tuple[bool, set[str]]:
-        """(account changed?, ids of bots changed) since the last call; resets both."""
-        dirty = self.account_dirty, self.dirty_bots
-        self.account_dirty, self.dirty_bots = False, set()
-        return dirty
-
-
-Policies = PolicySet | Sequence[Policy]
 
 
 def evaluate(
@@ -193,7 +102,7 @@ def evaluate(
         eid = event.event_id
         recent = acct.recent_set
         if eid in recent:
-            return state, _effects(states, notes, duplicate=True)
+            return state, collect_effects(states, notes, duplicate=True)
         order = acct.recent_ids
         if len(order) >= acct.recent_capacity:
             recent.discard(order.popleft())
@@ -213,7 +122,7 @@ def evaluate(
             bot.watermarks[partition] = pos
         state.dirty_bots.add(bot_id)
     elif not acct_fresh:
-        return state, _effects(states, notes, duplicate=True)
+        return state, collect_effects(states, notes, duplicate=True)
 
     view = state.view
     assert view is not None
@@ -282,12 +191,12 @@ def evaluate(
             bot_changed = True
 
     if acct_changed:
-        _refresh_account(state, view, now, notes)
+        refresh_account(acct, view, now, notes)
     if cr and acct_fresh:
         series = 4 + ci
         daily, monthly = view.limits[ci]
         if acct.day[series] >= daily or acct.month[series] >= monthly:
-            if _update_caps(state, view, ci, now, notes):
+            if update_caps(acct, view, ci, now, notes):
                 acct_changed = True
         elif ci == 0 and acct.day[4] >= view.downgrade_at and acct.downgraded_until_ms is None:
             acct.downgraded_until_ms = acct.day_end_ms
@@ -295,20 +204,20 @@ def evaluate(
         if (
             view.watch_risk[ci]
             and t - acct.risk_checked_ms[ci] >= RISK_CHECK_EVERY_MS
-            and _check_risk(acct, view, ci, t, now)
+            and check_risk(acct, view, ci, t, now)
         ):
             acct_changed = True
 
     if acct_changed:
-        _derive_all(state, view, now, states)
-        state.deadline_ms = _deadline(state)
+        derive_all(state, view, now, states)
+        state.deadline_ms = deadline(state)
     elif bot_changed:
         e = derive(acct, bot, view, acct.caps, now)
         if e is not None:
             states.append(e)
-        state.deadline_ms = min(state.deadline_ms, _bot_deadline(bot))
+        state.deadline_ms = min(state.deadline_ms, bot_deadline(bot))
     if states or notes:
-        return state, _effects(states, notes)
+        return state, collect_effects(states, notes)
     return state, NO_EFFECTS
 
 
@@ -323,7 +232,7 @@ def reevaluate(
     states: list[EnforcementState] = []
     notes: list[Notification] = []
     _full(state, policies, settings, now, states, notes)
-    return state, _effects(states, notes)
+    return state, collect_effects(states, notes)
 
 
 def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
@@ -334,13 +243,13 @@ def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
     states: list[EnforcementState] = []
     notes: list[Notification] = []
     _expire(state, now, states, notes)
-    return state, _effects(states, notes)
+    return state, collect_effects(states, notes)
 
 
 def next_deadline(state: AccountState) -> int | None:
     """The earliest instant (ms) at which :func:`expire` would change something, or None."""
-    deadline = _deadline(state)
-    return None if deadline >= NEVER else deadline
+    at = deadline(state)
+    return None if at >= NEVER else at
 
 
 def _changed(state: AccountState, policies: Policies, settings: TenantSettings) -> bool:
@@ -360,14 +269,6 @@ def _changed(state: AccountState, policies: Policies, settings: TenantSettings) 
         elif tuple(policies) != current.policies:  # a list may change in place: no adopting
             return True
     return False
-
-
-def _effects(
-    states: list[EnforcementState], notes: list[Notification], *, duplicate: bool = False
-) -> Effects:
-    if len(states) > 1:  # one call may derive a bot twice (settings, then the event)
-        states = list({e.bot_id: e for e in states}.values())
-    return Effects(tuple(states), tuple(notes), duplicate)
 
 
 def _new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
@@ -410,11 +311,11 @@ def _full(
         bot.roll_to(now)
         build_watch(bot, policies.for_bot(bot_id))
         check_all(bot, bot_id, now, settings, notes)
-    _refresh_account(state, view, now, notes)
-    _derive_all(state, view, now, states)
+    refresh_account(acct, view, now, notes)
+    derive_all(state, view, now, states)
     state.account_dirty = True
     state.dirty_bots.update(state.bots)
-    state.deadline_ms = _deadline(state)
+    state.deadline_ms = deadline(state)
 
 
 def _expire(
@@ -441,119 +342,13 @@ def _expire(
     rolled = now >= acct.day_end_ms or now >= acct.month_end_ms
     if rolled:
         acct.roll_to(now)
-    if _refresh_account(state, view, now, notes) or rolled:
-        _derive_all(state, view, now, states)
+    refreshed = refresh_account(acct, view, now, notes)
+    if refreshed or rolled:
+        state.account_dirty = True
+        derive_all(state, view, now, states)
     else:
         for bot in changed_bots:
             e = derive(acct, bot, view, acct.caps, now)
             if e is not None:
                 states.append(e)
-    state.deadline_ms = _deadline(state)
-
-
-def _refresh_account(
-    state: AccountState, view: SettingsView, now: int, notes: list[Notification]
-) -> bool:
-    """Recompute every account-level input of enforcement; True if any changed."""
-    acct = state.account
-    changed = False
-    caps = {}
-    for ci, cat in enumerate(CATEGORIES):
-        status = cap_status(view, ci, acct)
-        if status is not None:
-            caps[cat] = status
-            if acct.caps.get(cat) != status:
-                notes.append(_cap_note(view, cat, status, now))
-    if caps != acct.caps:
-        acct.caps = caps
-        changed = True
-    downgraded = downgraded_until(view, acct)
-    if downgraded != acct.downgraded_until_ms:
-        acct.downgraded_until_ms = downgraded
-        changed = True
-    risk = acct.risk_until_ms
-    if risk is not None and (risk <= now or not view.smart):
-        acct.risk_until_ms = None
-        changed = True
-    if acct.blocked_until_ms is not None and acct.blocked_until_ms <= now:
-        acct.blocked_until_ms = acct.block_policy_id = None
-        changed = True
-    if changed:
-        state.account_dirty = True
-    return changed
-
-
-def _update_caps(
-    state: AccountState, view: SettingsView, ci: int, now: int, notes: list[Notification]
-) -> bool:
-    """Credits of category ``ci`` reached a cap: record it (and the downgrade, for text)."""
-    acct = state.account
-    changed = False
-    status = cap_status(view, ci, acct)
-    if status is not None:
-        cat = CATEGORIES[ci]
-        if acct.caps.get(cat) != status:
-            acct.caps = {**acct.caps, cat: status}
-            notes.append(_cap_note(view, cat, status, now))
-            changed = True
-    if ci == 0 and acct.downgraded_until_ms is None:
-        downgraded = downgraded_until(view, acct)
-        if downgraded is not None:
-            acct.downgraded_until_ms = downgraded
-            changed = True
-    return changed
-
-
-def _check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int) -> bool:
-    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast."""
-    acct.risk_checked_ms[ci] = t
-    risk = acct.risk_until_ms
-    if (
-        (risk is None or risk - now < RISK_HOLD_MS // 2)  # arm, or extend before it lapses
-        and CATEGORIES[ci] not in acct.caps
-        and budget_at_risk(view, acct, ci, now)
-    ):
-        acct.risk_until_ms = now + RISK_HOLD_MS
-        return True
-    return False
-
-
-def _cap_note(view: SettingsView, cat: str, status: CapStatus, now: int) -> Notification:
-    return cap_reached(
-        view.settings, cat, status.period, status.period_key, status.resumes_at_ms, now
-    )
-
-
-def _derive_all(
-    state: AccountState, view: SettingsView, now: int, out: list[EnforcementState]
-) -> None:
-    acct = state.account
-    caps = acct.caps
-    e = derive(acct, None, view, caps, now)
-    if e is not None:
-        out.append(e)
-    for bot in state.bots.values():
-        e = derive(acct, bot, view, caps, now)
-        if e is not None:
-            out.append(e)
-
-
-def _bot_deadline(bot: BotUsage) -> int:
-    deadline = NEVER
-    for t in (bot.blocked_until_ms, bot.loop_until_ms):
-        if t is not None and t < deadline:
-            deadline = t
-    return deadline
-
-
-def _deadline(state: AccountState) -> int:
-    acct = state.account
-    deadline = NEVER
-    for t in (acct.blocked_until_ms, acct.risk_until_ms, acct.downgraded_until_ms):
-        if t is not None and t < deadline:
-            deadline = t
-    for cap in acct.caps.values():
-        deadline = min(deadline, cap.resumes_at_ms)
-    for bot in state.bots.values():
-        deadline = min(deadline, _bot_deadline(bot))
-    return deadline
+    state.deadline_ms = deadline(state)

@@ -1,0 +1,151 @@
+"""One account's aggregate state and the effects an evaluation returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from capstream.core.caps import SettingsView
+from capstream.core.enforcement import derive
+from capstream.core.errors import CoreError
+from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
+    NEVER,
+    EnforcementState,
+    Notification,
+    Policy,
+    TenantSettings,
+)
+from capstream.core.policies import PolicySet
+from capstream.core.usage import DEFAULT_RECENT_IDS, AccountUsage, BotUsage
+
+Policies = PolicySet | Sequence[Policy]
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What an evaluation changed: enforcement states to publish and notifications to send."""
+
+    enforcement: tuple[EnforcementState, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+    duplicate: bool = False
+    """True when the event was a replay or a resend and changed nothing."""
+
+    def __bool__(self) -> bool:
+        return bool(self.enforcement or self.notifications)
+
+
+NO_EFFECTS = Effects()
+
+
+class AccountState:
+    """One account's usage state with its bots' states, plus the policies and settings in use.
+
+    ``dirty_bots`` and ``account_dirty`` tell the caller what to write back (see
+    :meth:`take_dirty`).
+    """
+
+    __slots__ = (
+        "account",
+        "account_dirty",
+        "bots",
+        "deadline_ms",
+        "dirty_bots",
+        "policies",
+        "policies_given",
+        "settings",
+        "view",
+    )
+
+    def __init__(
+        self,
+        account_id: str,
+        *,
+        recent_capacity: int = DEFAULT_RECENT_IDS,
+        account: AccountUsage | None = None,
+        bots: Iterable[BotUsage] = (),
+    ) -> None:
+        self.account = account or AccountUsage(account_id, recent_capacity=recent_capacity)
+        if self.account.account_id != account_id:
+            raise CoreError("account usage belongs to another account")
+        self.bots: dict[str, BotUsage] = {}
+        for bot in bots:
+            if bot.account_id != account_id:
+                raise CoreError(f"bot {bot.bot_id!r} belongs to another account")
+            self.bots[bot.bot_id] = bot
+        self.policies: PolicySet | None = None
+        self.policies_given: object = None  # the object last passed (identity fast path)
+        self.settings: TenantSettings | None = None
+        self.view: SettingsView | None = None
+        self.deadline_ms = 0  # run the clock part on first use
+        self.dirty_bots: set[str] = set()
+        self.account_dirty = False
+
+    @classmethod
+    def load(cls, account_bytes: bytes, bot_bytes: Iterable[bytes] = ()) -> AccountState:
+        """Rebuild from the two tables' values (``AccountUsage`` and ``BotUsage`` bytes)."""
+        account = AccountUsage.from_bytes(account_bytes)
+        bots = [BotUsage.from_bytes(b) for b in bot_bytes]
+        return cls(account.account_id, account=account, bots=bots)
+
+    @property
+    def account_id(self) -> str:
+        return self.account.account_id
+
+    def enforcement(self, bot_id: str) -> EnforcementState | None:
+        """The last enforcement state of ``bot_id`` (``*``: the account-wide one)."""
+        usage = self.account if bot_id == ACCOUNT_WIDE_BOT else self.bots.get(bot_id)
+        return usage.enforcement if usage is not None else None
+
+    def take_dirty(self) -> tuple[bool, set[str]]:
+        """(account changed?, ids of bots changed) since the last call; resets both."""
+        dirty = self.account_dirty, self.dirty_bots
+        self.account_dirty, self.dirty_bots = False, set()
+        return dirty
+
+
+def collect_effects(
+    states: list[EnforcementState], notes: list[Notification], *, duplicate: bool = False
+) -> Effects:
+    """Freeze what a call collected; a bot derived twice in one call keeps its last state."""
+    if len(states) > 1:  # one call may derive a bot twice (settings, then the event)
+        states = list({e.bot_id: e for e in states}.values())
+    return Effects(tuple(states), tuple(notes), duplicate)
+
+
+def derive_all(
+    state: AccountState, view: SettingsView, now: int, out: list[EnforcementState]
+) -> None:
+    """Derive every bot's state and the account-wide one; append those that changed."""
+    acct = state.account
+    caps = acct.caps
+    e = derive(acct, None, view, caps, now)
+    if e is not None:
+        out.append(e)
+    for bot in state.bots.values():
+        e = derive(acct, bot, view, caps, now)
+        if e is not None:
+            out.append(e)
+
+
+def bot_deadline(bot: BotUsage) -> int:
+    """When the bot's own block or loop throttle ends (``NEVER``: nothing pending)."""
+    deadline = NEVER
+    for t in (bot.blocked_until_ms, bot.loop_until_ms):
+        if t is not None and t < deadline:
+            deadline = t
+    return deadline
+
+
+def deadline(state: AccountState) -> int:
+    """The earliest instant the clock alone changes something (``NEVER``: nothing)."""
+    acct = state.account
+    deadline = NEVER
+    for t in (acct.blocked_until_ms, acct.risk_until_ms, acct.downgraded_until_ms):
+        if t is not None and t < deadline:
+            deadline = t
+    for cap in acct.caps.values():
+        deadline = min(deadline, cap.resumes_at_ms)
+    for bot in state.bots.values():
+        deadline = min(deadline, bot_deadline(bot))
+    return deadline
