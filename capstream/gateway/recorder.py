@@ -136,6 +136,7 @@ class UsageRecorder:
         self._partitions = 0
         self._partition_of: dict[str, int] = {}
         self._checked_at = 0.0
+        self._warned_at = -1e9
         self._batch_prefix = uuid.uuid4().hex[:16]
         self._seq = 0
         self._thread = threading.Thread(target=self._run, name="usage-recorder", daemon=True)
@@ -434,17 +435,20 @@ class UsageRecorder:
         now = time.monotonic()
         if self._partitions and now - self._checked_at < _METADATA_REFRESH_S:
             return True
+        problem = None
         try:
             topic = self._producer.list_topics(self.topic, timeout=5).topics.get(self.topic)
         except Exception as exc:  # KafkaException: the brokers are unreachable
-            log.warning("usage recorder cannot reach Kafka (%s); events stay queued", exc)
-            return bool(self._partitions)
-        if topic is None or topic.error is not None or not topic.partitions:
-            log.error(
-                "topic %s does not exist (%s): run `capstream topics create`; events stay queued",
-                self.topic,
-                topic.error if topic is not None else "no metadata",
-            )
+            problem = f"cannot reach Kafka ({exc})"
+        else:
+            if topic is None or topic.error is not None or not topic.partitions:
+                problem = f"topic {self.topic} is missing: run `capstream topics create`"
+        if problem is not None:
+            if self._partitions:  # keep the count we know; look again in a minute
+                self._checked_at = now
+            if now - self._warned_at > 30:
+                self._warned_at = now
+                log.error("usage recorder: %s; %d events wait", problem, len(self._queue))
             return bool(self._partitions)
         count = len(topic.partitions)
         if count != self._partitions:
