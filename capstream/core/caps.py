@@ -44,6 +44,7 @@ LOOP_MESSAGES_PER_MINUTE = 20
 LOOP_WINDOW_MS = 60_000
 LOOP_HOLD_MS = 10 * 60_000
 LOOP_TRACKED_CONVERSATIONS = 256
+_LOOP_KEEP = LOOP_MESSAGES_PER_MINUTE
 RISK_HOLD_MS = 15 * 60_000
 RATE_SHORT_MS = 3_600_000
 MIN_MONTH_ELAPSED_MS = 86_400_000
@@ -144,22 +145,25 @@ def budget_at_risk(view: SettingsView, usage: AccountUsage, ci: int, now: int) -
 
 
 def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -> bool:
-    """Record ``messages`` at ``t``; True if the conversation sent > 20 in the last 60 s."""
+    """Record ``messages`` at ``t``; True if the conversation sent > 20 in the last 60 s.
+
+    Per conversation, a ring of the last 20 message times (slot 0 holds the next index).
+    The time a new message replaces is that of the message 20 back: if it is less than a
+    minute old, 21 messages arrived within a minute.
+    """
     loops = bot.loops
-    stamps = loops.get(conversation_id)
-    if stamps is None:
+    ring = loops.get(conversation_id)
+    if ring is None:
         if len(loops) >= LOOP_TRACKED_CONVERSATIONS:
             del loops[next(iter(loops))]
-        stamps = loops[conversation_id] = []
-    keep = LOOP_MESSAGES_PER_MINUTE + 1
-    if messages == 1:
-        stamps.append(t)
-    else:
-        stamps.extend([t] * min(messages, keep))
-    if len(stamps) > keep:
-        del stamps[: len(stamps) - keep]
-    # stamps are in arrival order; the oldest kept is (nearly) the earliest of the last 21
-    return len(stamps) == keep and t - stamps[0] < LOOP_WINDOW_MS
+        ring = loops[conversation_id] = [1] + [-NEVER] * _LOOP_KEEP
+    oldest = t
+    for _ in range(min(messages, _LOOP_KEEP)):
+        i = ring[0]
+        oldest = ring[i]
+        ring[i] = t
+        ring[0] = i % _LOOP_KEEP + 1
+    return t - oldest < LOOP_WINDOW_MS
 
 
 def refresh_account(
