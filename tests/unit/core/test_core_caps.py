@@ -258,3 +258,12 @@ def test_a_loop_that_goes_on_keeps_the_throttle_without_flapping() -> None:
     assert extended.throttled_until_ms is not None and extended.throttled_until_ms > first
     h.tick(first)  # the first hold's end passes: still throttled
     assert h.enforcement().batching_interval_s == 60
+
+
+def test_loop_detection_is_per_conversation_and_counts_batched_messages() -> None:
+    h = Harness(tenant=settings(throttle="smart"))
+    for i in range(30):  # 30 messages in 30 s, but spread over two conversations
+        h.send(ev(i, T0 + i * 1_000, conv=f"conv-{i % 2}"))
+    assert h.enforcement().throttle_reason is None
+    h.send(ev(99, T0 + 31_000, conv="conv-9", messages=21))  # one record of 21 messages
+    assert h.enforcement().throttle_reason == "loop_suspected"
