@@ -163,7 +163,8 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
         oldest = ring[i]
         ring[i] = t
         ring[0] = i % _LOOP_KEEP + 1
-    return t - oldest < LOOP_WINDOW_MS
+    # more than 20 in this one record: the message 20 back is one of them, sent at t
+    return messages > _LOOP_KEEP or t - oldest < LOOP_WINDOW_MS
 
 
 def refresh_account(
