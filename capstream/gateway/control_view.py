@@ -63,6 +63,8 @@ class ControlView:
       current again; also before the first catch-up. For tenants to whom any overspend is
       worse than silence.
 
+    ``on_update(state)`` is called from the view's thread after each newer state is stored.
+
     The default limit, 300 s, rides out a broker restart or leader election without tripping
     fail-closed gateways.
     """
@@ -86,7 +88,8 @@ class ControlView:
         self.max_disconnected_s = max_disconnected_s
         self.on_update = on_update
         self.states: dict[tuple[str, str], EnforcementState] = {}
-        """(account_id, bot_id) -> state; read it freely, only the view's thread writes."""
+        """(account_id, bot_id) -> state. Only the view's thread writes it: look keys up
+        freely, but iterate over a copy (``dict(view.states)``)."""
         self.closed = on_disconnect == "closed"
         """True while gateways must refuse AI calls (fail-closed and stale, or not ready)."""
         self._config: dict[str, Any] = {

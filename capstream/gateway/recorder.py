@@ -75,11 +75,12 @@ class UsageRecorder:
     any other Kafka client reading the key lands on the same partition.
 
     Overflow: when ``max_queue`` events are waiting (the brokers are down or slower than the
-    callers), ``record()`` refuses the new event, counts it in ``stats.rejected`` and returns
-    False (``on_overflow="drop"``, the default: a reply must never wait on accounting) or
-    raises :class:`QueueFullError` (``on_overflow="raise"``). Accepted events are never
-    dropped: a failed delivery is produced again, and ``flush()`` / ``close()`` wait for
-    every accepted event to be acknowledged.
+    callers, and librdkafka's own 64 MB buffer is full), ``record()`` refuses the new event,
+    counts it in ``stats.rejected`` and returns False (``on_overflow="drop"``, the default: a
+    reply must never wait on accounting) or raises :class:`QueueFullError`
+    (``on_overflow="raise"``). Accepted events are never dropped: a failed delivery is
+    produced again, and ``flush()`` / ``close()`` wait for every accepted event to be
+    acknowledged.
     """
 
     def __init__(
@@ -111,12 +112,13 @@ class UsageRecorder:
             "partitioner": "murmur2_random",
             "linger.ms": 2,
             "compression.type": "lz4",
+            # Bounds what waits inside librdkafka while the brokers are away (default 1 GB).
+            "queue.buffering.max.kbytes": 65_536,
             "allow.auto.create.topics": False,
             "log_level": 3,
             "logger": logging.getLogger("capstream.gateway.librdkafka"),
             **(producer_config or {}),
         }
-        self._producer_factory: Callable[[dict[str, Any]], Any] = Producer
         self._producer = Producer(self._config)
         # (account_id, encoded event) or (None, _Marker): markers ride behind the events
         self._queue: deque[tuple[str, bytes]] = deque()
@@ -413,7 +415,7 @@ class UsageRecorder:
         old = self._producer
         old.purge()
         old.flush(5)  # delivers the purge reports: every batch lands in self._retry
-        self._producer = self._producer_factory(self._config)
+        self._producer = Producer(self._config)
         self._fatal = False
 
     def _complete(self, marker: _Marker) -> bool:
