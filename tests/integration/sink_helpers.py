@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from capstream.sinks.options import SinkOptions
 from capstream.sinks.service import run_sink
@@ -158,7 +158,10 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 def caught_up(settings: Settings, group: str, topic: str) -> bool:
     """True once ``group`` committed the end of every non-empty partition of ``topic``."""
     ends = {p: o for p, o in end_offsets(settings, topic).items() if o > 0}
-    done = committed(settings, group, topic)
+    try:
+        done = committed(settings, group, topic)
+    except KafkaException:  # e.g. the group's coordinator is still loading: ask again later
+        return False
     return all(done.get(p) == o for p, o in ends.items())
 
 
