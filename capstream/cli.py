@@ -218,6 +218,20 @@ def sql(
     sql_command(load_settings(), query, param or [], fmt, out)
 
 
+@app.command("gate")
+def gate(
+    account: Annotated[str, typer.Argument(help="account_id")],
+    bot: Annotated[str, typer.Argument(help="bot_id")],
+    category: Annotated[str, typer.Option(help="text, vision, audio or documents.")] = "text",
+    conversation: Annotated[str, typer.Option(help="conversation_id")] = "cli-check",
+    timeout: Annotated[float, typer.Option(help="Seconds to read the control topic.")] = 30.0,
+) -> None:
+    """Show a bot's enforcement state and the verdict a gateway would give now (a dry run)."""
+    from capstream.gateway.commands import gate_command
+
+    gate_command(load_settings(), account, bot, conversation, category, timeout, out)
+
+
 def main() -> None:
     """Entry point: run the CLI and turn capstream errors into one clear message."""
     try:
