@@ -15,6 +15,7 @@ from capstream.gateway import (
     UsageRecorder,
 )
 from capstream.streams.local_kafka import free_port
+from capstream.streams.records import UsageEventRecord
 from capstream.streams.settings import Settings
 
 
@@ -72,7 +73,9 @@ def test_bad_events_raise_and_are_not_queued(nowhere: Settings) -> None:
         recorder.record(account_id="a", bot_id="b", conversation_id="c", category="text")
     event = UsageEvent("e7", "acct-1", "bot-1", "c1", "audio", "m", 1, 2, 1, True, 5, 1_000)
     assert recorder.record(event)
-    assert recorder.stats.accepted == 1
+    wire = UsageEventRecord(**{**fields(8), "occurred_at_ms": 1_000})  # type: ignore[arg-type]
+    assert recorder.record(wire)
+    assert recorder.stats.accepted == 2
 
 
 def test_settings_are_checked(nowhere: Settings) -> None:
