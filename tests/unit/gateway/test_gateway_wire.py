@@ -73,7 +73,7 @@ events = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(events, min_size=1, max_size=20))
 def test_batches_are_byte_identical_to_the_codec(evs: list[dict[str, Any]]) -> None:
     ours = encode_batch("b-1", "svc", 1_790_000_000_123, [encode(e) for e in evs])
