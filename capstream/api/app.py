@@ -1,4 +1,4 @@
-"""The Policy API's FastAPI application factory (the dashboard will mount here too)."""
+"""The Policy API's FastAPI application factory (the dashboard is mounted here too)."""
 
 from __future__ import annotations
 
@@ -99,6 +99,9 @@ def create_app(
     app.include_router(routes_accounts.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
+    from capstream.api.dashboard import mount_dashboard
+
+    mount_dashboard(app, settings.data_dir)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

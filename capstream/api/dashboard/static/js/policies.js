@@ -1,0 +1,204 @@
+// Policies: list, create, edit, enable/disable, delete; presets; errors next to the fields.
+import { query } from "./api.js";
+import { amount, clearErrors, duration, h, replace, showErrors } from "./dom.js";
+
+const SCOPES = { bot: "one bot", account_each_bot: "every bot, each on its own", account_total: "all bots together" };
+
+function bestUnit(seconds, units) {
+  for (const u of units) if (seconds % u === 0 && seconds / u >= 1) return u;
+  return units[units.length - 1];
+}
+
+export class Policies {
+  constructor(app) {
+    this.app = app;
+    this.list = document.getElementById("policy-list");
+    this.editor = document.getElementById("policy-editor");
+    this.form = document.getElementById("policy-form");
+    this.title = document.getElementById("policy-editor-title");
+    this.presets = document.getElementById("presets");
+    this.editing = null;
+    const $ = (id) => document.getElementById(id);
+    this.f = {
+      name: $("p-name"), metric: $("p-metric"), category: $("p-category"),
+      threshold: $("p-threshold"), window: $("p-window"), windowUnit: $("p-window-unit"),
+      scope: $("p-scope"), bot: $("p-bot"), alert: $("p-alert"), recipients: $("p-recipients"),
+      block: $("p-block"), blockDuration: $("p-block-duration"), blockUnit: $("p-block-unit"),
+      enabled: $("p-enabled"), save: $("policy-save"),
+    };
+    $("policy-new").addEventListener("click", () => this.open(null));
+    $("policy-cancel").addEventListener("click", () => this.close());
+    this.form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
+    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block]) {
+      el.addEventListener("change", () => this.sync());
+    }
+  }
+
+  base() { return `/v1/accounts/${encodeURIComponent(this.app.account)}/policies`; }
+
+  async refresh() {
+    const policies = await this.app.api.get(this.base());
+    this.render(policies);
+  }
+
+  summary(p) {
+    const scope = p.scope === "bot" ? `bot ${p.bot_id}` : SCOPES[p.scope];
+    const what = `${p.metric}${p.category ? ` (${p.category})` : ""} ≥ ${amount(p.metric, p.threshold).replace(` ${p.metric}`, "")} in ${duration(p.window_seconds)}`;
+    const acts = [];
+    if (p.alert) acts.push(p.alert.recipients.length ? `email ${p.alert.recipients.join(", ")}` : "email the owner");
+    if (p.block) acts.push(`pause ${duration(p.block.duration_seconds)}`);
+    return `${what} · ${scope} · ${acts.join(" + ")}`;
+  }
+
+  render(policies) {
+    if (!policies.length) {
+      replace(this.list, h("p", { class: "empty", text: "No policies yet. Start from a preset with “New policy”." }));
+      return;
+    }
+    replace(this.list, policies.map((p) => h("div", {
+      class: `policy${p.enabled ? "" : " off"}`, "data-testid": "policy-row", "data-policy": p.policy_id,
+    },
+    h("div", { class: "what" },
+      h("div", { class: "name", text: p.name || p.policy_id }),
+      h("div", { class: "summary", text: this.summary(p) })),
+    h("div", { class: "acts" },
+      h("label", { class: "switch" },
+        h("input", { type: "checkbox", checked: p.enabled, "data-testid": "policy-enabled",
+          onchange: (e) => this.toggle(p, e.target) }),
+        p.enabled ? "enabled" : "disabled"),
+      h("button", { type: "button", class: "small", onclick: () => this.open(p), text: "Edit" }),
+      h("button", { type: "button", class: "small", onclick: () => this.remove(p), text: "Delete" })))));
+  }
+
+  async toggle(p, box) {
+    box.disabled = true;
+    try {
+      await this.app.api.post(`${this.base()}/${encodeURIComponent(p.policy_id)}/${box.checked ? "enable" : "disable"}`);
+    } catch (e) {
+      this.app.toast(e.message);
+    }
+    await this.refresh();
+  }
+
+  async remove(p) {
+    if (!window.confirm(`Delete the policy “${p.name || p.policy_id}”?`)) return;
+    try {
+      await this.app.api.del(`${this.base()}/${encodeURIComponent(p.policy_id)}`);
+      if (this.editing && this.editing.policy_id === p.policy_id) this.close();
+    } catch (e) {
+      this.app.toast(e.message);
+    }
+    await this.refresh();
+  }
+
+  async loadPresets() {
+    const bot = this.f.scope.value === "bot" ? this.f.bot.value : "";
+    try {
+      const presets = await this.app.api.get(`/v1/presets${query({ bot_id: bot })}`);
+      replace(this.presets, presets.map((p) => h("button", {
+        type: "button", "data-preset": p.preset, onclick: () => this.fill(p.policy),
+      }, h("b", { text: p.policy.name }), h("small", { text: p.description }))));
+    } catch (e) {
+      replace(this.presets);
+    }
+  }
+
+  open(policy) {
+    this.editing = policy;
+    clearErrors(this.form);
+    this.title.textContent = policy ? `Edit “${policy.name || policy.policy_id}”` : "New policy";
+    this.f.save.textContent = policy ? "Save changes" : "Create policy";
+    replace(this.f.bot, this.app.bots.map((b) => h("option", { value: b.bot_id, text: b.name ? `${b.name} (${b.bot_id})` : b.bot_id })));
+    this.fill(policy || {
+      name: "", metric: "tokens", threshold: "", window_seconds: 3600, scope: "account_each_bot",
+      bot_id: null, category: null, alert: { recipients: [] }, block: null, enabled: true,
+    });
+    this.presets.hidden = !!policy;
+    if (!policy) this.loadPresets();
+    this.editor.hidden = false;
+    this.editor.scrollIntoView({ behavior: "smooth", block: "start" });
+    this.f.name.focus({ preventScroll: true });
+  }
+
+  close() {
+    this.editor.hidden = true;
+    this.editing = null;
+  }
+
+  fill(p) {
+    const f = this.f;
+    f.name.value = p.name || "";
+    f.metric.value = p.metric;
+    f.category.value = p.category || "";
+    f.threshold.value = p.threshold;
+    const wu = bestUnit(p.window_seconds, [86400, 3600, 60]);
+    f.windowUnit.value = String(wu);
+    f.window.value = p.window_seconds / wu;
+    f.scope.value = p.scope;
+    if (p.bot_id) f.bot.value = p.bot_id;
+    f.alert.checked = !!p.alert;
+    f.recipients.value = p.alert ? p.alert.recipients.join(", ") : "";
+    f.block.checked = !!p.block;
+    if (p.block) {
+      const bu = bestUnit(p.block.duration_seconds, [86400, 3600, 60]);
+      f.blockUnit.value = String(bu);
+      f.blockDuration.value = p.block.duration_seconds / bu;
+    } else {
+      f.blockDuration.value = 60;
+      f.blockUnit.value = "60";
+    }
+    f.enabled.checked = p.enabled !== false;
+    this.sync();
+  }
+
+  sync() {
+    const f = this.f;
+    f.category.disabled = f.metric.value !== "credits";
+    if (f.category.disabled) f.category.value = "";
+    f.bot.disabled = f.scope.value !== "bot";
+    f.recipients.disabled = !f.alert.checked;
+    f.blockDuration.disabled = f.blockUnit.disabled = !f.block.checked;
+  }
+
+  body() {
+    const f = this.f;
+    const int = (el) => (el.value.trim() === "" ? null : Number(el.value));
+    const windowValue = int(f.window);
+    const blockValue = int(f.blockDuration);
+    return {
+      name: f.name.value.trim(),
+      metric: f.metric.value,
+      threshold: int(f.threshold),
+      window_seconds: windowValue === null ? null : windowValue * Number(f.windowUnit.value),
+      scope: f.scope.value,
+      bot_id: f.scope.value === "bot" ? f.bot.value || null : null,
+      category: f.metric.value === "credits" && f.category.value ? f.category.value : null,
+      alert: f.alert.checked
+        ? { recipients: f.recipients.value.split(",").map((s) => s.trim()).filter(Boolean) } : null,
+      block: f.block.checked
+        ? { duration_seconds: blockValue === null ? null : blockValue * Number(f.blockUnit.value) } : null,
+      enabled: f.enabled.checked,
+    };
+  }
+
+  async save() {
+    clearErrors(this.form);
+    const body = this.body();
+    const editing = this.editing;
+    this.f.save.disabled = true;
+    try {
+      if (editing) {
+        await this.app.api.put(`${this.base()}/${encodeURIComponent(editing.policy_id)}`, body);
+      } else {
+        await this.app.api.post(this.base(), body);
+      }
+      this.close();
+      await this.refresh();
+      this.app.toast(editing ? "Policy saved." : "Policy created: it applies from the next usage event.");
+    } catch (e) {
+      showErrors(this.form, e);
+    } finally {
+      this.f.save.disabled = false;
+    }
+  }
+}

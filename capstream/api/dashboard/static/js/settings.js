@@ -1,0 +1,155 @@
+// Cap behaviour: language, timezone, fallback message with a live {{TIMEFRAME}} preview,
+// auto-downgrade (Pro+), throttle, daily and monthly caps per category.
+import { query } from "./api.js";
+import { clearErrors, h, replace, showErrors } from "./dom.js";
+
+const CATEGORIES = ["text", "vision", "audio", "documents"];
+const DOWNGRADE_PLANS = ["pro", "enterprise"];
+
+function toCredits(micro) {
+  return micro === null || micro === undefined ? "" : String(micro / 1e6);
+}
+
+function toMicro(text) {
+  const t = text.trim();
+  if (t === "") return null;
+  const v = Number(t);
+  return Number.isFinite(v) ? Math.round(v * 1e6) : NaN;
+}
+
+export class CapSettings {
+  constructor(app) {
+    this.app = app;
+    this.form = document.getElementById("settings-form");
+    const $ = (id) => document.getElementById(id);
+    this.f = {
+      language: $("s-language"), timezone: $("s-timezone"), owner: $("s-owner"),
+      fallback: $("s-fallback"), downgrade: $("s-downgrade"), downgradeNote: $("s-downgrade-note"),
+      caps: $("s-caps"), saved: $("settings-saved"), save: $("settings-save"),
+      daily: $("s-preview-daily"), monthly: $("s-preview-monthly"),
+    };
+    this.current = null;
+    this.previewTimer = null;
+    this.previewSeq = 0;
+    this.form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
+    this.f.fallback.addEventListener("input", () => this.schedulePreview());
+    this.f.language.addEventListener("change", () => this.schedulePreview(0));
+    $("s-insert-timeframe").addEventListener("click", () => this.insertToken());
+    const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+    replace($("timezones"), zones.map((z) => h("option", { value: z })));
+    replace(this.f.caps, this.capInputs());
+  }
+
+  capInputs() {
+    const cells = [h("span", { class: "head", text: "category" }), h("span", { class: "head", text: "daily" }),
+      h("span", { class: "head", text: "monthly" })];
+    for (const c of CATEGORIES) {
+      cells.push(h("label", { for: `cap-${c}-daily`, text: c }));
+      for (const period of ["daily", "monthly"]) {
+        cells.push(h("input", {
+          id: `cap-${c}-${period}`, type: "number", min: "0", step: "any", inputmode: "decimal",
+          "data-field": `caps.${c}.${period}_micro`, "aria-label": `${c} ${period} cap (credits)`,
+          placeholder: "no cap",
+        }));
+      }
+      cells.push(h("p", { class: "error", "data-error": `caps.${c}` }));
+    }
+    return cells;
+  }
+
+  url() { return `/v1/accounts/${encodeURIComponent(this.app.account)}/settings`; }
+
+  async refresh() {
+    const s = await this.app.api.get(this.url());
+    this.current = s;
+    this.fill(s);
+  }
+
+  fill(s) {
+    const f = this.f;
+    f.language.value = s.language;
+    f.timezone.value = s.timezone;
+    f.owner.value = s.owner_email || "";
+    f.fallback.value = s.fallback_message || "";
+    f.downgrade.checked = !!s.auto_downgrade;
+    const eligible = DOWNGRADE_PLANS.includes(s.plan);
+    f.downgrade.disabled = !eligible && !s.auto_downgrade;
+    f.downgradeNote.textContent = eligible
+      ? `Premium ${s.premium_model} → ${s.downgrade_model} for the rest of the day.`
+      : `Available on Pro and Enterprise; this account is on ${s.plan}.`;
+    for (const input of this.form.querySelectorAll('input[name="throttle"]')) input.checked = input.value === s.throttle;
+    for (const c of CATEGORIES) {
+      const caps = s.caps[c] || {};
+      document.getElementById(`cap-${c}-daily`).value = toCredits(caps.daily_micro);
+      document.getElementById(`cap-${c}-monthly`).value = toCredits(caps.monthly_micro);
+    }
+    this.schedulePreview(0);
+  }
+
+  insertToken() {
+    const t = this.f.fallback;
+    const at = t.selectionStart ?? t.value.length;
+    t.value = `${t.value.slice(0, at)}{{TIMEFRAME}}${t.value.slice(t.selectionEnd ?? at)}`;
+    t.focus();
+    this.schedulePreview(0);
+  }
+
+  schedulePreview(delay = 250) {
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => this.preview(), delay);
+  }
+
+  // The words come from the server (capstream.core.messages), never from a copy in JS.
+  async preview() {
+    const seq = ++this.previewSeq;
+    const url = `/v1/accounts/${encodeURIComponent(this.app.account)}/fallback-preview` +
+      query({ message: this.f.fallback.value, language: this.f.language.value });
+    try {
+      const p = await this.app.api.get(url);
+      if (seq !== this.previewSeq) return;
+      this.f.daily.textContent = p.daily;
+      this.f.monthly.textContent = p.monthly;
+    } catch (e) {
+      if (seq === this.previewSeq) this.f.daily.textContent = this.f.monthly.textContent = "";
+    }
+  }
+
+  body() {
+    const f = this.f;
+    const caps = {};
+    for (const c of CATEGORIES) {
+      const daily = toMicro(document.getElementById(`cap-${c}-daily`).value);
+      const monthly = toMicro(document.getElementById(`cap-${c}-monthly`).value);
+      if (daily !== null || monthly !== null) caps[c] = { daily_micro: daily, monthly_micro: monthly };
+    }
+    const throttle = this.form.querySelector('input[name="throttle"]:checked');
+    return {
+      timezone: f.timezone.value.trim(),
+      language: f.language.value,
+      owner_email: f.owner.value.trim() || null,
+      caps,
+      fallback_message: f.fallback.value,
+      auto_downgrade: f.downgrade.checked,
+      premium_model: this.current.premium_model,
+      downgrade_model: this.current.downgrade_model,
+      throttle: throttle ? throttle.value : this.current.throttle,
+    };
+  }
+
+  async save() {
+    clearErrors(this.form);
+    this.f.saved.textContent = "";
+    this.f.save.disabled = true;
+    try {
+      const s = await this.app.api.put(this.url(), this.body());
+      this.current = s;
+      this.fill(s);
+      this.f.saved.textContent = "Saved. The processors apply it from the next usage event.";
+      this.app.settingsChanged(s);
+    } catch (e) {
+      showErrors(this.form, e);
+    } finally {
+      this.f.save.disabled = false;
+    }
+  }
+}
