@@ -1,0 +1,433 @@
+"""The Faust app: usage and cap-hit agents, the usage tables, the flusher and the timers.
+
+Thin by rule: decode -> core (through :class:`PartitionState`) -> send. Offsets are acked only
+by the flusher, after the RocksDB + changelog writes and every record derived from the acked
+messages are acknowledged by the broker; Faust then commits them. Faust's own
+``exactly_once`` is not used: replays are harmless (per-partition watermarks, recent ids,
+whole versioned states, deterministic notification ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import faust
+
+from capstream.core import CapHit, Effects, UsageEvent
+from capstream.errors import DecodeError
+from capstream.processors.catalog import Catalog
+from capstream.processors.catalog_reader import CatalogReader
+from capstream.processors.deadletters import DeadLetters
+from capstream.processors.decode import UsageDecoder, decode_cap_hit
+from capstream.processors.metrics import Metrics
+from capstream.processors.options import WorkerOptions
+from capstream.processors.outbox import Outbox
+from capstream.processors.partition import CLOCK_KEY, PartitionState
+from capstream.processors.tables import TableStore
+from capstream.streams.settings import Settings
+from capstream.streams.topics import Topics
+
+log = logging.getLogger(__name__)
+_CHUNK = 32
+"""Accounts serialised between two yields to the event loop during a flush."""
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Processors:
+    """One worker's processors: build with settings, then run with :func:`run_worker`."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.topics = Topics(settings.topic_prefix)
+        self.metrics = Metrics()
+        self.catalog = Catalog()
+        self.outbox = Outbox(self.topics)
+        self.decoder = UsageDecoder(options.max_record_bytes)
+        self.partitions: dict[int, PartitionState] = {}
+        self.stopping = False
+        self._acks: list[tuple[Any, Any]] = []
+        self._sends: list[asyncio.Future[Any]] = []
+        self._drain_lock: asyncio.Lock | None = None
+        self._flush_lock: asyncio.Lock | None = None
+        self._flush_now: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._timer_due = 1 << 62
+        self._positions: dict[int, int] = {}
+        self._failed: BaseException | None = None
+        self._catalog_task: asyncio.Future[None] | None = None
+        self.app = self._build_app()
+        self.dead_letters = DeadLetters(self.outbox, self.metrics)
+        self.catalog_reader = CatalogReader(
+            settings, self.catalog, self.metrics, self._changed, self.dead_letters.send_raw
+        )
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _build_app(self) -> Any:
+        s, o = self.settings, self.options
+        data = s.data_dir.resolve() / "processors"
+        app = faust.App(
+            o.app_id(s.topic_prefix),
+            broker=[f"kafka://{b.strip()}" for b in s.bootstrap_servers.split(",")],
+            broker_credentials=_credentials(s),
+            store="rocksdb://",
+            datadir=str(data),
+            tabledir=str(data / "tables"),
+            web_enabled=False,
+            autodiscover=False,
+            topic_partitions=s.usage_partitions,
+            topic_replication_factor=s.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=o.commit_interval_s,
+            broker_session_timeout=o.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, o.session_timeout_s / 3),
+            producer_acks=-1,
+            processing_guarantee="at_least_once",
+            stream_wait_empty=False,  # the flusher acks; shutdown and revoke flush first
+            table_standby_replicas=0,
+            topic_disable_leader=True,
+        )
+        n = s.usage_partitions
+        tables = {
+            name: app.Table(name, key_type=bytes, value_type=bytes, partitions=n)
+            for name in ("accounts", "bots", "feed")
+        }
+        self.accounts = TableStore(tables["accounts"])
+        self.bots = TableStore(tables["bots"])
+        self.feed = TableStore(tables["feed"])
+        tables["bots"].on_recover(self._on_recovered)
+        usage = app.topic(
+            self.topics.usage, partitions=n, key_serializer="raw", value_serializer="raw"
+        )
+        caphits = app.topic(
+            self.topics.caphits, partitions=n, key_serializer="raw", value_serializer="raw"
+        )
+        app.agent(usage, name="usage")(self._usage_agent)
+        app.agent(caphits, name="caphits")(self._caphits_agent)
+        app.task(self._flusher)
+        if not o.event_time:
+            app.task(self._timers)
+        app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
+        app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
+        return app
+
+    def _events(self) -> None:
+        if self._drain_lock is None:
+            self._drain_lock = asyncio.Lock()
+            self._flush_lock = asyncio.Lock()
+            self._flush_now = asyncio.Event()
+            self._wake = asyncio.Event()
+        if self._catalog_task is None:
+            # Started by whichever comes first (an agent, or the tables' recovery callback,
+            # which Faust awaits before it starts app tasks): both wait for it.
+            self._catalog_task = asyncio.ensure_future(self._read_catalog())
+
+    # -- agents ------------------------------------------------------------------------------
+
+    async def _usage_agent(self, stream: Any) -> None:
+        self._events()
+        await self.catalog_reader.ready.wait()
+        s = stream.noack()
+        topic = self.topics.usage
+        records = self.metrics.records.labels(topic=topic)
+        events_counter = self.metrics.events
+        async for event in s.events():
+            if self.stopping:
+                continue  # not acked: read again after the restart
+            msg = event.message
+            records.inc()
+            part = self._partition(msg.partition)
+            now = wall_ms()
+            try:
+                decoded = self.decoder.decode(
+                    msg.value, now + int(self.options.max_future_skew_s * 1000)
+                )
+            except DecodeError as exc:
+                self.dead_letters.send(topic, msg, exc.reason, str(exc))
+            else:
+                for bad in decoded.bad:
+                    self.dead_letters.send(topic, msg, bad.reason, bad.error, value=bad.raw)
+                n = part.apply(msg.offset, decoded, now, self._refuse(msg))
+                events_counter.inc(n)
+            self._positions[msg.partition] = msg.offset
+            self._acks.append((s, event))
+            due = part.next_deadline
+            if due is not None and due < self._timer_due and self._wake is not None:
+                self._wake.set()
+            if self.outbox.queue:
+                await self.drain()
+            if part.applied >= self.options.flush_events and self._flush_now is not None:
+                self._flush_now.set()
+
+    def _refuse(self, msg: Any) -> Any:
+        def refuse(event: UsageEvent, index: int, reason: str, error: str) -> None:
+            self.dead_letters.send(self.topics.usage, msg, reason, f"event {index}: {error}")
+
+        return refuse
+
+    async def _caphits_agent(self, stream: Any) -> None:
+        self._events()
+        await self.catalog_reader.ready.wait()
+        s = stream.noack()
+        topic = self.topics.caphits
+        records = self.metrics.records.labels(topic=topic)
+        async for event in s.events():
+            if self.stopping:
+                continue
+            msg = event.message
+            records.inc()
+            part = self._partition(msg.partition)
+            try:
+                hit: CapHit = decode_cap_hit(
+                    msg.value,
+                    self.options.max_record_bytes,
+                    wall_ms() + int(self.options.max_future_skew_s * 1000),
+                )
+            except DecodeError as exc:
+                self.dead_letters.send(topic, msg, exc.reason, str(exc))
+            else:
+                p = msg.partition
+                row = part.apply_cap_hit(hit, functools.partial(self.feed.get, p))
+                self.outbox.add_feed_row(p, row)
+                self.metrics.decisions.labels(kind="feed_row").inc()
+            self._acks.append((s, event))
+            if self.outbox.queue:
+                await self.drain()
+
+    def _partition(self, p: int) -> PartitionState:
+        part = self.partitions.get(p)
+        if part is None:
+            part = self._load(p)
+        return part
+
+    def _emit(self, partition: int) -> Any:
+        def emit(effects: Effects, origin_ms: int | None) -> None:
+            self.outbox.add(partition, effects, origin_ms)
+
+        return emit
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Hand every queued record to the producer, in order (one drainer at a time)."""
+        self._events()
+        assert self._drain_lock is not None
+        queue = self.outbox.queue
+        if not queue:
+            return
+        async with self._drain_lock:
+            send = self.app.producer.send
+            observe = self.metrics.latency.observe
+            counts = self.metrics.decisions
+            live = not self.options.event_time
+            while queue:
+                out = queue.popleft()
+                fut = await send(out.topic, out.key, out.value, None, None, None)
+                self._sends.append(fut)
+                if out.topic == self.topics.control:
+                    counts.labels(kind="state").inc()
+                    if live and out.origin_ms is not None:
+                        fut.add_done_callback(functools.partial(_observe, observe, out.origin_ms))
+                elif out.topic == self.topics.notifications:
+                    counts.labels(kind="notification").inc()
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        self._events()
+        assert self._flush_now is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.options.flush_interval_s)
+            self._flush_now.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # a send that failed for good: restart from the changelog
+                log.exception("flush failed; the worker stops and replays from its last commit")
+                self._failed = exc
+                await self.app.crash(exc)
+                return
+
+    async def flush(self, partitions: Iterable[int] | None = None) -> int:
+        """Write dirty state (RocksDB + changelog), wait until the broker has it and every
+        decision derived from the records read so far, then ack those records."""
+        self._events()
+        assert self._flush_lock is not None
+        async with self._flush_lock:
+            started = time.perf_counter()
+            acks, self._acks = self._acks, []
+            await self.drain()
+            futures, self._sends = self._sends, []
+            written = 0
+            for p in list(partitions if partitions is not None else self.partitions):
+                part = self.partitions.get(p)
+                if part is None:
+                    continue
+                futures.extend(self._write_feed(part))
+                dirty = part.take_dirty()
+                for i in range(0, len(dirty), _CHUNK):
+                    account_values: list[tuple[bytes, bytes]] = []
+                    bot_values: list[tuple[bytes, bytes]] = []
+                    for account_id in dirty[i : i + _CHUNK]:
+                        account, bots = part.serialize(account_id)
+                        if account is not None:
+                            account_values.append((account_id.encode(), account))
+                        bot_values.extend(bots)
+                    futures.extend(self.bots.write(p, bot_values))
+                    futures.extend(self.accounts.write(p, account_values))
+                    written += len(account_values) + len(bot_values)
+                    if i + _CHUNK < len(dirty):
+                        await asyncio.sleep(0)
+                if part.clock_dirty:
+                    part.clock_dirty = False
+                    futures.extend(
+                        self.accounts.write(p, [(CLOCK_KEY, str(part.clock_ms).encode())])
+                    )
+            if futures:
+                await asyncio.gather(*futures)
+            for stream, event in acks:
+                await stream.ack(event)
+            if written or acks:
+                self.metrics.flushes.inc()
+                self.metrics.flushed_values.inc(written)
+                self.metrics.flush_seconds.observe(time.perf_counter() - started)
+            self._update_lag()
+            return written
+
+    def _write_feed(self, part: PartitionState) -> list[Any]:
+        rows = part.take_feed()
+        return self.feed.write(part.partition, [(key, value) for key, value, _ in rows])
+
+    def _update_lag(self) -> None:
+        consumer = self.app.consumer
+        for p, offset in self._positions.items():
+            try:
+                tp = faust.types.TP(self.topics.usage, p)
+                high = consumer.highwater(tp)
+            except Exception:  # not assigned any more, or not started
+                continue
+            if high is not None:
+                self.metrics.lag.labels(partition=str(p)).set(max(0, high - offset - 1))
+        self.metrics.accounts.set(sum(len(p.accounts) for p in self.partitions.values()))
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        """Wall-clock mode: run ``expire`` at the earliest deadline of any held account."""
+        self._events()
+        assert self._wake is not None
+        while True:
+            now = wall_ms()
+            due = min(
+                (d for p in self.partitions.values() if (d := p.next_deadline) is not None),
+                default=None,
+            )
+            if due is not None and due <= now and not self.stopping:
+                ran = sum(p.tick(now) for p in list(self.partitions.values()))
+                self.metrics.timers.inc(ran)
+                await self.drain()
+                continue
+            self._timer_due = due if due is not None else 1 << 62
+            wait = 1.0 if due is None else min(1.0, (due - now) / 1000)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    # -- policies and settings ---------------------------------------------------------------
+
+    def _changed(self, accounts: set[str]) -> None:
+        """Policies or settings of ``accounts`` changed: re-decide them where held."""
+        now = wall_ms()
+        for part in self.partitions.values():
+            for account_id in accounts:
+                part.reevaluate(account_id, now)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _read_catalog(self) -> None:
+        try:
+            await self.catalog_reader.run(self.drain)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("the policies/tenants reader failed; the worker stops")
+            await self.app.crash(exc)
+
+    # -- rebalancing -------------------------------------------------------------------------
+
+    def _load(self, p: int) -> PartitionState:
+        part = PartitionState(
+            p, self.catalog, self._emit(p),
+            event_time=self.options.event_time, recent_ids=self.options.recent_event_ids,
+        )  # fmt: skip
+        self.partitions[p] = part
+        bots = (value for _, value in self.bots.items(p))
+        current = part.load(self.accounts.items(p), bots, wall_ms())
+        if self.options.republish_on_load and current:
+            self.outbox.add_states(p, current)
+        log.info("partition %d: %d accounts loaded", p, len(part.accounts))
+        return part
+
+    async def _on_recovered(self) -> None:
+        """Tables recovered: load the usage partitions this worker now owns (for timers)."""
+        self._events()
+        await self.catalog_reader.ready.wait()  # states are re-decided with the real policies
+        for tp in self.app.consumer.assignment():
+            if tp.topic == self.topics.usage and tp.partition not in self.partitions:
+                self._load(tp.partition)
+        await self.drain()
+
+    async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """A rebalance started: write and ack everything processed so far."""
+        try:
+            await self.flush()
+            await self.app.consumer.commit()
+        except Exception:
+            log.exception("flush on revoke failed; the next owner replays from the last commit")
+
+    async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Drop the in-memory state of usage partitions that went to another worker."""
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        mine = {tp.partition for tp in assigned if tp.topic == self.topics.usage}
+        for p in list(self.partitions):
+            if p not in mine:
+                del self.partitions[p]
+                self._positions.pop(p, None)
+                log.info("partition %d: revoked, state dropped", p)
+
+    async def shutdown(self) -> None:
+        """Stop taking records, write and ack what was processed, commit."""
+        self.stopping = True
+        try:
+            await self.flush()
+            await self.app.consumer.commit()
+        except Exception:
+            log.exception("final flush failed; the restart replays from the last commit")
+
+
+def _observe(observe: Callable[[float], None], origin_ms: int, _fut: Any) -> None:
+    observe(max(0.0, time.time() - origin_ms / 1000))
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    conf: dict[str, Any] = settings.aiokafka_config()
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=conf.get("sasl_plain_password"),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=conf.get("ssl_context"),
+        )
+    return faust.SSLCredentials(conf["ssl_context"])

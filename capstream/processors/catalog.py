@@ -1,0 +1,146 @@
+"""Every tenant's policies and cap settings in memory, from the compacted topics' records.
+
+The core compares ``PolicySet`` and ``TenantSettings`` by identity, so the catalog hands out
+the same objects until a record changes them; a change builds new ones, which makes the next
+``evaluate`` re-decide the account. Invalid records (the core refuses them) are reported to
+the caller for the DLQ and leave the previous value in force.
+"""
+
+from __future__ import annotations
+
+from capstream.core import (
+    AlertAction,
+    BlockAction,
+    CategoryCaps,
+    CoreError,
+    Policy,
+    PolicySet,
+    TenantSettings,
+)
+from capstream.errors import DecodeError
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+
+
+class Catalog:
+    """Policies per account (by policy id) and tenant settings per account."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, dict[str, Policy]] = {}
+        self._sets: dict[str, PolicySet] = {}
+        self._settings: dict[str, TenantSettings] = {}
+        self._defaults: dict[str, TenantSettings] = {}
+        self._empty: dict[str, PolicySet] = {}
+
+    def policies(self, account_id: str) -> PolicySet:
+        """The account's enabled and disabled policies (the same object until one changes)."""
+        ps = self._sets.get(account_id)
+        if ps is None:
+            ps = self._empty.get(account_id)
+            if ps is None:
+                ps = self._empty[account_id] = PolicySet(())
+        return ps
+
+    def settings(self, account_id: str) -> TenantSettings:
+        """The tenant's settings, or the defaults (free plan, UTC, no caps) if it has none."""
+        s = self._settings.get(account_id)
+        if s is None:
+            s = self._defaults.get(account_id)
+            if s is None:
+                s = self._defaults[account_id] = TenantSettings(account_id)
+        return s
+
+    def apply_policy(self, key: bytes | None, value: bytes | None) -> str:
+        """Apply one policies-topic record; returns the account it changed.
+
+        A null value deletes the policy named by the key ``account_id/policy_id``. Raises
+        ``DecodeError`` (reason ``undecodable``/``invalid``/...) for a record to dead-letter.
+        """
+        if value is None:
+            if not key or b"/" not in key:
+                raise DecodeError(
+                    f"policy tombstone needs the key account_id/policy_id, got {key!r}",
+                    reason="invalid_key",
+                )
+            account_id, _, policy_id = key.decode(errors="replace").partition("/")
+            held = self._policies.get(account_id, {})
+            if held.pop(policy_id, None) is not None:
+                self._rebuild(account_id)
+            return account_id
+        record = PolicyRecord.from_bytes(value)
+        try:
+            policy = core_policy(record)
+        except CoreError as exc:
+            raise DecodeError(f"policy refused by the core: {exc}", reason="invalid") from exc
+        held = self._policies.setdefault(policy.account_id, {})
+        if held.get(policy.policy_id) != policy:
+            held[policy.policy_id] = policy
+            self._rebuild(policy.account_id)
+        return policy.account_id
+
+    def apply_settings(self, key: bytes | None, value: bytes | None) -> str:
+        """Apply one tenants-topic record (null value: back to the defaults)."""
+        if value is None:
+            if not key:
+                raise DecodeError("tenant settings tombstone without a key", reason="invalid_key")
+            account_id = key.decode(errors="replace")
+            self._settings.pop(account_id, None)
+            return account_id
+        record = TenantSettingsRecord.from_bytes(value)
+        try:
+            settings = core_settings(record)
+        except CoreError as exc:
+            raise DecodeError(f"settings refused by the core: {exc}", reason="invalid") from exc
+        if self._settings.get(settings.account_id) != settings:
+            self._settings[settings.account_id] = settings
+        return settings.account_id
+
+    def _rebuild(self, account_id: str) -> None:
+        held = self._policies.get(account_id)
+        if not held:
+            self._policies.pop(account_id, None)
+            self._sets.pop(account_id, None)
+            return
+        self._sets[account_id] = PolicySet(sorted(held.values(), key=lambda p: p.policy_id))
+
+    @property
+    def accounts(self) -> int:
+        return len(self._policies.keys() | self._settings.keys())
+
+
+def core_policy(rec: PolicyRecord) -> Policy:
+    """The core's policy for a wire record (raises the core's ``PolicyError`` if invalid)."""
+    return Policy(
+        policy_id=rec.policy_id,
+        account_id=rec.account_id,
+        name=rec.name,
+        metric=rec.metric,
+        threshold=rec.threshold,
+        window_seconds=rec.window_seconds,
+        scope=rec.scope,
+        bot_id=rec.bot_id,
+        alert=AlertAction(tuple(rec.alert.recipients)) if rec.alert else None,
+        block=BlockAction(rec.block.duration_seconds) if rec.block else None,
+        enabled=rec.enabled,
+        category=rec.category,
+        version=rec.version,
+        updated_at_ms=rec.updated_at_ms,
+    )
+
+
+def core_settings(rec: TenantSettingsRecord) -> TenantSettings:
+    """The core's tenant settings for a wire record (raises ``SettingsError`` if invalid)."""
+    return TenantSettings(
+        account_id=rec.account_id,
+        timezone=rec.timezone,
+        language=rec.language,
+        plan=rec.plan,
+        owner_email=rec.owner_email,
+        caps={c: CategoryCaps(v.daily_micro, v.monthly_micro) for c, v in rec.caps.items()},
+        fallback_message=rec.fallback_message,
+        auto_downgrade=rec.auto_downgrade,
+        premium_model=rec.premium_model,
+        downgrade_model=rec.downgrade_model,
+        throttle=rec.throttle,
+        version=rec.version,
+        updated_at_ms=rec.updated_at_ms,
+    )

@@ -1,0 +1,86 @@
+"""The worker's Prometheus metrics (own registry) and the HTTP endpoint that serves them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0)  # fmt: skip
+
+
+class Metrics:
+    """Counters, gauges and histograms of one worker."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.records = Counter(
+            "capstream_processor_records", "Kafka records read", ["topic"], registry=r
+        )
+        self.events = Counter(
+            "capstream_processor_events", "Usage events applied to the usage state", registry=r
+        )
+        self.dead_letters = Counter(
+            "capstream_processor_dead_letters",
+            "Records or events sent to a dead-letter topic",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "capstream_processor_published",
+            "Records published: control states, notifications, feed rows",
+            ["kind"],
+            registry=r,
+        )
+        self.flushes = Counter(
+            "capstream_processor_flushes", "State flushes (RocksDB + changelog)", registry=r
+        )
+        self.flushed_values = Counter(
+            "capstream_processor_flushed_values", "Table values written by flushes", registry=r
+        )
+        self.flush_seconds = Histogram(
+            "capstream_processor_flush_seconds",
+            "Time to serialise and write one flush (to durable)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "capstream_processor_decision_latency_seconds",
+            "Event occurred_at to the broker's ack of the decision it caused",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "capstream_processor_lag",
+            "Records of the usage topic not yet processed, per partition",
+            ["partition"],
+            registry=r,
+        )
+        self.accounts = Gauge("capstream_processor_accounts", "Accounts held in memory", registry=r)
+        self.timers = Counter(
+            "capstream_processor_timer_expirations",
+            "Accounts expired by the clock alone (blocks ending, midnight, ...)",
+            registry=r,
+        )
+        self.catalog_records = Counter(
+            "capstream_processor_catalog_records",
+            "Policy and tenant-settings records applied",
+            ["topic"],
+            registry=r,
+        )
+
+    def serve(self, host: str, port: int, data_dir: Path | None) -> tuple[Any, int]:
+        """Serve ``/metrics`` on ``host:port`` (0 = a free port, written to
+        ``<data_dir>/metrics.port``); returns (server, port)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        bound = int(server.server_port)
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            (data_dir / "metrics.port").write_text(f"{bound}\n")
+        log.info("metrics on http://%s:%d/metrics", host, bound)
+        return server, bound

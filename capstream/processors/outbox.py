@@ -1,0 +1,121 @@
+"""Decisions waiting to be produced, in the order the core made them, encoded for the wire.
+
+Control-topic values are whole versioned states keyed ``account_id/bot_id``: a replay is a
+no-op for readers, but a compacted topic keeps the last record per key, so a key's records
+must reach Kafka in version order. Everything goes through this one ordered queue and one
+drainer, which keeps that order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+from capstream.core import Effects, EnforcementState, FeedRow, Notification
+from capstream.processors.feedrows import feed_key_bytes, feed_record
+from capstream.streams.codecs import codec
+from capstream.streams.topics import Topics
+
+
+class Outgoing(NamedTuple):
+    """One record to produce; ``origin_ms`` is the event time behind a decision, if any."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    origin_ms: int | None
+    partition: int
+    """The usage partition whose state produced it (its acks wait for this record)."""
+
+
+def encode_state(state: EnforcementState) -> bytes:
+    """The control-topic value (Avro ``EnforcementState``)."""
+    return codec("EnforcementState").encode(
+        {
+            "account_id": state.account_id,
+            "bot_id": state.bot_id,
+            "version": state.version,
+            "updated_at_ms": state.updated_at_ms,
+            "blocked_until_ms": state.blocked_until_ms,
+            "block_policy_id": state.block_policy_id,
+            "model": state.model,
+            "downgraded_until_ms": state.downgraded_until_ms,
+            "batching_interval_s": state.batching_interval_s,
+            "throttled_until_ms": state.throttled_until_ms,
+            "throttle_reason": state.throttle_reason,
+            "caps": {
+                c: {
+                    "period": s.period,
+                    "period_key": s.period_key,
+                    "resumes_at_ms": s.resumes_at_ms,
+                }
+                for c, s in state.caps.items()
+            },
+            "plan": state.plan,
+            "fallback_text_daily": state.fallback_text_daily,
+            "fallback_text_monthly": state.fallback_text_monthly,
+        }
+    )
+
+
+def encode_notification(note: Notification) -> bytes:
+    """The notifications-topic value (Avro ``Notification``)."""
+    return codec("Notification").encode(
+        {
+            "notification_id": note.notification_id,
+            "account_id": note.account_id,
+            "kind": note.kind,
+            "policy_id": note.policy_id,
+            "recipients": list(note.recipients),
+            "subject": note.subject,
+            "body": note.body,
+            "created_at_ms": note.created_at_ms,
+            "window_start_ms": note.window_start_ms,
+        }
+    )
+
+
+class Outbox:
+    """An ordered queue of records to produce (control states, notifications, feed rows)."""
+
+    def __init__(self, topics: Topics) -> None:
+        self.control = topics.control
+        self.notifications = topics.notifications
+        self.feed = topics.feed
+        self.queue: deque[Outgoing] = deque()
+        self.states = 0
+        self.notes = 0
+
+    def add(self, partition: int, effects: Effects, origin_ms: int | None) -> None:
+        """Queue every enforcement state and notification of ``effects``."""
+        append = self.queue.append
+        for state in effects.enforcement:
+            key = f"{state.account_id}/{state.bot_id}".encode()
+            append(Outgoing(self.control, key, encode_state(state), origin_ms, partition))
+        for note in effects.notifications:
+            append(
+                Outgoing(
+                    self.notifications,
+                    note.notification_id.encode(),
+                    encode_notification(note),
+                    origin_ms,
+                    partition,
+                )
+            )
+        self.states += len(effects.enforcement)
+        self.notes += len(effects.notifications)
+
+    def add_states(self, partition: int, states: list[EnforcementState]) -> None:
+        """Queue current states again (after a load: a no-op for readers that have them)."""
+        for state in states:
+            key = f"{state.account_id}/{state.bot_id}".encode()
+            self.queue.append(Outgoing(self.control, key, encode_state(state), None, partition))
+
+    def add_feed_row(self, partition: int, row: FeedRow) -> None:
+        key = (row.account_id, row.bot_id, row.conversation_id, row.local_day, row.category)
+        self.queue.append(
+            Outgoing(self.feed, feed_key_bytes(key), feed_record(row), None, partition)
+        )
+
+    def __len__(self) -> int:
+        return len(self.queue)

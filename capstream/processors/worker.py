@@ -1,0 +1,71 @@
+"""``capstream worker``: create the topics, start the metrics endpoint, run the Faust worker.
+
+SIGTERM and Ctrl-C stop it cleanly: stop taking records, write and ack what was processed,
+commit, then stop Faust. A kill -9 loses nothing either: the restart recovers the tables from
+their changelogs and replays from the last commit, and replays are no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import faust
+
+from capstream.processors.app import Processors
+from capstream.processors.options import WorkerOptions
+from capstream.streams.settings import Settings
+from capstream.streams.topics import create_topics
+
+log = logging.getLogger(__name__)
+
+
+class _Worker(faust.Worker):
+    """Faust's worker with a shutdown that flushes the processors' state first."""
+
+    def __init__(self, processors: Processors, **kw: Any) -> None:
+        self.processors = processors
+        self._stopping_cleanly = False
+        self._stop_task: asyncio.Future[None] | None = None
+        super().__init__(processors.app, **kw)
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self._graceful, sig)
+
+    def _graceful(self, sig: signal.Signals) -> None:
+        if self._stopping_cleanly:
+            return
+        self._stopping_cleanly = True
+        log.info("%s: flushing state, then stopping", sig.name)
+        self._stop_task = asyncio.ensure_future(self._stop_after_flush(), loop=self.loop)
+
+    async def _stop_after_flush(self) -> None:
+        await self.processors.shutdown()
+        await self.stop()
+        starting = getattr(self, "_starting_fut", None)
+        if starting is not None and not starting.done():
+            starting.cancel()
+
+
+def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "warning") -> None:
+    """Run one processors worker in the foreground until SIGTERM/SIGINT."""
+    if options.create_topics:
+        create_topics(settings)
+    processors = Processors(settings, options)
+    server = None
+    if options.metrics_port is not None:
+        server, _ = processors.metrics.serve(
+            options.metrics_host, options.metrics_port, settings.data_dir
+        )
+    worker = _Worker(processors, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        pass
+    finally:
+        if server is not None:
+            server.shutdown()
