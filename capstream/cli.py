@@ -252,6 +252,51 @@ def worker(
     run_worker(load_settings(), options, loglevel=loglevel)
 
 
+@app.command("worker")
+def worker(
+    flush_interval: Annotated[
+        float,
+        typer.Option(envvar="CAPSTREAM_WORKER_FLUSH_INTERVAL", help="Write dirty state every (s)."),
+    ] = 1.0,
+    event_time: Annotated[
+        bool,
+        typer.Option(
+            "--event-time/--wall-clock",
+            envvar="CAPSTREAM_WORKER_EVENT_TIME",
+            help="Clock: newest occurred_at per partition (replays, backtests) or wall clock.",
+        ),
+    ] = False,
+    max_skew: Annotated[
+        float,
+        typer.Option(envvar="CAPSTREAM_WORKER_MAX_SKEW", help="Future timestamps beyond (s): DLQ."),
+    ] = 300.0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            envvar="CAPSTREAM_WORKER_METRICS_PORT",
+            help="Prometheus port; 0 = free port (in <data dir>/metrics.port); -1 = none.",
+        ),
+    ] = 0,
+    group: Annotated[
+        str | None,
+        typer.Option(envvar="CAPSTREAM_WORKER_GROUP", help="Faust app id (<prefix>.processors)."),
+    ] = None,
+    loglevel: Annotated[str, typer.Option(envvar="CAPSTREAM_WORKER_LOGLEVEL")] = "warning",
+) -> None:
+    """Run the stream processors: usage tables, decisions, timers, feed rows (Faust)."""
+    from capstream.processors.options import WorkerOptions
+    from capstream.processors.worker import run_worker
+
+    options = WorkerOptions(
+        group_id=group or None,
+        flush_interval_s=flush_interval,
+        event_time=event_time,
+        max_future_skew_s=max_skew,
+        metrics_port=None if metrics_port < 0 else metrics_port,
+    )
+    run_worker(load_settings(), options, loglevel=loglevel)
+
+
 @app.command("sql")
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only statement ({name:Type} params).")],

@@ -110,7 +110,7 @@ def view_of(settings: TenantSettings) -> SettingsView:
 def cap_status(view: SettingsView, ci: int, usage: AccountUsage) -> CapStatus | None:
     """The cap category ``ci`` is under now, if any (monthly wins when both are reached)."""
     cap = view.monthly[ci]
-    if cap is not None and usage.month[4 + ci] >= cap:
+    if cap is not None and usage.month_base[4 + ci] + usage.day[4 + ci] >= cap:
         return CapStatus(CapPeriod.MONTHLY.value, usage.month_key, usage.month_end_ms)
     cap = view.daily[ci]
     if cap is not None and usage.day[4 + ci] >= cap:
@@ -136,7 +136,7 @@ def budget_at_risk(view: SettingsView, usage: AccountUsage, ci: int, now: int) -
         if total * RATE_SHORT_MS + burned * (usage.day_end_ms - now) >= cap * RATE_SHORT_MS:
             return True
     cap = view.monthly[ci]
-    total = usage.month[series]
+    total = usage.month_base[series] + usage.day[series]
     if cap is not None and total < cap:
         elapsed = max(now - usage.month_start_ms, MIN_MONTH_ELAPSED_MS)
         if total * (elapsed + usage.month_end_ms - now) >= cap * elapsed:

@@ -145,16 +145,15 @@ def evaluate(
             acct_changed = acct_changed or is_acct
         if t >= usage.day_start_ms:
             d = usage.day
+        elif t >= usage.month_start_ms:
+            d = usage.month_base  # a late event from an earlier day of this month
+        else:
+            d = None
+        if d is not None:
             d[0] += tokens
             d[1] += msgs
-            d[2] += conv
-            d[3] += cr
-            d[cr_ix] += cr
-        if t >= usage.month_start_ms:
-            d = usage.month
-            d[0] += tokens
-            d[1] += msgs
-            d[2] += conv
+            if conv:
+                d[2] += conv
             d[3] += cr
             d[cr_ix] += cr
         for series, ring, low, cps in usage.watch[ci]:
@@ -195,7 +194,8 @@ def evaluate(
     if cr and acct_fresh:
         series = 4 + ci
         daily, monthly = view.limits[ci]
-        if acct.day[series] >= daily or acct.month[series] >= monthly:
+        today = acct.day[series]
+        if today >= daily or acct.month_base[series] + today >= monthly:
             if update_caps(acct, view, ci, now, notes):
                 acct_changed = True
         elif ci == 0 and acct.day[4] >= view.downgrade_at and acct.downgraded_until_ms is None:

@@ -62,7 +62,10 @@ class UsageBase:
     month_start_ms: int = 0
     month_end_ms: int = 0
     day: list[int] = field(default_factory=lambda: [0] * N_SERIES)
-    month: list[int] = field(default_factory=lambda: [0] * N_SERIES)
+    """Today's totals per series (tenant's local day)."""
+    month_base: list[int] = field(default_factory=lambda: [0] * N_SERIES)
+    """This local month's totals before today (plus late events from earlier days); the
+    month's total is ``month_base + day`` (:attr:`month`), so an event adds to one list."""
     rings: dict[tuple[int, int], Ring] = field(default_factory=dict)
     watermarks: dict[int, int] = field(default_factory=dict)
     """Per source partition, the highest position applied (offset * 65536 + index)."""
@@ -77,41 +80,54 @@ class UsageBase:
     watch: list[list[WatchEntry]] = field(default_factory=list, compare=False, repr=False)
     """Per category index, the watched windows an event of that category can add to."""
 
+    @property
+    def month(self) -> list[int]:
+        """This local month's totals per series (earlier days plus today)."""
+        return [b + d for b, d in zip(self.month_base, self.day, strict=True)]
+
     def roll_to(self, now: int) -> bool:
-        """Start a new day or month if ``now`` is past the current one; True if one rolled."""
-        rolled = False
-        if now >= self.day_end_ms:
-            self._set_day(now, reset=True)
-            rolled = True
-        if now >= self.month_end_ms:
-            self._set_month(now, reset=True)
-            rolled = True
-        return rolled
+        """Start a new local day (and month) if ``now`` is past the current one.
+
+        Today's totals fold into the month's, or both start at zero in a new month.
+        True if a period rolled.
+        """
+        if now < self.day_end_ms:
+            return False
+        if now < self.month_end_ms:
+            self.month_base = [b + d for b, d in zip(self.month_base, self.day, strict=True)]
+        else:
+            self._set_month(now)
+            self.month_base = [0] * N_SERIES
+        self._set_day(now)
+        self.day = [0] * N_SERIES
+        return True
 
     def set_timezone(self, tz: str, now: int) -> None:
-        """Switch zone: totals carry over when ``now``'s period key is unchanged, else reset."""
+        """Switch zone: totals carry over when ``now``'s period keys are unchanged.
+
+        A different local month starts both totals at zero; a different local day in the
+        same month folds today's totals into the month's.
+        """
         if tz == self.timezone:
             return
         self.timezone = tz
         old_day, old_month = self.day_key, self.month_key
-        self._set_day(now, reset=False)
-        self._set_month(now, reset=False)
-        if self.day_key != old_day:
-            self.day = [0] * N_SERIES
+        self._set_day(now)
+        self._set_month(now)
         if self.month_key != old_month:
-            self.month = [0] * N_SERIES
+            self.month_base = [0] * N_SERIES
+            self.day = [0] * N_SERIES
+        elif self.day_key != old_day:
+            self.month_base = self.month
+            self.day = [0] * N_SERIES
 
-    def _set_day(self, t: int, *, reset: bool) -> None:
+    def _set_day(self, t: int) -> None:
         p = day_period(t, self.timezone)
         self.day_key, self.day_start_ms, self.day_end_ms = p.key, p.start_ms, p.end_ms
-        if reset:
-            self.day = [0] * N_SERIES
 
-    def _set_month(self, t: int, *, reset: bool) -> None:
+    def _set_month(self, t: int) -> None:
         p = month_period(t, self.timezone)
         self.month_key, self.month_start_ms, self.month_end_ms = p.key, p.start_ms, p.end_ms
-        if reset:
-            self.month = [0] * N_SERIES
 
     def _write_common(self, w: Writer) -> None:
         w.text(self.account_id)
@@ -124,7 +140,7 @@ class UsageBase:
             w.i64(start)
             w.i64(end)
         w.i64s(array("q", self.day))
-        w.i64s(array("q", self.month))
+        w.i64s(array("q", self.month_base))
         w.u32(len(self.watermarks))
         for p, pos in self.watermarks.items():
             w.i64(p)
@@ -148,8 +164,8 @@ class UsageBase:
         self.day_key, self.day_start_ms, self.day_end_ms = r.text(), r.i64(), r.i64()
         self.month_key, self.month_start_ms, self.month_end_ms = r.text(), r.i64(), r.i64()
         self.day = r.i64s().tolist()
-        self.month = r.i64s().tolist()
-        if len(self.day) != N_SERIES or len(self.month) != N_SERIES:
+        self.month_base = r.i64s().tolist()
+        if len(self.day) != N_SERIES or len(self.month_base) != N_SERIES:
             raise StateFormatError("calendar totals have the wrong length")
         self.watermarks = {r.i64(): r.i64() for _ in range(r.u32())}
         self.alerted = {r.text(): r.i64() for _ in range(r.u32())}

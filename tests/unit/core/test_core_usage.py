@@ -258,3 +258,34 @@ def test_recent_id_set_is_bounded() -> None:
     assert len(h.state.account.recent_ids) == 8
     assert h.send(ev(19, T0 + 30)).duplicate  # recent: dropped
     assert not h.send(ev(0, T0 + 31)).duplicate  # forgotten long ago: counted again
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    tz=st.sampled_from(["America/New_York", "Australia/Lord_Howe", "Pacific/Apia"]),
+    steps=st.lists(
+        st.tuples(st.integers(0, 20 * HOUR), st.integers(0, 30 * HOUR), st.integers(1, 99)),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_day_and_month_totals_equal_a_brute_force_sum_by_local_date(
+    tz: str, steps: list[tuple[int, int, int]]
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    h = Harness(tenant=settings(timezone=tz))
+    now, sent = ms(tz, 2026, 10, 28, 0, 0), []  # crosses a month end and DST changes
+    for i, (advance, lateness, credits) in enumerate(steps):
+        now += advance
+        at = now - lateness  # some events arrive late, even from an earlier day or month
+        h.send(ev(i, at, credits=credits), now=now)
+        sent.append((datetime.fromtimestamp(at / 1000, zone).date(), credits))
+    acct = h.state.account
+    day = [c for d, c in sent if d.isoformat() == acct.day_key]
+    month = [c for d, c in sent if d.isoformat()[:7] == acct.month_key]
+    assert acct.day[4] == sum(day)
+    assert acct.month[4] == sum(month)
+    assert acct.month[1] == len(month)
