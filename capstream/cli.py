@@ -119,15 +119,12 @@ def topics_list() -> None:
 
 @app.command("demo")
 def demo(
-    duration: Annotated[
-        float | None,
-        typer.Option(min=1, help="Stop by itself after this many seconds (default: Ctrl-C)."),
-    ] = None,
+    events: Annotated[int, typer.Option(min=1, help="Usage events to send.")] = 10_000,
 ) -> None:
-    """Run the whole pipeline with simulated tenants and the dashboard; Ctrl-C stops it all."""
+    """Start the local broker and show usage events making a round trip through Kafka."""
     from capstream.demo import run_demo
 
-    run_demo(load_settings(), duration=duration, console=out)
+    run_demo(load_settings(), events=events, console=out)
 
 
 @app.command("api")
@@ -165,7 +162,7 @@ def sink(
         typer.Option(
             envvar="CAPSTREAM_SINK_BATCH_MIB", help="Write a partition's batch at this size."
         ),
-    ] = 8.0,
+    ] = 4.0,
     flush_interval: Annotated[
         float,
         typer.Option(envvar="CAPSTREAM_SINK_FLUSH_INTERVAL", help="...or when it is this old (s)."),
@@ -173,7 +170,7 @@ def sink(
     max_buffer_mib: Annotated[
         float,
         typer.Option(envvar="CAPSTREAM_SINK_MAX_BUFFER_MIB", help="Pause reading above this."),
-    ] = 96.0,
+    ] = 64.0,
     retention_days: Annotated[
         int,
         typer.Option(envvar="CAPSTREAM_SINK_RETENTION_DAYS", help="Raw rows' TTL; 0 = keep."),
@@ -205,51 +202,6 @@ def sink(
         group=group,
         session_timeout_s=session_timeout,
     )
-
-
-@app.command("worker")
-def worker(
-    flush_interval: Annotated[
-        float,
-        typer.Option(envvar="CAPSTREAM_WORKER_FLUSH_INTERVAL", help="Write dirty state every (s)."),
-    ] = 1.0,
-    event_time: Annotated[
-        bool,
-        typer.Option(
-            "--event-time/--wall-clock",
-            envvar="CAPSTREAM_WORKER_EVENT_TIME",
-            help="Clock: newest occurred_at per partition (replays, backtests) or wall clock.",
-        ),
-    ] = False,
-    max_skew: Annotated[
-        float,
-        typer.Option(envvar="CAPSTREAM_WORKER_MAX_SKEW", help="Future timestamps beyond (s): DLQ."),
-    ] = 300.0,
-    metrics_port: Annotated[
-        int,
-        typer.Option(
-            envvar="CAPSTREAM_WORKER_METRICS_PORT",
-            help="Prometheus port; 0 = free port (in <data dir>/metrics.port); -1 = none.",
-        ),
-    ] = 0,
-    group: Annotated[
-        str | None,
-        typer.Option(envvar="CAPSTREAM_WORKER_GROUP", help="Faust app id (<prefix>.processors)."),
-    ] = None,
-    loglevel: Annotated[str, typer.Option(envvar="CAPSTREAM_WORKER_LOGLEVEL")] = "warning",
-) -> None:
-    """Run the stream processors: usage tables, decisions, timers, feed rows (Faust)."""
-    from capstream.processors.options import WorkerOptions
-    from capstream.processors.worker import run_worker
-
-    options = WorkerOptions(
-        group_id=group or None,
-        flush_interval_s=flush_interval,
-        event_time=event_time,
-        max_future_skew_s=max_skew,
-        metrics_port=None if metrics_port < 0 else metrics_port,
-    )
-    run_worker(load_settings(), options, loglevel=loglevel)
 
 
 @app.command("worker")
