@@ -45,6 +45,7 @@ LOOP_WINDOW_MS = 60_000
 LOOP_HOLD_MS = 10 * 60_000
 LOOP_TRACKED_CONVERSATIONS = 256
 _LOOP_KEEP = LOOP_MESSAGES_PER_MINUTE
+_LOOP_NEXT = [0] + [i % _LOOP_KEEP + 1 for i in range(1, _LOOP_KEEP + 1)]  # ring slot after i
 RISK_HOLD_MS = 15 * 60_000
 RATE_SHORT_MS = 3_600_000
 MIN_MONTH_ELAPSED_MS = 86_400_000
@@ -157,12 +158,18 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
         if len(loops) >= LOOP_TRACKED_CONVERSATIONS:
             del loops[next(iter(loops))]
         ring = loops[conversation_id] = [1] + [-NEVER] * _LOOP_KEEP
+    if messages == 1:  # the common case, without a loop
+        i = ring[0]
+        oldest = ring[i]
+        ring[i] = t
+        ring[0] = _LOOP_NEXT[i]
+        return t - oldest < LOOP_WINDOW_MS
     oldest = t
     for _ in range(min(messages, _LOOP_KEEP)):
         i = ring[0]
         oldest = ring[i]
         ring[i] = t
-        ring[0] = i % _LOOP_KEEP + 1
+        ring[0] = _LOOP_NEXT[i]
     # more than 20 in this one record: the message 20 back is one of them, sent at t
     return messages > _LOOP_KEEP or t - oldest < LOOP_WINDOW_MS
 
