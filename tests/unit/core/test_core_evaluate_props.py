@@ -4,7 +4,7 @@ deadlines, and verdicts consistent with the enforcement state."""
 from __future__ import annotations
 
 from core_builders import MIN, T0, Harness, caps, ev, policy, settings
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -33,7 +33,7 @@ def traffic(draw: st.DrawFn) -> list[tuple[int, str, str, str, int]]:
     return rows
 
 
-@hsettings(max_examples=60, deadline=None)
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=traffic(), threshold=st.integers(2, 12), window_min=st.sampled_from([1, 5, 60]))
 def test_blocks_never_miss_a_breach_and_never_fire_more_than_a_bucket_early(
     rows: list[tuple[int, str, str, str, int]], threshold: int, window_min: int
@@ -58,7 +58,7 @@ def test_blocks_never_miss_a_breach_and_never_fire_more_than_a_bucket_early(
             assert exact + edge >= threshold  # fires at most one bucket early
 
 
-@hsettings(max_examples=40, deadline=None)
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=traffic(), daily=st.integers(0, 3_000), monthly=st.integers(0, 20_000))
 def test_versions_deadlines_and_verdicts_stay_consistent(
     rows: list[tuple[int, str, str, str, int]], daily: int, monthly: int

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from core_builders import ms
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capstream.core import (
@@ -62,7 +62,7 @@ def scan_day_start(ms_: int, tz: str) -> int:
     return t
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(at=INSTANTS, tz=st.sampled_from(ZONES))
 def test_local_day_is_the_span_of_instants_with_that_local_date(at: int, tz: str) -> None:
     p = day_period(at, tz)
@@ -76,7 +76,7 @@ def test_local_day_is_the_span_of_instants_with_that_local_date(at: int, tz: str
     assert hours in {23, 23.5, 24, 24.5, 25}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=NEAR_CHANGES)
 def test_days_next_to_offset_changes_are_bounded_by_their_midnights(case: tuple[int, str]) -> None:
     at, tz = case
@@ -86,7 +86,7 @@ def test_days_next_to_offset_changes_are_bounded_by_their_midnights(case: tuple[
     assert (p.end_ms - p.start_ms) / 3_600_000 in {23, 23.5, 24, 24.5, 25}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=NEAR_CHANGES)
 def test_day_start_matches_a_minute_scan(case: tuple[int, str]) -> None:
     at, tz = case
@@ -101,7 +101,7 @@ def test_the_five_zones_change_offset_where_expected() -> None:
     assert all(per_zone[tz] >= 20 for tz in ZONES if tz != "Asia/Kathmandu")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(at=INSTANTS, tz=st.sampled_from(ZONES))
 def test_month_resumes_at_local_midnight_on_the_first(at: int, tz: str) -> None:
     p = month_period(at, tz)

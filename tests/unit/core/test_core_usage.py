@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from core_builders import ACC, HOUR, MIN, T0, Harness, ev, ms, policy, settings
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -78,7 +78,7 @@ def _snapshot(state: AccountState) -> tuple[bytes, dict[str, bytes]]:
     return state.account.to_bytes(), {b: u.to_bytes() for b, u in state.bots.items()}
 
 
-@hsettings(max_examples=60, deadline=None)
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=event_runs(), data=st.data())
 def test_replaying_applied_events_changes_nothing(
     rows: list[tuple[int, str, str, int, int, bool]], data: st.DataObject
@@ -116,7 +116,7 @@ def test_replaying_applied_events_changes_nothing(
     assert restored.month == AccountUsage.from_bytes(before[0]).month
 
 
-@hsettings(max_examples=40, deadline=None)
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=event_runs(), cut=st.integers(0, 40))
 def test_state_restored_from_bytes_decides_like_the_live_one(
     rows: list[tuple[int, str, str, int, int, bool]], cut: int
@@ -260,7 +260,7 @@ def test_recent_id_set_is_bounded() -> None:
     assert not h.send(ev(0, T0 + 31)).duplicate  # forgotten long ago: counted again
 
 
-@hsettings(max_examples=60, deadline=None)
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     tz=st.sampled_from(["America/New_York", "Australia/Lord_Howe", "Pacific/Apia"]),
     steps=st.lists(

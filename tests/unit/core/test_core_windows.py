@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capstream.core import Ring
@@ -29,7 +29,7 @@ def traffic(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]], list[int]]:
     return window_ms, events, queries
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=traffic())
 def test_total_is_never_under_and_over_by_at_most_the_oldest_bucket(
     case: tuple[int, list[tuple[int, int]], list[int]],
@@ -50,7 +50,7 @@ def test_total_is_never_under_and_over_by_at_most_the_oldest_bucket(
             assert exact <= got <= exact + edge
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(window_s=WINDOWS_S, gap=st.integers(0, 40 * 86_400_000))
 def test_everything_slides_out_after_a_window_and_a_bucket(window_s: int, gap: int) -> None:
     ring = Ring(window_s * 1000)
@@ -65,7 +65,7 @@ def test_everything_slides_out_after_a_window_and_a_bucket(window_s: int, gap: i
         assert total in (0, 5)  # in the oldest edge bucket: the documented tolerance
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(window_s=WINDOWS_S)
 def test_granularity_scales_with_the_window(window_s: int) -> None:
     window_ms = window_s * 1000
@@ -79,7 +79,7 @@ def test_an_hour_has_minute_buckets_and_a_month_twelve_hour_ones() -> None:
     assert bucket_width_ms(31 * 86_400_000) == 31 * 86_400_000 // 60
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=traffic())
 def test_restored_ring_counts_like_the_original(
     case: tuple[int, list[tuple[int, int]], list[int]],
