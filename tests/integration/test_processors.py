@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_worker_harness import Admin, ControlLog, TopicLog, WorkerProcess, wait_for
+from test_worker_harness import Config, ControlLog, TopicLog, WorkerProcess, wait_for
 
 from capstream.core import CapHit, FallbackLedger, gate
 from capstream.gateway import CapHitReporter, UsageRecorder
@@ -55,27 +55,6 @@ def control(deployment: Settings) -> Iterator[ControlLog]:
 def recorder(deployment: Settings) -> Iterator[UsageRecorder]:
     with UsageRecorder(deployment, linger_ms=1) as r:
         yield r
-
-
-class Config:
-    """Publishes policies/settings and waits until the worker has applied them."""
-
-    def __init__(self, settings: Settings, worker: WorkerProcess) -> None:
-        self.admin = Admin(settings)
-        self.worker = worker
-
-    def _applied(self) -> float:
-        return self.worker.metric("capstream_processor_catalog_records_total")
-
-    def policy(self, account: str, policy_id: str, **fields: object) -> None:
-        before = self._applied()
-        self.admin.policy(account, policy_id, **fields)
-        wait_for(lambda: self._applied() > before, 20, "the worker to read the policy")
-
-    def settings(self, account: str, **fields: object) -> None:
-        before = self._applied()
-        self.admin.settings(account, **fields)
-        wait_for(lambda: self._applied() > before, 20, "the worker to read the settings")
 
 
 @pytest.fixture

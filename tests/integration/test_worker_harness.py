@@ -211,6 +211,27 @@ class Admin:
         assert self.producer.flush(10) == 0
 
 
+class Config:
+    """Publishes policies/settings and waits until the worker has applied them."""
+
+    def __init__(self, settings: Settings, worker: WorkerProcess) -> None:
+        self.admin = Admin(settings)
+        self.worker = worker
+
+    def _applied(self) -> float:
+        return self.worker.metric("capstream_processor_catalog_records_total")
+
+    def policy(self, account: str, policy_id: str, **fields: object) -> None:
+        before = self._applied()
+        self.admin.policy(account, policy_id, **fields)
+        wait_for(lambda: self._applied() > before, 20, "the worker to read the policy")
+
+    def settings(self, account: str, **fields: object) -> None:
+        before = self._applied()
+        self.admin.settings(account, **fields)
+        wait_for(lambda: self._applied() > before, 20, "the worker to read the settings")
+
+
 def account_on(partition: int, partitions: int, stem: str) -> str:
     """An account id (``stem-N``) that Kafka's default partitioner puts on ``partition``."""
     for n in range(10_000):

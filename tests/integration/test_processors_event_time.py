@@ -1,0 +1,188 @@
+"""Event-time mode on the real broker: recorded streams replay into the decisions they made live.
+
+Each test owns one usage partition (accounts are picked by Kafka's partitioner), because the
+event clock is per partition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from test_worker_harness import Config, ControlLog, WorkerProcess, account_on, wait_for
+
+from capstream.core import (
+    AccountState,
+    EnforcementState,
+    PolicySet,
+    UsageEvent,
+    evaluate,
+    expire,
+)
+from capstream.gateway import UsageRecorder
+from capstream.processors.catalog import core_policy, core_settings
+from capstream.processors.outbox import encode_state
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.settings import Settings
+from capstream.streams.topics import create_topics
+
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}",
+        data_dir=Path(tmp_path_factory.mktemp("worker-et")),
+        usage_partitions=PARTITIONS,
+        control_partitions=4,
+    )
+    create_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def worker(deployment: Settings) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(deployment, event_time=True)
+    yield w
+    assert w.stop() == 0, w.log()
+
+
+@pytest.fixture(scope="module")
+def control(deployment: Settings) -> Iterator[ControlLog]:
+    log = ControlLog(deployment)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def config(deployment: Settings, worker: WorkerProcess) -> Config:
+    return Config(deployment, worker)
+
+
+def ms(tz: str, *parts: int, fold: int = 0) -> int:
+    return int(datetime(*parts, tzinfo=ZoneInfo(tz), fold=fold).timestamp() * 1000)  # type: ignore[misc]
+
+
+def send(settings: Settings, events: list[UsageEvent]) -> None:
+    with UsageRecorder(settings, linger_ms=1) as rec:
+        for e in events:
+            assert rec.record(e)
+            assert rec.flush(10) == 0  # one event per record: the order is the stream's
+
+
+def test_downgrade_at_80_percent_and_back_at_local_midnight(
+    deployment: Settings, config: Config, control: ControlLog
+) -> None:
+    tz = "America/New_York"
+    acct = account_on(0, PARTITIONS, f"down-{uuid.uuid4().hex[:6]}")
+    other = account_on(0, PARTITIONS, f"other-{uuid.uuid4().hex[:6]}")
+    config.settings(acct, plan="pro", timezone=tz, auto_downgrade=True,
+                    caps={"text": {"daily_micro": 10_000}})  # fmt: skip
+    late = ms(tz, 2026, 11, 10, 22, 0)
+    after_midnight = ms(tz, 2026, 11, 11, 0, 0, 5)
+
+    def ev(account: str, t: int, credits: int) -> UsageEvent:
+        return UsageEvent(uuid.uuid4().hex, account, "bot-1", "c", "text", "m", 10, 10, 1,
+                          False, credits, t)  # fmt: skip
+
+    send(deployment, [ev(acct, late, 7_000), ev(acct, late + 60_000, 1_000)])
+    down = control.wait(acct, "bot-1", lambda s: s.downgraded_until_ms is not None)
+    assert down.model == "claude-haiku"
+    assert down.downgraded_until_ms == ms(tz, 2026, 11, 11, 0, 0)
+    assert down.updated_at_ms == late + 60_000  # event time, not the wall clock
+    # Another account's event moves the partition's clock past midnight: the timer fires.
+    send(deployment, [ev(other, after_midnight, 1)])
+    back = control.wait(acct, "bot-1", lambda s: s.version > down.version)
+    assert (back.model, back.downgraded_until_ms) == ("claude-sonnet-4-6", None)
+    assert back.updated_at_ms == after_midnight
+
+
+def _dst_stream(acct: str, tz: str) -> list[UsageEvent]:
+    """21:00 CEST on 24 Oct 2026 to 05:00 CET on the 25th: midnight, then 03:00 -> 02:00."""
+    start, end = ms(tz, 2026, 10, 24, 21, 0), ms(tz, 2026, 10, 25, 5, 0)
+    events, t, i = [], start, 0
+    while t < end:
+        burst = 6 if i % 17 == 0 else 1  # now and then a burst trips the hourly policy
+        for b in range(burst):
+            events.append(
+                UsageEvent(
+                    f"e{i}-{b}",
+                    acct,
+                    f"bot-{i % 3}",
+                    f"c{i % 5}",
+                    "text" if i % 4 else "vision",
+                    "m",
+                    300 + 50 * (i % 7),
+                    100,
+                    1,
+                    i % 9 == 0,
+                    1_200 + 100 * (i % 5),
+                    t + b,
+                )
+            )
+        t += 4 * 60_000 + (i % 3) * 17_000
+        i += 1
+    return events
+
+
+def _expected(
+    events: list[UsageEvent], policies: list[PolicyRecord], settings: TenantSettingsRecord
+) -> list[EnforcementState]:
+    """What the core decides walking the stream with an explicit clock (the worker's rule:
+    ``now`` is the newest occurred_at; a clock step past a deadline expires first)."""
+    ps = PolicySet(core_policy(p) for p in policies)
+    ts = core_settings(settings)
+    state = AccountState(settings.account_id)
+    out: list[EnforcementState] = []
+    now = 0
+    for e in events:
+        if e.occurred_at_ms > now:
+            now = e.occurred_at_ms
+            if state.view is not None and state.deadline_ms <= now:
+                out.extend(expire(state, now)[1].enforcement)
+        out.extend(evaluate(state, e, ps, ts, now)[1].enforcement)
+    return out
+
+
+def test_a_replay_across_midnight_and_a_dst_change_publishes_what_the_core_computes(
+    deployment: Settings, config: Config, control: ControlLog
+) -> None:
+    tz = "Europe/Berlin"
+    acct = account_on(1, PARTITIONS, f"dst-{uuid.uuid4().hex[:6]}")
+    settings = TenantSettingsRecord(
+        account_id=acct, plan="pro", timezone=tz, auto_downgrade=True, throttle="smart",
+        caps={"text": {"daily_micro": 60_000, "monthly_micro": 10_000_000},
+              "vision": {"daily_micro": 9_000}},
+    )  # fmt: skip
+    policies = [
+        PolicyRecord(policy_id="hourly", account_id=acct, metric="tokens", threshold=3_000,
+                     window_seconds=3600, scope="account_each_bot",
+                     block={"duration_seconds": 1200}, alert={"recipients": []}),
+        PolicyRecord(policy_id="total", account_id=acct, metric="messages", threshold=40,
+                     window_seconds=7200, scope="account_total", alert={"recipients": []}),
+    ]  # fmt: skip
+    config.settings(acct, **settings.model_dump(exclude={"account_id"}))
+    for p in policies:
+        config.policy(acct, p.policy_id, **p.model_dump(exclude={"account_id", "policy_id"}))
+    events = _dst_stream(acct, tz)
+    expected = _expected(events, policies, settings)
+    assert len(expected) >= 10
+    assert any(s.caps for s in expected) and any(s.downgraded_until_ms for s in expected)
+    assert {s.blocked_until_ms is not None for s in expected} == {True, False}
+
+    send(deployment, events)
+    bots = sorted({s.bot_id for s in expected})
+    for bot in bots:
+        want = [encode_state(s) for s in expected if s.bot_id == bot]
+
+        def got(bot: str = bot, n: int = len(want)) -> list[bytes] | None:
+            states = control.states(acct, bot)
+            return [encode_state(s) for s in states] if len(states) >= n else None
+
+        assert wait_for(got, 30, f"{len(want)} states of {bot}") == want, bot
