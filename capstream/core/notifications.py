@@ -67,7 +67,7 @@ def policy_alert(
         account_id=policy.account_id,
         kind="policy_alert",
         policy_id=policy.policy_id,
-        recipients=policy.alert.recipients or owner_recipients(settings),
+        recipients=tuple(policy.alert.recipients) or owner_recipients(settings),
         subject=f"Usage policy '{policy.name or policy.policy_id}' triggered ({who})",
         body="\n".join(lines),
         created_at_ms=now,
