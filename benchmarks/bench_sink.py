@@ -40,6 +40,7 @@ from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
 
 BASE_MS = 1_795_000_000_000
+OVERRIDES: dict[str, Any] = {}
 
 
 @contextmanager
@@ -137,7 +138,7 @@ class Progress:
 @contextmanager
 def sink(settings: Settings, progress: Progress) -> Iterator[float]:
     stop, ready = threading.Event(), threading.Event()
-    options = SinkOptions(create_topics=False, stats_interval_s=3600)
+    options = SinkOptions(create_topics=False, stats_interval_s=3600, **OVERRIDES)
     thread = threading.Thread(
         target=run_sink,
         args=(settings, options),

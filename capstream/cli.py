@@ -119,12 +119,15 @@ def topics_list() -> None:
 
 @app.command("demo")
 def demo(
-    events: Annotated[int, typer.Option(min=1, help="Usage events to send.")] = 10_000,
+    duration: Annotated[
+        float | None,
+        typer.Option(min=1, help="Stop by itself after this many seconds (default: Ctrl-C)."),
+    ] = None,
 ) -> None:
-    """Start the local broker and show usage events making a round trip through Kafka."""
+    """Run the whole pipeline with simulated tenants and the dashboard; Ctrl-C stops it all."""
     from capstream.demo import run_demo
 
-    run_demo(load_settings(), events=events, console=out)
+    run_demo(load_settings(), duration=duration, console=out)
 
 
 @app.command("api")
@@ -162,7 +165,7 @@ def sink(
         typer.Option(
             envvar="CAPSTREAM_SINK_BATCH_MIB", help="Write a partition's batch at this size."
         ),
-    ] = 4.0,
+    ] = 8.0,
     flush_interval: Annotated[
         float,
         typer.Option(envvar="CAPSTREAM_SINK_FLUSH_INTERVAL", help="...or when it is this old (s)."),
@@ -170,7 +173,7 @@ def sink(
     max_buffer_mib: Annotated[
         float,
         typer.Option(envvar="CAPSTREAM_SINK_MAX_BUFFER_MIB", help="Pause reading above this."),
-    ] = 64.0,
+    ] = 96.0,
     retention_days: Annotated[
         int,
         typer.Option(envvar="CAPSTREAM_SINK_RETENTION_DAYS", help="Raw rows' TTL; 0 = keep."),

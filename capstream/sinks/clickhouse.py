@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from capstream.sinks.batches import Batch, Intent
@@ -24,34 +24,45 @@ class ClickHouseStorage:
 
     Before the insert, the batch's offsets and token are recorded in ``sink_intents``; a
     restarted sink reads them back (``intents``) to rebuild exactly the batch that was in
-    flight. Calls are serialised (one client handle).
+    flight. Each thread gets its own client from ``connect`` (a clickhouse-connect client
+    runs one query at a time), so writer lanes insert in parallel.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._writers: dict[str, ContainerWriter] = {}
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._clients: list[Any] = []
         self._lock = threading.Lock()
+        self._writers: dict[str, ContainerWriter] = {}
 
     @property
     def client(self) -> Any:
-        return self._client
+        """This thread's client."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._connect()
+            with self._lock:
+                self._clients.append(client)
+        return client
 
     def _writer(self, schema: str) -> ContainerWriter:
-        writer = self._writers.get(schema)
-        if writer is None:
-            writer = self._writers[schema] = ContainerWriter(schema)
-        return writer
+        with self._lock:
+            writer = self._writers.get(schema)
+            if writer is None:
+                writer = self._writers[schema] = ContainerWriter(schema)
+            return writer
 
     def write(self, batch: Batch) -> list[Rejected]:
         if not len(batch):
             return []
         writer = self._writer(batch.table.schema)
         inbox = batch.table.inbox
+        client = self.client
 
         def insert(lo: int, hi: int, token: str) -> None:
             data = writer.container(batch.bodies[lo:hi])
             try:
-                self._client.raw_insert(
+                client.raw_insert(
                     inbox,
                     None,
                     data,
@@ -61,13 +72,12 @@ class ClickHouseStorage:
             except Exception as exc:
                 raise classify(exc) from exc
 
-        with self._lock:
-            self._record_intent(batch)
-            return insert_isolating(insert, batch)
+        self._record_intent(client, batch)
+        return insert_isolating(insert, batch)
 
-    def _record_intent(self, batch: Batch) -> None:
+    def _record_intent(self, client: Any, batch: Batch) -> None:
         try:
-            self._client.insert(
+            client.insert(
                 "sink_intents",
                 [
                     [
@@ -99,18 +109,15 @@ class ClickHouseStorage:
         if not wanted:
             return {}
         topics = sorted({topic for topic, _ in wanted})
-        with self._lock:
-            try:
-                rows = self._client.query(
-                    "SELECT topic, partition, argMax(first_offset, last_offset), "
-                    "max(last_offset), argMax(token, last_offset) FROM sink_intents "
-                    "WHERE topic IN {topics:Array(String)} GROUP BY topic, partition",
-                    parameters={"topics": topics},
-                ).result_rows
-            except Exception as exc:
-                raise StoreUnavailableError(
-                    f"cannot read sink intents: {short_error(exc)}"
-                ) from exc
+        try:
+            rows = self.client.query(
+                "SELECT topic, partition, argMax(first_offset, last_offset), "
+                "max(last_offset), argMax(token, last_offset) FROM sink_intents "
+                "WHERE topic IN {topics:Array(String)} GROUP BY topic, partition",
+                parameters={"topics": topics},
+            ).result_rows
+        except Exception as exc:
+            raise StoreUnavailableError(f"cannot read sink intents: {short_error(exc)}") from exc
         found: dict[TopicPartition, Intent] = {}
         for topic, partition, first, last, token in rows:
             tp = (str(topic), int(partition))
@@ -120,4 +127,6 @@ class ClickHouseStorage:
 
     def close(self) -> None:
         with self._lock:
-            self._client.close()
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

@@ -45,7 +45,7 @@ _V1_USAGE = (
         arrayAll(t -> t >= 946684800000 AND t < 7258118400000, events.occurred_at_ms)
 ) ENGINE = Null""",
     f"""CREATE TABLE IF NOT EXISTS usage_events (
-    occurred_at {_MS} CODEC(Delta, ZSTD),
+    occurred_at {_MS} CODEC(Delta, LZ4),
     account_id String,
     bot_id String,
     conversation_id String,
@@ -62,7 +62,7 @@ _V1_USAGE = (
     producer LowCardinality(String),
     sent_at {_MS},
     ingested_at {_MS},
-    source String CODEC(ZSTD)
+    source String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (account_id, bot_id, occurred_at)

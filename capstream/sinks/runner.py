@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class SinkRunner:
         self.writer = BatchWriter(
             storage,
             dead_letters,
+            lanes=options.writer_lanes,
             retry_initial_s=options.retry_initial_s,
             retry_max_s=options.retry_max_s,
             on_written=on_written,
@@ -191,14 +193,20 @@ class SinkRunner:
         return {(x.topic, x.partition): x.offset for x in got if x.offset >= 0}
 
     def _seal_due(self) -> None:
+        """Hand over batches that are full or old enough.
+
+        An old batch whose partition already has a batch waiting for a writer keeps growing
+        (up to ``batch_bytes``) instead: when ClickHouse is the bottleneck, inserts get
+        fewer and bigger by themselves; when it keeps up, batches stay small and fresh.
+        """
         now = time.monotonic()
         pinned = [tp for tp, b in self.buffers.items() if b.open and b.open.pinned_token]
         positions = self._positions(pinned)
         opts = self.options
+        waiting = self.writer.waiting()
         for tp, buf in self.buffers.items():
-            self._submit(
-                buf.seal_due(now, opts.batch_bytes, opts.flush_interval_s, positions.get(tp))
-            )
+            max_age = math.inf if tp in waiting else opts.flush_interval_s
+            self._submit(buf.seal_due(now, opts.batch_bytes, max_age, positions.get(tp)))
 
     def _commit_acked(self, *, synchronous: bool = False) -> None:
         for batch in self.writer.take_acks():

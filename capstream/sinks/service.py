@@ -47,16 +47,18 @@ def sink_consumer(settings: Settings, options: SinkOptions) -> Any:
 
 def prepare_store(settings: Settings, options: SinkOptions) -> ClickHouseStorage:
     """Open the store, apply pending migrations and the configured retention."""
-    client = open_client(settings)
+    storage = ClickHouseStorage(lambda: open_client(settings))
     try:
-        migrate(client)
+        migrate(storage.client)
         apply_retention(
-            client, raw_days=options.retention_days, rollup_days=options.rollup_retention_days
+            storage.client,
+            raw_days=options.retention_days,
+            rollup_days=options.rollup_retention_days,
         )
     except BaseException:
-        client.close()
+        storage.close()
         raise
-    return ClickHouseStorage(client)
+    return storage
 
 
 def run_sink(

@@ -1,4 +1,4 @@
-"""The writer thread: sealed batches go to storage in order, retried with the same token."""
+"""The writer threads: sealed batches go to storage in order, retried with the same token."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 OnWritten = Callable[[Batch, list[Rejected]], None]
 
 
-class BatchWriter:
-    """Writes batches one at a time, FIFO, so a partition's batches land in offset order.
+class _Lane:
+    """One writer thread: batches one at a time, FIFO, so a partition's batches land in
+    offset order.
 
     A failing store is retried with exponential backoff, forever (the queue stops growing
     because the consumer pauses); written batches are handed back through ``take_acks``
@@ -34,6 +35,7 @@ class BatchWriter:
         retry_initial_s: float = 0.2,
         retry_max_s: float = 10.0,
         on_written: OnWritten | None = None,
+        name: str = "capstream-sink-writer",
     ) -> None:
         self._storage = storage
         self._dead = dead_letters
@@ -47,7 +49,7 @@ class BatchWriter:
         self._busy: TopicPartition | None = None
         self._stopping = False
         self._draining = False
-        self._thread = threading.Thread(target=self._run, name="capstream-sink-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.failures = 0
         self.last_error: str | None = None
         self.rejected = 0
@@ -78,6 +80,12 @@ class BatchWriter:
         with self._cond:
             acks, self._acks = self._acks, []
             return acks
+
+    def waiting(self) -> set[TopicPartition]:
+        """Partitions with a batch queued behind the one being written."""
+        with self._cond:
+            head = self._queue[0] if self._busy is not None and self._queue else None
+            return {(b.topic, b.partition) for b in self._queue if b is not head}
 
     def wait_idle(self, partitions: Iterable[TopicPartition], timeout: float) -> bool:
         """Wait until no batch of ``partitions`` is queued or being written."""
@@ -193,3 +201,103 @@ class BatchWriter:
                 if self._stopping or tp in self._abandoned:
                     return None
             delay = min(delay * 2, cap)
+
+
+class BatchWriter:
+    """Writes batches on ``lanes`` threads; a partition always goes to the same lane, so its
+    batches land in offset order while different partitions are inserted in parallel.
+
+    A failing store is retried with exponential backoff, forever (the queues stop growing
+    because the consumer pauses); written batches are handed back through ``take_acks``
+    so the consumer thread commits their offsets. Rejected records become dead letters.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        dead_letters: DeadLetters,
+        *,
+        lanes: int = 1,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 10.0,
+        on_written: OnWritten | None = None,
+    ) -> None:
+        self._lanes = [
+            _Lane(
+                storage,
+                dead_letters,
+                retry_initial_s=retry_initial_s,
+                retry_max_s=retry_max_s,
+                on_written=on_written,
+                name=f"capstream-sink-writer-{i}",
+            )
+            for i in range(max(1, lanes))
+        ]
+        self._lane_of: dict[TopicPartition, _Lane] = {}
+
+    def _lane(self, tp: TopicPartition) -> _Lane:
+        lane = self._lane_of.get(tp)
+        if lane is None:
+            lane = self._lane_of[tp] = self._lanes[len(self._lane_of) % len(self._lanes)]
+        return lane
+
+    def start(self) -> None:
+        for lane in self._lanes:
+            lane.start()
+
+    def submit(self, batch: Batch) -> None:
+        self._lane((batch.topic, batch.partition)).submit(batch)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of batches submitted and not yet written (counts toward the memory bound)."""
+        return sum(lane.queued_bytes for lane in self._lanes)
+
+    @property
+    def retrying(self) -> bool:
+        """True while the store is failing and a batch waits for a retry."""
+        return any(lane.retrying for lane in self._lanes)
+
+    @property
+    def last_error(self) -> str | None:
+        return next((lane.last_error for lane in self._lanes if lane.last_error), None)
+
+    @property
+    def rejected(self) -> int:
+        return sum(lane.rejected for lane in self._lanes)
+
+    @property
+    def failures(self) -> int:
+        return sum(lane.failures for lane in self._lanes)
+
+    def take_acks(self) -> list[Batch]:
+        """Batches written since the last call (in order within each partition)."""
+        return [batch for lane in self._lanes for batch in lane.take_acks()]
+
+    def waiting(self) -> set[TopicPartition]:
+        """Partitions that already have a batch waiting for a writer (not yet being written):
+        their open batch may keep growing instead of queueing another small insert."""
+        return set().union(*(lane.waiting() for lane in self._lanes))
+
+    def wait_idle(self, partitions: Iterable[TopicPartition], timeout: float) -> bool:
+        """Wait until no batch of ``partitions`` is queued or being written."""
+        wanted = list(partitions)
+        deadline = time.monotonic() + timeout
+        return all(
+            lane.wait_idle(wanted, max(0.0, deadline - time.monotonic())) for lane in self._lanes
+        )
+
+    def abandon(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the queued batches of partitions this process no longer owns."""
+        wanted = list(partitions)
+        for lane in self._lanes:
+            lane.abandon(wanted)
+
+    def stop(self, *, drain: bool, timeout: float) -> bool:
+        """Stop every lane (writing what is queued first with ``drain``); True if all done."""
+        deadline = time.monotonic() + timeout
+        done = [
+            lane.stop(drain=drain, timeout=max(0.1, deadline - time.monotonic()))
+            for lane in self._lanes
+        ]
+        return all(done)
