@@ -96,6 +96,7 @@ class EnforcementStateRecord(WireRecord):
     plan: str = "free"
     fallback_text_daily: str = ""
     fallback_text_monthly: str = ""
+    premium_model: str = ""
 
 
 class AlertActionRecord(BaseModel):
