@@ -26,7 +26,7 @@ _LAUNCHER = (
     "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
     "if os.getppid() != parent:\n"
     "    sys.exit(0)\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'capstream.cli', *sys.argv[2:]])\n"
+    "os.execv(sys.executable, [sys.executable, '-m', *sys.argv[2:]])\n"
 )
 
 
@@ -72,13 +72,14 @@ class Supervisor:
         self.services: dict[str, Service] = {}
         self._logs: list[IO[bytes]] = []
 
-    def start(self, name: str, *args: str) -> Service:
-        """Run ``capstream <args>`` as service ``name`` (stdout and stderr to its log)."""
+    def start(self, name: str, *args: str, module: str = "capstream.cli") -> Service:
+        """Run ``python -m <module> <args>`` (``capstream <args>``) as service ``name``,
+        stdout and stderr to its log."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         out = log.open("ab")
         self._logs.append(out)
-        argv = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *args]
+        argv = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), module, *args]
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
