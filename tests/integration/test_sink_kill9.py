@@ -30,7 +30,7 @@ from capstream.sinks.store import chdb_path
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
-EVENTS = 40_000
+EVENTS = 24_000
 
 
 def _env(settings: Settings) -> dict[str, str]:

@@ -210,3 +210,31 @@ def test_records_wait_for_the_store_before_their_partition_is_primed() -> None:
     drive(runner, committed_all(broker))
     runner.close()
     assert len(storage.rows["usage_events"]) == total
+
+
+def test_while_the_store_is_slow_batches_grow_instead_of_queueing_up() -> None:
+    import threading
+
+    from capstream.sinks.batches import Batch
+    from capstream.sinks.storage import Rejected
+
+    release = threading.Event()
+
+    class SlowStorage(MemoryStorage):
+        def write(self, batch: Batch) -> list[Rejected]:
+            release.wait(10)
+            return super().write(batch)
+
+    broker, storage = FakeBroker(), SlowStorage()
+    runner, _ = make_runner(broker, storage, poll_records=5)
+    for n in range(100):
+        broker.append(USAGE.topic, 0, usage_value(n))
+        runner.step(timeout=0)
+        time.sleep(0.003)  # every record is older than flush_interval_s by the next step
+    assert runner.writer.queued_bytes > 0
+    assert runner.buffers[(USAGE.topic, 0)].open is not None  # still growing, not queued
+    release.set()
+    drive(runner, committed_all(broker))
+    runner.close()
+    assert len(storage.rows["usage_events"]) == 100
+    assert len(storage.writes) <= 4  # one in flight, one waiting, the grown rest
