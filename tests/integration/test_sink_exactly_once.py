@@ -40,7 +40,7 @@ def test_n_events_become_n_rows_with_exact_rollups_and_a_replay_changes_nothing(
     usage = Topics(topics.topic_prefix).usage
     first = group_id()
     with sink_running(topics, group_id=first, batch_bytes=64 * 1024):
-        wait_for(lambda: count(topics) >= 4_000, 60, "6,000 rows")
+        wait_for(lambda: count(topics) >= 4_000, 60, "4,000 rows")
         wait_for(lambda: caught_up(topics, first, usage), 30, "commits")
     before = run_sql(
         topics,
@@ -124,7 +124,7 @@ def test_decisions_cap_hits_notifications_and_feed_rows_land(
             plan="pro",
             caps={
                 "vision": CapStatusRecord(
-                    period="daily", period_key="2026-09-21", resumes_at_ms=now + 34_000_000
+                    period="daily", period_key="2026-09-21", resumes_at_ms=now + 36_000_000
                 )
             }
             if version == 2
