@@ -157,8 +157,11 @@ class Processors:
             else:
                 for bad in decoded.bad:
                     self.dead_letters.send(topic, msg, bad.reason, bad.error, value=bad.raw)
+                dups = part.duplicates
                 n = part.apply(msg.offset, decoded, now, self._refuse(msg))
                 events_counter.inc(n)
+                if part.duplicates != dups:
+                    self.metrics.duplicates.inc(part.duplicates - dups)
             self._positions[msg.partition] = msg.offset
             self._acks.append((s, event))
             due = part.next_deadline

@@ -25,6 +25,11 @@ class Metrics:
         self.events = Counter(
             "capstream_processor_events", "Usage events applied to the usage state", registry=r
         )
+        self.duplicates = Counter(
+            "capstream_processor_duplicates",
+            "Usage events dropped as replays (offset watermarks) or resends (recent ids)",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "capstream_processor_dead_letters",
             "Records or events sent to a dead-letter topic",

@@ -78,6 +78,8 @@ class PartitionState:
         self.feed_dirty: dict[FeedKey, FeedRow] = {}
         self.applied = 0
         """Events applied since the last flush."""
+        self.duplicates = 0
+        """Events that were replays or client resends (changed nothing)."""
         self._heap: list[tuple[int, str]] = []
         self._deadlines: dict[str, int] = {}
 
@@ -119,6 +121,8 @@ class PartitionState:
                 continue
             if effects:
                 emit(effects, event.occurred_at_ms)
+            elif effects.duplicate:
+                self.duplicates += 1
             dirty.add(account_id)
             d = state.deadline_ms
             if d < NEVER:

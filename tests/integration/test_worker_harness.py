@@ -218,18 +218,18 @@ class Config:
         self.admin = Admin(settings)
         self.worker = worker
 
-    def _applied(self) -> float:
+    def applied(self) -> float:
         return self.worker.metric("capstream_processor_catalog_records_total")
 
     def policy(self, account: str, policy_id: str, **fields: object) -> None:
-        before = self._applied()
+        before = self.applied()
         self.admin.policy(account, policy_id, **fields)
-        wait_for(lambda: self._applied() > before, 20, "the worker to read the policy")
+        wait_for(lambda: self.applied() > before, 20, "the worker to read the policy")
 
     def settings(self, account: str, **fields: object) -> None:
-        before = self._applied()
+        before = self.applied()
         self.admin.settings(account, **fields)
-        wait_for(lambda: self._applied() > before, 20, "the worker to read the settings")
+        wait_for(lambda: self.applied() > before, 20, "the worker to read the settings")
 
 
 def account_on(partition: int, partitions: int, stem: str) -> str:
