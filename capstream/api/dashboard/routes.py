@@ -117,7 +117,8 @@ async def series(
     metric: Metric = "credits",
     range_: Annotated[Range, Query(alias="range")] = "hour",
 ) -> UsageSeries:
-    """Usage over the last hour (per minute), day (per hour) or 30 days (per day), per bot."""
+    """Usage per bot over the last 15 minutes (per 15 s), hour (per minute), day (per hour)
+    or 30 days (per day)."""
     account_scope(ctx, caller, account_id)
     query = ctx.clickhouse()
     now = ctx.clock()

@@ -1,6 +1,7 @@
 """Usage over time for the dashboard chart: per-bot buckets from ClickHouse, zeros filled in.
 
-``hour`` reads raw ``usage_events`` in one-minute buckets; ``day`` reads the ``usage_hourly``
+``15m`` reads raw ``usage_events`` in 15-second buckets, ``hour`` in one-minute buckets; ``day``
+reads the ``usage_hourly``
 rollup; ``month`` the ``usage_daily`` rollup (UTC days). Both rollups are the sink's.
 """
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from capstream.api.reads import Query
 
 Metric = Literal["credits", "tokens", "messages"]
-Range = Literal["hour", "day", "month"]
+Range = Literal["15m", "hour", "day", "month"]
 
 _VALUE = {
     "credits": "sum(credits_micro)",
@@ -21,6 +22,7 @@ _VALUE = {
     "messages": "sum(messages)",
 }
 _RANGES: dict[str, tuple[int, int]] = {  # (step ms, buckets)
+    "15m": (15_000, 60),
     "hour": (60_000, 60),
     "day": (3_600_000, 24),
     "month": (86_400_000, 30),
@@ -46,9 +48,14 @@ class UsageSeries(BaseModel):
 
 def _sql(metric: Metric, rng: Range) -> str:
     value = _VALUE[metric]
-    if rng == "hour":
+    if rng in ("15m", "hour"):
+        bucket = (
+            "toStartOfInterval(occurred_at, INTERVAL 15 SECOND)"
+            if rng == "15m"
+            else ("toStartOfMinute(occurred_at)")
+        )
         return (
-            f"SELECT toUnixTimestamp(toStartOfMinute(occurred_at)) * 1000 AS t, bot_id, "
+            f"SELECT toUnixTimestamp({bucket}) * 1000 AS t, bot_id, "
             f"{value} AS v FROM usage_events WHERE account_id = {{account_id:String}} "
             "AND occurred_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC') "
             "GROUP BY t, bot_id"
@@ -67,7 +74,8 @@ def _sql(metric: Metric, rng: Range) -> str:
 def usage_series(
     query: Query, account_id: str, metric: Metric, rng: Range, now_ms: int
 ) -> UsageSeries:
-    """The last hour (per minute), day (per hour) or 30 days (per UTC day), per bot."""
+    """The last 15 minutes (per 15 s), hour (per minute), day (per hour) or 30 days (per UTC
+    day), per bot."""
     step, n = _RANGES[rng]
     start = (now_ms // step - (n - 1)) * step
     rows = query(_sql(metric, rng), {"account_id": account_id, "start": start})

@@ -169,6 +169,13 @@ def test_usage_series_fills_every_bucket(api: TestClient, chdb: Any) -> None:
     assert len(by_bot["bot-1"]) == 60 and sum(by_bot["bot-1"]) == 300
     assert by_bot["bot-1"][59] == 300
     assert by_bot["bot-2"][59 - 30] == 50
+    quarter = api.get("/v1/accounts/acme/usage/series",
+                      params={"range": "15m", "metric": "tokens"}, headers=h).json()  # fmt: skip
+    assert (quarter["step_ms"], quarter["buckets"]) == (15_000, 60)
+    (only,) = quarter["series"]  # bot-2's usage is 30 minutes old
+    assert (only["bot_id"], only["values"][59], only["values"][57], only["total"]) == (
+        "bot-1", 100, 200, 300,
+    )  # fmt: skip
     day = api.get("/v1/accounts/acme/usage/series", params={"range": "day"}, headers=h).json()
     totals = {x["bot_id"]: x["total"] for x in day["series"]}
     assert totals == {"bot-1": 12_000, "bot-2": 500}  # credits from the hourly rollup

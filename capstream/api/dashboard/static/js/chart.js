@@ -1,5 +1,7 @@
 // The usage chart: one line per bot, hand-drawn SVG (no chart library).
-import { amount, clock, credits, h, num, replace, svg } from "./dom.js";
+import { amount, clock, clockSeconds, credits, h, num, replace, svg } from "./dom.js";
+
+const RANGES = { "15m": "last 15 minutes", hour: "last hour", day: "last 24 hours", month: "last 30 days" };
 
 const COLORS = ["#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#1098ad", "#c92a2a", "#5c940d", "#862e9c"];
 
@@ -32,7 +34,7 @@ export function drawChart(container, data, tz) {
   const root = svg("svg", {
     viewBox: `0 0 ${width} ${height}`,
     role: "img",
-    "aria-label": `${data.metric} per bot over the ${data.range}`,
+    "aria-label": `${data.metric} per bot, ${RANGES[data.range] || data.range}`,
   });
   for (let k = 0; k <= 4; k++) {
     const v = (top * k) / 4;
@@ -59,7 +61,8 @@ export function drawChart(container, data, tz) {
   const slot = (width - pad.l - pad.r) / Math.max(1, n - 1);
   for (let i = 0; i < n; i++) {
     const t = data.start_ms + i * data.step_ms;
-    const when = data.range === "month" ? clock(t, "UTC", true) : clock(t, tz, data.range === "day");
+    const when = data.range === "month" ? clock(t, "UTC", true)
+      : data.range === "15m" ? clockSeconds(t, tz) : clock(t, tz, data.range === "day");
     const lines = series.map((s) => `${s.bot_id}: ${label(data.metric, s.values[i])}`);
     root.append(svg("rect", {
       class: "hit", x: x(i) - slot / 2, y: pad.t, width: slot, height: height - pad.t - pad.b,

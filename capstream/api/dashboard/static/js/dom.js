@@ -79,6 +79,16 @@ export function clock(ms, tz, withDay) {
   }
 }
 
+export function clockSeconds(ms, tz) {
+  try {
+    return new Intl.DateTimeFormat("en-GB", {
+      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: tz || "UTC", hourCycle: "h23",
+    }).format(new Date(ms));
+  } catch (e) {
+    return new Date(ms).toISOString().slice(11, 19);
+  }
+}
+
 export function sameDay(a, b, tz) {
   const f = new Intl.DateTimeFormat("en-CA", { timeZone: tz || "UTC" });
   return f.format(new Date(a)) === f.format(new Date(b));
