@@ -32,13 +32,13 @@ class AsyncUsageRecorder:
 
     async def close(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Flush and stop; raises :class:`NotDeliveredError` if Kafka did not confirm all."""
-        if not self.recorder._thread.is_alive():
+        if not self.recorder._sender.thread.is_alive():
             return
         self.recorder._closed = True
         pending = await self._marker(timeout, close=True)
         if pending:
             raise NotDeliveredError(pending, timeout)
-        await asyncio.to_thread(self.recorder._thread.join, 5)
+        await asyncio.to_thread(self.recorder._sender.thread.join, 5)
 
     async def _marker(self, timeout: float, *, close: bool) -> int:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
