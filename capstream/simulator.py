@@ -307,7 +307,7 @@ DEMO_TENANTS: tuple[TenantScenario, ...] = (
         "claude-haiku, then the cap is reached",
         settings={
             "language": "ms",
-            "caps": {"text": {"daily_micro": 500_000, "monthly_micro": 10_000_000}},
+            "caps": {"text": {"daily_micro": 300_000, "monthly_micro": 10_000_000}},
             "auto_downgrade": True,
             "throttle": "off",
         },

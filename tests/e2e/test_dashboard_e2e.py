@@ -183,6 +183,51 @@ def test_a_tenant_trips_a_per_hour_policy_and_edits_its_fallback(browser: Any, d
     assert errors == [], errors
 
 
+def test_a_paid_tenant_requests_a_top_up_and_its_admin_gets_the_email(
+    browser: Any, demo: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    shot = Shots(page, SHOTS / "topup")
+    login(page, demo, "globex")  # Pro, auto-downgrade on, Bahasa Malaysia
+
+    # At 80% of the daily text cap the AI moves to the cheaper model, then the cap is hit.
+    model = page.locator('[data-testid="bot-concierge"] [data-testid="bot-model"]')
+    expect(model).to_contain_text("Model: claude-haiku (downgraded until", timeout=120_000)
+    cta = page.get_by_test_id("feed-cta").first
+    expect(cta).to_have_text("Top up →", timeout=120_000)  # a paid plan tops up
+    shot("downgraded-and-capped")
+
+    cta.click()
+    expect(page.locator("#topup-dialog")).to_be_visible()
+    expect(page.locator("#t-category")).to_have_value("text")
+    page.fill("#t-note", "Launch week: please raise today's text cap.")
+    shot("topup-dialog")
+    page.click("#topup-send")
+    expect(page.locator("#topup-ok")).to_contain_text(
+        "the admin (ops@globex.example) has been emailed and decides"
+    )
+    shot("topup-requested")
+    page.click("#topup-close")
+
+    page.click("a[data-tab=inbox]")
+    mail = page.locator('[data-testid="mail"][data-kind="topup_request"]')
+    expect(mail).to_be_visible(timeout=60_000)  # notifier → SMTP → the demo's mail catcher
+    expect(mail).to_contain_text("to ops@globex.example")
+    expect(mail).to_contain_text("Launch week: please raise today's text cap.")
+    shot("topup-email")
+
+    page.click("a[data-tab=settings]")
+    expect(page.locator("#s-language")).to_have_value("ms")
+    expect(page.locator("#s-downgrade")).to_be_checked()
+    expect(page.locator("#s-preview-daily")).to_contain_text("kembali esok")  # Malay default
+    shot("cap-behaviour-malay")
+    assert errors == [], errors
+
+
 def test_ctrl_c_stops_the_demo_and_everything_it_started(demo: Any) -> None:
     pids = [*demo.info["pids"].values(), demo.info["broker_pid"]]
     demo.proc.send_signal(signal.SIGINT)
