@@ -117,6 +117,7 @@ class ControlView:
         self._stop = threading.Event()
         self._warned = False
         self._partitions_checked = 0.0
+        self._meta_warned_at = -1e9
         self._thread = threading.Thread(target=self._run, name="control-view", daemon=True)
         self._thread.start()
 
@@ -205,17 +206,21 @@ class ControlView:
         self._refresh_closed()
 
     def _assign_new_partitions(self) -> None:
+        problem, meta = None, None
         try:
             meta = self._consumer.list_topics(self.topic, timeout=2).topics.get(self.topic)
         except Exception as exc:  # KafkaException: brokers unreachable
-            log.warning("control view cannot reach Kafka (%s)", exc)
+            problem = f"cannot reach Kafka ({exc})"
+        if problem is None and (meta is None or meta.error is not None or not meta.partitions):
+            problem = f"the control topic {self.topic} is missing: run `capstream topics create`"
+        now = time.monotonic()
+        if problem is not None or meta is None:
+            if now - self._meta_warned_at > 30:
+                self._meta_warned_at = now
+                log.error("control view: %s", problem)
             self._stop.wait(1.0)
             return
-        if meta is None or meta.error is not None or not meta.partitions:
-            log.error("control topic %s is missing: run `capstream topics create`", self.topic)
-            self._stop.wait(1.0)
-            return
-        self._partitions_checked = time.monotonic()
+        self._partitions_checked = now
         new = [p for p in meta.partitions if p not in self._targets]
         if not new:
             return
