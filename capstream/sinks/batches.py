@@ -39,6 +39,8 @@ class Batch:
     timestamps: list[int] = field(default_factory=list)
     nbytes: int = 0
     opened_at: float = field(default_factory=time.monotonic)
+    announced: bool = False
+    """Its intent is already recorded (``Storage.announce``); ``write`` need not repeat it."""
 
     @property
     def topic(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +28,11 @@ class Storage(Protocol):
     retries the same batch, with the same token)."""
 
     def write(self, batch: Batch) -> list[Rejected]: ...
+
+    def announce(self, batches: Sequence[Batch]) -> None:
+        """Record the intents of several batches in one go (each the next batch of its own
+        partition) and mark them ``announced``; raises ``StoreUnavailableError``."""
+        ...
 
     def intents(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, Intent]: ...
 
@@ -76,6 +81,7 @@ class MemoryStorage:
     saved_intents: dict[TopicPartition, Intent] = field(default_factory=dict)
     writes: list[Batch] = field(default_factory=list)
     inserts: int = 0
+    announcements: int = 0
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -92,7 +98,8 @@ class MemoryStorage:
             self.writes.append(batch)
             if not len(batch):
                 return []
-            self.saved_intents[(batch.topic, batch.partition)] = batch.intent
+            if not batch.announced:
+                self.saved_intents[(batch.topic, batch.partition)] = batch.intent
 
             def insert(lo: int, hi: int, token: str) -> None:
                 self.inserts += 1
@@ -106,6 +113,14 @@ class MemoryStorage:
                 self.rows.setdefault(batch.table.table, []).extend(values)
 
             return insert_isolating(insert, batch)
+
+    def announce(self, batches: Sequence[Batch]) -> None:
+        with self._lock:
+            self._check()
+            self.announcements += 1
+            for batch in batches:
+                self.saved_intents[(batch.topic, batch.partition)] = batch.intent
+                batch.announced = True
 
     def intents(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, Intent]:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -154,8 +155,28 @@ class _Lane:
             self._busy = None
             self._cond.notify_all()
 
+    def _announce_upcoming(self) -> None:
+        """Record in one call the intents of the next batch of every queued partition.
+
+        Only a partition's first queued batch may be announced: all its earlier batches are
+        written, so after a crash its records before the intent are known written.
+        """
+        with self._cond:
+            seen: set[TopicPartition] = set()
+            upcoming = []
+            for b in self._queue:
+                tp = (b.topic, b.partition)
+                if tp not in seen:
+                    seen.add(tp)
+                    if not b.announced and len(b):
+                        upcoming.append(b)
+        if len(upcoming) > 1:
+            with contextlib.suppress(StoreUnavailableError):  # then each write records its own
+                self._storage.announce(upcoming)
+
     def _run(self) -> None:
         while (batch := self._next()) is not None:
+            self._announce_upcoming()
             rejected = self._write(batch)
             if rejected is None:
                 self._done(batch, written=False)

@@ -238,3 +238,33 @@ def test_while_the_store_is_slow_batches_grow_instead_of_queueing_up() -> None:
     runner.close()
     assert len(storage.rows["usage_events"]) == 100
     assert len(storage.writes) <= 4  # one in flight, one waiting, the grown rest
+
+
+def test_queued_partitions_announce_their_intents_together() -> None:
+    import threading
+
+    from capstream.sinks.batches import Batch
+    from capstream.sinks.storage import Rejected
+
+    release = threading.Event()
+
+    class SlowStorage(MemoryStorage):
+        def write(self, batch: Batch) -> list[Rejected]:
+            release.wait(10)
+            return super().write(batch)
+
+    broker, storage = FakeBroker(), SlowStorage()
+    total = fill(broker, 5, partitions=4)
+    runner, _ = make_runner(broker, storage)
+    for _ in range(20):
+        runner.step(timeout=0)
+        time.sleep(0.003)
+    release.set()
+    drive(runner, committed_all(broker))
+    runner.close()
+    assert len(storage.rows["usage_events"]) == total
+    assert storage.announcements >= 1
+    assert sum(b.announced for b in storage.writes) >= 3  # fewer intent inserts than batches
+    # every partition's last batch is its recorded intent, as a restart expects
+    last = {(b.topic, b.partition): b.intent for b in storage.writes}
+    assert storage.saved_intents == last
