@@ -175,10 +175,12 @@ def bench_throughput(bootstrap: str, tmp: Path, events: int) -> None:
 
     progress = Progress(per_record)
     progress.target = records * per_record
+    cpu0 = time.process_time()
     with sink(settings, progress) as started:
         if not progress.done.wait(600):
             print(f"!! only {progress.rows:,} rows written in 600s")
         total = time.monotonic() - started
+        cpu = time.process_time() - cpu0
         rows = run_sql(settings, "SELECT count() FROM usage_events").rows[0][0]
     assert progress.first is not None
     steady = progress.last - progress.first
@@ -187,6 +189,10 @@ def bench_throughput(bootstrap: str, tmp: Path, events: int) -> None:
         f"throughput: {(progress.rows - progress.first_rows) / steady:,.0f} rows/s sustained "
         f"(first to last write, {steady:.2f}s); {progress.rows / total:,.0f} rows/s "
         f"including start-up and group join ({total:.2f}s)"
+    )
+    print(
+        f"cpu: {cpu * 1e6 / progress.rows:.1f} µs of this process's CPU per row "
+        f"(consumer, chDB inserts and merges) = {progress.rows / cpu:,.0f} rows per CPU-second"
     )
 
 
@@ -234,11 +240,17 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-lag", action="store_true")
     args = parser.parse_args()
+    print(
+        "load average at start: {:.1f} {:.1f} {:.1f} on {} cores".format(
+            *os.getloadavg(), os.cpu_count()
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp, broker(Path(tmp)) as bootstrap:
         if not args.skip_throughput:
             bench_throughput(bootstrap, Path(tmp), args.events)
         if not args.skip_lag:
             bench_lag(bootstrap, Path(tmp), args.rate, args.seconds)
+    print("load average at end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

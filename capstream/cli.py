@@ -237,8 +237,13 @@ def worker(
         typer.Option(envvar="CAPSTREAM_WORKER_GROUP", help="Faust app id (<prefix>.processors)."),
     ] = None,
     loglevel: Annotated[str, typer.Option(envvar="CAPSTREAM_WORKER_LOGLEVEL")] = "warning",
+    profile_to: Annotated[
+        str | None, typer.Option(help="Write cProfile stats of the run here (benchmarks).")
+    ] = None,
 ) -> None:
     """Run the stream processors: usage tables, decisions, timers, feed rows (Faust)."""
+    from pathlib import Path
+
     from capstream.processors.options import WorkerOptions
     from capstream.processors.worker import run_worker
 
@@ -248,6 +253,7 @@ def worker(
         event_time=event_time,
         max_future_skew_s=max_skew,
         metrics_port=None if metrics_port < 0 else metrics_port,
+        profile_to=Path(profile_to) if profile_to else None,
     )
     run_worker(load_settings(), options, loglevel=loglevel)
 

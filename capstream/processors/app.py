@@ -92,6 +92,8 @@ class Processors:
             broker_session_timeout=o.session_timeout_s,
             broker_heartbeat_interval=min(3.0, o.session_timeout_s / 3),
             producer_acks=-1,
+            producer_max_batch_size=512 * 1024,  # whole flushes of usage states per request
+            producer_max_request_size=4 * 1024 * 1024,
             processing_guarantee="at_least_once",
             stream_wait_empty=False,  # the flusher acks; shutdown and revoke flush first
             table_standby_replicas=0,
@@ -102,9 +104,9 @@ class Processors:
             name: app.Table(name, key_type=bytes, value_type=bytes, partitions=n)
             for name in ("accounts", "bots", "feed")
         }
-        self.accounts = TableStore(tables["accounts"])
-        self.bots = TableStore(tables["bots"])
-        self.feed = TableStore(tables["feed"])
+        self.accounts = TableStore(app, tables["accounts"])
+        self.bots = TableStore(app, tables["bots"])
+        self.feed = TableStore(app, tables["feed"])
         tables["bots"].on_recover(self._on_recovered)
         usage = app.topic(
             self.topics.usage, partitions=n, key_serializer="raw", value_serializer="raw"
@@ -249,10 +251,12 @@ class Processors:
     async def _flusher(self) -> None:
         self._events()
         assert self._flush_now is not None
+        wait = self.options.flush_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), self.options.flush_interval_s)
+                await asyncio.wait_for(self._flush_now.wait(), wait)
             self._flush_now.clear()
+            started = time.perf_counter()
             try:
                 await self.flush()
             except Exception as exc:  # a send that failed for good: restart from the changelog
@@ -260,6 +264,10 @@ class Processors:
                 self._failed = exc
                 await self.app.crash(exc)
                 return
+            took = time.perf_counter() - started
+            # Keep flushing to at most flush_share of the time: the cost of a flush grows with
+            # the number of distinct dirty values, not with the events behind them.
+            wait = max(self.options.flush_interval_s, took / self.options.flush_share - took)
 
     async def flush(self, partitions: Iterable[int] | None = None) -> int:
         """Write dirty state (RocksDB + changelog), wait until the broker has it and every
@@ -276,7 +284,8 @@ class Processors:
                 part = self.partitions.get(p)
                 if part is None:
                     continue
-                futures.extend(self._write_feed(part))
+                rows = part.take_feed()
+                futures.append(await self.feed.write(p, [(k, v) for k, v, _ in rows]))
                 dirty = part.take_dirty()
                 for i in range(0, len(dirty), _CHUNK):
                     account_values: list[tuple[bytes, bytes]] = []
@@ -286,16 +295,15 @@ class Processors:
                         if account is not None:
                             account_values.append((account_id.encode(), account))
                         bot_values.extend(bots)
-                    futures.extend(self.bots.write(p, bot_values))
-                    futures.extend(self.accounts.write(p, account_values))
+                    futures.append(await self.bots.write(p, bot_values))
+                    futures.append(await self.accounts.write(p, account_values))
                     written += len(account_values) + len(bot_values)
                     if i + _CHUNK < len(dirty):
                         await asyncio.sleep(0)
                 if part.clock_dirty:
                     part.clock_dirty = False
-                    futures.extend(
-                        self.accounts.write(p, [(CLOCK_KEY, str(part.clock_ms).encode())])
-                    )
+                    clock = [(CLOCK_KEY, str(part.clock_ms).encode())]
+                    futures.append(await self.accounts.write(p, clock))
             if futures:
                 await asyncio.gather(*futures)
             for stream, event in acks:
@@ -306,10 +314,6 @@ class Processors:
                 self.metrics.flush_seconds.observe(time.perf_counter() - started)
             self._update_lag()
             return written
-
-    def _write_feed(self, part: PartitionState) -> list[Any]:
-        rows = part.take_feed()
-        return self.feed.write(part.partition, [(key, value) for key, value, _ in rows])
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer

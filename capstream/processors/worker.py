@@ -8,6 +8,7 @@ their changelogs and replays from the last commit, and replays are no-ops.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
 import signal
 from typing import Any
@@ -62,10 +63,16 @@ def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "w
             options.metrics_host, options.metrics_port, settings.data_dir
         )
     worker = _Worker(processors, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    profile = cProfile.Profile() if options.profile_to is not None else None
     try:
+        if profile is not None:
+            profile.enable()
         worker.execute_from_commandline()
     except SystemExit:
         pass
     finally:
+        if profile is not None and options.profile_to is not None:
+            profile.disable()
+            profile.dump_stats(options.profile_to)
         if server is not None:
             server.shutdown()
