@@ -1,1 +1,1 @@
-"""capstream.sinks."""
+"""ClickHouse sink: exactly-once writes, migrations, rollups and read-only SQL (README.md)."""

@@ -165,3 +165,15 @@ def test_a_stale_endpoint_file_of_a_dead_process_is_ignored(tmp_path: Path) -> N
     store = tmp_path / "clickhouse"
     endpoint_file(store).write_text(json.dumps({"port": 1, "token": "t", "pid": 2**22 + 12345}))
     assert query_owner(store, "SELECT 1", {}) is None
+
+
+def test_sql_on_a_store_that_does_not_exist_yet_says_what_to_do(tmp_path: Path) -> None:
+    from capstream.sinks.sql import run_sql
+    from capstream.streams.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "nothing-here", clickhouse_url=None)
+    with pytest.raises(QueryError, match="run `capstream sink` first"):
+        run_sql(settings, "SELECT count() FROM usage_events")
+    assert not (tmp_path / "nothing-here").exists()  # a query creates nothing
+    with pytest.raises(QueryError, match="read-only"):
+        run_sql(settings, "DELETE FROM usage_events WHERE 1")
