@@ -117,8 +117,15 @@ class UsageDecoder:
                 count = -count
                 _, pos = _long(data, pos)  # block size in bytes
             for _ in range(count):
+                # Inlined fast paths: one-byte string lengths and small numbers (the common
+                # case) skip the _long call; anything longer goes through it.
                 start = pos
-                ln, pos = _long(data, pos)
+                b = data[pos]
+                if b < 0x80:
+                    ln = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                else:
+                    ln, pos = _long(data, pos)
                 end = pos + ln
                 if end > len(data) or ln < 0:
                     raise IndexError
@@ -126,7 +133,12 @@ class UsageDecoder:
                 pos = end
                 ids: list[str] = []
                 for _k in range(3):
-                    ln, pos = _long(data, pos)
+                    b = data[pos]
+                    if b < 0x80:
+                        ln = (b >> 1) ^ -(b & 1)
+                        pos += 1
+                    else:
+                        ln, pos = _long(data, pos)
                     end = pos + ln
                     if end > len(data) or ln < 0:
                         raise IndexError
@@ -136,10 +148,16 @@ class UsageDecoder:
                         s = strings[raw] = raw.decode()
                     ids.append(s)
                     pos = end
-                cat_index, pos = _long(data, pos)
-                if not 0 <= cat_index < 4:
+                cat_index = data[pos] >> 1
+                if data[pos] & 1 or cat_index >= 4:
                     raise ValueError
-                ln, pos = _long(data, pos)
+                pos += 1
+                b = data[pos]
+                if b < 0x80:
+                    ln = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                else:
+                    ln, pos = _long(data, pos)
                 end = pos + ln
                 if end > len(data) or ln < 0:
                     raise IndexError
@@ -148,9 +166,22 @@ class UsageDecoder:
                 if model is None:
                     model = strings[raw] = raw.decode()
                 pos = end
-                tokens_in, pos = _long(data, pos)
-                tokens_out, pos = _long(data, pos)
-                messages, pos = _long(data, pos)
+                nums = []
+                for _k in range(3):  # tokens_in, tokens_out, messages
+                    b = data[pos]
+                    if b < 0x80:
+                        nums.append((b >> 1) ^ -(b & 1))
+                        pos += 1
+                    else:
+                        c = data[pos + 1]
+                        if c < 0x80:
+                            v = (b & 0x7F) | (c << 7)
+                            nums.append((v >> 1) ^ -(v & 1))
+                            pos += 2
+                        else:
+                            v, pos = _long(data, pos)
+                            nums.append(v)
+                tokens_in, tokens_out, messages = nums
                 flag = data[pos]
                 if flag > 1:
                     raise ValueError

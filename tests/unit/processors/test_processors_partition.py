@@ -1,0 +1,137 @@
+"""A partition's state without Kafka: events, the event clock, flush + reload, catalog, feed."""
+
+from __future__ import annotations
+
+import pytest
+
+from capstream.core import CapHit, Effects, UsageEvent
+from capstream.errors import DecodeError
+from capstream.processors.catalog import Catalog
+from capstream.processors.decode import Decoded
+from capstream.processors.feedrows import decode_row, encode_row
+from capstream.processors.partition import CLOCK_KEY, PartitionState, bot_key
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+
+T0 = 1_795_000_000_000
+MIN = 60_000
+
+
+def catalog_with_block(account: str = "acme", threshold: int = 1_000) -> Catalog:
+    c = Catalog()
+    c.apply_policy(None, PolicyRecord(
+        account_id=account, policy_id="p", metric="tokens", threshold=threshold,
+        window_seconds=3600, scope="bot", bot_id="bot-1", block={"duration_seconds": 60},
+    ).to_bytes())  # fmt: skip
+    return c
+
+
+def ev(i: int, t: int, tokens: int = 600, account: str = "acme") -> UsageEvent:
+    return UsageEvent(f"e{i}", account, "bot-1", "c", "text", "m", tokens, 0, 1, False, 10, t)
+
+
+def one(*events: UsageEvent) -> Decoded:
+    return Decoded(list(events), None, [])
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.effects: list[Effects] = []
+
+    def __call__(self, effects: Effects, origin: int | None) -> None:
+        self.effects.append(effects)
+
+    def blocked(self) -> list[int | None]:
+        return [s.blocked_until_ms for e in self.effects for s in e.enforcement
+                if s.bot_id == "bot-1"]  # fmt: skip
+
+
+def refuse(*args: object) -> None:
+    raise AssertionError(f"refused {args}")
+
+
+def test_event_time_moves_with_the_newest_event_and_expires_other_accounts() -> None:
+    sink = Sink()
+    catalog = catalog_with_block()
+    part = PartitionState(0, catalog, sink, event_time=True)
+    part.apply(0, one(ev(1, T0), ev(2, T0 + MIN)), 0, refuse)  # the wall clock is ignored
+    assert sink.blocked()[-1] == T0 + MIN + 60_000
+    assert part.next_deadline == T0 + MIN + 60_000
+    # An older event does not move the clock back; another account's later event ends the
+    # block of acme's bot (the timer fires on the clock step, before that event applies).
+    part.apply(1, one(ev(3, T0 + 30_000, tokens=1, account="zeta")), 0, refuse)
+    assert part.clock_ms == T0 + MIN
+    part.apply(2, one(ev(4, T0 + 3 * MIN, tokens=1, account="zeta")), 0, refuse)
+    ended = [s for e in sink.effects for s in e.enforcement if s.account_id == "acme"][-1]
+    assert (ended.blocked_until_ms, ended.updated_at_ms) == (None, T0 + 3 * MIN)
+
+
+def test_a_flushed_and_reloaded_partition_drops_replays_and_republishes_its_states() -> None:
+    catalog = catalog_with_block(threshold=10_000)
+    first = PartitionState(3, catalog, Sink(), event_time=True)
+    first.apply(7, one(ev(1, T0), ev(2, T0 + 1)), 0, refuse)
+    values: dict[bytes, bytes] = {CLOCK_KEY: str(first.clock_ms).encode()}
+    bots: list[bytes] = []
+    for account in first.take_dirty():
+        acct, bot_values = first.serialize(account)
+        assert acct is not None
+        values[account.encode()] = acct
+        bots += [v for k, v in bot_values if k == bot_key("acme", "bot-1")]
+    sink = Sink()
+    again = PartitionState(3, catalog, sink, event_time=True)
+    current = again.load(values.items(), bots, wall_ms=0)
+    assert {s.bot_id for s in current} == {"*", "bot-1"}
+    assert again.clock_ms == T0 + 1
+    again.apply(7, one(ev(1, T0), ev(2, T0 + 1)), 0, refuse)  # the same record again
+    assert again.duplicates == 2
+    state = again.accounts["acme"]
+    assert state.bots["bot-1"].day[0] == 1_200  # counted once
+
+
+def test_a_policy_change_re_decides_the_account_where_it_is_held() -> None:
+    sink = Sink()
+    catalog = catalog_with_block(threshold=10_000)
+    part = PartitionState(0, catalog, sink)
+    part.apply(0, one(ev(1, T0)), T0, refuse)
+    assert sink.blocked() == [None]
+    catalog.apply_policy(None, PolicyRecord(
+        account_id="acme", policy_id="p", metric="tokens", threshold=500, window_seconds=3600,
+        scope="bot", bot_id="bot-1", block={"duration_seconds": 60},
+    ).to_bytes())  # fmt: skip
+    assert part.reevaluate("acme", T0 + 5)
+    assert sink.blocked()[-1] == T0 + 5 + 60_000
+    assert not part.reevaluate("nobody", T0 + 5)
+
+
+def test_the_catalog_keeps_objects_until_a_record_changes_them() -> None:
+    c = Catalog()
+    ps, ts = c.policies("acme"), c.settings("acme")
+    assert c.policies("acme") is ps and c.settings("acme") is ts  # identity: no re-decision
+    c.apply_settings(b"acme", TenantSettingsRecord(account_id="acme", plan="pro").to_bytes())
+    assert c.settings("acme").plan == "pro"
+    c.apply_settings(b"acme", None)  # tombstone: back to the defaults
+    assert c.settings("acme").plan == "free"
+    with pytest.raises(DecodeError) as exc:  # valid Avro, refused by the core
+        c.apply_settings(b"acme", TenantSettingsRecord(
+            account_id="acme", plan="free", auto_downgrade=True).to_bytes())  # fmt: skip
+    assert exc.value.reason == "invalid"
+    catalog = catalog_with_block()
+    assert [p.policy_id for p in catalog.policies("acme").policies] == ["p"]
+    catalog.apply_policy(b"acme/p", None)
+    assert len(catalog.policies("acme")) == 0
+    with pytest.raises(DecodeError):
+        catalog.apply_policy(b"no-slash", None)
+
+
+def test_cap_hits_roll_up_and_survive_the_feed_table() -> None:
+    part = PartitionState(0, Catalog(), Sink())
+    store: dict[bytes, bytes] = {}
+    hit = CapHit("acme", "bot-1", "conv", "text", "daily", "2026-11-18", T0, "h1")
+    assert part.apply_cap_hit(hit, store.get).attempts == 1
+    for key, value, row in part.take_feed():
+        store[key] = value
+        assert decode_row(encode_row(row)) == row
+    assert part.feed_dirty == {}
+    assert part.apply_cap_hit(hit, store.get).attempts == 1  # a retried hit counts once
+    second = CapHit("acme", "bot-1", "conv", "text", "daily", "2026-11-18", T0 + 1, "h2")
+    row = part.apply_cap_hit(second, store.get)
+    assert (row.attempts, row.cta) == (2, "Upgrade to Starter →")
