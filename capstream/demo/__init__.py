@@ -32,6 +32,7 @@ from capstream.demo.display import Counters, Progress
 from capstream.demo.mailcatcher import MailCatcher
 from capstream.demo.processes import ServiceError, Supervisor, wait_until
 from capstream.demo.provision import TenantLogin, provision
+from capstream.errors import KafkaSetupError
 from capstream.simulator import DEMO_TENANTS, Simulator, TenantScenario
 from capstream.streams.local_kafka import LocalKafka, free_port, port_is_free
 from capstream.streams.settings import Settings
@@ -154,12 +155,8 @@ def _run(
         prefix = f"{base.topic_prefix}-demo-{secrets.token_hex(3)}"
         console.print(f"using the Kafka cluster at {bootstrap} (topics {prefix}.*)")
     else:
-        broker = LocalKafka(root, _port(base.kafka_port), _port(base.kafka_controller_port))
-        cleanup.callback(broker.down)
-        with console.status("starting Kafka (the first run downloads its jars with mvn)…"):
-            seconds = broker.up()
+        broker = _start_broker(root, base, console, cleanup)
         bootstrap, prefix, broker_pid = broker.bootstrap, base.topic_prefix, broker.pid()
-        console.print(f"Kafka is up on {bootstrap} ({seconds:.1f}s)")
     admin_key = f"csa_{secrets.token_urlsafe(32)}"
     s = base.model_copy(
         update={
@@ -228,6 +225,29 @@ def _run(
                         lambda: recorder.stats.delivered, lambda: catcher.received)  # fmt: skip
     _watch(progress, supervisor, console, duration, thread)
     return info
+
+
+def _start_broker(root: Path, base: Settings, console: Console, cleanup: ExitStack) -> LocalKafka:
+    """The demo's own broker; if its ports were taken meanwhile, once more on free ones."""
+    ports = (_port(base.kafka_port), _port(base.kafka_controller_port))
+    for attempt in (1, 2):
+        broker = LocalKafka(root, *ports)
+        cleanup.callback(broker.down)
+        try:
+            with console.status("starting Kafka (the first run downloads its jars with mvn)…"):
+                seconds = broker.up()
+        except KafkaSetupError as exc:
+            taken = not all(port_is_free(p) for p in ports)
+            if attempt == 2 or not taken:
+                raise
+            console.print(f"Kafka could not start ({str(exc).splitlines()[0]}); other ports…")
+            broker.down()
+            broker.wipe()
+            ports = (free_port(), free_port())
+            continue
+        console.print(f"Kafka is up on {broker.bootstrap} ({seconds:.1f}s)")
+        return broker
+    raise AssertionError("unreachable")
 
 
 def _watch(
