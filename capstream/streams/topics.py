@@ -89,7 +89,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "FeedRow per account_id/bot_id/conversation_id/local_day",
         ),
     ]
-    for source in (t.usage, t.caphits, t.notifications, t.policies, t.tenants):
+    for source in (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.control, t.feed):
         specs.append(
             TopicSpec(
                 Topics.dlq(source),
