@@ -129,10 +129,11 @@ def run_demo(
             try:
                 info = _run(settings, root, duration, console, cleanup, started, tenants)
             except KeyboardInterrupt:
-                console.print("\nstopping…")
+                pass
             finally:
                 for sig in previous:  # the clean-up runs to the end, whatever the user presses
                     signal.signal(sig, signal.SIG_IGN)
+                console.print("\nstopping the simulator, the services and the broker…")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -102,6 +102,19 @@ def test_a_tenant_trips_a_per_hour_policy_and_edits_its_fallback(browser: Any, d
         "tokens ≥ 2,000 in 1 h · bot shop-bot · email the owner + pause 10 min"
     )
     shot("policy-created")
+    row.get_by_test_id("policy-enabled").uncheck()  # disable, then enable again
+    expect(row).to_have_class(re.compile(r"\boff\b"))
+    expect(row).to_contain_text("disabled")
+    row.get_by_test_id("policy-enabled").check()
+    expect(row).to_contain_text("enabled")
+    row.get_by_role("button", name="Edit").click()
+    expect(page.locator("#p-threshold")).to_have_value("2000")
+    expect(page.locator("#p-bot")).to_have_value("shop-bot")
+    page.fill("#p-threshold", "3000")
+    page.click("#policy-save")
+    expect(row).to_contain_text("tokens ≥ 3,000 in 1 h")
+    expect(row).not_to_have_class(re.compile(r"\boff\b"))
+    shot("policy-edited")
 
     # 3. The simulator's shop-bot trips it: the bot is shown blocked by that policy.
     page.click("a[data-tab=live]")
