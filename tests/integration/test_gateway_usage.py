@@ -11,6 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from capstream.gateway import AsyncUsageRecorder, UsageRecorder, partition_for
+from capstream.gateway.wire import encode_batch, encode_event
 from capstream.streams.records import UsageBatchRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
@@ -58,21 +59,61 @@ def usage(i: int, account: str) -> dict[str, Any]:
     }
 
 
-def test_our_murmur2_places_keys_where_librdkafka_does(kafka_bootstrap: str) -> None:
+def test_our_murmur2_places_events_where_librdkafka_does(kafka_bootstrap: str) -> None:
     topic = f"murmur-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 7, 1)])[topic].result(timeout=30)
+    accounts = [f"acct-{i}" for i in range(300)] + [uuid.uuid4().hex for _ in range(200)]
+    accounts += ["a", "ab", "abc", "ünïcødé-账户", "x" * 199]
+    # A single-event producer in another language: one UsageBatch per event, keyed by the
+    # account, no explicit partition (librdkafka's murmur2_random, Kafka's default, decides).
     producer = Producer(
         {"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random", "log_level": 0}
     )
-    keys = [f"acct-{i}" for i in range(300)] + [uuid.uuid4().hex for _ in range(200)]
-    keys += ["", "a", "ab", "abc", "ünïcødé-账户", "x" * 199]
-    for key in keys:  # no explicit partition: librdkafka's murmur2_random decides
-        producer.produce(topic, b"v", key.encode())
+    for n, account in enumerate(accounts):
+        single = encode_batch(f"single-{n}", "other", 0, [_body(usage(n, account))])
+        producer.produce(topic, single, account.encode())
     assert producer.flush(30) == 0
-    landed = {m.key().decode(): m.partition() for m in read_topic(kafka_bootstrap, topic)}
-    assert len(landed) == len(keys)
-    assert {k: partition_for(k.encode(), 7) for k in keys} == landed
+    # ...and our recorder, which computes the partition itself and names it explicitly.
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, usage_partitions=7)
+    with UsageRecorder(settings, topic=topic, producer_name="ours") as recorder:
+        for n, account in enumerate(accounts):
+            recorder.record(**usage(10_000 + n, account))
+
+    theirs: dict[str, int] = {}
+    ours: dict[str, set[int]] = {}
+    for msg in read_topic(kafka_bootstrap, topic):
+        batch = UsageBatchRecord.from_bytes(msg.value())
+        for event in batch.events:
+            if batch.producer == "other":
+                theirs[event.account_id] = msg.partition()
+            else:
+                ours.setdefault(event.account_id, set()).add(msg.partition())
+    assert len(theirs) == len(ours) == len(accounts)
+    assert {a: partition_for(a.encode(), 7) for a in accounts} == theirs
+    assert {a: {p} for a, p in theirs.items()} == ours
+
+
+def _body(event: dict[str, Any]) -> bytes:
+    full = {"conversation_started": False, "occurred_at_ms": 1, "attributes": None, **event}
+    return encode_event(*(full[f] for f in EVENT_FIELDS))
+
+
+EVENT_FIELDS = (
+    "event_id",
+    "account_id",
+    "bot_id",
+    "conversation_id",
+    "category",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "messages",
+    "conversation_started",
+    "credits_micro",
+    "occurred_at_ms",
+    "attributes",
+)
 
 
 def test_recorded_usage_is_in_the_usage_topic_exactly_once_after_flush(topics: Settings) -> None:
