@@ -204,6 +204,7 @@ class App {
   }
 
   toast(message) {
+    for (const old of document.querySelectorAll(".toast")) old.remove();  // one at a time
     const t = h("div", { class: "toast", role: "status", text: message });
     document.body.append(t);
     setTimeout(() => t.remove(), 4000);
