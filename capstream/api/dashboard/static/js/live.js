@@ -78,7 +78,10 @@ function meter(labelLeft, labelRight, ratio, marker, cls, sub, extra) {
 
 function policyMeters(policies) {
   if (!policies.length) return [h("p", { class: "empty", text: "No policies yet — add one under Policies." })];
-  return policies.map((p) => {
+  const note = h("p", { class: "hint", text: "Usage in each policy's rolling window as stored in " +
+    "ClickHouse. A new or re-enabled policy counts from that moment, so at first it can show " +
+    "more than it enforces." });
+  return [...policies.map((p) => {
     const ratio = p.used / p.threshold;
     const cls = !p.enabled ? "" : p.breached ? "over" : ratio >= 0.8 ? "hot" : "";
     const status = !p.enabled ? h("span", { class: "badge grey", text: "disabled" })
@@ -90,7 +93,7 @@ function policyMeters(policies) {
     const sub = bots.length > 1 || (bots.length && p.scope === "account_total")
       ? bots.map(([b, v]) => `${b} ${p.metric === "credits" ? credits(v) : num(v)}`).join(" · ") : null;
     return meter(left, right, ratio, null, cls, sub, { "data-testid": `policy-meter-${p.policy_id}` });
-  });
+  }), note];
 }
 
 function capMeters(caps, projections, now, tz, onCta) {
@@ -102,8 +105,12 @@ function capMeters(caps, projections, now, tz, onCta) {
     const cls = p.cap_reached ? "over" : p.projected_over_cap ? "hot" : "";
     const end = p.period === "daily" ? "midnight" : "month end";
     let sub;
+    const pausedToday = p.period === "monthly" && caps.some((d) => d.projection.category === p.category
+      && d.projection.period === "daily" && d.projection.cap_reached);
     if (p.cap_reached) {
       sub = [`Cap reached — AI paused until ${until(p.period_end_ms, now, tz)}. `];
+    } else if (pausedToday) {
+      sub = ["Paused until midnight by the daily cap; the month resumes then. "];
     } else if (p.reaches_cap_at_ms) {
       sub = [`At this pace (${credits(p.rate_micro_per_hour)}/h) the cap is reached at ${until(p.reaches_cap_at_ms, now, tz)}. `];
     } else {
