@@ -317,7 +317,9 @@ def throughput(
     return proc, port
 
 
-def latency(settings: Settings, port: int, rate: int, seconds: float) -> None:
+def latency(
+    settings: Settings, port: int, pid: int, rate: int, seconds: float, verbose: bool
+) -> None:
     arrived: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -338,6 +340,7 @@ def latency(settings: Settings, port: int, rate: int, seconds: float) -> None:
     with UsageRecorder(settings, linger_ms=5) as rec:
         start = time.perf_counter()
         next_probe = start
+        next_report = start + 2
         i = 0
         while (now := time.perf_counter()) - start < seconds:
             load.record(rec, per_slice)
@@ -355,6 +358,16 @@ def latency(settings: Settings, port: int, rate: int, seconds: float) -> None:
                 )
                 i += 1
                 next_probe += 0.05
+            if verbose and now >= next_report:
+                m = metrics(port)
+                lag = sum(v for k, v in m.items() if k.startswith("capstream_processor_lag{"))
+                print(
+                    f"  t={now - start:4.1f}s sent={load.n:,} worker events="
+                    f"{m.get('capstream_processor_events_total', 0):,.0f} lag={lag:,.0f} records "
+                    f"cpu={cpu_seconds(pid):.1f}s",
+                    flush=True,
+                )
+                next_report += 2
             i_slice = int((time.perf_counter() - start) / slice_s) + 1
             pause = start + i_slice * slice_s - time.perf_counter()
             if pause > 0:
@@ -417,6 +430,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--naive-seconds", type=float, default=20.0)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="print the worker's lag as it goes")
     args = parser.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     with cluster() as bootstrap, tempfile.TemporaryDirectory() as tmp:
@@ -430,7 +444,7 @@ def main(argv: list[str]) -> None:
         profile = Path(tmp) / "worker.prof" if args.profile else None
         proc, port = throughput(settings, args.events, profile)
         try:
-            latency(settings, port, args.rate, args.latency_seconds)
+            latency(settings, port, proc.pid, args.rate, args.latency_seconds, args.verbose)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
