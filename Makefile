@@ -33,8 +33,11 @@ integration: $(STAMP)
 test: lint typecheck $(STAMP)
 	$(BIN)/pytest tests
 
+# The suite: capstream, its peers and the limits around it on one broker (< 15 min; results
+# in bench-results/<timestamp>/). `capstream bench --quick` takes < 3 min.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/capstream bench
 
 kafka-up: $(STAMP)
 	$(BIN)/capstream kafka up

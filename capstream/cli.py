@@ -286,6 +286,26 @@ def gate(
     gate_command(load_settings(), account, bot, conversation, category, timeout, out)
 
 
+@app.command("bench")
+def bench(
+    quick: Annotated[bool, typer.Option(help="Small backlog, short phases (< 3 min).")] = False,
+    events: Annotated[int | None, typer.Option(min=1000, help="Backlog size.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated workload.")] = 7,
+    peers: Annotated[str, typer.Option(help="Peers to run: faust,quix (or none).")] = "faust,quix",
+    components: Annotated[
+        bool | None, typer.Option(help="Also run benchmarks/bench_*.py (default: full only).")
+    ] = None,
+    profile: Annotated[bool, typer.Option(help="cProfile the max-rate worker.")] = False,
+    out_dir: Annotated[str, typer.Option("--out", help="Results folder.")] = "bench-results",
+) -> None:
+    """Benchmark capstream against its peers on one broker and stream; write bench-results/."""
+    from capstream.bench import run_bench
+    from capstream.bench.options import from_cli
+
+    options = from_cli(quick, events, seed, peers, components, profile, out_dir)
+    run_bench(load_settings(), options, out, " ".join(["capstream", *sys.argv[1:]]))
+
+
 def main() -> None:
     """Entry point: run the CLI and turn capstream errors into one clear message."""
     try:

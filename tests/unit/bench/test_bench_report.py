@@ -1,0 +1,136 @@
+"""The report: ratios only between correct runs, summary.md, the printed tables, PNG charts."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from capstream.bench import charts, report
+from capstream.bench.ceilings import Backlog
+from capstream.bench.options import BenchError, BenchOptions, from_cli
+
+
+def check(expected: int, missing: int = 0, extra: int = 0) -> dict[str, Any]:
+    return {"expected": expected, "got": expected - missing + extra, "missing": missing,
+            "extra": extra, "correct": not (missing or extra)}  # fmt: skip
+
+
+def system(events_per_s: float, cpu: float, verdict: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return {"events": 100_000, "records": 400, "seconds": 100_000 / events_per_s,
+            "events_per_s": events_per_s, "records_per_s": events_per_s / 250,
+            "events_per_cpu_s": cpu, "peak_rss_mib": 300.0, "complete": True,
+            "check": verdict, **kw}  # fmt: skip
+
+
+@pytest.fixture
+def results() -> dict[str, Any]:
+    return {
+        "meta": {"timestamp": "20260101-000000", "mode": "quick", "cpus": 2,
+                 "load_avg_start": [3.5, 3.0, 2.0], "load_avg_end": [4.25, 3.0, 2.0],
+                 "python": "3.11.7", "broker": "local Kafka 4.4.0", "duration_s": 170.0,
+                 "command": "capstream bench --quick"},
+        "workload": {"seed": 7, "events": 100_000, "accounts": 1000, "bots": 10,
+                     "zipf_accounts": 1.1, "zipf_bots": 1.0, "partitions": 4,
+                     "threshold_tokens": 500_000, "window_ms": 3_600_000,
+                     "step_ms": 1_800_000, "span_s": 3333.0, "records": 400,
+                     "events_per_record": 250.0},
+        "produce": {"sdk": {"events_per_s": 60_000.0, "records": 400, "seconds": 1.6},
+                    "broker": {"events_per_s": 1e6, "records_per_s": 4000.0,
+                               "mib_per_s": 80.0}},
+        "ceilings": {"aiokafka_decode": {"events": 100_000, "records": 400, "seconds": 1.0,
+                                         "passes": 1, "events_per_s": 100_000.0,
+                                         "records_per_s": 400.0}},
+        "systems": {
+            "capstream": system(20_000.0, 25_000.0, check(5_000), committed_seconds=7.0),
+            "faust": system(2_000.0, 2_500.0, check(40), durable_seconds=60.0),
+            "quix": system(5_000.0, 5_000.0, check(40, missing=3, extra=1)),
+        },
+        "latency": [{"offered_rate": 1000, "achieved_rate": 1001.0, "p50_ms": 20.0,
+                     "p95_ms": 40.0, "p99_ms": 55.5, "max_ms": 70.0, "decided": 40,
+                     "probes": 40, "overshoot_p50_msgs": 0.0, "overshoot_p95_msgs": 1.0,
+                     "overshoot_max_msgs": 2, "worker_cores_per_10k": 0.5,
+                     "worker_rss_mib": 150.0, "probe_rate_msgs_per_s": 20.0,
+                     "probe_threshold_msgs": 10}],
+        "components": {},
+        "errors": {},
+    }  # fmt: skip
+
+
+def test_ratios_compare_capstream_with_correct_peers_only(results: dict[str, Any]) -> None:
+    r = report.ratios(results)
+    assert r["capstream/faust"] == {"events_per_s": 10.0, "events_per_cpu_s": 10.0}
+    assert "incorrect" in r["capstream/quix"]["note"]
+    assert r["capstream/aiokafka_decode"] == {"events_per_s": 0.2}
+
+
+def test_nothing_is_compared_when_capstream_itself_is_incorrect(
+    results: dict[str, Any],
+) -> None:
+    results["systems"]["capstream"]["check"] = check(5_000, missing=1)
+    assert list(report.ratios(results)) == ["note"]
+    assert "INCORRECT (1 missing, 0 extra of 5,000)" in report.summary_markdown(results)
+
+
+def test_summary_shows_every_figure_and_marks_the_incorrect_run(results: dict[str, Any]) -> None:
+    md = report.summary_markdown(results)
+    assert "load average 3.5 at start and 4.2 at end" in md
+    assert "`capstream bench --quick`" in md
+    assert "| capstream worker | 20,000 |" in md
+    assert "correct (5,000)" in md
+    assert "| Quix Streams (hopping window) | 5,000 |" in md
+    assert "INCORRECT (3 missing, 1 extra of 40)" in md
+    assert "| capstream/faust | 10.00× | 10.00× |" in md
+    assert "quix incorrect or unchecked: not compared" in md
+    assert "| 1,000 | 1,001 | 20.0 | 40.0 | 55.5 | 70.0 | 40/40 | 0/1/2 | 0.50 | 150 |" in md
+    results["errors"] = {"quix": "could not prepare the Quix Streams peer"}
+    assert "- quix: could not prepare the Quix Streams peer" in report.summary_markdown(results)
+
+
+def test_the_printed_tables_hold_the_same_rows(results: dict[str, Any]) -> None:
+    console = Console(width=200, record=True)
+    for table in report.rich_tables(results):
+        console.print(table)
+    text = console.export_text()
+    assert "capstream worker" in text
+    assert "INCORRECT" in text
+    assert "10.00×" in text
+
+
+def test_charts_are_png_files_even_with_an_incorrect_peer_and_no_latency(
+    results: dict[str, Any], tmp_path: Path
+) -> None:
+    charts.throughput_chart(results, tmp_path / "throughput.png")
+    charts.latency_chart(results, tmp_path / "latency.png")
+    for name in ("throughput.png", "latency.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(data) > 10_000
+    empty = copy.deepcopy(results)
+    empty["latency"] = []
+    charts.latency_chart(empty, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_backlog_offsets_turn_into_event_prefixes() -> None:
+    backlog = Backlog([[b"a", b"b", b"c"], [b"d"]], [[5, 7, 1], [4]], 17, 4)
+    assert backlog.records == 4
+    assert backlog.events_before([2, 0]) == [12, 0]
+    assert backlog.events_before([3, 1]) == [13, 4]
+
+
+def test_options_presets_and_flags() -> None:
+    quick, full = BenchOptions.quick(), BenchOptions.full()
+    assert quick.events < full.events
+    assert quick.worker_max_s + 2 * quick.peer_max_s < full.worker_max_s
+    assert not quick.components
+    opts = from_cli(True, 5_000, 3, "none", True, False, "out")
+    assert (opts.mode, opts.events, opts.seed, opts.peers, opts.components) == (
+        "quick", 5_000, 3, (), True)  # fmt: skip
+    with pytest.raises(BenchError, match="unknown peers"):
+        from_cli(False, None, 7, "flink", None, False, "out")
+    with pytest.raises(BenchError, match="events must be at least"):
+        BenchOptions.full(events=10)
