@@ -138,7 +138,7 @@ async def _consume(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records = events = size = passes = 0
-        first = elapsed = 0.0
+        first = elapsed = cpu0 = 0.0
         # Whole passes over the topic until it has read for min_s (a small topic is read in
         # milliseconds), stopping anyway at max_s.
         while elapsed < min(min_s, max_s):
@@ -146,7 +146,7 @@ async def _consume(
             while pos != ends and elapsed <= max_s:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
                 if not first and batch:
-                    first = time.perf_counter()
+                    first, cpu0 = time.perf_counter(), time.process_time()
                 for tp, msgs in batch.items():
                     for m in msgs:
                         if decode:
@@ -160,9 +160,11 @@ async def _consume(
                 elapsed = time.perf_counter() - first if first else 0.0
             passes += pos == ends
             await consumer.seek_to_beginning(*tps)
+        cpu = time.process_time() - cpu0
     finally:
         await consumer.stop()
     return {"events": events, "records": records, "seconds": elapsed, "passes": passes,
+            "cpu_s": cpu, "events_per_cpu_s": events / cpu if cpu else None,
             "events_per_s": events / elapsed, "records_per_s": records / elapsed,
             "mib_per_s": size / elapsed / 2**20, "complete": passes > 0}  # fmt: skip
 

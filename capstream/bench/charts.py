@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 from capstream.bench.options import Figures
 from capstream.bench.report import correct
@@ -22,7 +23,8 @@ def _bars(results: Figures) -> list[tuple[str, float, float | None, str]]:
     names = {"aiokafka_raw": "aiokafka consume\n(no decoding)",
              "aiokafka_decode": "aiokafka consume\n+ decode"}  # fmt: skip
     for name, fig in results.get("ceilings", {}).items():
-        bars.append((names.get(name, name), fig["events_per_s"], None, "ceiling"))
+        bars.append((names.get(name, name), fig["events_per_s"], fig.get("events_per_cpu_s"),
+                     "ceiling"))  # fmt: skip
     for name, fig in results.get("systems", {}).items():
         label = {"capstream": "capstream worker", "faust": "Faust (naive)",
                  "quix": "Quix Streams"}.get(name, name)  # fmt: skip
@@ -56,6 +58,7 @@ def throughput_chart(results: Figures, path: Path) -> None:
             )
         ax.set_title(title)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
         ax.set_xlim(
             max(1.0, min(v for v in values if v) / 3) if any(values) else 1, max([*values, 10]) * 4
         )
@@ -86,6 +89,7 @@ def latency_chart(results: Figures, path: Path) -> None:
                         label=key.replace("_ms", ""))  # fmt: skip
         ax1.bar_label(rects, [f"{v:,.0f}" for v in values], fontsize=8, padding=2)
     ax1.set_yscale("log")
+    ax1.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     ax1.set_ylabel("ms (record() → block visible to a gateway)")
     ax1.set_xticks(
         x, [f"{r['offered_rate']:,} ev/s\n(got {r['achieved_rate']:,.0f})" for r in rows]

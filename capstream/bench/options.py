@@ -39,7 +39,7 @@ class BenchOptions:
     produce_test_s: float = 4.0
     rates: tuple[int, ...] = (1_000, 5_000, 20_000)
     rate_seconds: float = 20.0
-    probes_per_s: float = 10.0
+    probes_per_s: float = 5.0
     peers: tuple[str, ...] = ("faust", "quix")
     components: bool = True
     profile: bool = False

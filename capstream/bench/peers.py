@@ -81,6 +81,7 @@ def run_peer(
         "partitions": len(backlog.values),
         "ends": [len(v) for v in backlog.values],
         "max_s": max_s,
+        "flush_timeout_s": max_s,
         "threshold": threshold,
         "window_ms": window_ms,
         "step_ms": step_ms,
@@ -125,7 +126,8 @@ def run_peer(
         "events_per_cpu_s": r["events"] / r["cpu_s"] if r["cpu_s"] else None,
         "peak_rss_mib": r["peak_rss_mib"], "decisions": r["decisions"],
         "startup_s": r["first_event_at"] - launched,
-        "exit_s": ended - r["first_event_at"] - r["durable_s"], "cut": r["cut"],
+        "exit_s": ended - r["first_event_at"] - (r["durable_s"] or r["processed_s"]),
+        "cut": r["cut"],
     }  # fmt: skip
     return figures, crossings
 

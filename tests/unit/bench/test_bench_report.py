@@ -134,3 +134,18 @@ def test_options_presets_and_flags() -> None:
         from_cli(False, None, 7, "flink", None, False, "out")
     with pytest.raises(BenchError, match="events must be at least"):
         BenchOptions.full(events=10)
+
+
+def test_the_workers_histogram_is_read_per_phase_from_two_scrapes() -> None:
+    from capstream.bench.latency import _bucket_quantile
+
+    name = "capstream_processor_decision_latency_seconds"
+    before = {f'{name}_bucket{{le="0.1"}}': 90.0, f'{name}_bucket{{le="1.0"}}': 100.0,
+              f'{name}_bucket{{le="+Inf"}}': 100.0, f"{name}_count": 100.0}  # fmt: skip
+    # This phase: 10 decisions within 100 ms, 60 within a second, 40 slower.
+    after = {f'{name}_bucket{{le="0.1"}}': 100.0, f'{name}_bucket{{le="1.0"}}': 160.0,
+             f'{name}_bucket{{le="+Inf"}}': 200.0, f"{name}_count": 200.0}  # fmt: skip
+    assert _bucket_quantile(before, after, 0.1) == 100.0
+    assert _bucket_quantile(before, after, 0.5) == 1000.0
+    assert _bucket_quantile(before, after, 0.99) is None  # beyond the last finite bucket
+    assert _bucket_quantile(after, after, 0.5) is None  # no decision in the phase
