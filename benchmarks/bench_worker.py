@@ -296,29 +296,40 @@ def throughput(
         time.sleep(0.02)
     t0 = time.perf_counter()
     cpu0 = cpu_seconds(proc.pid)
+    while metrics(port).get("capstream_processor_events_total", 0) < n:
+        time.sleep(0.05)
+    dt = time.perf_counter() - t0  # every event applied and its decisions produced
+    cpu = cpu_seconds(proc.pid) - cpu0
     group = f"{settings.topic_prefix}.processors"
     while not committed_to_end(settings, group):
         time.sleep(0.1)
-    dt = time.perf_counter() - t0
-    cpu = cpu_seconds(proc.pid) - cpu0
+    committed = time.perf_counter() - t0
     m = metrics(port)
     states = m.get('capstream_processor_published_total{kind="state"}', 0)
     notes = m.get('capstream_processor_published_total{kind="notification"}', 0)
     print(
         f"worker: {n / dt:,.0f} events/s, {records / dt:,.0f} records/s end to end "
-        f"({dt:.1f} s for {n:,} events; first event -> offsets committed after the state and "
-        f"decisions were acknowledged); RSS {rss_mib(proc.pid):,.0f} MiB; "
+        f"({dt:.1f} s from the first event until all {n:,} were applied and their decisions "
+        f"produced; offsets committed, after the state was durable, at {committed:.1f} s); "
+        f"RSS {rss_mib(proc.pid):,.0f} MiB; "
         f"{states:,.0f} control states, {notes:,.0f} notifications, "
         f"{m.get('capstream_processor_flushes_total', 0):,.0f} flushes writing "
         f"{m.get('capstream_processor_flushed_values_total', 0):,.0f} table values; "
-        f"worker CPU {cpu:.1f} s = {n / cpu:,.0f} events per CPU-second",
+        f"worker CPU {cpu:.1f} s = {n / cpu:,.0f} events per CPU-second (the machine is shared: "
+        f"the worker got {cpu / dt:.0%} of a core)",
         flush=True,
     )
     return proc, port
 
 
 def latency(
-    settings: Settings, port: int, pid: int, rate: int, seconds: float, verbose: bool
+    settings: Settings,
+    port: int,
+    pid: int,
+    rate: int,
+    seconds: float,
+    verbose: bool,
+    linger_ms: float,
 ) -> None:
     arrived: dict[str, float] = {}
     lock = threading.Lock()
@@ -337,7 +348,7 @@ def latency(
     load = Load(seed=2)
     slice_s = 0.01
     per_slice = max(1, int(rate * slice_s))
-    with UsageRecorder(settings, linger_ms=5) as rec:
+    with UsageRecorder(settings, linger_ms=linger_ms) as rec:
         start = time.perf_counter()
         next_probe = start
         next_report = start + 2
@@ -364,6 +375,7 @@ def latency(
                 print(
                     f"  t={now - start:4.1f}s sent={load.n:,} worker events="
                     f"{m.get('capstream_processor_events_total', 0):,.0f} lag={lag:,.0f} records "
+                    f"sdk queued={rec.stats.queued:,} in flight={rec.stats.in_flight:,} "
                     f"cpu={cpu_seconds(pid):.1f}s",
                     flush=True,
                 )
@@ -381,13 +393,17 @@ def latency(
         print("latency: no probe decision arrived")
         return
     p50 = statistics.median(lat)
+    p90 = lat[min(len(lat) - 1, int(0.90 * len(lat)))]
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    slow = sum(1 for x in lat if x > 100)
     name = "capstream_processor_decision_latency_seconds"
     after = metrics(port)
     m = {k: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(name)}
     print(
-        f"latency at {load.n / elapsed:,.0f} events/s: {len(lat)}/{len(sent)} probe decisions; "
-        f"event -> decision in a gateway's view p50 {p50:.1f} ms, p99 {p99:.1f} ms, max "
+        f"latency at {load.n / elapsed:,.0f} events/s (SDK linger {linger_ms:g} ms): "
+        f"{len(lat)}/{len(sent)} probe decisions; "
+        f"event -> decision in a gateway's view p50 {p50:.1f} ms, p90 {p90:.1f} ms, "
+        f"p99 {p99:.1f} ms ({slow} over 100 ms), max "
         f"{lat[-1]:.1f} ms; worker histogram (occurred_at -> decision acked) p50 <= "
         f"{histogram_quantile(m, name, 0.5) * 1000:.0f} ms, p99 <= "
         f"{histogram_quantile(m, name, 0.99) * 1000:.0f} ms",
@@ -427,6 +443,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=600_000)
     parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument(
+        "--linger", type=float, default=5.0, help="UsageRecorder linger (ms), latency phase"
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--naive-seconds", type=float, default=20.0)
     parser.add_argument("--profile", action="store_true")
@@ -444,13 +463,17 @@ def main(argv: list[str]) -> None:
         profile = Path(tmp) / "worker.prof" if args.profile else None
         proc, port = throughput(settings, args.events, profile)
         try:
-            latency(settings, port, proc.pid, args.rate, args.latency_seconds, args.verbose)
+            latency(
+                settings, port, proc.pid, args.rate, args.latency_seconds, args.verbose, args.linger
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
         if profile is not None and profile.exists():
             print("worker profile (whole run), top functions by own time:")
             pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
+            print("... and by cumulative time:")
+            pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(40)
         naive(settings, args.naive_seconds)
 
 

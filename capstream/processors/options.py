@@ -16,9 +16,9 @@ class WorkerOptions:
 
     group_id: str | None = None
     """Faust app id (consumer group, changelog prefix); None = ``<topic prefix>.processors``."""
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = 2.0
     """Write every dirty usage state once per interval (RocksDB + changelog), then ack..."""
-    flush_share: float = 0.2
+    flush_share: float = 0.1
     """...but spend at most this share of the time flushing: a flush costs ~0.1 ms per dirty
     value (serialising the core's state), so under load the interval stretches..."""
     flush_events: int = 1_000_000

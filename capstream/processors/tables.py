@@ -8,8 +8,10 @@ broker has acknowledged them, the store's persisted offset moves to the last one
 own changelog callback does: a restart's recovery then reads only newer changelog records.
 
 Faust's ``send_changelog`` goes through its producer buffer one message at a time (measured:
-a few thousand values a second, with "producer buffer full" stalls), so the values go to the
-same underlying aiokafka producer as whole batches instead.
+a few thousand values a second, with "producer buffer full" stalls), so the values go as
+whole batches through a producer of their own: decisions then never queue behind a flush's
+megabytes on the way to the broker (measured: p99 event-to-decision latency 0.96 s -> see
+the README's figures).
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from faust.types import TP
 class TableStore:
     """One Faust table (bytes keys and values, RocksDB store) addressed by partition."""
 
-    def __init__(self, app: Any, table: Any) -> None:
-        self.app = app
+    def __init__(self, table: Any) -> None:
         self.table = table
 
     @property
@@ -48,7 +49,7 @@ class TableStore:
             if key != offset_key:
                 yield bytes(key), bytes(value)
 
-    async def write(self, partition: int, values: list[tuple[bytes, bytes]]) -> Any:
+    async def write(self, partition: int, values: list[tuple[bytes, bytes]], producer: Any) -> Any:
         """Put ``values`` into the partition's database and hand them to the producer; returns
         an awaitable that completes once the broker has them all (and the persisted offset
         moved). Await it before acking the source records the values include."""
@@ -58,8 +59,6 @@ class TableStore:
         for key, value in values:
             batch.put(key, value)
         self._db(partition).write(batch)
-        # The same aiokafka producer Faust flushes before it commits offsets.
-        producer = self.app.producer._ensure_producer()
         topic = self.table.changelog_topic.get_topic_name()
         futures: list[tuple[asyncio.Future[Any], int]] = []
         builder = producer.create_batch()

@@ -33,6 +33,11 @@ class _Worker(faust.Worker):
         self._stop_task: asyncio.Future[None] | None = None
         super().__init__(processors.app, **kw)
 
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        # Faust's default installs a terminal spinner and sets the root logger to DEBUG, so
+        # every debug line of aiokafka is formatted and handled (measured: ~5% of the CPU).
+        logger.setLevel(level or logging.WARNING)
+
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()
         for sig in (signal.SIGINT, signal.SIGTERM):
