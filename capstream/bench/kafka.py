@@ -58,9 +58,16 @@ def deployment(base: Settings, bootstrap: str, data_dir: Path, partitions: int) 
 
 
 def create_topic(settings: Settings, name: str, partitions: int) -> None:
-    """Create one plain topic (the peers' decisions, the produce test's target)."""
+    """Create one plain topic (the peers' decisions, the produce test's target).
+
+    Time retention is off: a peer may stamp its decisions with event time (Quix stamps a
+    window's result with the window's start), and the backlog's event time is months in the
+    past, so the broker's 7-day retention would delete them before they are read back.
+    """
     admin = kafka_admin.AdminClient({**settings.librdkafka_config(), "log_level": 0})
-    topic = kafka_admin.NewTopic(name, partitions, settings.replication_factor)  # type: ignore[attr-defined]
+    topic = kafka_admin.NewTopic(  # type: ignore[attr-defined]
+        name, partitions, settings.replication_factor, config={"retention.ms": "-1"}
+    )
     fut = admin.create_topics([topic])[name]
     try:
         fut.result(timeout=30)

@@ -25,7 +25,7 @@ LABELS = {
 THROUGHPUT_HEADER = ["system", "events/s", "records/s", "events/CPU-s", "peak RSS MiB",
                      "processed", "durable after", "decisions"]  # fmt: skip
 LATENCY_HEADER = ["offered ev/s", "achieved ev/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                  "decided", "overshoot msgs p50/p95/max", "worker cores /10k ev/s",
+                  "decided", "overshoot msgs p50/p95/max", "worker cores (per 10k ev/s)",
                   "worker RSS MiB"]  # fmt: skip
 
 
@@ -91,7 +91,7 @@ def throughput_rows(results: Figures) -> list[Row]:
 
 def _done(fig: Figures) -> str:
     if "passes" in fig:
-        state = f"{fig['passes']} passes"
+        state = f"{fig['passes']} pass{'es' if fig['passes'] != 1 else ''}"
     else:
         state = "all" if fig.get("complete") else "limit"
     return f"{fig['events']:,} in {fig['seconds']:.1f} s ({state})"
@@ -131,7 +131,8 @@ def latency_rows(results: Figures) -> list[Row]:
         over = "/".join(_num(f[k]) for k in keys)
         rows.append([_num(f["offered_rate"]), _num(f["achieved_rate"]), _num(f["p50_ms"], 1),
                      _num(f["p95_ms"], 1), _num(f["p99_ms"], 1), _num(f["max_ms"], 1),
-                     f"{f['decided']}/{f['probes']}", over, _num(f["worker_cores_per_10k"], 2),
+                     f"{f['decided']}/{f['probes']}", over,
+                     f"{f['worker_cores']:.2f} ({f['worker_cores_per_10k']:.2f})",
                      _num(f["worker_rss_mib"])])  # fmt: skip
     return rows
 

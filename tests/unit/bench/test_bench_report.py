@@ -52,7 +52,7 @@ def results() -> dict[str, Any]:
         "latency": [{"offered_rate": 1000, "achieved_rate": 1001.0, "p50_ms": 20.0,
                      "p95_ms": 40.0, "p99_ms": 55.5, "max_ms": 70.0, "decided": 40,
                      "probes": 40, "overshoot_p50_msgs": 0.0, "overshoot_p95_msgs": 1.0,
-                     "overshoot_max_msgs": 2, "worker_cores_per_10k": 0.5,
+                     "overshoot_max_msgs": 2, "worker_cores": 0.05, "worker_cores_per_10k": 0.5,
                      "worker_rss_mib": 150.0, "probe_rate_msgs_per_s": 20.0,
                      "probe_threshold_msgs": 10}],
         "components": {},
@@ -85,7 +85,7 @@ def test_summary_shows_every_figure_and_marks_the_incorrect_run(results: dict[st
     assert "INCORRECT (3 missing, 1 extra of 40)" in md
     assert "| capstream/faust | 10.00× | 10.00× |" in md
     assert "quix incorrect or unchecked: not compared" in md
-    assert "| 1,000 | 1,001 | 20.0 | 40.0 | 55.5 | 70.0 | 40/40 | 0/1/2 | 0.50 | 150 |" in md
+    assert "| 1,000 | 1,001 | 20.0 | 40.0 | 55.5 | 70.0 | 40/40 | 0/1/2 | 0.05 (0.50) | 150 |" in md
     results["errors"] = {"quix": "could not prepare the Quix Streams peer"}
     assert "- quix: could not prepare the Quix Streams peer" in report.summary_markdown(results)
 
