@@ -212,7 +212,7 @@ def worker(
     flush_interval: Annotated[
         float,
         typer.Option(envvar="CAPSTREAM_WORKER_FLUSH_INTERVAL", help="Write dirty state every (s)."),
-    ] = 1.0,
+    ] = 2.0,
     event_time: Annotated[
         bool,
         typer.Option(
