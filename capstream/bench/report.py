@@ -66,7 +66,11 @@ def ratios(results: Figures) -> Figures:
                                     "events_per_cpu_s": cpu}  # fmt: skip
     for name, fig in results.get("ceilings", {}).items():
         if fig.get("events_per_s"):
-            out[f"capstream/{name}"] = {"events_per_s": cap["events_per_s"] / fig["events_per_s"]}
+            out[f"capstream/{name}"] = {
+                "events_per_s": cap["events_per_s"] / fig["events_per_s"],
+                "events_per_cpu_s": (cap.get("events_per_cpu_s") or 0)
+                / (fig.get("events_per_cpu_s") or float("inf")),
+            }
     return out
 
 

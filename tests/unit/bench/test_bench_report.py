@@ -43,6 +43,7 @@ def results() -> dict[str, Any]:
                                "mib_per_s": 80.0}},
         "ceilings": {"aiokafka_decode": {"events": 100_000, "records": 400, "seconds": 1.0,
                                          "passes": 1, "events_per_s": 100_000.0,
+                                         "events_per_cpu_s": 125_000.0,
                                          "records_per_s": 400.0}},
         "systems": {
             "capstream": system(20_000.0, 25_000.0, check(5_000), committed_seconds=7.0),
@@ -64,7 +65,7 @@ def test_ratios_compare_capstream_with_correct_peers_only(results: dict[str, Any
     r = report.ratios(results)
     assert r["capstream/faust"] == {"events_per_s": 10.0, "events_per_cpu_s": 10.0}
     assert "incorrect" in r["capstream/quix"]["note"]
-    assert r["capstream/aiokafka_decode"] == {"events_per_s": 0.2}
+    assert r["capstream/aiokafka_decode"] == {"events_per_s": 0.2, "events_per_cpu_s": 0.2}
 
 
 def test_nothing_is_compared_when_capstream_itself_is_incorrect(
