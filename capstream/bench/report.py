@@ -159,12 +159,12 @@ def summary_markdown(results: Figures) -> str:
         f"# capstream benchmark — {m['timestamp']} ({m['mode']})",
         f"{m['cpus']} CPUs, load average {la0[0]:.1f} at start and {la1[0]:.1f} at end "
         f"(other work on the machine shares the CPUs: figures are indicative); "
-        f"{m['broker']}; Python {m['python']}; {m['duration_s']:.0f} s in all. "
+        f"{m.get('broker', 'no broker')}; Python {m['python']}; {m['duration_s']:.0f} s in all. "
         f"Reproduce: `{m['command']}`.",
         f"Workload (seed {w['seed']}): {w['events']:,} usage events, {w['accounts']:,} accounts "
         f"× {w['bots']} bots (Zipf {w['zipf_accounts']} / {w['zipf_bots']}), "
-        f"{w['partitions']} partitions, {w['records']:,} UsageBatch records "
-        f"({w['events_per_record']:.0f} events/record), event time spanning "
+        f"{w['partitions']} partitions, {w.get('records', 0):,} UsageBatch records "
+        f"({w.get('events_per_record', 0):.0f} events/record), event time spanning "
         f"{w['span_s'] / 3600:.1f} h; peers' job: tokens per bot ≥ {w['threshold_tokens']:,} in "
         f"hopping {w['window_ms'] // 60_000}-minute windows every {w['step_ms'] // 60_000} "
         "minutes; capstream: 5 policies per account and caps in 4 categories.",

@@ -150,3 +150,20 @@ def test_the_workers_histogram_is_read_per_phase_from_two_scrapes() -> None:
     assert _bucket_quantile(before, after, 0.5) == 1000.0
     assert _bucket_quantile(before, after, 0.99) is None  # beyond the last finite bucket
     assert _bucket_quantile(after, after, 0.5) is None  # no decision in the phase
+
+
+def test_a_run_that_failed_early_still_gets_a_summary_and_charts(
+    results: dict[str, Any], tmp_path: Path
+) -> None:
+    results["meta"].pop("broker")
+    for key in ("records", "events_per_record"):
+        results["workload"].pop(key)
+    for key in ("produce", "ceilings", "systems", "components"):
+        results[key] = {}
+    results["latency"] = []
+    results["errors"] = {"suite": "KafkaSetupError: `mvn` was not found on PATH"}
+    md = report.summary_markdown(results)
+    assert "- suite: KafkaSetupError: `mvn` was not found on PATH" in md
+    assert "nothing compared" in md
+    charts.throughput_chart(results, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes().startswith(b"\x89PNG")
