@@ -448,6 +448,7 @@ class Processors:
         for tp in self.app.consumer.assignment():
             if tp.topic == self.topics.usage and tp.partition not in self.partitions:
                 self._load(tp.partition)
+        self.metrics.partitions.set(len(self.partitions))
         await self.drain()
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -467,6 +468,7 @@ class Processors:
                 del self.partitions[p]
                 self._positions.pop(p, None)
                 log.info("partition %d: revoked, state dropped", p)
+        self.metrics.partitions.set(len(self.partitions))
 
     async def shutdown(self) -> None:
         """Stop taking records, write and ack what was processed, commit."""

@@ -66,6 +66,9 @@ class Metrics:
             ["partition"],
             registry=r,
         )
+        self.partitions = Gauge(
+            "capstream_processor_partitions", "Usage partitions this worker owns", registry=r
+        )
         self.accounts = Gauge("capstream_processor_accounts", "Accounts held in memory", registry=r)
         self.timers = Counter(
             "capstream_processor_timer_expirations",

@@ -111,6 +111,14 @@ class WorkerProcess:
         self.proc.wait()
         self._log.close()
 
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Whatever happened in the test, this worker does not outlive it."""
+        if self.proc.poll() is None:
+            self.kill()
+
 
 class TopicLog:
     """Every record of some topics from the beginning, read by a background thread."""

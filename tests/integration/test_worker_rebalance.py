@@ -1,0 +1,103 @@
+"""Two workers share the partitions, then one is killed: its partitions move with their state.
+
+The second worker has its own data directory, so what it takes over it can only get from the
+tables' changelogs (recovery) and the last commit. The end result must be the same as one
+worker processing the whole stream: exact totals, and the core's final control states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+
+import pytest
+from test_worker_harness import Config, WorkerProcess, wait_for
+from test_worker_kill9 import (
+    ACCOUNTS,
+    committed_to_end,
+    oracle,
+    read_all,
+    stream,
+    tenants,
+    totals_match,
+)
+
+from capstream.core import PolicySet, UsageEvent
+from capstream.gateway import UsageRecorder
+from capstream.processors.catalog import core_policy, core_settings
+from capstream.processors.outbox import encode_state
+from capstream.streams.settings import Settings
+from capstream.streams.topics import Topics, create_topics
+
+EVENTS = 60_000
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}",
+        data_dir=tmp_path / "a",
+        usage_partitions=4,
+        control_partitions=4,
+    )
+    create_topics(settings)
+    return settings
+
+
+def test_partitions_move_between_workers_with_their_state(deployment: Settings) -> None:
+    events = stream()[:EVENTS]
+    with contextlib.ExitStack() as workers:
+        _run(deployment, events, workers)
+
+
+def _run(deployment: Settings, events: list[UsageEvent], workers: contextlib.ExitStack) -> None:
+    settings_records, policy_records = tenants()
+    first = workers.enter_context(WorkerProcess(deployment, event_time=True))
+    config = Config(deployment, first)
+    for acct, rec in settings_records.items():
+        config.admin.settings(acct, **rec.model_dump(exclude={"account_id"}))
+        for p in policy_records[acct]:
+            fields = p.model_dump(exclude={"account_id", "policy_id"})
+            config.admin.policy(acct, p.policy_id, **fields)
+    wait_for(lambda: config.applied() >= 3 * ACCOUNTS, 30, "every policy and setting")
+    second_settings = deployment.model_copy(update={"data_dir": deployment.data_dir.parent / "b"})
+    thirds = [events[: EVENTS // 3], events[EVENTS // 3 : 2 * EVENTS // 3],
+              events[2 * EVENTS // 3 :]]  # fmt: skip
+    with UsageRecorder(deployment, linger_ms=5, max_queue=EVENTS + 1) as rec:
+        for e in thirds[0]:
+            assert rec.record(e)
+        assert rec.flush(60) == 0
+        wait_for(lambda: first.metric("capstream_processor_events_total") >= len(thirds[0]), 60,
+                 "the first worker to take the first third")  # fmt: skip
+        # The group rebalances: each worker gets half the partitions.
+        second = workers.enter_context(WorkerProcess(second_settings, event_time=True))
+        wait_for(lambda: second.metric("capstream_processor_partitions") == 2, 90,
+                 "the second worker to own half the partitions")  # fmt: skip
+        assert first.metric("capstream_processor_partitions") == 2
+        for e in thirds[1]:
+            assert rec.record(e)
+        assert rec.flush(60) == 0
+        done = len(thirds[0]) + len(thirds[1])
+        wait_for(lambda: first.metric("capstream_processor_events_total")
+                 + second.metric("capstream_processor_events_total") >= done, 90,
+                 "both workers to take the second third")  # fmt: skip
+        first.kill()  # its partitions go to the second worker after the session timeout
+        for e in thirds[2]:
+            assert rec.record(e)
+        assert rec.flush(60) == 0
+    group = f"{deployment.topic_prefix}.processors"
+    wait_for(lambda: committed_to_end(deployment, group), 240, "the survivor to finish")
+    assert second.stop() == 0, second.log()
+
+    totals_match(deployment, group, events, settings_records)
+    ts = {a: core_settings(r) for a, r in settings_records.items()}
+    ps = {a: PolicySet(core_policy(p) for p in pols) for a, pols in policy_records.items()}
+    want = oracle(deployment, ts, ps)
+    got: dict[tuple[str, str], bytes] = {}
+    for _, key, value in read_all(deployment, Topics(deployment.topic_prefix).control):
+        assert key is not None and value is not None
+        account, _, bot = key.decode().partition("/")
+        got[(account, bot)] = value
+    assert {k: encode_state(s) for k, s in want.items()} == got
