@@ -181,7 +181,7 @@ def summary_markdown(results: Figures) -> str:
                   "gateway's control view. Overshoot: messages a probe bot sending "
                   f"{results['latency'][0]['probe_rate_msgs_per_s']:.0f}/s still got through "
                   f"after its {results['latency'][0]['probe_threshold_msgs']}-message "
-                  "threshold.",
+                  "threshold (a probe stops after 10 s: 199 means not blocked within 10 s).",
                   _markdown(LATENCY_HEADER, latency_rows(results))]  # fmt: skip
     for name, comp in results.get("components", {}).items():
         parts += [f"## Component: {name}", f"`{comp['command']}`",
