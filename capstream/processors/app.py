@@ -34,6 +34,8 @@ from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
+_YIELD_S = 0.005
+"""The usage agent yields to the event loop at least this often."""
 _SLICE_S = 0.003
 _PAUSE_S = 0.006
 """A paced flush works in slices of 3 ms with 6 ms pauses: a record waits for at most one
@@ -68,6 +70,8 @@ class Processors:
         self._failed: BaseException | None = None
         self._catalog_task: asyncio.Future[None] | None = None
         self._records_seen = 0
+        self._yielded = 0.0
+        self._record_done = 0.0
         self._producer: Any = None
         self.app = self._build_app()
         self.dead_letters = DeadLetters(self.outbox, self.metrics)
@@ -149,6 +153,9 @@ class Processors:
         async for event in s.events():
             if self.stopping:
                 continue  # not acked: read again after the restart
+            started = time.perf_counter()
+            if started - self._record_done > 0.0005:
+                self._yielded = started  # the stream suspended in between: others ran
             msg = event.message
             records.inc()
             self._records_seen += 1
@@ -178,8 +185,11 @@ class Processors:
             if part.applied >= self.options.flush_events and self._flush_now is not None:
                 self._flush_now.set()
             # With a backlog the stream hands over records without suspending: let the
-            # flusher, the timers and the consumer run between records.
-            await asyncio.sleep(0)
+            # flusher, the timers and the consumer run at least every few milliseconds.
+            self._record_done = time.perf_counter()
+            if self._record_done - self._yielded >= _YIELD_S:
+                await asyncio.sleep(0)
+                self._yielded = self._record_done = time.perf_counter()
 
     def _refuse(self, msg: Any) -> Any:
         def refuse(event: UsageEvent, index: int, reason: str, error: str) -> None:
