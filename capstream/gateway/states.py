@@ -55,7 +55,7 @@ def state_from_avro(r: dict[str, Any]) -> EnforcementState:
         plan=r["plan"],
         fallback_text_daily=r["fallback_text_daily"],
         fallback_text_monthly=r["fallback_text_monthly"],
-        # Not in the wire schema yet: older records mean "the built-in premium model".
+        # Records written before the field existed mean "the built-in premium model".
         premium_model=r.get("premium_model") or "",
     )
 
@@ -74,31 +74,31 @@ def state_from_record(record: EnforcementStateRecord) -> EnforcementState:
     return state_from_avro(record.model_dump())
 
 
+def state_to_avro(state: EnforcementState) -> dict[str, Any]:
+    """The Avro ``EnforcementState`` record of a core state (the control topic's value)."""
+    return {
+        "account_id": state.account_id,
+        "bot_id": state.bot_id,
+        "version": state.version,
+        "updated_at_ms": state.updated_at_ms,
+        "blocked_until_ms": state.blocked_until_ms,
+        "block_policy_id": state.block_policy_id,
+        "model": state.model,
+        "downgraded_until_ms": state.downgraded_until_ms,
+        "batching_interval_s": state.batching_interval_s,
+        "throttled_until_ms": state.throttled_until_ms,
+        "throttle_reason": state.throttle_reason,
+        "caps": {
+            c: {"period": s.period, "period_key": s.period_key, "resumes_at_ms": s.resumes_at_ms}
+            for c, s in state.caps.items()
+        },
+        "plan": state.plan,
+        "fallback_text_daily": state.fallback_text_daily,
+        "fallback_text_monthly": state.fallback_text_monthly,
+        "premium_model": state.premium_model,
+    }
+
+
 def record_from_state(state: EnforcementState) -> EnforcementStateRecord:
-    """The wire record of a core state (what the processors publish)."""
-    return EnforcementStateRecord.model_validate(
-        {
-            "account_id": state.account_id,
-            "bot_id": state.bot_id,
-            "version": state.version,
-            "updated_at_ms": state.updated_at_ms,
-            "blocked_until_ms": state.blocked_until_ms,
-            "block_policy_id": state.block_policy_id,
-            "model": state.model,
-            "downgraded_until_ms": state.downgraded_until_ms,
-            "batching_interval_s": state.batching_interval_s,
-            "throttled_until_ms": state.throttled_until_ms,
-            "throttle_reason": state.throttle_reason,
-            "caps": {
-                c: {
-                    "period": s.period,
-                    "period_key": s.period_key,
-                    "resumes_at_ms": s.resumes_at_ms,
-                }
-                for c, s in state.caps.items()
-            },
-            "plan": state.plan,
-            "fallback_text_daily": state.fallback_text_daily,
-            "fallback_text_monthly": state.fallback_text_monthly,
-        }
-    )
+    """The validated wire record of a core state (what the processors publish)."""
+    return EnforcementStateRecord.model_validate(state_to_avro(state))

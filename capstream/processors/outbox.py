@@ -12,6 +12,7 @@ from collections import deque
 from typing import NamedTuple
 
 from capstream.core import Effects, EnforcementState, FeedRow, Notification
+from capstream.gateway.states import state_to_avro
 from capstream.processors.feedrows import feed_key_bytes, feed_record
 from capstream.streams.codecs import codec
 from capstream.streams.topics import Topics
@@ -30,32 +31,7 @@ class Outgoing(NamedTuple):
 
 def encode_state(state: EnforcementState) -> bytes:
     """The control-topic value (Avro ``EnforcementState``)."""
-    return codec("EnforcementState").encode(
-        {
-            "account_id": state.account_id,
-            "bot_id": state.bot_id,
-            "version": state.version,
-            "updated_at_ms": state.updated_at_ms,
-            "blocked_until_ms": state.blocked_until_ms,
-            "block_policy_id": state.block_policy_id,
-            "model": state.model,
-            "downgraded_until_ms": state.downgraded_until_ms,
-            "batching_interval_s": state.batching_interval_s,
-            "throttled_until_ms": state.throttled_until_ms,
-            "throttle_reason": state.throttle_reason,
-            "caps": {
-                c: {
-                    "period": s.period,
-                    "period_key": s.period_key,
-                    "resumes_at_ms": s.resumes_at_ms,
-                }
-                for c, s in state.caps.items()
-            },
-            "plan": state.plan,
-            "fallback_text_daily": state.fallback_text_daily,
-            "fallback_text_monthly": state.fallback_text_monthly,
-        }
-    )
+    return codec("EnforcementState").encode(state_to_avro(state))
 
 
 def encode_notification(note: Notification) -> bytes:
