@@ -19,10 +19,11 @@ from capstream.api.errors import (
 from capstream.api.models import ID_PATTERN, SettingsBody, TopupBody, TopupOut
 from capstream.api.reads import UsageReport, cap_usage, feed_rows, policy_usage, recent_decisions
 from capstream.api.routes_accounts import publish_tenant, tenant_of
-from capstream.api.validation import checked_settings, core_settings
+from capstream.api.validation import checked_settings
 from capstream.core.messages import UPGRADE_CTA
 from capstream.core.notifications import topup_request
 from capstream.core.periods import day_period
+from capstream.processors.catalog import core_settings
 from capstream.streams.records import NotificationRecord, TenantSettingsRecord
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["tenant"])

@@ -6,7 +6,7 @@ import re
 
 from capstream.api.errors import FieldError, InvalidError
 from capstream.core.errors import CoreError
-from capstream.core.models import AlertAction, BlockAction, CategoryCaps, Policy, TenantSettings
+from capstream.processors.catalog import core_policy, core_settings
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 
 _POLICY_FIELDS = (
@@ -39,45 +39,6 @@ def field_of(message: str, candidates: tuple[str, ...]) -> str:
     if best is None:
         return "body"
     return _FIELD_ALIASES.get(best[1], best[1])
-
-
-def core_policy(rec: PolicyRecord) -> Policy:
-    """The core's policy for a wire record (raises the core's PolicyError if invalid)."""
-    return Policy(
-        policy_id=rec.policy_id,
-        account_id=rec.account_id,
-        name=rec.name,
-        metric=rec.metric,
-        threshold=rec.threshold,
-        window_seconds=rec.window_seconds,
-        scope=rec.scope,
-        bot_id=rec.bot_id,
-        alert=AlertAction(tuple(rec.alert.recipients)) if rec.alert else None,
-        block=BlockAction(rec.block.duration_seconds) if rec.block else None,
-        enabled=rec.enabled,
-        category=rec.category,
-        version=rec.version,
-        updated_at_ms=rec.updated_at_ms,
-    )
-
-
-def core_settings(rec: TenantSettingsRecord) -> TenantSettings:
-    """The core's tenant settings for a wire record (raises SettingsError if invalid)."""
-    return TenantSettings(
-        account_id=rec.account_id,
-        timezone=rec.timezone,
-        language=rec.language,
-        plan=rec.plan,
-        owner_email=rec.owner_email,
-        caps={c: CategoryCaps(v.daily_micro, v.monthly_micro) for c, v in rec.caps.items()},
-        fallback_message=rec.fallback_message,
-        auto_downgrade=rec.auto_downgrade,
-        premium_model=rec.premium_model,
-        downgrade_model=rec.downgrade_model,
-        throttle=rec.throttle,
-        version=rec.version,
-        updated_at_ms=rec.updated_at_ms,
-    )
 
 
 def checked_policy(rec: PolicyRecord) -> PolicyRecord:
