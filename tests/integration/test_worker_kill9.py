@@ -12,9 +12,7 @@ import contextlib
 import random
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
-import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from test_worker_harness import Config, WorkerProcess, wait_for
 
@@ -38,7 +36,7 @@ from capstream.processors.decode import UsageDecoder
 from capstream.processors.outbox import encode_state
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
-from capstream.streams.topics import Topics, create_topics
+from capstream.streams.topics import Topics
 
 EVENTS = 120_000
 ACCOUNTS = 60
@@ -46,19 +44,6 @@ BOTS = 5
 T0 = 1_793_448_000_000  # 2026-10-31 12:00 UTC: the stream crosses midnights and a month start
 STEP_MS = 1_500
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Australia/Sydney"]
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=f"t{uuid.uuid4().hex[:12]}",
-        data_dir=tmp_path / "data",
-        usage_partitions=4,
-        control_partitions=4,
-    )
-    create_topics(settings)
-    return settings
 
 
 def tenants() -> tuple[dict[str, TenantSettingsRecord], dict[str, list[PolicyRecord]]]:
@@ -210,10 +195,10 @@ def totals_match(
 
 
 def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(
-    deployment: Settings,
+    topics: Settings,
 ) -> None:
     with contextlib.ExitStack() as workers:
-        _run(deployment, workers)
+        _run(topics, workers)
 
 
 def _run(deployment: Settings, workers: contextlib.ExitStack) -> None:

@@ -8,10 +8,7 @@ worker processing the whole stream: exact totals, and the core's final control s
 from __future__ import annotations
 
 import contextlib
-import uuid
-from pathlib import Path
 
-import pytest
 from test_worker_harness import Config, WorkerProcess, wait_for
 from test_worker_kill9 import (
     ACCOUNTS,
@@ -28,28 +25,15 @@ from capstream.gateway import UsageRecorder
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.processors.outbox import encode_state
 from capstream.streams.settings import Settings
-from capstream.streams.topics import Topics, create_topics
+from capstream.streams.topics import Topics
 
 EVENTS = 60_000
 
 
-@pytest.fixture
-def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=f"t{uuid.uuid4().hex[:12]}",
-        data_dir=tmp_path / "a",
-        usage_partitions=4,
-        control_partitions=4,
-    )
-    create_topics(settings)
-    return settings
-
-
-def test_partitions_move_between_workers_with_their_state(deployment: Settings) -> None:
+def test_partitions_move_between_workers_with_their_state(topics: Settings) -> None:
     events = stream()[:EVENTS]
     with contextlib.ExitStack() as workers:
-        _run(deployment, events, workers)
+        _run(topics, events, workers)
 
 
 def _run(deployment: Settings, events: list[UsageEvent], workers: contextlib.ExitStack) -> None:
