@@ -84,18 +84,22 @@ def stream() -> list[UsageEvent]:
     return out
 
 
-def committed_to_end(settings: Settings, group: str) -> bool:
+def committed(settings: Settings, group: str) -> list[tuple[int, int]]:
+    """(committed offset, high watermark) of each usage partition for the group."""
     c = Consumer({**settings.librdkafka_config(), "group.id": group})
     try:
         topic = Topics(settings.topic_prefix).usage
         tps = [TopicPartition(topic, p) for p in range(settings.usage_partitions)]
-        done = True
-        for tp in c.committed(tps, timeout=10):
-            _, high = c.get_watermark_offsets(tp, timeout=10)
-            done = done and tp.offset == high
-        return done
+        return [
+            (tp.offset, c.get_watermark_offsets(tp, timeout=10)[1])
+            for tp in c.committed(tps, timeout=10)
+        ]
     finally:
         c.close()
+
+
+def committed_to_end(settings: Settings, group: str) -> bool:
+    return all(offset == high for offset, high in committed(settings, group))
 
 
 def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
@@ -215,13 +219,16 @@ def _run(deployment: Settings, workers: contextlib.ExitStack) -> None:
     with UsageRecorder(deployment, linger_ms=5, max_queue=EVENTS + 1) as rec:
         for e in produced:
             assert rec.record(e)
-        # Kill the worker while it is part-way through the stream.
+        # Kill the worker while it is part-way through the stream, after its first commit, so
+        # the restart has both a committed position and uncommitted work to read again.
+        group = f"{deployment.topic_prefix}.processors"
         wait_for(lambda: first.metric("capstream_processor_events_total") >= EVENTS // 3, 120,
                  "a third of the stream")  # fmt: skip
+        wait_for(lambda: any(o > 0 for o, _ in committed(deployment, group)), 60,
+                 "the first worker's first commit")  # fmt: skip
         first.kill()
         assert rec.flush(60) == 0
     second = workers.enter_context(WorkerProcess(deployment, event_time=True))
-    group = f"{deployment.topic_prefix}.processors"
     wait_for(lambda: committed_to_end(deployment, group), 240, "the restarted worker to finish")
     resumed = second.metric("capstream_processor_events_total")
     assert second.stop() == 0, second.log()
