@@ -16,7 +16,7 @@ from capstream.gateway.errors import (
     RecorderClosedError,
 )
 from capstream.gateway.sender import BatchSender
-from capstream.gateway.wire import encode_event
+from capstream.gateway.wire import event_text
 from capstream.streams.records import UsageEventRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
@@ -151,7 +151,7 @@ class UsageRecorder:
                 occurred_at_ms=event.occurred_at_ms,
                 attributes=event.attributes,
             )
-        body = encode_event(
+        body = event_text(
             event_id,
             account_id,
             bot_id,
@@ -171,7 +171,8 @@ class UsageRecorder:
             return self._refuse()
         queue.append((account_id, body))  # type: ignore[arg-type]  # validated above
         sender = self._sender
-        if sender.idle:
+        if sender.idle:  # cleared here, so callers racing ahead of the thread wake it once
+            sender.idle = False
             sender.wake.set()
         return True
 

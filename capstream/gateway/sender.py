@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from capstream.gateway.partitioner import partition_for
-from capstream.gateway.wire import encode_batch
+from capstream.gateway.wire import encode_batch_texts
 
 log = logging.getLogger("capstream.gateway.recorder")
 _METADATA_REFRESH_S = 60.0
@@ -37,7 +37,7 @@ class BatchSender:
     """Drains the recorder's queue: linger, group by murmur2 partition, produce, retry.
 
     Only its own thread touches the producer, so delivery reports and counters need no
-    lock. ``queue`` holds ``(account_id, encoded event)`` or ``(None, Marker)``; a marker
+    lock. ``queue`` holds ``(account_id, event_text(...))`` or ``(None, Marker)``; a marker
     is answered once everything queued before it is acknowledged (or its deadline passed).
     """
 
@@ -54,7 +54,7 @@ class BatchSender:
         self.producer_name = producer_name
         self.linger_s = linger_s
         self.max_batch_events = max_batch_events
-        self.queue: deque[tuple[str, bytes]] = deque()
+        self.queue: deque[tuple[str, str]] = deque()
         self.wake = threading.Event()
         self.idle = False
         """True while the thread sleeps on an empty queue: ``record()`` then wakes it."""
@@ -110,7 +110,7 @@ class BatchSender:
         """Produce up to ``_MAX_DRAIN`` queued events; stop at (and return) a marker."""
         popleft = self.queue.popleft
         partition_of = self._partition_of
-        groups: list[list[tuple[str, bytes]]] = [[] for _ in range(self._partitions)]
+        groups: list[list[tuple[str, str]]] = [[] for _ in range(self._partitions)]
         marker: Marker | None = None
         taken = 0
         for _ in range(min(len(self.queue), _MAX_DRAIN)):
@@ -135,7 +135,7 @@ class BatchSender:
                 chunk = group[start : start + size]
                 bodies = [body for _, body in chunk]
                 self._seq += 1
-                value = encode_batch(
+                value = encode_batch_texts(
                     f"{self._batch_prefix}-{self._seq}", self.producer_name, sent_at, bodies
                 )
                 self._produce(p, chunk[0][0].encode(), value, len(bodies))

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capstream.gateway import UsageEventError
-from capstream.gateway.wire import CATEGORIES, encode_batch, encode_event
+from capstream.gateway.wire import (
+    CATEGORIES,
+    encode_batch,
+    encode_batch_texts,
+    encode_event,
+    event_text,
+)
 from capstream.streams.codecs import codec
 from capstream.streams.records import UsageBatchRecord
 
@@ -72,15 +78,37 @@ events = st.builds(
     attributes=st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=3),
 )
 
+# The fast path's inputs: ASCII ids, a few accounts and bots seen again, small counts.
+ascii_ids = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=200)
+small = st.integers(0, 9_000)
+usual_events = st.builds(
+    event,
+    event_id=ascii_ids,
+    account_id=st.sampled_from(["acct-1", "acct-2", "é-acct"]),
+    bot_id=st.sampled_from(["bot-1", "bot-2"]),
+    conversation_id=ascii_ids,
+    category=st.sampled_from(CATEGORIES),
+    model=st.sampled_from(["claude-haiku", ""]),
+    tokens_in=small,
+    tokens_out=small,
+    messages=small,
+    conversation_started=st.booleans(),
+    credits_micro=small,
+    occurred_at_ms=st.sampled_from([1_790_000_000_000, 1_790_000_000_001, 0]),
+)
+
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(events, min_size=1, max_size=20))
+@given(st.lists(events | usual_events, min_size=1, max_size=20))
 def test_batches_are_byte_identical_to_the_codec(evs: list[dict[str, Any]]) -> None:
     ours = encode_batch("b-1", "svc", 1_790_000_000_123, [encode(e) for e in evs])
     reference = codec("UsageBatch").encode(
         {"batch_id": "b-1", "producer": "svc", "sent_at_ms": 1_790_000_000_123, "events": evs}
     )
     assert ours == reference
+    # What the recorder queues and its sender joins: the same bytes.
+    texts = [event_text(*(e[f] for f in FIELDS)) for e in evs]
+    assert encode_batch_texts("b-1", "svc", 1_790_000_000_123, texts) == reference
     decoded = UsageBatchRecord.from_bytes(ours)
     assert [e.model_dump() for e in decoded.events] == evs
 
