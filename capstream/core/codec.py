@@ -47,6 +47,20 @@ class Writer:
             self.buf += b"\x01"
             self.text(s)
 
+    def texts(self, values: list[str]) -> None:
+        """Many strings in one piece: the count, every UTF-8 length, then the bytes."""
+        raw = [s.encode() for s in values]
+        self.u32(len(raw))
+        lengths = array("I", map(len, raw))
+        if _BIG_ENDIAN:  # pragma: no cover
+            lengths.byteswap()
+        self.buf += lengths.tobytes()
+        self.buf += b"".join(raw)
+
+    def raw(self, data: bytes) -> None:
+        """Bytes already in this format (a cached piece of a value)."""
+        self.buf += data
+
     def i64s(self, values: array[int]) -> None:
         self.u32(len(values))
         if _BIG_ENDIAN:  # pragma: no cover - the format is little-endian everywhere
@@ -102,6 +116,24 @@ class Reader:
 
     def opt_text(self) -> str | None:
         return self.text() if self.u8() else None
+
+    def texts(self) -> list[str]:
+        """Strings written by :meth:`Writer.texts`."""
+        n = self.u32()
+        lengths = array("I")
+        lengths.frombytes(self._take(4 * n))
+        if _BIG_ENDIAN:  # pragma: no cover
+            lengths.byteswap()
+        blob = bytes(self._take(sum(lengths)))
+        out: list[str] = []
+        pos = 0
+        try:
+            for ln in lengths:
+                out.append(blob[pos : pos + ln].decode())
+                pos += ln
+        except UnicodeDecodeError as exc:
+            raise StateFormatError("usage state holds invalid text") from exc
+        return out
 
     def i64s(self) -> array[int]:
         n = self.u32()

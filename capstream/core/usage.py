@@ -34,8 +34,11 @@ SERIES_CREDITS = 3
 SERIES_BY_CATEGORY = 4
 N_CATEGORIES = 4
 _METRIC_SERIES = {Metric.TOKENS: 0, Metric.MESSAGES: 1, Metric.CONVERSATIONS: 2}
-_BOT_HEADER = b"CSUB\x01"
-_ACCOUNT_HEADER = b"CSUA\x01"
+_BOT_HEADER = b"CSUB\x02"
+_ACCOUNT_HEADER = b"CSUA\x02"
+_BOT_HEADER_V1 = b"CSUB\x01"
+_ACCOUNT_HEADER_V1 = b"CSUA\x01"
+"""v1 (still read): rings stored oldest bucket first, recent event ids one by one."""
 DEFAULT_RECENT_IDS = 512
 
 WatchEntry = tuple[int, Ring, int, tuple["CompiledPolicy", ...]]
@@ -79,6 +82,11 @@ class UsageBase:
     """Every watched window (transient; rebuilt from the policies in use)."""
     watch: list[list[WatchEntry]] = field(default_factory=list, compare=False, repr=False)
     """Per category index, the watched windows an event of that category can add to."""
+    encoded_enforcement: tuple[EnforcementState, bytes] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """The last enforcement state serialised, with its bytes (transient; reused while the
+    state is unchanged, which is most flushes)."""
 
     @property
     def month(self) -> list[int]:
@@ -157,9 +165,15 @@ class UsageBase:
             w.i64(window_ms)
             w.i64(ring.head)
             w.i64s(ring.to_array())
-        _write_enforcement(w, self.enforcement)
+        e = self.enforcement
+        cached = self.encoded_enforcement
+        if cached is None or cached[0] is not e:
+            piece = Writer(b"")
+            _write_enforcement(piece, e)
+            cached = self.encoded_enforcement = (e, piece.bytes()) if e is not None else None
+        w.raw(cached[1] if cached is not None else b"\x00")
 
-    def _read_common(self, r: Reader) -> None:
+    def _read_common(self, r: Reader, *, v1: bool = False) -> None:
         self.timezone = r.text()
         self.day_key, self.day_start_ms, self.day_end_ms = r.text(), r.i64(), r.i64()
         self.month_key, self.month_start_ms, self.month_end_ms = r.text(), r.i64(), r.i64()
@@ -175,7 +189,8 @@ class UsageBase:
         for _ in range(r.u32()):
             series, window_ms, head = r.u8(), r.i64(), r.i64()
             try:
-                rings[(series, window_ms)] = Ring.restore(window_ms, head, r.i64s())
+                restore = Ring.restore_oldest_first if v1 else Ring.restore
+                rings[(series, window_ms)] = restore(window_ms, head, r.i64s())
             except ValueError as exc:
                 raise StateFormatError(f"a rolling window is corrupt: {exc}") from exc
         self.rings = rings
@@ -193,7 +208,7 @@ class BotUsage(UsageBase):
     """Per conversation: recent message timestamps (transient; not serialised)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUB`` v1)."""
+        """Versioned compact encoding (``CSUB`` v2)."""
         w = Writer(_BOT_HEADER)
         w.text(self.bot_id)
         self._write_common(w)
@@ -203,10 +218,11 @@ class BotUsage(UsageBase):
     @classmethod
     def from_bytes(cls, data: bytes) -> BotUsage:
         """Decode :meth:`to_bytes` output; raises ``StateFormatError`` on bad data."""
-        r = Reader(data, _BOT_HEADER)
+        v1 = data.startswith(_BOT_HEADER_V1)
+        r = Reader(data, _BOT_HEADER_V1 if v1 else _BOT_HEADER)
         bot_id = r.text()
         u = cls(account_id=r.text(), bot_id=bot_id)
-        u._read_common(r)
+        u._read_common(r, v1=v1)
         u.loop_until_ms = r.opt_i64()
         r.done()
         return u
@@ -232,13 +248,11 @@ class AccountUsage(UsageBase):
     """Per category, when the budget risk was last checked (transient)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUA`` v1)."""
+        """Versioned compact encoding (``CSUA`` v2)."""
         w = Writer(_ACCOUNT_HEADER)
         self._write_common(w)
         w.u32(self.recent_capacity)
-        w.u32(len(self.recent_ids))
-        for eid in self.recent_ids:
-            w.text(eid)
+        w.texts(list(self.recent_ids))
         w.u32(len(self.caps))
         for cat, cap in self.caps.items():
             _write_cap(w, cat, cap)
@@ -249,11 +263,12 @@ class AccountUsage(UsageBase):
     @classmethod
     def from_bytes(cls, data: bytes) -> AccountUsage:
         """Decode :meth:`to_bytes` output; raises ``StateFormatError`` on bad data."""
-        r = Reader(data, _ACCOUNT_HEADER)
+        v1 = data.startswith(_ACCOUNT_HEADER_V1)
+        r = Reader(data, _ACCOUNT_HEADER_V1 if v1 else _ACCOUNT_HEADER)
         u = cls(account_id=r.text())
-        u._read_common(r)
+        u._read_common(r, v1=v1)
         u.recent_capacity = r.u32()
-        u.recent_ids = deque(r.text() for _ in range(r.u32()))
+        u.recent_ids = deque(r.text() for _ in range(r.u32())) if v1 else deque(r.texts())
         u.recent_set = set(u.recent_ids)
         u.caps = dict(_read_cap(r) for _ in range(r.u32()))
         u.downgraded_until_ms = r.opt_i64()

@@ -86,25 +86,30 @@ class Ring:
         return self.total
 
     def to_array(self) -> array[int]:
-        """Bucket values oldest first, for serialisation."""
-        size = self.size
-        start = self.head + 1
-        return array("q", (self.buckets[(start + i) % size] for i in range(size)))
+        """Bucket values as stored (slot ``head % size`` holds the newest), to serialise."""
+        return array("q", self.buckets)
 
     @classmethod
-    def restore(cls, window_ms: int, head: int, oldest_first: array[int]) -> Ring:
+    def restore(cls, window_ms: int, head: int, stored: array[int]) -> Ring:
         """Rebuild a ring from :meth:`to_array` output and its ``head``."""
         ring = cls(window_ms)
-        if len(oldest_first) != ring.size:
+        if len(stored) != ring.size:
             raise ValueError("bucket count does not match the window")
         ring.head = head
-        size = ring.size
-        ring.slot = head % size
-        start = head + 1
-        for i, v in enumerate(oldest_first):
-            ring.buckets[(start + i) % size] = v
-        ring.total = sum(oldest_first)
+        ring.slot = head % ring.size
+        ring.buckets = stored.tolist()
+        ring.total = sum(ring.buckets)
         return ring
+
+    @classmethod
+    def restore_oldest_first(cls, window_ms: int, head: int, oldest_first: array[int]) -> Ring:
+        """Rebuild a ring from buckets listed oldest first (the v1 state format)."""
+        size = len(oldest_first)
+        start = head + 1
+        stored = array("q", bytes(8 * size))
+        for i, v in enumerate(oldest_first):
+            stored[(start + i) % size] = v
+        return cls.restore(window_ms, head, stored)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Ring):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from core_builders import ACC, HOUR, MIN, T0, Harness, ev, ms, policy, settings
 from hypothesis import HealthCheck, given
@@ -211,12 +213,32 @@ def test_bot_and_account_states_serialise_separately_and_round_trip() -> None:
         BotUsage.from_bytes(account)  # an account value in the bot table
 
 
+def test_states_written_by_the_previous_release_v1_are_read_unchanged() -> None:
+    # The v1 files were written by the release before the v2 format (rings oldest bucket
+    # first, event ids one by one) from this same harness and events.
+    h = _harness()
+    for i in range(30):
+        h.send(ev(i, T0 + i * MIN, bot=f"bot-{i % 3}", credits=1_000 * i))
+    data = Path(__file__).parent / "data"
+    account = AccountUsage.from_bytes((data / "account_v1.bin").read_bytes())
+    bot = BotUsage.from_bytes((data / "bot_v1.bin").read_bytes())
+    assert account == h.state.account
+    assert list(account.recent_ids) == list(h.state.account.recent_ids)
+    assert bot == h.state.bots["bot-1"]
+    assert {k: r.total for k, r in bot.rings.items()} == {
+        k: r.total for k, r in h.state.bots["bot-1"].rings.items()
+    }
+    # Written again, they are v2 and read back the same.
+    assert AccountUsage.from_bytes(account.to_bytes()) == account
+    assert BotUsage.from_bytes(bot.to_bytes()).to_bytes()[:5] == b"CSUB\x02"
+
+
 @pytest.mark.parametrize(
     "mangle",
     [
         lambda b: b[:-3],
         lambda b: b + b"\x00",
-        lambda b: b"CSUA\x02" + b[5:],
+        lambda b: b"CSUA\x03" + b[5:],
         lambda b: b"",
     ],
     ids=["truncated", "trailing", "future-version", "empty"],
