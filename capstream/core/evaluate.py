@@ -20,8 +20,10 @@ from capstream.core.enforcement import derive
 from capstream.core.errors import CoreError, EventError, PolicyError
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
+    CATEGORIES,
     CATEGORY_INDEX,
     NEVER,
+    CapPeriod,
     EnforcementState,
     Notification,
     TenantSettings,
@@ -41,6 +43,7 @@ from capstream.core.state import (
 from capstream.core.usage import BotUsage, UsageBase
 
 _MAX_INDEX = 1 << 16
+_MONTHLY = CapPeriod.MONTHLY.value
 
 
 def evaluate(
@@ -195,8 +198,16 @@ def evaluate(
         series = 4 + ci
         daily, monthly = view.limits[ci]
         today = acct.day[series]
-        if today >= daily or acct.month_base[series] + today >= monthly:
-            if update_caps(acct, view, ci, now, notes):
+        month_total = acct.month_base[series] + today
+        if today >= daily or month_total >= monthly:
+            # Already capped for this period: only the monthly cap can still take over from
+            # the daily one (a period change rolls the day first and refreshes every cap).
+            held = acct.caps.get(CATEGORIES[ci])
+            if (
+                held is None
+                or (month_total >= monthly and held.period != _MONTHLY)
+                or (ci == 0 and acct.downgraded_until_ms is None)
+            ) and update_caps(acct, view, ci, now, notes):
                 acct_changed = True
         elif ci == 0 and acct.day[4] >= view.downgrade_at and acct.downgraded_until_ms is None:
             acct.downgraded_until_ms = acct.day_end_ms
