@@ -12,6 +12,7 @@ from capstream.core.models import (
     CATEGORY_INDEX,
     DEFAULT_PREMIUM_MODEL,
     FAST_BATCHING_S,
+    NEVER,
     Verdict,
 )
 from capstream.gateway.caphits import CapHitReporter
@@ -101,6 +102,13 @@ class Gateway:
                     f"unknown category {category!r}: use one of {', '.join(CATEGORY_INDEX)}"
                 )
             return self.unknown_verdict
+        # The core's own first step (see core.gate: the verdicts its state precomputed),
+        # taken here to save a call per AI call and, while they never expire, the clock.
+        until = state._fast_until_ms
+        if until == NEVER or (time_ns() // 1_000_000 if now is None else now) < until:
+            verdict = state._fast.get(category)
+            if verdict is not None:
+                return verdict
         verdict = gate(
             state,
             category,

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from capstream.core.gate import FallbackLedger
+from capstream.core.gate import gate as core_gate
 from capstream.core.models import CapHit, CapStatus, EnforcementState
 from capstream.errors import CapstreamError
 from capstream.gateway import CONTROL_UNAVAILABLE, Gateway, UnknownCategoryError
@@ -167,3 +169,33 @@ def test_threads_sharing_a_gateway_send_the_fallback_once(parts: Any) -> None:
         t.join()
     assert results.count("fallback") == 1
     assert len(results) == 1600
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"model": "claude-haiku", "downgraded_until_ms": TOMORROW, "premium_model": "opus"},
+        {"blocked_until_ms": TOMORROW, "block_policy_id": "p-1"},
+        {"batching_interval_s": 60, "throttled_until_ms": TOMORROW, "throttle_reason": "b"},
+        {"caps": {"audio": CapStatus("daily", "2026-09-21", TOMORROW)}},
+    ],
+)
+@pytest.mark.parametrize("category", ["text", "vision", "audio", "documents"])
+def test_the_gateway_answers_what_the_core_decides_around_each_deadline(
+    parts: Any, changes: dict[str, Any], category: str
+) -> None:
+    gw, view, _ = parts
+    s = state(**changes)
+    view.put(s)
+    for at in (NOW, TOMORROW - 1, TOMORROW, TOMORROW + 1):
+        ours = gw.gate("acct-1", "bot-1", f"c-{at}", category, at)
+        theirs = core_gate(s, category, f"c-{at}", at, FallbackLedger())
+        assert (ours.action, ours.model, ours.batching_interval_s, ours.reason) == (
+            theirs.action,
+            theirs.model,
+            theirs.batching_interval_s,
+            theirs.reason,
+        )
+    if changes.get("downgraded_until_ms"):  # the premium model is back after the downgrade
+        assert gw.gate("acct-1", "bot-1", "c1", category, TOMORROW).model == "opus"
