@@ -399,6 +399,8 @@ def latency(
     name = "capstream_processor_decision_latency_seconds"
     after = metrics(port)
     m = {k: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(name)}
+    delay = "capstream_processor_record_delay_seconds"
+    d = {k: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(delay)}
     print(
         f"latency at {load.n / elapsed:,.0f} events/s (SDK linger {linger_ms:g} ms): "
         f"{len(lat)}/{len(sent)} probe decisions; "
@@ -406,7 +408,9 @@ def latency(
         f"p99 {p99:.1f} ms ({slow} over 100 ms), max "
         f"{lat[-1]:.1f} ms; worker histogram (occurred_at -> decision acked) p50 <= "
         f"{histogram_quantile(m, name, 0.5) * 1000:.0f} ms, p99 <= "
-        f"{histogram_quantile(m, name, 0.99) * 1000:.0f} ms",
+        f"{histogram_quantile(m, name, 0.99) * 1000:.0f} ms; usage record timestamp -> "
+        f"worker starts it p50 <= {histogram_quantile(d, delay, 0.5) * 1000:.0f} ms, p99 <= "
+        f"{histogram_quantile(d, delay, 0.99) * 1000:.0f} ms",
         flush=True,
     )
 

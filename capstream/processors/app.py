@@ -150,6 +150,7 @@ class Processors:
         topic = self.topics.usage
         records = self.metrics.records.labels(topic=topic)
         events_counter = self.metrics.events
+        record_delay = self.metrics.record_delay.observe
         async for event in s.events():
             if self.stopping:
                 continue  # not acked: read again after the restart
@@ -161,6 +162,7 @@ class Processors:
             self._records_seen += 1
             part = self._partition(msg.partition)
             now = wall_ms()
+            record_delay(max(0.0, now / 1000 - msg.timestamp))
             try:
                 decoded = self.decoder.decode(
                     msg.value, now + int(self.options.max_future_skew_s * 1000)

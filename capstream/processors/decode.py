@@ -108,6 +108,7 @@ class UsageDecoder:
         producer = data[pos : pos + ln].decode()
         pos += ln
         sent_at, pos = _long(data, pos)
+        size = len(data)
         index = 0
         while True:
             count, pos = _long(data, pos)
@@ -118,7 +119,8 @@ class UsageDecoder:
                 _, pos = _long(data, pos)  # block size in bytes
             for _ in range(count):
                 # Inlined fast paths: one-byte string lengths and small numbers (the common
-                # case) skip the _long call; anything longer goes through it.
+                # case) skip the _long call; anything longer goes through it. Strings are
+                # checked against the record's end; a truncated number raises IndexError.
                 start = pos
                 b = data[pos]
                 if b < 0x80:
@@ -127,73 +129,127 @@ class UsageDecoder:
                 else:
                     ln, pos = _long(data, pos)
                 end = pos + ln
-                if end > len(data) or ln < 0:
+                if end > size or ln < 0:
                     raise IndexError
                 eid = data[pos:end].decode()
                 pos = end
-                ids: list[str] = []
-                for _k in range(3):
-                    b = data[pos]
-                    if b < 0x80:
-                        ln = (b >> 1) ^ -(b & 1)
-                        pos += 1
-                    else:
-                        ln, pos = _long(data, pos)
-                    end = pos + ln
-                    if end > len(data) or ln < 0:
-                        raise IndexError
-                    raw = data[pos:end]
-                    s = sget(raw)
-                    if s is None:
-                        s = strings[raw] = raw.decode()
-                    ids.append(s)
-                    pos = end
-                cat_index = data[pos] >> 1
-                if data[pos] & 1 or cat_index >= 4:
-                    raise ValueError
-                pos += 1
-                b = data[pos]
+                b = data[pos]  # account_id
                 if b < 0x80:
                     ln = (b >> 1) ^ -(b & 1)
                     pos += 1
                 else:
                     ln, pos = _long(data, pos)
                 end = pos + ln
-                if end > len(data) or ln < 0:
+                if end > size or ln < 0:
+                    raise IndexError
+                raw = data[pos:end]
+                acct = sget(raw)
+                if acct is None:
+                    acct = strings[raw] = raw.decode()
+                pos = end
+                b = data[pos]  # bot_id
+                if b < 0x80:
+                    ln = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                else:
+                    ln, pos = _long(data, pos)
+                end = pos + ln
+                if end > size or ln < 0:
+                    raise IndexError
+                raw = data[pos:end]
+                bot = sget(raw)
+                if bot is None:
+                    bot = strings[raw] = raw.decode()
+                pos = end
+                b = data[pos]  # conversation_id
+                if b < 0x80:
+                    ln = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                else:
+                    ln, pos = _long(data, pos)
+                end = pos + ln
+                if end > size or ln < 0:
+                    raise IndexError
+                raw = data[pos:end]
+                conv = sget(raw)
+                if conv is None:
+                    conv = strings[raw] = raw.decode()
+                pos = end
+                cat_index = data[pos] >> 1
+                if data[pos] & 1 or cat_index >= 4:
+                    raise ValueError
+                pos += 1
+                b = data[pos]  # model
+                if b < 0x80:
+                    ln = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                else:
+                    ln, pos = _long(data, pos)
+                end = pos + ln
+                if end > size or ln < 0:
                     raise IndexError
                 raw = data[pos:end]
                 model = sget(raw)
                 if model is None:
                     model = strings[raw] = raw.decode()
                 pos = end
-                nums = []
-                for _k in range(3):  # tokens_in, tokens_out, messages
-                    b = data[pos]
-                    if b < 0x80:
-                        nums.append((b >> 1) ^ -(b & 1))
-                        pos += 1
-                    else:
-                        c = data[pos + 1]
-                        if c < 0x80:
-                            v = (b & 0x7F) | (c << 7)
-                            nums.append((v >> 1) ^ -(v & 1))
-                            pos += 2
-                        else:
-                            v, pos = _long(data, pos)
-                            nums.append(v)
-                tokens_in, tokens_out, messages = nums
+                b = data[pos]  # tokens_in
+                if b < 0x80:
+                    tokens_in = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                elif data[pos + 1] < 0x80:
+                    v = (b & 0x7F) | (data[pos + 1] << 7)
+                    tokens_in = (v >> 1) ^ -(v & 1)
+                    pos += 2
+                else:
+                    tokens_in, pos = _long(data, pos)
+                b = data[pos]  # tokens_out
+                if b < 0x80:
+                    tokens_out = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                elif data[pos + 1] < 0x80:
+                    v = (b & 0x7F) | (data[pos + 1] << 7)
+                    tokens_out = (v >> 1) ^ -(v & 1)
+                    pos += 2
+                else:
+                    tokens_out, pos = _long(data, pos)
+                b = data[pos]  # messages
+                if b < 0x80:
+                    messages = (b >> 1) ^ -(b & 1)
+                    pos += 1
+                else:
+                    messages, pos = _long(data, pos)
                 flag = data[pos]
                 if flag > 1:
                     raise ValueError
                 pos += 1
-                credits, pos = _long(data, pos)
-                t, pos = _long(data, pos)
-                attrs: dict[str, str] = {}
+                # credits_micro and occurred_at_ms: multi-byte varints, read in one loop each
+                b = data[pos]
+                v = b & 0x7F
+                shift = 7
+                pos += 1
+                while b & 0x80:
+                    b = data[pos]
+                    pos += 1
+                    v |= (b & 0x7F) << shift
+                    shift += 7
+                credits = (v >> 1) ^ -(v & 1)
+                b = data[pos]
+                v = b & 0x7F
+                shift = 7
+                pos += 1
+                while b & 0x80:
+                    b = data[pos]
+                    pos += 1
+                    v |= (b & 0x7F) << shift
+                    shift += 7
+                t = (v >> 1) ^ -(v & 1)
                 if data[pos] == 0:
+                    attrs: dict[str, str] = {}
                     pos += 1
                 else:
+                    attrs = {}
                     pos = _read_map(data, pos, attrs)
-                acct, bot, conv = ids
                 problem = None
                 if not (eid and acct and bot and conv):
                     problem = ("missing_id", "event_id, account_id, bot_id and conversation_id "

@@ -60,6 +60,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.record_delay = Histogram(
+            "capstream_processor_record_delay_seconds",
+            "A usage record's broker timestamp to the moment the worker starts applying it",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.lag = Gauge(
             "capstream_processor_lag",
             "Records of the usage topic not yet processed, per partition",
