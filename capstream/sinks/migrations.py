@@ -1,4 +1,4 @@
-"""Apply the numbered DDL migrations once each, and keep table retention (TTL) as configured."""
+"""Apply the numbered DDL migrations once each; keep retention (TTL) and merge settings as set."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from capstream.sinks.ddl import MIGRATIONS, TTL_COLUMNS, Migration
+from capstream.sinks.ddl import MERGE_SETTINGS, MIGRATIONS, TTL_COLUMNS, Migration
 from capstream.sinks.store import StoreError, short_error
 from capstream.sinks.tables import ROLLUP_TABLES
 
@@ -54,8 +54,7 @@ def migrate(client: Any, migrations: tuple[Migration, ...] = MIGRATIONS) -> list
     return applied
 
 
-def current_retention(client: Any, table: str) -> int | None:
-    """The TTL of ``table`` in days, or None when rows never expire."""
+def _engine_full(client: Any, table: str) -> str:
     rows = client.query(
         "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
         "AND name = {table:String}",
@@ -63,8 +62,47 @@ def current_retention(client: Any, table: str) -> int | None:
     ).result_rows
     if not rows:
         raise StoreError(f"table {table} does not exist; run the migrations first")
-    match = _TTL_DAYS.search(str(rows[0][0]))
+    return str(rows[0][0])
+
+
+def current_retention(client: Any, table: str) -> int | None:
+    """The TTL of ``table`` in days, or None when rows never expire."""
+    match = _TTL_DAYS.search(_engine_full(client, table))
     return int(match.group(1)) if match else None
+
+
+def current_setting(client: Any, table: str, name: str) -> str | None:
+    """The value of MergeTree setting ``name`` in ``table``'s definition (None: the default)."""
+    match = re.search(rf"\b{re.escape(name)} = '?([^,'\s]+)", _engine_full(client, table))
+    return match.group(1) if match else None
+
+
+def apply_merge_settings(
+    client: Any, settings: dict[str, dict[str, int]] = MERGE_SETTINGS
+) -> list[str]:
+    """Give each table the MergeTree settings of ``settings`` that differ, skipping settings
+    this server does not know (older versions). Returns the tables changed."""
+    names = sorted({name for wanted in settings.values() for name in wanted})
+    known = {
+        str(row[0])
+        for row in client.query(
+            "SELECT name FROM system.merge_tree_settings WHERE name IN {names:Array(String)}",
+            parameters={"names": names},
+        ).result_rows
+    }
+    changed: list[str] = []
+    for table, wanted in settings.items():
+        todo = {
+            name: value
+            for name, value in wanted.items()
+            if name in known and current_setting(client, table, name) != str(value)
+        }
+        if todo:
+            assignments = ", ".join(f"{name} = {int(value)}" for name, value in todo.items())
+            client.command(f"ALTER TABLE {table} MODIFY SETTING {assignments}")
+            log.info("merge settings of %s: %s", table, assignments)
+            changed.append(table)
+    return changed
 
 
 def apply_retention(client: Any, *, raw_days: int | None, rollup_days: int | None) -> list[str]:

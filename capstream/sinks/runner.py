@@ -193,20 +193,34 @@ class SinkRunner:
         return {(x.topic, x.partition): x.offset for x in got if x.offset >= 0}
 
     def _seal_due(self) -> None:
-        """Hand over batches that are full or old enough.
+        """Hand over batches that are full, or old enough while their lane is free.
 
-        An old batch whose partition already has a batch waiting for a writer keeps growing
-        (up to ``batch_bytes``) instead: when ClickHouse is the bottleneck, inserts get
-        fewer and bigger by themselves; when it keeps up, batches stay small and fresh.
+        Full batches and complete recovery ranges go at once. A batch past
+        ``flush_interval_s`` is sealed only when its lane has nothing waiting behind the
+        batch being written, oldest first, one per lane: so it is written next, with
+        everything its partition received until then. Sealing it earlier would only make it
+        wait in the queue while newer records pile up behind it; when ClickHouse is the
+        bottleneck, inserts get fewer and bigger by themselves, and a record waits about one
+        round of the lane's inserts instead of two.
         """
         now = time.monotonic()
         pinned = [tp for tp, b in self.buffers.items() if b.open and b.open.pinned_token]
         positions = self._positions(pinned)
         opts = self.options
-        waiting = self.writer.waiting()
+        free = self.writer.free_lanes()
+        oldest: dict[int, tuple[float, TP]] = {}
         for tp, buf in self.buffers.items():
-            max_age = math.inf if tp in waiting else opts.flush_interval_s
-            self._submit(buf.seal_due(now, opts.batch_bytes, max_age, positions.get(tp)))
+            self._submit(buf.seal_due(now, opts.batch_bytes, math.inf, positions.get(tp)))
+            batch = buf.open
+            if batch is None or batch.pinned_token is not None:
+                continue
+            if now - batch.opened_at < opts.flush_interval_s:
+                continue
+            lane = self.writer.lane_of(tp)
+            if lane in free and (lane not in oldest or batch.opened_at < oldest[lane][0]):
+                oldest[lane] = (batch.opened_at, tp)
+        for _, tp in oldest.values():
+            self._submit(self.buffers[tp].seal_due(now, opts.batch_bytes, 0.0, None))
 
     def _commit_acked(self, *, synchronous: bool = False) -> None:
         for batch in self.writer.take_acks():

@@ -11,7 +11,7 @@ from typing import Any
 from capstream.sinks.clickhouse import ClickHouseStorage
 from capstream.sinks.dead_letters import DeadLetters, dead_letter_producer
 from capstream.sinks.endpoint import QueryEndpoint
-from capstream.sinks.migrations import apply_retention, migrate
+from capstream.sinks.migrations import apply_merge_settings, apply_retention, migrate
 from capstream.sinks.options import MIB, SinkOptions
 from capstream.sinks.runner import SinkRunner, SinkStats
 from capstream.sinks.store import chdb_path, is_embedded, open_client
@@ -46,7 +46,7 @@ def sink_consumer(settings: Settings, options: SinkOptions) -> Any:
 
 
 def prepare_store(settings: Settings, options: SinkOptions) -> ClickHouseStorage:
-    """Open the store, apply pending migrations and the configured retention."""
+    """Open the store, apply pending migrations, the configured retention, merge settings."""
     storage = ClickHouseStorage(lambda: open_client(settings))
     try:
         migrate(storage.client)
@@ -55,6 +55,7 @@ def prepare_store(settings: Settings, options: SinkOptions) -> ClickHouseStorage
             raw_days=options.retention_days,
             rollup_days=options.rollup_retention_days,
         )
+        apply_merge_settings(storage.client)
     except BaseException:
         storage.close()
         raise

@@ -82,11 +82,11 @@ class _Lane:
             acks, self._acks = self._acks, []
             return acks
 
-    def waiting(self) -> set[TopicPartition]:
-        """Partitions with a batch queued behind the one being written."""
+    @property
+    def backlog(self) -> int:
+        """Batches queued behind the one being written (0: a new batch is written next)."""
         with self._cond:
-            head = self._queue[0] if self._busy is not None and self._queue else None
-            return {(b.topic, b.partition) for b in self._queue if b is not head}
+            return len(self._queue) - (1 if self._busy is not None and self._queue else 0)
 
     def wait_idle(self, partitions: Iterable[TopicPartition], timeout: float) -> bool:
         """Wait until no batch of ``partitions`` is queued or being written."""
@@ -295,10 +295,15 @@ class BatchWriter:
         """Batches written since the last call (in order within each partition)."""
         return [batch for lane in self._lanes for batch in lane.take_acks()]
 
-    def waiting(self) -> set[TopicPartition]:
-        """Partitions that already have a batch waiting for a writer (not yet being written):
-        their open batch may keep growing instead of queueing another small insert."""
-        return set().union(*(lane.waiting() for lane in self._lanes))
+    def lane_of(self, tp: TopicPartition) -> int:
+        """The lane that writes ``tp`` (assigned on first use, then fixed)."""
+        return self._lanes.index(self._lane(tp))
+
+    def free_lanes(self) -> set[int]:
+        """Lanes with no batch waiting behind the one being written: a batch sealed for one
+        of them now is written next. Sealing only then keeps inserts as fresh as the store
+        allows; the others' open batches keep growing (fewer, bigger inserts)."""
+        return {i for i, lane in enumerate(self._lanes) if lane.backlog == 0}
 
     def wait_idle(self, partitions: Iterable[TopicPartition], timeout: float) -> bool:
         """Wait until no batch of ``partitions`` is queued or being written."""

@@ -254,8 +254,11 @@ def test_queued_partitions_announce_their_intents_together() -> None:
             return super().write(batch)
 
     broker, storage = FakeBroker(), SlowStorage()
-    total = fill(broker, 5, partitions=4)
-    runner, _ = make_runner(broker, storage)
+    for p in range(4):  # records over batch_bytes: each is a full batch, queued at once
+        for n in range(5):
+            broker.append(USAGE.topic, p, usage_value(p * 1000 + n, events=20))
+    total = 20
+    runner, _ = make_runner(broker, storage, batch_bytes=1024)
     for _ in range(20):
         runner.step(timeout=0)
         time.sleep(0.003)
@@ -268,3 +271,46 @@ def test_queued_partitions_announce_their_intents_together() -> None:
     # every partition's last batch is its recorded intent, as a restart expects
     last = {(b.topic, b.partition): b.intent for b in storage.writes}
     assert storage.saved_intents == last
+
+
+def test_an_old_batch_is_sealed_when_its_lane_writes_it_next_oldest_first() -> None:
+    import threading
+
+    from capstream.sinks.batches import Batch
+    from capstream.sinks.storage import Rejected
+
+    gate = threading.Semaphore(0)
+
+    class GatedStorage(MemoryStorage):
+        def write(self, batch: Batch) -> list[Rejected]:
+            gate.acquire(timeout=10)
+            return super().write(batch)
+
+    broker, storage = FakeBroker(), GatedStorage()
+    runner, _ = make_runner(broker, storage, flush_interval_s=0.001)
+    submitted: list[Batch] = []
+    submit = runner.writer.submit
+    runner.writer.submit = lambda batch: (submitted.append(batch), submit(batch))[1]  # type: ignore[method-assign]
+    for n in range(30):
+        for p in range(3):
+            broker.append(USAGE.topic, p, usage_value(p * 1000 + n))
+        runner.step(timeout=0)
+        time.sleep(0.003)
+    # one batch being written, one waiting to be written next; the third partition's
+    # batch keeps growing instead of queueing behind them
+    assert len(submitted) == 2
+    [rest] = {0, 1, 2} - {b.partition for b in submitted}
+    assert len(runner.buffers[(USAGE.topic, rest)].open or []) == 30
+    gate.release()  # the first write returns: the lane is free again
+    deadline = time.monotonic() + 5
+    while len(submitted) < 3:
+        assert time.monotonic() < deadline
+        runner.step(timeout=0)
+        time.sleep(0.003)
+    assert submitted[2].partition == rest  # the oldest open batch goes next
+    assert len(submitted[2]) == 30
+    gate.release(1000)
+    drive(runner, committed_all(broker))
+    runner.close()
+    rows = storage.rows["usage_events"]
+    assert len(rows) == len(set(rows)) == 90
