@@ -1,18 +1,37 @@
-"""Compact binary writer and reader for usage state (little-endian, length-prefixed)."""
+"""Compact binary writer and reader for usage state (little-endian, length-prefixed).
+
+Fixed fields go through one ``struct`` each (:meth:`Writer.pack`), lists of strings and ints
+through one piece each (:meth:`Writer.texts`, :meth:`Writer.i64_list`): a value costs a few calls,
+not one per field.
+"""
 
 from __future__ import annotations
 
 import struct
 import sys
 from array import array
+from collections.abc import Collection
 
 from capstream.core.errors import StateFormatError
 
 _Q = struct.Struct("<q")
 _I = struct.Struct("<I")
 _B = struct.Struct("<B")
+_TEXTS = struct.Struct("<IBI")  # count, layout, length of the joined bytes
 _NONE = -(1 << 63)  # int64 min marks "None" in optional ints
 _BIG_ENDIAN = sys.byteorder == "big"
+_SEP = "\x00"
+_JOINED, _LENGTHS = 0, 1  # texts(): NUL-separated (no text holds a NUL) / lengths, then bytes
+
+
+def opt(v: int | None) -> int:
+    """An optional int as stored (``None`` as int64 min), for :meth:`Writer.pack`."""
+    return _NONE if v is None else v
+
+
+def unopt(v: int) -> int | None:
+    """The inverse of :func:`opt`."""
+    return None if v == _NONE else v
 
 
 class Writer:
@@ -23,34 +42,22 @@ class Writer:
     def __init__(self, header: bytes) -> None:
         self.buf = bytearray(header)
 
-    def i64(self, v: int) -> None:
-        self.buf += _Q.pack(v)
+    def pack(self, fields: struct.Struct, *values: int) -> None:
+        """Fixed fields in one piece (read back with :meth:`Reader.unpack`)."""
+        self.buf += fields.pack(*values)
 
-    def opt_i64(self, v: int | None) -> None:
-        self.buf += _Q.pack(_NONE if v is None else v)
-
-    def u32(self, n: int) -> None:
-        self.buf += _I.pack(n)
-
-    def u8(self, v: int) -> None:
-        self.buf += _B.pack(v)
-
-    def text(self, s: str) -> None:
-        b = s.encode()
-        self.buf += _I.pack(len(b))
-        self.buf += b
-
-    def opt_text(self, s: str | None) -> None:
-        if s is None:
-            self.buf += b"\x00"
-        else:
-            self.buf += b"\x01"
-            self.text(s)
-
-    def texts(self, values: list[str]) -> None:
-        """Many strings in one piece: the count, every UTF-8 length, then the bytes."""
+    def texts(self, values: Collection[str]) -> None:
+        """Many strings in one piece: the count, then (when no string holds a NUL, the common
+        case) the strings joined by NULs, else every UTF-8 length followed by the bytes."""
+        n = len(values)
+        joined = _SEP.join(values)
+        if joined.count(_SEP) == n - 1 or n == 0:
+            blob = joined.encode()
+            self.buf += _TEXTS.pack(n, _JOINED, len(blob))
+            self.buf += blob
+            return
         raw = [s.encode() for s in values]
-        self.u32(len(raw))
+        self.buf += _TEXTS.pack(n, _LENGTHS, 0)
         lengths = array("I", map(len, raw))
         if _BIG_ENDIAN:  # pragma: no cover
             lengths.byteswap()
@@ -61,12 +68,9 @@ class Writer:
         """Bytes already in this format (a cached piece of a value)."""
         self.buf += data
 
-    def i64s(self, values: array[int]) -> None:
-        self.u32(len(values))
-        if _BIG_ENDIAN:  # pragma: no cover - the format is little-endian everywhere
-            values = array("q", values)
-            values.byteswap()
-        self.buf += values.tobytes()
+    def i64_list(self, values: list[int]) -> None:
+        """int64 values without a count (read back with :meth:`Reader.i64_array`)."""
+        self.buf += struct.pack(f"<{len(values)}q", *values)
 
     def bytes(self) -> bytes:
         return bytes(self.buf)
@@ -117,9 +121,27 @@ class Reader:
     def opt_text(self) -> str | None:
         return self.text() if self.u8() else None
 
+    def unpack(self, fields: struct.Struct) -> tuple[int, ...]:
+        """Fixed fields written by :meth:`Writer.pack`."""
+        return tuple(fields.unpack(self._take(fields.size)))
+
     def texts(self) -> list[str]:
         """Strings written by :meth:`Writer.texts`."""
-        n = self.u32()
+        n, layout, size = _TEXTS.unpack(self._take(_TEXTS.size))
+        if layout == _JOINED:
+            try:
+                joined = str(self._take(size), "utf-8")
+            except UnicodeDecodeError as exc:
+                raise StateFormatError("usage state holds invalid text") from exc
+            values = joined.split(_SEP) if n else []
+            if len(values) != n:
+                raise StateFormatError("usage state holds a corrupt list of texts")
+            return values
+        if layout != _LENGTHS:
+            raise StateFormatError("usage state holds a list of texts of an unknown layout")
+        return self._texts_by_length(n)
+
+    def _texts_by_length(self, n: int) -> list[str]:
         lengths = array("I")
         lengths.frombytes(self._take(4 * n))
         if _BIG_ENDIAN:  # pragma: no cover
@@ -136,7 +158,10 @@ class Reader:
         return out
 
     def i64s(self) -> array[int]:
-        n = self.u32()
+        return self.i64_array(self.u32())
+
+    def i64_array(self, n: int) -> array[int]:
+        """``n`` int64 values written by :meth:`Writer.i64_list`."""
         values = array("q")
         values.frombytes(self._take(8 * n))
         if _BIG_ENDIAN:  # pragma: no cover

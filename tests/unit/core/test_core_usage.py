@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from core_builders import ACC, HOUR, MIN, T0, Harness, ev, ms, policy, settings
+from core_builders import ACC, HOUR, MIN, T0, Harness, caps, ev, ms, policy, settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -231,6 +231,41 @@ def test_states_written_by_the_previous_release_v1_are_read_unchanged() -> None:
     # Written again, they are v2 and read back the same.
     assert AccountUsage.from_bytes(account.to_bytes()) == account
     assert BotUsage.from_bytes(bot.to_bytes()).to_bytes()[:5] == b"CSUB\x02"
+
+
+def test_every_field_of_a_state_round_trips_even_texts_holding_a_nul() -> None:
+    # A block, an alert, a daily and a monthly cap, the downgrade and both throttles set;
+    # event ids and the fallback text holding NULs take the texts' length-prefixed layout.
+    h = Harness(
+        policies=[policy("p-msg", metric="messages", threshold=3, window=600, block_s=900)],
+        tenant=settings(
+            plan="pro",
+            auto_downgrade=True,
+            throttle="smart",
+            caps=caps(text=(1_000, None), vision=(None, 50)),
+            fallback_message="back\x00soon {{TIMEFRAME}}",
+        ),
+    )
+    for i in range(25):
+        category = "vision" if i == 24 else "text"
+        h.send(ev(i, T0 + i * 100, credits=60, category=category, event_id=f"ev\x00{i}"))
+    acct, bot = h.state.account, h.state.bots["bot-1"]
+    assert acct.caps.keys() == {"text", "vision"} and acct.downgraded_until_ms is not None
+    assert bot.blocked_until_ms is not None and bot.loop_until_ms is not None
+    assert acct.risk_until_ms is not None
+    assert bot.enforcement is not None and bot.enforcement.throttle_reason is not None
+    for usage, kind in ((acct, AccountUsage), (bot, BotUsage)):
+        data = usage.to_bytes()
+        again = kind.from_bytes(data)
+        assert again == usage
+        assert again.to_bytes() == data
+        assert again.enforcement == usage.enforcement
+        assert {k: r.total for k, r in again.rings.items()} == {
+            k: r.total for k, r in usage.rings.items()
+        }
+    assert list(AccountUsage.from_bytes(acct.to_bytes()).recent_ids)[-1] == "ev\x0024"
+    empty = AccountState(ACC).account
+    assert AccountUsage.from_bytes(empty.to_bytes()) == empty
 
 
 @pytest.mark.parametrize(
