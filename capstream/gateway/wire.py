@@ -124,23 +124,15 @@ def event_text(
     attributes: Any,
 ) -> str:
     """:func:`encode_event` as Latin-1 code units (what the recorder queues)."""
-    global _last_time
     num = _NUM
     ids = _IDS
     try:
         if occurred_at_ms is None:
             now = time_ns()
             clock = _clock
-            if not clock[0] <= now < clock[1]:
-                clock = _tick(now)
-            stamp = clock[2]
+            stamp = clock[2] if clock[0] <= now < clock[1] else _tick(now)[2]
         else:
-            last = _last_time
-            if occurred_at_ms.__class__ is not int or last[0] != occurred_at_ms:
-                if occurred_at_ms.__class__ is not int or not 0 <= occurred_at_ms <= MAX_LONG:
-                    raise KeyError(occurred_at_ms)
-                last = _last_time = (occurred_at_ms, _units(long_bytes(occurred_at_ms)))
-            stamp = last[1]
+            stamp = _stamp(occurred_at_ms)
         # An ASCII id is its own UTF-8; _ID_LEN refuses "" and more than MAX_ID.
         if not (
             event_id.__class__ is str
@@ -201,36 +193,93 @@ def _encode_checked(
     occurred_at_ms: Any,
     attributes: Any,
 ) -> str:
-    """The slow path: check every field, say which is wrong, remember account, bot, model."""
-    parts = [_units(string_bytes(_text("event_id", event_id, required=True)))]
-    for name, value in (("account_id", account_id), ("bot_id", bot_id)):
-        parts.append(_remember(_IDS, _text(name, value, required=True)))
-    conversation = _text("conversation_id", conversation_id, required=True)
-    parts.append(_units(string_bytes(conversation)))
-    if category not in _CATEGORY:
-        raise UsageEventError(
-            "category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}"
-        )
-    parts.append(_CATEGORY[category])
-    parts.append(_remember(_MODELS, _text("model", model, required=False)))
-    parts.append(_units(long_bytes(_count("tokens_in", tokens_in, MAX_LONG))))
-    parts.append(_units(long_bytes(_count("tokens_out", tokens_out, MAX_LONG))))
-    parts.append(_units(long_bytes(_count("messages", messages, MAX_INT))))
+    """The other path: each field through its own check, the cheap one first, so a large
+    count or a non-ASCII id costs a few calls more, and a bad field raises naming itself."""
+    if category.__class__ is not str or category not in _CATEGORY:
+        category = _category(category)
     if conversation_started not in (True, False) or isinstance(conversation_started, str):
         raise UsageEventError(
             "conversation_started", f"must be True or False, not {conversation_started!r}"
         )
-    parts.append(_BOOL[bool(conversation_started)])
-    parts.append(_units(long_bytes(_count("credits_micro", credits_micro, MAX_LONG))))
-    if occurred_at_ms is None:
-        occurred_at_ms = time_ns() // 1_000_000
-    if isinstance(occurred_at_ms, bool) or not isinstance(occurred_at_ms, int):
-        raise UsageEventError(
-            "occurred_at_ms", f"must be epoch milliseconds (an int), not {occurred_at_ms!r}"
+    return "".join(
+        (
+            _id_units("event_id", event_id),
+            _known(_IDS, "account_id", account_id, required=True),
+            _known(_IDS, "bot_id", bot_id, required=True),
+            _id_units("conversation_id", conversation_id),
+            _CATEGORY[category],
+            _known(_MODELS, "model", model, required=False),
+            _count_units("tokens_in", tokens_in, MAX_LONG),
+            _count_units("tokens_out", tokens_out, MAX_LONG),
+            _count_units("messages", messages, MAX_INT),
+            _BOOL[bool(conversation_started)],
+            _count_units("credits_micro", credits_micro, MAX_LONG),
+            _stamp(occurred_at_ms) if occurred_at_ms is not None else _now_stamp(),
+            _units(_attributes(attributes)) if attributes else _EMPTY_MAP,
         )
-    parts.append(_units(long_bytes(_count("occurred_at_ms", occurred_at_ms, MAX_LONG))))
-    parts.append(_units(_attributes(attributes)) if attributes else _EMPTY_MAP)
-    return "".join(parts)
+    )
+
+
+def _now_stamp() -> str:
+    now = time_ns()
+    clock = _clock
+    return clock[2] if clock[0] <= now < clock[1] else _tick(now)[2]
+
+
+def _stamp(occurred_at_ms: Any) -> str:
+    """An explicit ``occurred_at_ms`` as code units (the last one is kept: callers that pass
+    their own clock repeat it within a millisecond)."""
+    global _last_time
+    last = _last_time
+    if occurred_at_ms.__class__ is not int or last[0] != occurred_at_ms:
+        if isinstance(occurred_at_ms, bool) or not isinstance(occurred_at_ms, int):
+            raise UsageEventError(
+                "occurred_at_ms", f"must be epoch milliseconds (an int), not {occurred_at_ms!r}"
+            )
+        units = _count_units("occurred_at_ms", occurred_at_ms, MAX_LONG)
+        last = _last_time = (int(occurred_at_ms), units)
+    return last[1]
+
+
+def _category(category: Any) -> str:
+    try:
+        if category in _CATEGORY:
+            return str(category)
+    except TypeError:  # unhashable
+        pass
+    raise UsageEventError("category", f"must be one of {', '.join(CATEGORIES)}, not {category!r}")
+
+
+def _id_units(name: str, value: Any) -> str:
+    if value.__class__ is str and value.isascii():
+        prefix = _ID_LEN.get(len(value))
+        if prefix is not None:
+            return prefix + value
+    return _units(string_bytes(_text(name, value, required=True)))
+
+
+def _known(cache: dict[str, str], name: str, value: Any, *, required: bool) -> str:
+    if value.__class__ is str:
+        units = cache.get(value)
+        if units is not None:
+            return units
+    return _remember(cache, _text(name, value, required=required))
+
+
+def _count_units(name: str, value: Any, limit: int) -> str:
+    if value.__class__ is int and 0 <= value <= limit:
+        return _NUM.get(value) or _long_units(value)
+    return _long_units(_count(name, value, limit))
+
+
+def _long_units(n: int) -> str:
+    """Avro ``long`` of ``n >= 0`` as code units (the counts' varints, short ones inline)."""
+    z = n << 1
+    if z < 0x4000:
+        return chr(z) if z < 0x80 else chr(z & 0x7F | 0x80) + chr(z >> 7)
+    if z < 0x200000:
+        return chr(z & 0x7F | 0x80) + chr(z >> 7 & 0x7F | 0x80) + chr(z >> 14)
+    return _units(long_bytes(n))
 
 
 def _text(name: str, value: Any, *, required: bool) -> str:

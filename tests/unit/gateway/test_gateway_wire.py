@@ -130,6 +130,7 @@ def test_the_time_defaults_to_now() -> None:
     ("changes", "field", "words"),
     [
         ({"category": "video"}, "category", "text, vision, audio, documents"),
+        ({"category": ["text"]}, "category", "text, vision, audio, documents"),
         ({"tokens_in": -5}, "tokens_in", "negative"),
         ({"tokens_out": -1}, "tokens_out", "negative"),
         ({"credits_micro": -100_000}, "credits_micro", "negative"),
