@@ -120,6 +120,7 @@ class Progress:
         self.first_rows = 0
         self.last = 0.0
         self.lags_ms: list[float] = []
+        self.inserts = 0
         self.done = threading.Event()
         self.target = 0
 
@@ -128,6 +129,7 @@ class Progress:
         wall_ms = time.time() * 1000
         self.last = now
         self.rows += (len(batch) - len(rejected)) * self.rows_per_record
+        self.inserts += 1 if len(batch) else 0
         if self.first is None:  # the steady state starts when the first write returned
             self.first, self.first_rows = now, self.rows
         self.lags_ms.extend(wall_ms - ts for ts in batch.timestamps)
@@ -194,6 +196,11 @@ def bench_throughput(bootstrap: str, tmp: Path, events: int) -> None:
         f"cpu: {cpu * 1e6 / progress.rows:.1f} µs of this process's CPU per row "
         f"(consumer, chDB inserts and merges) = {progress.rows / cpu:,.0f} rows per CPU-second"
     )
+    print(f"inserts: {progress.inserts} of {progress.rows / progress.inserts:,.0f} rows; {load()}")
+
+
+def load() -> str:
+    return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -230,27 +237,24 @@ def bench_lag(bootstrap: str, tmp: Path, rate: int, seconds: float) -> None:
         f"{progress.rows:,} written): p50 {percentile(lags, 0.5):.0f} ms, "
         f"p99 {percentile(lags, 0.99):.0f} ms, max {max(lags):.0f} ms"
     )
+    print(f"inserts: {progress.inserts} of {progress.rows / progress.inserts:,.0f} rows; {load()}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=3_000_000)
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-lag", action="store_true")
     args = parser.parse_args()
-    print(
-        "load average at start: {:.1f} {:.1f} {:.1f} on {} cores".format(
-            *os.getloadavg(), os.cpu_count()
-        )
-    )
+    print(f"{load()} at start, on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp, broker(Path(tmp)) as bootstrap:
         if not args.skip_throughput:
             bench_throughput(bootstrap, Path(tmp), args.events)
         if not args.skip_lag:
             bench_lag(bootstrap, Path(tmp), args.rate, args.seconds)
-    print("load average at end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
+    print(f"{load()} at end")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ def sink_consumer(settings: Settings, options: SinkOptions) -> Any:
             "auto.offset.reset": "earliest",
             "queued.max.messages.kbytes": prefetch_kb,
             "fetch.max.bytes": max(MIB, min(50 * MIB, prefetch_kb * 1024)),
+            # A fetch answers once 256 KiB are there or after 100 ms (librdkafka: at the
+            # first byte), not once per trickle of records: a third of the client's CPU at
+            # 20,000 events/s, and the broker's; within the 0.5 s a batch waits anyway.
+            "fetch.min.bytes": 256 * 1024,
+            "fetch.wait.max.ms": 100,
             "isolation.level": "read_committed",
             "session.timeout.ms": int(options.session_timeout_s * 1000),
             "heartbeat.interval.ms": max(1000, int(options.session_timeout_s * 1000) // 4),
