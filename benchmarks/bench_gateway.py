@@ -117,19 +117,32 @@ def bench_gate(settings: Settings, calls: int) -> None:
         print(f"  (capped media calls reported to caphits: {hits:,})")
 
 
-def bench_record(settings: Settings, events: int) -> None:
-    """record() into the broker until flush() confirms every event (acks=all)."""
+def bench_record(settings: Settings, events: int, *, realistic: bool = False) -> None:
+    """record() into the broker until flush() confirms every event (acks=all).
+
+    ``realistic``: token counts and credits spread like real calls (most above the encoder's
+    small-number table, so those events take its checked path).
+    """
     rng = random.Random(3)
     accounts = [f"acct-{a}" for a in range(1_000)]
     work = [
         (f"{uuid.uuid4().hex[:8]}-{i}", rng.choice(accounts), f"conv-{rng.randrange(20_000)}")
         for i in range(events)
     ]
+    if realistic:
+        sizes = [
+            (rng.randrange(50, 40_000), rng.randrange(20, 4_000), rng.randrange(500, 600_000))
+            for _ in range(10_000)
+        ]
+    else:
+        sizes = [(420, 180, 2_300)]
+    label = "realistic counts" if realistic else "small counts"
     with UsageRecorder(settings, linger_ms=5, max_queue=events + 1) as recorder:
         record = recorder.record
         started = time.perf_counter()
         cpu_started = time.process_time()
-        for event_id, account, conversation in work:
+        for i, (event_id, account, conversation) in enumerate(work):
+            tokens_in, tokens_out, credits = sizes[i % len(sizes)]
             record(
                 event_id=event_id,
                 account_id=account,
@@ -137,10 +150,10 @@ def bench_record(settings: Settings, events: int) -> None:
                 conversation_id=conversation,
                 category="text",
                 model="claude-haiku",
-                tokens_in=420,
-                tokens_out=180,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
                 messages=1,
-                credits_micro=2_300,
+                credits_micro=credits,
             )
         recorded = time.perf_counter() - started
         left = recorder.flush(120)
@@ -148,7 +161,7 @@ def bench_record(settings: Settings, events: int) -> None:
         cpu = time.process_time() - cpu_started
         stats = recorder.stats
     print(
-        f"record() {events / total:>12,.0f} events/s into Kafka, acknowledged "
+        f"record() {label:<17} {events / total:>10,.0f} events/s into Kafka, acknowledged "
         f"({events:,} events in {total:.2f}s; the record() calls alone: "
         f"{recorded / events * 1e6:.2f} µs each)"
     )
@@ -191,6 +204,7 @@ def bench_latency(settings: Settings, decisions: int) -> None:
             producer.poll(0)
             arrived.wait(5)
             time.sleep(random.uniform(0.0, 0.01))
+    producer.flush(10)
     lat = sorted((seen[v] - sent[v]) * 1000 for v in sent if v in seen)
     p = statistics.quantiles(lat, n=100)
     print(
@@ -207,6 +221,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--only", choices=["gate", "record", "latency"], action="append")
     args = parser.parse_args(argv)
     only = set(args.only or ["gate", "record", "latency"])
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with cluster() as bootstrap:
         settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}")
         create_topics(settings)
@@ -214,8 +229,10 @@ def main(argv: list[str]) -> None:
             bench_gate(settings, args.calls)
         if "record" in only:
             bench_record(settings, args.events)
+            bench_record(settings, args.events, realistic=True)
         if "latency" in only:
             bench_latency(settings, args.decisions)
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

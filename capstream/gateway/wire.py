@@ -59,6 +59,11 @@ _NUM: dict[int, str] = {n: _units(long_bytes(n)) for n in range(_SMALL)}
 _ID_LEN: dict[int, str] = {n: _NUM[n] for n in range(1, MAX_ID + 1)}
 _CATEGORY: dict[str, str] = {c: _NUM[i] for i, c in enumerate(CATEGORIES)}
 _BOOL: dict[bool, str] = {False: "\x00", True: "\x01"}
+# For larger counts (see _long_units): a byte as a character, with the continuation bit, and
+# the first two varint bytes of any n >= 8192 by its low 13 bits (zigzag doubles n).
+_CHR = tuple(map(chr, range(256)))
+_CONT = tuple(chr(b | 0x80) for b in range(128))
+_LOW13 = tuple(_CONT[(2 * n) & 0x7F] + _CONT[n >> 6] for n in range(1 << 13))
 _EMPTY_MAP = "\x00"
 # Validated strings -> their Avro code units. Ids must be non-empty; models may be empty.
 _IDS: dict[str, str] = {}
@@ -151,11 +156,13 @@ def event_text(
                 conversation_id,
                 _CATEGORY[category],
                 _MODELS[model],
-                num[tokens_in],
-                num[tokens_out],
+                num[tokens_in] if tokens_in < _SMALL else _count_units("tokens_in", tokens_in),
+                num[tokens_out] if tokens_out < _SMALL else _count_units("tokens_out", tokens_out),
                 num[messages],
                 _BOOL[conversation_started],
-                num[credits_micro],
+                num[credits_micro]
+                if credits_micro < _SMALL
+                else _count_units("credits_micro", credits_micro),
                 stamp,
                 _EMPTY_MAP if not attributes else _units(_attributes(attributes)),
             )
@@ -266,19 +273,23 @@ def _known(cache: dict[str, str], name: str, value: Any, *, required: bool) -> s
     return _remember(cache, _text(name, value, required=required))
 
 
-def _count_units(name: str, value: Any, limit: int) -> str:
-    if value.__class__ is int and 0 <= value <= limit:
-        return _NUM.get(value) or _long_units(value)
+def _count_units(name: str, value: Any, limit: int = MAX_LONG) -> str:
+    if value.__class__ is int:
+        if _SMALL <= value < 1 << 20:  # most counts the fast path sends here (one call less)
+            return _LOW13[value & 0x1FFF] + _CHR[value >> 13]
+        if 0 <= value <= limit:
+            return _long_units(value)
     return _long_units(_count(name, value, limit))
 
 
 def _long_units(n: int) -> str:
-    """Avro ``long`` of ``n >= 0`` as code units (the counts' varints, short ones inline)."""
-    z = n << 1
-    if z < 0x4000:
-        return chr(z) if z < 0x80 else chr(z & 0x7F | 0x80) + chr(z >> 7)
-    if z < 0x200000:
-        return chr(z & 0x7F | 0x80) + chr(z >> 7 & 0x7F | 0x80) + chr(z >> 14)
+    """Avro ``long`` of ``n >= 0`` as code units: tables up to 2**27, arithmetic beyond."""
+    if n < _SMALL:
+        return _NUM[n]
+    if n < 1 << 20:  # the low 13 bits give the first two bytes, the rest the third
+        return _LOW13[n & 0x1FFF] + _CHR[n >> 13]
+    if n < 1 << 27:
+        return _LOW13[n & 0x1FFF] + _CONT[n >> 13 & 0x7F] + _CHR[n >> 20]
     return _units(long_bytes(n))
 
 

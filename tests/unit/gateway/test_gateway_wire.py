@@ -170,3 +170,13 @@ def test_ids_seen_before_are_still_checked_per_field() -> None:
 def test_whole_floats_and_bools_count_like_the_wire_model_does(tokens: Any) -> None:
     raw = encode_batch("b", "", 0, [encode(event(tokens_in=tokens))])
     assert UsageBatchRecord.from_bytes(raw).events[0].tokens_in == int(tokens)
+
+
+@pytest.mark.parametrize("shift", [6, 7, 13, 14, 20, 21, 27, 28, 62])
+def test_counts_around_each_varint_length_match_the_codec(shift: int) -> None:
+    for n in (1 << shift) - 1, 1 << shift, (1 << shift) + 1:
+        evs = [event(tokens_in=n, tokens_out=n // 3, credits_micro=n, messages=n & 0xFFFF)]
+        texts = [event_text(*(e[f] for f in FIELDS)) for e in evs]
+        assert encode_batch_texts("b", "", 0, texts) == codec("UsageBatch").encode(
+            {"batch_id": "b", "producer": "", "sent_at_ms": 0, "events": evs}
+        )
