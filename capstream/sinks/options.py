@@ -15,11 +15,13 @@ class SinkOptions:
 
     group_id: str | None = None
     """Consumer group; None = ``<topic prefix>.sink``."""
-    batch_bytes: int = 8 * MIB
-    """A partition's batch is written once its Avro bodies reach this size..."""
+    batch_bytes: int = 24 * MIB
+    """A partition's batch is written once its Avro bodies reach this size (a backlog is
+    drained in inserts of this size: 24 MiB = ~350,000 usage events; ClickHouse's CPU per
+    row fell by 15-30% from 8 MiB, fewer parts to merge, rollup rows summed in the insert)..."""
     flush_interval_s: float = 0.5
-    """...or once its oldest record has waited this long (unless the partition's previous
-    batch still waits for a writer: then it grows, so a slow store gets bigger inserts)."""
+    """...or once its oldest record has waited this long and its writer lane is free (else it
+    grows until the lane is free, so a slow store gets bigger inserts)."""
     max_buffered_bytes: int = 96 * MIB
     """Above this (open + queued batches), consumption pauses until half is written."""
     writer_lanes: int = 1
