@@ -133,13 +133,15 @@ def evaluate(
     if t > now:
         t = now
     tokens = tokens_in + tokens_out
-    vec = [tokens, msgs, 1 if event.conversation_started else 0, cr, 0, 0, 0, 0]
-    vec[4 + ci] = cr
+    conv = 1 if event.conversation_started else 0
+    # Amount per series; an event's category's credits series is 4 + ci, and watch[ci] holds
+    # no other category's series, so every category slot can hold cr.
+    vec = (tokens, msgs, conv, cr, cr, cr, cr, cr)
 
     # Calendar totals and rolling windows of the account, then of the bot. Ring.add is
     # inlined here: this loop is most of the per-event cost.
     acct_changed = False
-    conv, cr_ix = vec[2], 4 + ci
+    cr_ix = 4 + ci
     usage: UsageBase
     parts = ((acct, bot) if bot_fresh else (acct,)) if acct_fresh else (bot,)
     for usage in parts:
@@ -164,15 +166,14 @@ def evaluate(
             if not v:
                 continue
             b = t // ring.width
-            if b == ring.head:
-                ring.buckets[ring.slot] += v
-            elif b > ring.head:
-                ring._advance(b)
-                ring.buckets[ring.slot] += v
-            elif b > ring.head - ring.size:
-                ring.buckets[b % ring.size] += v
-            else:
-                continue  # older than the window
+            if b != ring.head:  # else: the newest bucket, kept as total - base
+                if b > ring.head:
+                    ring._advance(b)
+                elif b > ring.head - ring.size:
+                    ring.buckets[b % ring.size] += v
+                    ring.base += v
+                else:
+                    continue  # older than the window
             total = ring.total + v
             ring.total = total
             if total >= low:

@@ -171,7 +171,7 @@ class UsageBase:
         ints += alerted.values()
         for (series, window_ms), ring in rings.items():
             ints += (series, window_ms, ring.head)
-            ints += ring.buckets
+            ints += ring.settle()
         w.i64_list(ints)
         e = self.enforcement
         cached = self.encoded_enforcement

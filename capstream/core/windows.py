@@ -28,9 +28,14 @@ def bucket_width_ms(window_ms: int) -> int:
 
 
 class Ring:
-    """Bucketed running total over a rolling window of ``window_ms`` milliseconds."""
+    """Bucketed running total over a rolling window of ``window_ms`` milliseconds.
 
-    __slots__ = ("buckets", "head", "size", "slot", "total", "width", "window_ms")
+    The newest bucket's amount is not stored as it grows: it is ``total - base`` (``base``:
+    the other buckets' sum), so adding at the newest bucket, the common case, only moves
+    ``total``. :meth:`settle` writes it into ``buckets`` when the list is read.
+    """
+
+    __slots__ = ("base", "buckets", "head", "size", "slot", "total", "width", "window_ms")
 
     def __init__(self, window_ms: int) -> None:
         if window_ms < MIN_BUCKETS:
@@ -42,6 +47,7 @@ class Ring:
         self.head = -1  # index (time // width) of the newest bucket; -1: nothing yet
         self.slot = self.size - 1  # head % size: where the newest bucket lives
         self.total = 0
+        self.base = 0  # total less the newest bucket
 
     def _advance(self, b: int) -> None:
         # Move the head to bucket b, zeroing the buckets that fall out of the window.
@@ -50,13 +56,20 @@ class Ring:
             self.buckets = [0] * size
             self.total = 0
         else:
+            # Zero the slots after the old head up to the new one, in at most two slices.
             buckets = self.buckets
-            total = self.total
-            for i in range(self.head + 1, b + 1):
-                j = i % size
-                total -= buckets[j]
-                buckets[j] = 0
-            self.total = total
+            slot = self.slot
+            buckets[slot] = self.total - self.base
+            start, end = slot + 1, slot + 1 + b - self.head
+            if end <= size:
+                self.total -= sum(buckets[start:end])
+                buckets[start:end] = [0] * (end - start)
+            else:
+                end -= size
+                self.total -= sum(buckets[start:]) + sum(buckets[:end])
+                buckets[start:] = [0] * (size - start)
+                buckets[:end] = [0] * end
+        self.base = self.total  # the new newest bucket is empty
         self.head = b
         self.slot = b % size
 
@@ -66,15 +79,14 @@ class Ring:
         Amounts older than the ring's span are ignored (they cannot be in the window).
         """
         b = at_ms // self.width
-        if b == self.head:
-            self.buckets[self.slot] += amount
-        elif b > self.head:
-            self._advance(b)
-            self.buckets[self.slot] += amount
-        elif b > self.head - self.size:
-            self.buckets[b % self.size] += amount
-        else:
-            return self.total
+        if b != self.head:
+            if b > self.head:
+                self._advance(b)
+            elif b > self.head - self.size:
+                self.buckets[b % self.size] += amount
+                self.base += amount
+            else:
+                return self.total
         self.total += amount
         return self.total
 
@@ -85,9 +97,15 @@ class Ring:
             self._advance(b)
         return self.total
 
+    def settle(self) -> list[int]:
+        """Write the newest bucket's amount into ``buckets``; returns ``buckets``."""
+        buckets = self.buckets
+        buckets[self.slot] = self.total - self.base
+        return buckets
+
     def to_array(self) -> array[int]:
         """Bucket values as stored (slot ``head % size`` holds the newest), to serialise."""
-        return array("q", self.buckets)
+        return array("q", self.settle())
 
     @classmethod
     def restore(cls, window_ms: int, head: int, stored: array[int]) -> Ring:
@@ -99,6 +117,7 @@ class Ring:
         ring.slot = head % ring.size
         ring.buckets = stored.tolist()
         ring.total = sum(ring.buckets)
+        ring.base = ring.total - ring.buckets[ring.slot]
         return ring
 
     @classmethod
@@ -117,7 +136,7 @@ class Ring:
         return (
             self.window_ms == other.window_ms
             and self.head == other.head
-            and self.buckets == other.buckets
+            and self.settle() == other.settle()
         )
 
     __hash__ = None  # type: ignore[assignment]
