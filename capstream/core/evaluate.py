@@ -29,7 +29,7 @@ from capstream.core.models import (
     TenantSettings,
     UsageEvent,
 )
-from capstream.core.policies import PolicySet, build_watch, check_all, fire
+from capstream.core.policies import PolicySet, build_watch, check_all, fire, mute
 from capstream.core.state import (
     NO_EFFECTS,
     AccountState,
@@ -39,6 +39,7 @@ from capstream.core.state import (
     collect_effects,
     deadline,
     derive_all,
+    unmute_all,
 )
 from capstream.core.usage import BotUsage, UsageBase
 
@@ -127,6 +128,8 @@ def evaluate(
     elif not acct_fresh:
         return state, collect_effects(states, notes, duplicate=True)
 
+    if not state.quiet_from_ms <= now < state.quiet_until_ms:
+        unmute_all(state)  # a quiet policy's alert window or block may have ended
     view = state.view
     assert view is not None
     t = event.occurred_at_ms
@@ -186,6 +189,10 @@ def evaluate(
                             acct_changed = True
                         else:
                             bot_changed = True
+                quiet = mute(usage, cps, total, now)
+                if quiet < NEVER:
+                    state.quiet_until_ms = min(state.quiet_until_ms, quiet)
+                    state.quiet_from_ms = max(state.quiet_from_ms, now)
 
     if bot_fresh and msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
         loop = bot.loop_until_ms
@@ -313,6 +320,7 @@ def _full(
         raise PolicyError(f"policies are for account {policies.account_id!r}")
     state.policies, state.settings = policies, settings
     state.policies_given = policies
+    unmute_all(state)
     view = state.view = view_of(settings)
     acct.set_timezone(settings.timezone, now)
     acct.roll_to(now)
@@ -336,6 +344,7 @@ def _expire(
     view = state.view
     assert view is not None
     acct = state.account
+    unmute_all(state)  # blocks end here
     changed_bots: list[BotUsage] = []
     for bot in state.bots.values():
         changed = False

@@ -114,12 +114,72 @@ def build_watch(
         (key[0], rings[key], min((cp.threshold for cp in cps), default=NEVER), tuple(cps))
         for key, cps in groups.items()
     ]
-    usage.watch = [
-        [e for e in usage.watched if e[0] < SERIES_BY_CATEGORY or e[0] == SERIES_BY_CATEGORY + ci]
-        for ci in range(N_CATEGORIES)
-    ]
+    usage.quiet = {}
+    _arm(usage)
     ids = {cp.policy_id for cp in policies}
     usage.alerted = {pid: e for pid, e in usage.alerted.items() if pid in ids}
+
+
+def _arm(usage: UsageBase) -> None:
+    """Build ``usage.watch`` from ``usage.watched``, leaving quiet policies out of the
+    lowest thresholds (an entry whose policies are all quiet has NEVER)."""
+    quiet = usage.quiet
+    watched = usage.watched
+    if quiet:
+        watched = [
+            (series, ring, min((cp.threshold for cp in cps if cp.policy_id not in quiet),
+                               default=NEVER), cps)
+            for series, ring, _low, cps in watched
+        ]  # fmt: skip
+    usage.watch = [
+        [e for e in watched if e[0] < SERIES_BY_CATEGORY or e[0] == SERIES_BY_CATEGORY + ci]
+        for ci in range(N_CATEGORIES)
+    ]
+
+
+def mute(usage: UsageBase, cps: tuple[CompiledPolicy, ...], total: int, now: int) -> int:
+    """After ``cps`` were checked at ``total``: make quiet those that can do nothing more
+    for a while, so the events that follow skip them; returns until when (the earliest)
+    those stay quiet, ``NEVER`` if none became quiet.
+
+    A policy can do nothing more while its block runs (``blocked_until_ms`` is cleared only
+    once it has passed) and its alert went out for the current fixed window: ``fire`` is
+    a no-op for any ``now`` from now until then, whatever the total.
+    """
+    until = NEVER
+    for cp in cps:
+        if total < cp.threshold or cp.policy_id in usage.quiet:
+            continue
+        q = quiet_until(cp, usage, now)
+        if now < q < NEVER:
+            usage.quiet[cp.policy_id] = q
+            until = min(until, q)
+    if until < NEVER:
+        _arm(usage)
+    return until
+
+
+def unmute(usage: UsageBase) -> None:
+    """Check every policy again on the next event."""
+    if usage.quiet:
+        usage.quiet = {}
+        _arm(usage)
+
+
+def quiet_until(cp: CompiledPolicy, usage: UsageBase, now: int) -> int:
+    """Until when ``fire(cp, usage, ...)`` is a no-op (``now`` or before: not now)."""
+    until = NEVER
+    if cp.block_ms:
+        blocked = usage.blocked_until_ms
+        if blocked is None or blocked <= now:
+            return now
+        until = blocked
+    if cp.alerts:
+        epoch = now // cp.window_ms
+        if usage.alerted.get(cp.policy_id) != epoch:
+            return now
+        until = min(until, (epoch + 1) * cp.window_ms)
+    return until
 
 
 def fire(

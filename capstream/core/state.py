@@ -16,7 +16,7 @@ from capstream.core.models import (
     Policy,
     TenantSettings,
 )
-from capstream.core.policies import PolicySet
+from capstream.core.policies import PolicySet, unmute
 from capstream.core.usage import DEFAULT_RECENT_IDS, AccountUsage, BotUsage
 
 Policies = PolicySet | Sequence[Policy]
@@ -53,6 +53,8 @@ class AccountState:
         "dirty_bots",
         "policies",
         "policies_given",
+        "quiet_from_ms",
+        "quiet_until_ms",
         "settings",
         "view",
     )
@@ -80,6 +82,10 @@ class AccountState:
         self.deadline_ms = 0  # run the clock part on first use
         self.dirty_bots: set[str] = set()
         self.account_dirty = False
+        self.quiet_from_ms = -NEVER
+        self.quiet_until_ms = NEVER
+        """While ``now`` is in [quiet_from_ms, quiet_until_ms), the quiet policies of every
+        usage state here stay quiet (see policies.mute); outside, :func:`unmute_all`."""
 
     @classmethod
     def load(cls, account_bytes: bytes, bot_bytes: Iterable[bytes] = ()) -> AccountState:
@@ -126,6 +132,15 @@ def derive_all(
         e = derive(acct, bot, view, caps, now)
         if e is not None:
             out.append(e)
+
+
+def unmute_all(state: AccountState) -> None:
+    """Check every policy of the account and its bots again on the next event."""
+    if state.quiet_until_ms < NEVER:
+        unmute(state.account)
+        for bot in state.bots.values():
+            unmute(bot)
+        state.quiet_from_ms, state.quiet_until_ms = -NEVER, NEVER
 
 
 def bot_deadline(bot: BotUsage) -> int:

@@ -57,7 +57,8 @@ _Q = struct.Struct("<q")
 DEFAULT_RECENT_IDS = 512
 
 WatchEntry = tuple[int, Ring, int, tuple["CompiledPolicy", ...]]
-"""(series, ring, lowest threshold of its policies, policies) of one watched window."""
+"""(series, ring, lowest threshold of its policies, policies) of one watched window (in
+``watch``, the lowest threshold of its policies not quiet)."""
 
 
 def series_of(metric: str, category: str | None) -> int:
@@ -96,7 +97,11 @@ class UsageBase:
     watched: list[WatchEntry] = field(default_factory=list, compare=False, repr=False)
     """Every watched window (transient; rebuilt from the policies in use)."""
     watch: list[list[WatchEntry]] = field(default_factory=list, compare=False, repr=False)
-    """Per category index, the watched windows an event of that category can add to."""
+    """Per category index, the watched windows an event of that category can add to; their
+    lowest threshold leaves out the policies in :attr:`quiet`."""
+    quiet: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """Per policy that has acted and can do nothing more for a while (its alert sent for
+    this fixed window, its block running): until when (transient; see policies.mute)."""
     encoded_enforcement: tuple[EnforcementState, bytes] | None = field(
         default=None, compare=False, repr=False
     )

@@ -1,0 +1,89 @@
+"""Quiet policies (their alert sent for this window, their block running) are skipped by the
+events that follow; the decisions must be exactly those of checking every policy always."""
+
+from __future__ import annotations
+
+import importlib
+from unittest import mock
+
+from core_builders import ACC, T0, ev, policy, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from capstream.core import AccountState, Notification, PolicySet, evaluate, expire
+from capstream.core.models import NEVER
+
+evaluate_module = importlib.import_module("capstream.core.evaluate")  # `evaluate` is the function
+
+BOTS = ["bot-1", "bot-2"]
+POLICIES = PolicySet(
+    [
+        policy("alert-1m", threshold=3, window=60),
+        policy("block-5m", threshold=5, window=300, block_s=120, alert=False),
+        policy("both-1h", metric="tokens", threshold=900, window=3600, block_s=600),
+        policy("bot-2", threshold=2, window=60, scope="bot", bot_id="bot-2", block_s=60),
+        policy("total", threshold=8, window=600, scope="account_total", block_s=300),
+        policy("total-alert", metric="tokens", threshold=700, window=60, scope="account_total"),
+    ]
+)
+TENANT = settings(throttle="smart")
+
+
+@st.composite
+def steps(draw: st.DrawFn) -> list[tuple[str, int, str, int]]:
+    """(kind, now offset, bot, tokens): events, with the clock sometimes stepping back, and
+    timer runs (expire)."""
+    at, rows = 0, []
+    for _ in range(draw(st.integers(1, 120))):
+        at = max(0, at + draw(st.integers(-20_000, 40_000)))
+        kind = draw(st.sampled_from(["event"] * 9 + ["expire"]))
+        rows.append((kind, at, draw(st.sampled_from(BOTS)), draw(st.integers(0, 300))))
+    return rows
+
+
+Log = list[tuple[tuple[object, ...], tuple[Notification, ...], bool]]
+
+
+def _run(rows: list[tuple[str, int, str, int]]) -> tuple[Log, AccountState, bool]:
+    state = AccountState(ACC)
+    log: Log = []
+    muted = False
+    for i, (kind, at, bot, tokens) in enumerate(rows):
+        now = T0 + at
+        if kind == "expire" and state.view is not None:
+            _, eff = expire(state, now)
+        else:
+            event = ev(i, now - 500, bot=bot, tokens=tokens)
+            _, eff = evaluate(state, event, POLICIES, TENANT, now, partition=0, offset=i)
+        log.append((eff.enforcement, eff.notifications, eff.duplicate))
+        muted = muted or state.quiet_until_ms < NEVER
+    return log, state, muted
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=steps())
+def test_skipping_quiet_policies_decides_exactly_like_checking_them_all(
+    rows: list[tuple[str, int, str, int]],
+) -> None:
+    log, state, _ = _run(rows)
+    with mock.patch.object(evaluate_module, "mute", return_value=NEVER):
+        ref_log, ref_state, ref_muted = _run(rows)
+    assert not ref_muted
+    assert log == ref_log
+    assert state.account.to_bytes() == ref_state.account.to_bytes()
+    assert {b: u.to_bytes() for b, u in state.bots.items()} == {
+        b: u.to_bytes() for b, u in ref_state.bots.items()
+    }
+
+
+def test_a_policy_over_its_threshold_is_skipped_until_its_window_or_block_ends() -> None:
+    rows = [("event", i * 1_000, "bot-1", 10) for i in range(10)]
+    rows += [("event", 200_000 + i * 1_000, "bot-1", 10) for i in range(10)]
+    log, state, muted = _run(rows)
+    assert muted  # the property test above compares something that happens
+    alerts = [n for _, notes, _ in log for n in notes if n.policy_id == "alert-1m"]
+    assert len(alerts) == 2  # once per one-minute window it is over the threshold in
+    with mock.patch.object(evaluate_module, "mute", return_value=NEVER):
+        assert _run(rows)[0] == log
+    assert state.bots["bot-1"].quiet.keys() >= {"alert-1m", "block-5m"}
