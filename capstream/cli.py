@@ -165,7 +165,7 @@ def sink(
         typer.Option(
             envvar="CAPSTREAM_SINK_BATCH_MIB", help="Write a partition's batch at this size."
         ),
-    ] = 8.0,
+    ] = 24.0,
     flush_interval: Annotated[
         float,
         typer.Option(envvar="CAPSTREAM_SINK_FLUSH_INTERVAL", help="...or when it is this old (s)."),
