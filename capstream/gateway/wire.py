@@ -5,10 +5,10 @@ fields, and the pass builds a ``str`` of Latin-1 code units (one character per b
 than ``bytes``: joining strings costs half what joining bytes does (no buffer protocol per
 part), an ASCII id *is* its own UTF-8 encoding (no ``encode()`` call), and the sender turns a
 whole batch into bytes with one ``encode("latin-1")``, a copy. Validated account, bot and
-model strings are cached with their encoded form, small numbers come from a table, and
-anything unusual (a non-ASCII id, a large number, a bad value) falls back to
-:func:`_encode_checked`, which checks every field and says which one is wrong. The bytes equal
-``codec("UsageBatch")``'s (tested).
+model strings are cached with their encoded form, counts come from tables (below 8192 one
+lookup, below 2**20 two), and anything unusual (a non-ASCII id, an odd type, a bad value)
+falls back to :func:`_encode_checked`, which checks every field and says which one is wrong.
+The bytes equal ``codec("UsageBatch")``'s (tested).
 """
 
 from __future__ import annotations
