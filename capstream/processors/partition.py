@@ -35,6 +35,7 @@ from capstream.core import (
     reevaluate,
 )
 from capstream.core.models import NEVER
+from capstream.core.state import NO_EFFECTS
 from capstream.processors.catalog import Catalog
 from capstream.processors.decode import Decoded
 from capstream.processors.feedrows import FeedKey, decode_row, encode_row, feed_key_bytes
@@ -119,7 +120,9 @@ class PartitionState:
             except CoreError as exc:
                 refuse(event, index, "rejected", str(exc))
                 continue
-            if effects:
+            if effects is NO_EFFECTS:  # the common case: nothing to publish
+                pass
+            elif effects:
                 emit(effects, event.occurred_at_ms)
             elif effects.duplicate:
                 self.duplicates += 1
