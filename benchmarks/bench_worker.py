@@ -204,6 +204,18 @@ def metrics(port: int) -> dict[str, float]:
     return out
 
 
+def gc_summary(before: dict[str, float], after: dict[str, float]) -> str:
+    """Garbage collections between two metric readings: count and total pause per generation."""
+    name = "capstream_processor_gc_pause_seconds"
+    parts = []
+    for g in range(3):
+        label = f'{{generation="{g}"}}'
+        count = after.get(f"{name}_count{label}", 0.0) - before.get(f"{name}_count{label}", 0.0)
+        total = after.get(f"{name}_sum{label}", 0.0) - before.get(f"{name}_sum{label}", 0.0)
+        parts.append(f"gen{g} {count:.0f} taking {total * 1000:.0f} ms")
+    return ", ".join(parts)
+
+
 def committed_to_end(settings: Settings, group: str) -> bool:
     c = Consumer({**settings.librdkafka_config(), "group.id": group})
     try:
@@ -401,6 +413,7 @@ def latency(
     m = {k: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(name)}
     delay = "capstream_processor_record_delay_seconds"
     d = {k: v - before.get(k, 0.0) for k, v in after.items() if k.startswith(delay)}
+    gc_pauses = gc_summary(before, after)
     print(
         f"latency at {load.n / elapsed:,.0f} events/s (SDK linger {linger_ms:g} ms): "
         f"{len(lat)}/{len(sent)} probe decisions; "
@@ -410,7 +423,7 @@ def latency(
         f"{histogram_quantile(m, name, 0.5) * 1000:.0f} ms, p99 <= "
         f"{histogram_quantile(m, name, 0.99) * 1000:.0f} ms; usage record timestamp -> "
         f"worker starts it p50 <= {histogram_quantile(d, delay, 0.5) * 1000:.0f} ms, p99 <= "
-        f"{histogram_quantile(d, delay, 0.99) * 1000:.0f} ms",
+        f"{histogram_quantile(d, delay, 0.99) * 1000:.0f} ms; GC pauses {gc_pauses}",
         flush=True,
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "capstream_processor_gc_pause_seconds",
+            "Python garbage collections (the whole process stops), by generation",
+            ["generation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.lag = Gauge(
             "capstream_processor_lag",
             "Records of the usage topic not yet processed, per partition",
@@ -87,6 +96,19 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+
+    def watch_gc(self) -> None:
+        """Observe every garbage collection's pause in ``gc_pause`` (from now on)."""
+        pauses = [self.gc_pause.labels(generation=str(g)) for g in range(3)]
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(on_gc)
 
     def serve(self, host: str, port: int, data_dir: Path | None) -> tuple[Any, int]:
         """Serve ``/metrics`` on ``host:port`` (0 = a free port, written to

@@ -66,6 +66,7 @@ def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "w
     # for nothing (they hold no cycles that matter), so collect the old generation rarely.
     gc.set_threshold(50_000, 50, 1_000)
     processors = Processors(settings, options)
+    processors.metrics.watch_gc()
     server = None
     if options.metrics_port is not None:
         server, _ = processors.metrics.serve(
