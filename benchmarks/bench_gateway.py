@@ -10,7 +10,6 @@ acknowledged by Kafka); decision-to-verdict p99 < 50 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import statistics
@@ -19,36 +18,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from confluent_kafka import Producer
 
+from capstream.bench.kafka import cluster
 from capstream.core.models import CapStatus, EnforcementState
 from capstream.gateway import ControlView, Gateway, UsageRecorder, control_key, record_from_state
-from capstream.streams.local_kafka import LocalKafka, free_port
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
 
 NOW = int(time.time() * 1000)
 LATER = NOW + 3_600_000
 CATEGORY_MIX = ["text"] * 7 + ["vision", "audio", "documents"]
-
-
-@contextlib.contextmanager
-def cluster() -> Iterator[str]:
-    external = os.environ.get("CAPSTREAM_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalKafka(Path(tmp), free_port(), free_port())
-        print(f"starting a local broker on {broker.bootstrap} ...", flush=True)
-        broker.up(timeout=120)
-        try:
-            yield broker.bootstrap
-        finally:
-            broker.down()
 
 
 def state(account: str, bot: str, version: int, **changes: object) -> EnforcementState:
@@ -222,7 +204,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     only = set(args.only or ["gate", "record", "latency"])
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    with cluster() as bootstrap:
+    with tempfile.TemporaryDirectory() as tmp, cluster(Settings(), Path(tmp)) as (bootstrap, what):
+        print(f"Kafka: {what}", flush=True)
         settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}")
         create_topics(settings)
         if "gate" in only:

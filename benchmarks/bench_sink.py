@@ -30,6 +30,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from capstream.bench.kafka import cluster
 from capstream.sinks.batches import Batch
 from capstream.sinks.options import SinkOptions
 from capstream.sinks.service import run_sink
@@ -41,23 +42,6 @@ from capstream.streams.topics import Topics, create_topics
 
 BASE_MS = 1_795_000_000_000
 OVERRIDES: dict[str, Any] = {}
-
-
-@contextmanager
-def broker(tmp: Path) -> Iterator[str]:
-    external = os.environ.get("CAPSTREAM_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    from capstream.streams.local_kafka import LocalKafka, free_port
-
-    local = LocalKafka(tmp / "broker", free_port(), free_port())
-    print("starting a local Kafka broker...", flush=True)
-    local.up(timeout=180)
-    try:
-        yield local.bootstrap
-    finally:
-        local.down()
 
 
 def encoded_records(count: int, per_record: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -249,7 +233,11 @@ def main() -> None:
     parser.add_argument("--skip-lag", action="store_true")
     args = parser.parse_args()
     print(f"{load()} at start, on {os.cpu_count()} cores")
-    with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp, broker(Path(tmp)) as bootstrap:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp,
+        cluster(Settings(), Path(tmp)) as (bootstrap, what),
+    ):
+        print(f"Kafka: {what}", flush=True)
         if not args.skip_throughput:
             bench_throughput(bootstrap, Path(tmp), args.events)
         if not args.skip_lag:

@@ -24,7 +24,6 @@ With ``--profile`` the worker runs under cProfile and the top functions are prin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import pstats
@@ -43,8 +42,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from capstream.bench.kafka import cluster
 from capstream.gateway import ControlView, UsageRecorder
-from capstream.streams.local_kafka import LocalKafka, free_port
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
@@ -54,22 +53,6 @@ ACCOUNTS, BOTS = 1_000, 10
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Karachi"]
 CATEGORIES = ["text"] * 7 + ["vision", "audio", "documents"]
 PROBE = "probe-account"
-
-
-@contextlib.contextmanager
-def cluster() -> Iterator[str]:
-    external = os.environ.get("CAPSTREAM_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalKafka(Path(tmp), free_port(), free_port())
-        print(f"starting a local broker on {broker.bootstrap} ...", flush=True)
-        broker.up(timeout=120)
-        try:
-            yield broker.bootstrap
-        finally:
-            broker.down()
 
 
 def configure(settings: Settings) -> None:
@@ -469,7 +452,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--verbose", action="store_true", help="print the worker's lag as it goes")
     args = parser.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    with cluster() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, cluster(Settings(), Path(tmp)) as (bootstrap, what):
+        print(f"Kafka: {what}", flush=True)
         settings = Settings(
             kafka_bootstrap=bootstrap,
             data_dir=Path(tmp),
