@@ -133,48 +133,24 @@ class UsageDecoder:
                     raise IndexError
                 eid = data[pos:end].decode()
                 pos = end
-                b = data[pos]  # account_id
-                if b < 0x80:
-                    ln = (b >> 1) ^ -(b & 1)
-                    pos += 1
-                else:
-                    ln, pos = _long(data, pos)
-                end = pos + ln
-                if end > size or ln < 0:
-                    raise IndexError
-                raw = data[pos:end]
-                acct = sget(raw)
-                if acct is None:
-                    acct = strings[raw] = raw.decode()
-                pos = end
-                b = data[pos]  # bot_id
-                if b < 0x80:
-                    ln = (b >> 1) ^ -(b & 1)
-                    pos += 1
-                else:
-                    ln, pos = _long(data, pos)
-                end = pos + ln
-                if end > size or ln < 0:
-                    raise IndexError
-                raw = data[pos:end]
-                bot = sget(raw)
-                if bot is None:
-                    bot = strings[raw] = raw.decode()
-                pos = end
-                b = data[pos]  # conversation_id
-                if b < 0x80:
-                    ln = (b >> 1) ^ -(b & 1)
-                    pos += 1
-                else:
-                    ln, pos = _long(data, pos)
-                end = pos + ln
-                if end > size or ln < 0:
-                    raise IndexError
-                raw = data[pos:end]
-                conv = sget(raw)
-                if conv is None:
-                    conv = strings[raw] = raw.decode()
-                pos = end
+                ids = []
+                for _k in range(3):  # account_id, bot_id, conversation_id: cached strings
+                    b = data[pos]
+                    if b < 0x80:
+                        ln = (b >> 1) ^ -(b & 1)
+                        pos += 1
+                    else:
+                        ln, pos = _long(data, pos)
+                    end = pos + ln
+                    if end > size or ln < 0:
+                        raise IndexError
+                    raw = data[pos:end]
+                    s = sget(raw)
+                    if s is None:
+                        s = strings[raw] = raw.decode()
+                    ids.append(s)
+                    pos = end
+                acct, bot, conv = ids
                 cat_index = data[pos] >> 1
                 if data[pos] & 1 or cat_index >= 4:
                     raise ValueError
