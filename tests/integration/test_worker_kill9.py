@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from sink_helpers import caught_up, committed
 from test_worker_harness import Config, WorkerProcess, wait_for
 
 from capstream.core import (
@@ -84,22 +85,19 @@ def stream() -> list[UsageEvent]:
     return out
 
 
-def committed(settings: Settings, group: str) -> list[tuple[int, int]]:
-    """(committed offset, high watermark) of each usage partition for the group."""
-    c = Consumer({**settings.librdkafka_config(), "group.id": group})
-    try:
-        topic = Topics(settings.topic_prefix).usage
-        tps = [TopicPartition(topic, p) for p in range(settings.usage_partitions)]
-        return [
-            (tp.offset, c.get_watermark_offsets(tp, timeout=10)[1])
-            for tp in c.committed(tps, timeout=10)
-        ]
-    finally:
-        c.close()
-
-
 def committed_to_end(settings: Settings, group: str) -> bool:
-    return all(offset == high for offset, high in committed(settings, group))
+    return caught_up(settings, group, Topics(settings.topic_prefix).usage)
+
+
+def publish_tenants(config: Config) -> None:
+    """Publish every account's settings and policies; wait until the worker applied them."""
+    settings_records, policy_records = tenants()
+    for acct, rec in settings_records.items():
+        config.admin.settings(acct, **rec.model_dump(exclude={"account_id"}))
+        for p in policy_records[acct]:
+            fields = p.model_dump(exclude={"account_id", "policy_id"})
+            config.admin.policy(acct, p.policy_id, **fields)
+    wait_for(lambda: config.applied() >= 3 * ACCOUNTS, 30, "every policy and setting")
 
 
 def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
@@ -209,13 +207,7 @@ def _run(deployment: Settings, workers: contextlib.ExitStack) -> None:
     produced = stream()
     settings_records, policy_records = tenants()
     first = workers.enter_context(WorkerProcess(deployment, event_time=True))
-    config = Config(deployment, first)
-    for acct, rec in settings_records.items():
-        config.admin.settings(acct, **rec.model_dump(exclude={"account_id"}))
-        for p in policy_records[acct]:
-            fields = p.model_dump(exclude={"account_id", "policy_id"})
-            config.admin.policy(acct, p.policy_id, **fields)
-    wait_for(lambda: config.applied() >= 3 * ACCOUNTS, 30, "every policy and setting")
+    publish_tenants(Config(deployment, first))
     with UsageRecorder(deployment, linger_ms=5, max_queue=EVENTS + 1) as rec:
         for e in produced:
             assert rec.record(e)
@@ -224,7 +216,8 @@ def _run(deployment: Settings, workers: contextlib.ExitStack) -> None:
         group = f"{deployment.topic_prefix}.processors"
         wait_for(lambda: first.metric("capstream_processor_events_total") >= EVENTS // 3, 120,
                  "a third of the stream")  # fmt: skip
-        wait_for(lambda: any(o > 0 for o, _ in committed(deployment, group)), 60,
+        usage = Topics(deployment.topic_prefix).usage
+        wait_for(lambda: any(o > 0 for o in committed(deployment, group, usage).values()), 60,
                  "the first worker's first commit")  # fmt: skip
         first.kill()
         assert rec.flush(60) == 0

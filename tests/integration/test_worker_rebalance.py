@@ -11,9 +11,9 @@ import contextlib
 
 from test_worker_harness import Config, WorkerProcess, wait_for
 from test_worker_kill9 import (
-    ACCOUNTS,
     committed_to_end,
     oracle,
+    publish_tenants,
     read_all,
     stream,
     tenants,
@@ -39,13 +39,7 @@ def test_partitions_move_between_workers_with_their_state(topics: Settings) -> N
 def _run(deployment: Settings, events: list[UsageEvent], workers: contextlib.ExitStack) -> None:
     settings_records, policy_records = tenants()
     first = workers.enter_context(WorkerProcess(deployment, event_time=True))
-    config = Config(deployment, first)
-    for acct, rec in settings_records.items():
-        config.admin.settings(acct, **rec.model_dump(exclude={"account_id"}))
-        for p in policy_records[acct]:
-            fields = p.model_dump(exclude={"account_id", "policy_id"})
-            config.admin.policy(acct, p.policy_id, **fields)
-    wait_for(lambda: config.applied() >= 3 * ACCOUNTS, 30, "every policy and setting")
+    publish_tenants(Config(deployment, first))
     second_settings = deployment.model_copy(update={"data_dir": deployment.data_dir.parent / "b"})
     thirds = [events[: EVENTS // 3], events[EVENTS // 3 : 2 * EVENTS // 3],
               events[2 * EVENTS // 3 :]]  # fmt: skip
