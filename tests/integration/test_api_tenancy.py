@@ -6,6 +6,7 @@ unchanged afterwards (checked with B's own key against the topics' read view).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,10 @@ ROUTES = [
     ("GET", "/v1/accounts/tenant-b/usage", None),
     ("GET", "/v1/accounts/tenant-b/feed", None),
     ("GET", "/v1/accounts/tenant-b/decisions", None),
+    ("GET", "/v1/accounts/tenant-b/fallback-preview", None),
+    ("GET", "/v1/accounts/tenant-b/live", None),
+    ("GET", "/v1/accounts/tenant-b/usage/series", None),
+    ("GET", "/v1/accounts/tenant-b/mailbox", None),
     # B's ids through A's own account: ids never resolve across tenants.
     ("GET", "/v1/accounts/tenant-a/policies/pb", None),
     ("POST", "/v1/accounts/tenant-a/policies/pb/disable", None),
@@ -119,6 +124,19 @@ def test_other_tenants_resources_answer_404(
     said = r.json()["error"]["message"].replace("tenant-b", "?")
     assert said == missing.json()["error"]["message"].replace("no-such-tenant", "?")
     assert world.b_snapshot() == before
+
+
+def test_every_route_of_an_account_has_its_cross_tenant_case() -> None:
+    schema = create_app(Settings()).openapi()
+    scoped = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops
+              if "{account_id}" in p}  # fmt: skip
+
+    def template(path: str) -> str | None:
+        return next((p for _, p in scoped
+                     if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", p), path)), None)  # fmt: skip
+
+    covered = {(m, template(p)) for m, p, _ in ROUTES if p.startswith("/v1/accounts/tenant-b")}
+    assert scoped - covered == set(), "routes without a cross-tenant test"
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/accounts"), ("POST", "/v1/accounts")])
