@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import httpx
 from capstream.errors import DecodeError
 from capstream.notifier.dispatcher import Dispatcher, EmailPort, NotifierStats, WebhookPort
 from capstream.notifier.email import SmtpSender
+from capstream.notifier.metrics import NotifierCollector, serve_metrics
 from capstream.notifier.sentlog import Delivery, SentLog
 from capstream.notifier.webhook import WebhookSender
 from capstream.streams.records import DeadLetterRecord, NotificationRecord
@@ -59,6 +61,18 @@ class Notifier:
         self._stats_every_s = stats_every_s
         self._wake = asyncio.Event()
         self._producer: Any = None
+        self._sentlog: SentLog | None = None
+
+    def delivery_counts(self) -> dict[str, int]:
+        """The sent-log's deliveries by status (empty while the notifier is not running);
+        safe to call from another thread (the metrics endpoint's)."""
+        sentlog = self._sentlog
+        if sentlog is None:
+            return {}
+        try:
+            return sentlog.counts()
+        except sqlite3.ProgrammingError:  # closed meanwhile
+            return {}
 
     def _channels(self) -> tuple[str, ...]:
         has_webhook = self._webhook is not None or self.settings.webhook_url
@@ -83,7 +97,7 @@ class Notifier:
             "log_level": 3,
         })  # fmt: skip
         consumer.subscribe([self.topics.notifications])
-        sentlog = SentLog(sentlog_path(s.data_dir))
+        sentlog = self._sentlog = SentLog(sentlog_path(s.data_dir))
         http: httpx.AsyncClient | None = None
         webhook = self._webhook
         if webhook is None and s.webhook_url:
@@ -120,6 +134,7 @@ class Notifier:
             await asyncio.to_thread(consumer.close)
             await asyncio.to_thread(self._producer.flush, 10)
             tenants.stop()
+            self._sentlog = None
             sentlog.close()
             if http is not None:
                 await http.aclose()
@@ -198,10 +213,27 @@ class Notifier:
         self._producer.poll(0)
 
 
-def run_notifier(settings: Settings) -> dict[str, int]:
-    """Run the notifier until SIGINT/SIGTERM; returns its counters."""
+def metrics_port_file(data_dir: Path) -> Path:
+    """Where the notifier writes the port of its metrics endpoint."""
+    return data_dir / "notifier" / "metrics.port"
+
+
+def run_notifier(
+    settings: Settings, *, metrics_port: int | None = 0, metrics_host: str = "127.0.0.1"
+) -> dict[str, int]:
+    """Run the notifier until SIGINT/SIGTERM; returns its counters.
+
+    ``metrics_port``: the Prometheus endpoint's port (0 = a free one, written to
+    ``<data dir>/notifier/metrics.port``; None = no endpoint).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     notifier = Notifier(settings)
+    server: Any = None
+    if metrics_port is not None:
+        collector = NotifierCollector(notifier.stats, notifier.delivery_counts)
+        server, _ = serve_metrics(
+            collector, metrics_host, metrics_port, metrics_port_file(settings.data_dir)
+        )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -210,5 +242,10 @@ def run_notifier(settings: Settings) -> dict[str, int]:
             loop.add_signal_handler(sig, stop.set)
         await notifier.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return notifier.stats.as_dict()

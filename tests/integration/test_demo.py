@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,6 +85,10 @@ def test_demo_tells_every_story_and_stops_cleanly(kafka_bootstrap: str, tmp_path
             for m in (get("initech", "mailbox") or {"messages": []})["messages"]
         ), end, log)  # fmt: skip
         assert state("initech", "support-bot").get("blocked_until_ms") is None
+        # ... and the notifier's Prometheus endpoint counts that delivery
+        port = int((tmp_path / "demo" / "notifier" / "metrics.port").read_text())
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text
+        assert re.search(r"^capstream_notifier_delivered_total [1-9]", metrics, re.M), metrics
 
         # umbrella: the looping conversation throttles agent-bot only
         _eventually("umbrella's agent-bot throttled for a loop", lambda: (
