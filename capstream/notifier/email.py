@@ -50,6 +50,11 @@ class SmtpSender:
             if s.smtp_username:
                 password = s.smtp_password.get_secret_value() if s.smtp_password else ""
                 await smtp.login(s.smtp_username, password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Wrong or missing credentials: nothing was sent; once the operator fixes them
+            # the pending notifications still go out (until they expire).
+            await _close(smtp)
+            return Outcome("retry", f"SMTP login refused ({exc.code}): {exc.message}")
         except aiosmtplib.SMTPResponseException as exc:
             await _close(smtp)
             if exc.code >= 500:
