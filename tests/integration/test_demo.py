@@ -110,6 +110,10 @@ def test_demo_tells_every_story_and_stops_cleanly(kafka_bootstrap: str, tmp_path
         # --duration: the demo stops by itself, with everything it started
         assert proc.wait(DURATION_S + 60) == 0, log.read_text()[-3000:]
         assert "every process it started has exited" in log.read_text()
+        # the progress lines showed events flowing and decisions made
+        seen = re.findall(r"events delivered ([\d,]+), decisions ([\d,]+)", log.read_text())
+        events, decisions = (int(n.replace(",", "")) for n in seen[-1])
+        assert events > 0 and decisions > 0, seen
         left = [pid for pid in info["pids"].values() if _alive(pid)]
         assert left == [], f"left behind: {left}"
     finally:
