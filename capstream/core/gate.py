@@ -17,6 +17,8 @@ precomputed in the :class:`EnforcementState`: one comparison and one dict lookup
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from capstream.core.errors import CoreError
 from capstream.core.messages import cap_reason
 from capstream.core.models import (
@@ -35,6 +37,7 @@ REPLY_SPACING_MS = 60_000
 DEFAULT_LEDGER_ENTRIES = 100_000
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the gateway's thread-safe ledger
 class FallbackLedger:
     """What a gateway remembers between calls, in bounded memory.
 

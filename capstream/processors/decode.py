@@ -59,6 +59,15 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
     return (r >> 1) ^ -(r & 1), pos
 
 
+def _string(data: bytes, pos: int) -> tuple[str, int]:
+    """Avro string at ``pos``: (text, next position); IndexError if it overruns the record."""
+    ln, pos = _long(data, pos)
+    end = pos + ln
+    if ln < 0 or end > len(data):
+        raise IndexError
+    return data[pos:end].decode(), end
+
+
 class UsageDecoder:
     """Decodes ``UsageBatch`` records and validates each event; keeps a cache of id strings."""
 
@@ -101,12 +110,8 @@ class UsageDecoder:
         bad: list[BadEvent] = []
         indexes: list[int] | None = None
         pos = _HEADER
-        ln, pos = _long(data, pos)
-        batch_id = data[pos : pos + ln].decode()
-        pos += ln
-        ln, pos = _long(data, pos)
-        producer = data[pos : pos + ln].decode()
-        pos += ln
+        batch_id, pos = _string(data, pos)
+        producer, pos = _string(data, pos)
         sent_at, pos = _long(data, pos)
         size = len(data)
         index = 0
@@ -287,12 +292,8 @@ def _read_map(data: bytes, pos: int, out: dict[str, str]) -> int:
             count = -count
             _, pos = _long(data, pos)
         for _ in range(count):
-            ln, pos = _long(data, pos)
-            key = data[pos : pos + ln].decode()
-            pos += ln
-            ln, pos = _long(data, pos)
-            out[key] = data[pos : pos + ln].decode()
-            pos += ln
+            key, pos = _string(data, pos)
+            out[key], pos = _string(data, pos)
         count, pos = _long(data, pos)
     return pos
 
