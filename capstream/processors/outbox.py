@@ -12,7 +12,7 @@ from collections import deque
 from typing import NamedTuple
 
 from capstream.core import Effects, EnforcementState, FeedRow, Notification
-from capstream.gateway.states import state_to_avro
+from capstream.gateway.states import encode_state
 from capstream.processors.feedrows import feed_key_bytes, feed_record
 from capstream.streams.codecs import codec
 from capstream.streams.topics import Topics
@@ -27,11 +27,6 @@ class Outgoing(NamedTuple):
     origin_ms: int | None
     partition: int
     """The usage partition whose state produced it (its acks wait for this record)."""
-
-
-def encode_state(state: EnforcementState) -> bytes:
-    """The control-topic value (Avro ``EnforcementState``)."""
-    return codec("EnforcementState").encode(state_to_avro(state))
 
 
 def encode_notification(note: Notification) -> bytes:

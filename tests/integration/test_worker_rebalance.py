@@ -22,8 +22,8 @@ from test_worker_kill9 import (
 
 from capstream.core import PolicySet, UsageEvent
 from capstream.gateway import UsageRecorder
+from capstream.gateway.states import encode_state
 from capstream.processors.catalog import core_policy, core_settings
-from capstream.processors.outbox import encode_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
+from capstream.core.models import CapStatus, EnforcementState
 from capstream.errors import DecodeError
 from capstream.gateway import control_key, decode_state, record_from_state, state_from_record
+from capstream.gateway.states import encode_state, state_to_avro
 from capstream.streams.codecs import codec
 from capstream.streams.records import CapStatusRecord, EnforcementStateRecord
 
@@ -59,3 +64,51 @@ def test_records_avro_cannot_check_are_refused() -> None:
 def test_garbage_is_a_decode_error() -> None:
     with pytest.raises(DecodeError):
         decode_state(b"\x00\x01garbage")
+
+
+caps = st.dictionaries(
+    st.sampled_from(["text", "vision", "audio", "documents"]),
+    st.builds(
+        CapStatus,
+        st.sampled_from(["daily", "monthly"]),
+        st.text(max_size=12),
+        st.integers(0, (1 << 63) - 1),
+    ),
+)
+longs = st.integers(-(1 << 63), (1 << 63) - 1)
+maybe = st.none() | longs
+states = st.builds(
+    EnforcementState,
+    account_id=st.text(max_size=40),
+    bot_id=st.text(max_size=40),
+    version=longs,
+    updated_at_ms=longs,
+    blocked_until_ms=maybe,
+    block_policy_id=st.none() | st.text(max_size=20),
+    model=st.text(max_size=20),
+    downgraded_until_ms=maybe,
+    batching_interval_s=st.integers(-(1 << 31), (1 << 31) - 1),
+    throttled_until_ms=maybe,
+    throttle_reason=st.none() | st.text(max_size=20),
+    caps=caps,
+    plan=st.text(max_size=12),
+    fallback_text_daily=st.text(max_size=300),
+    fallback_text_monthly=st.text(max_size=300),
+    premium_model=st.text(max_size=20),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(states)
+def test_states_are_encoded_byte_for_byte_as_the_codec_does(state: EnforcementState) -> None:
+    raw = encode_state(state)
+    assert raw == codec("EnforcementState").encode(state_to_avro(state))
+    assert codec("EnforcementState").decode(raw) == state_to_avro(state)
+
+
+def test_a_state_the_schema_cannot_hold_is_refused_with_the_codecs_reason() -> None:
+    weekly = {"text": CapStatus("weekly", "2026-W47", 0)}
+    bad = EnforcementState("a", "b", 1, 0, None, None, "m", None, 3, None, None, weekly,
+                           "free", "", "")  # fmt: skip
+    with pytest.raises(DecodeError, match="weekly"):
+        encode_state(bad)
