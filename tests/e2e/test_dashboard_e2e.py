@@ -248,6 +248,9 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(demo: Any) -> None:
     assert "every process it started has exited" in demo.tail()
     left = [p for p in pids if p is not None and _alive(p)]
     assert left == [], f"processes left behind: {left}"
+    # Each was waited for, the broker's JVM included: not even a <defunct> entry remains.
+    zombies = [p for p in pids if p is not None and Path(f"/proc/{p}").exists()]
+    assert zombies == [], f"not reaped: {zombies}"
 
 
 def _alive(pid: int) -> bool:
