@@ -42,6 +42,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.windows",
     "capstream.gateway.states",
     "capstream.gateway.wire",
+    "capstream.processors.catalog",
     "capstream.processors.decode",
     "capstream.processors.outbox",
     "capstream.processors.partition",

@@ -148,28 +148,36 @@ def budget_at_risk(view: SettingsView, usage: AccountUsage, ci: int, now: int) -
 def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -> bool:
     """Record ``messages`` at ``t``; True if the conversation sent > 20 in the last 60 s.
 
-    Per conversation, a ring of the last 20 message times (slot 0 holds the next index).
-    The time a new message replaces is that of the message 20 back: if it is less than a
-    minute old, 21 messages arrived within a minute.
+    Per conversation, a ring of the last 20 message times; slot 0 holds the next slot, whose
+    time is that of the message 20 back: if it is less than a minute old, 21 messages
+    arrived within a minute. A ring grows by appending until it holds 20 times (most
+    conversations never get there: no list of 21 is made for them).
     """
     loops = bot.loops
     ring = loops.get(conversation_id)
     if ring is None:
         if len(loops) >= LOOP_TRACKED_CONVERSATIONS:
             del loops[next(iter(loops))]
-        ring = loops[conversation_id] = [1] + [-NEVER] * _LOOP_KEEP
+        ring = loops[conversation_id] = [1]
     if messages == 1:  # the common case, without a loop
         i = ring[0]
+        ring[0] = _LOOP_NEXT[i]
+        if i == len(ring):  # still filling: fewer than 21 messages so far
+            ring.append(t)
+            return False
         oldest = ring[i]
         ring[i] = t
-        ring[0] = _LOOP_NEXT[i]
         return t - oldest < LOOP_WINDOW_MS
-    oldest = t
+    oldest = -NEVER
     for _ in range(min(messages, _LOOP_KEEP)):
         i = ring[0]
-        oldest = ring[i]
-        ring[i] = t
         ring[0] = _LOOP_NEXT[i]
+        if i == len(ring):
+            ring.append(t)
+            oldest = -NEVER
+        else:
+            oldest = ring[i]
+            ring[i] = t
     # more than 20 in this one record: the message 20 back is one of them, sent at t
     return messages > _LOOP_KEEP or t - oldest < LOOP_WINDOW_MS
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 from core_builders import HOUR, MIN, T0, Harness, caps, ev, ms, settings
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from capstream.core import (
     FallbackLedger,
@@ -13,6 +16,8 @@ from capstream.core import (
     next_deadline,
     reevaluate,
 )
+from capstream.core.caps import LOOP_WINDOW_MS, loop_suspected
+from capstream.core.usage import BotUsage
 
 NY = "America/New_York"
 
@@ -267,3 +272,25 @@ def test_loop_detection_is_per_conversation_and_counts_batched_messages() -> Non
     assert h.enforcement().throttle_reason is None
     h.send(ev(99, T0 + 31_000, conv="conv-9", messages=21))  # one record of 21 messages
     assert h.enforcement().throttle_reason == "loop_suspected"
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["c1", "c2"]), st.integers(0, 9_000), st.integers(1, 25)),
+        max_size=120,
+    )
+)
+def test_loop_detection_equals_counting_every_message_of_the_last_minute(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """The ring of 20 times answers exactly "more than 20 messages in the last 60 s"."""
+    bot = BotUsage("acct-1", bot_id="bot-1")
+    seen: dict[str, list[int]] = {}
+    t = T0
+    for conversation, gap, messages in steps:
+        t += gap
+        times = seen.setdefault(conversation, [])
+        times += [t] * messages
+        expected = len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
+        assert loop_suspected(bot, conversation, t, messages) == expected
