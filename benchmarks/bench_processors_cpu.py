@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import time
 from collections import defaultdict
@@ -35,6 +36,7 @@ from capstream.processors.catalog import Catalog
 from capstream.processors.decode import Decoded, UsageDecoder
 from capstream.processors.outbox import Outbox
 from capstream.processors.partition import PartitionState
+from capstream.processors.worker import GC_THRESHOLDS
 from capstream.streams.codecs import codec
 from capstream.streams.topics import Topics
 
@@ -91,6 +93,7 @@ def main() -> None:
     ap.add_argument("--wall", action="store_true", help="wall-clock mode, all stamped now")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    gc.set_threshold(*GC_THRESHOLDS)  # as the worker does
 
     work = Workload(WorkloadSpec(events=args.events, partitions=PARTITIONS))
     now = int(time.time() * 1000)

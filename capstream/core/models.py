@@ -91,7 +91,7 @@ NEVER = 1 << 62
 """Larger than any instant, amount or threshold: "no deadline", "no cap"."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # __init__ by hand: compiled, unlike a generated one
 class UsageEvent:
     """One unit of bot usage recorded after an AI call (credits in integer micro-credits)."""
 
@@ -107,7 +107,37 @@ class UsageEvent:
     conversation_started: bool
     credits_micro: int
     occurred_at_ms: int
-    attributes: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str]
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        bot_id: str,
+        conversation_id: str,
+        category: str,
+        model: str,
+        tokens_in: int,
+        tokens_out: int,
+        messages: int,
+        conversation_started: bool,
+        credits_micro: int,
+        occurred_at_ms: int,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        self.event_id = event_id
+        self.account_id = account_id
+        self.bot_id = bot_id
+        self.conversation_id = conversation_id
+        self.category = category
+        self.model = model
+        self.tokens_in = tokens_in
+        self.tokens_out = tokens_out
+        self.messages = messages
+        self.conversation_started = conversation_started
+        self.credits_micro = credits_micro
+        self.occurred_at_ms = occurred_at_ms
+        self.attributes = {} if attributes is None else attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +304,7 @@ class CapHit:
     hit_id: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Verdict:
     """What the gateway does with one AI call.
 
@@ -293,7 +323,25 @@ class Verdict:
     text: str | None
     reason: str | None
     cap_hit: CapHit | None
-    reply_at_ms: int | None = None
+    reply_at_ms: int | None
+
+    def __init__(  # by hand: compiled, unlike a generated one
+        self,
+        action: str,
+        model: str | None,
+        batching_interval_s: int,
+        text: str | None,
+        reason: str | None,
+        cap_hit: CapHit | None,
+        reply_at_ms: int | None = None,
+    ) -> None:
+        self.action = action
+        self.model = model
+        self.batching_interval_s = batching_interval_s
+        self.text = text
+        self.reason = reason
+        self.cap_hit = cap_hit
+        self.reply_at_ms = reply_at_ms
 
 
 @dataclass(frozen=True, slots=True)
