@@ -17,6 +17,7 @@ the worker's CPU per 10k events/s counts both.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -202,9 +203,11 @@ def _figures(
 
 
 def _pct(xs: list[float] | list[int], q: float) -> float | None:
+    """Nearest-rank percentile of sorted ``xs``: the smallest value with at least ``q`` of
+    the values at or below it (p99 of 100 probes is the 99th, not the maximum)."""
     if not xs:
         return None
-    return float(xs[min(len(xs) - 1, int(q * len(xs)))])
+    return float(xs[max(0, math.ceil(q * len(xs) - 1e-9) - 1)])
 
 
 def _bucket_quantile(m0: dict[str, float], m1: dict[str, float], q: float) -> float | None:

@@ -152,6 +152,17 @@ def test_the_workers_histogram_is_read_per_phase_from_two_scrapes() -> None:
     assert _bucket_quantile(after, after, 0.5) is None  # no decision in the phase
 
 
+def test_probe_percentiles_are_nearest_rank_so_p99_of_100_probes_is_not_the_maximum() -> None:
+    from capstream.bench.latency import _pct
+
+    ms = [float(i) for i in range(1, 101)]  # 100 probes: 1 ms ... 100 ms
+    assert (_pct(ms, 0.50), _pct(ms, 0.95), _pct(ms, 0.99)) == (50.0, 95.0, 99.0)
+    twenty = ms[:20]
+    assert (_pct(twenty, 0.50), _pct(twenty, 0.95), _pct(twenty, 0.99)) == (10.0, 19.0, 20.0)
+    assert _pct([7], 0.5) == _pct([7], 0.99) == 7.0
+    assert _pct([], 0.5) is None
+
+
 def test_a_run_that_failed_early_still_gets_a_summary_and_charts(
     results: dict[str, Any], tmp_path: Path
 ) -> None:
