@@ -199,6 +199,7 @@ def _figures(
         "worker_p50_ms_le": _bucket_quantile(m0, m1, 0.5),
         "worker_p99_ms_le": _bucket_quantile(m0, m1, 0.99),
         "recorder_rejected": rig.recorder.stats.rejected,
+        "profiled": rig.worker.profiled,
     }  # fmt: skip
 
 

@@ -141,6 +141,13 @@ def latency_rows(results: Figures) -> list[Row]:
     return rows
 
 
+def _cprofile(results: Figures) -> str:
+    """A note for latency figures measured on a worker under cProfile (it slows it down)."""
+    if any(f.get("profiled") for f in results.get("latency", [])):
+        return "; worker under cProfile, slower than without it"
+    return ""
+
+
 def _ratio(x: float) -> str:
     return f"{x:.2f}×" if x >= 0.1 else f"{x:.2g}×"
 
@@ -176,13 +183,20 @@ def summary_markdown(results: Figures) -> str:
         _markdown(["ratio", "events/s", "events/CPU-s"], ratio_rows(results)),
     ]
     if results.get("latency"):
-        parts += ["## Event-to-decision latency and overshoot (capstream, wall clock)",
+        heading = "## Event-to-decision latency and overshoot (capstream, wall clock"
+        heading += f"{_cprofile(results)})"
+        parts += [heading,
                   "Latency: the crossing message's `record()` → the block visible in a "
                   "gateway's control view. Overshoot: messages a probe bot sending "
                   f"{results['latency'][0]['probe_rate_msgs_per_s']:.0f}/s still got through "
                   f"after its {results['latency'][0]['probe_threshold_msgs']}-message "
                   "threshold (a probe stops after 10 s: 199 means not blocked within 10 s).",
                   _markdown(LATENCY_HEADER, latency_rows(results))]  # fmt: skip
+    if m.get("profiles"):
+        parts += ["## Profiles of the worker (cProfile)",
+                  "Where the worker's time goes: " + ", ".join(f"`{p}`" for p in m["profiles"])
+                  + " (by own and by cumulative time; a compiled (mypyc) function is one call, "
+                  "the functions it calls are not seen)."]  # fmt: skip
     for name, comp in results.get("components", {}).items():
         parts += [f"## Component: {name}", f"`{comp['command']}`",
                   "```\n" + "\n".join(comp["lines"]) + "\n```"]  # fmt: skip
@@ -201,7 +215,8 @@ def rich_tables(results: Figures) -> list[Table]:
         ("Ratios (correct runs only)", ["ratio", "events/s", "events/CPU-s"], ratio_rows(results)),
     ]
     if results.get("latency"):
-        specs.append(("Latency and overshoot", LATENCY_HEADER, latency_rows(results)))
+        title = f"Latency and overshoot{_cprofile(results)}"
+        specs.append((title, LATENCY_HEADER, latency_rows(results)))
     for title, header, rows in specs:
         table = Table(title=title, title_justify="left")
         for i, h in enumerate(header):

@@ -171,7 +171,8 @@ def _measure(
         fig["check"] = verdict.as_dict()
         ph.note = "correct" if verdict.correct else f"INCORRECT: {verdict.as_dict()}"
     if profile is not None and profile.exists():
-        _write_profile(profile, out / "profile-max-rate.txt")
+        _write_profile(profile, out / "profile-max-rate.txt", "at max rate (event time)")
+        results["meta"].setdefault("profiles", []).append("profile-max-rate.txt")
     for name in options.peers:
         python = quix if name == "quix" else Path(sys.executable)
         if python is None:
@@ -228,7 +229,8 @@ def _latency(
         finally:
             latency.close_rig(rig)
         if prof is not None and prof.exists():
-            _write_profile(prof, logs.parent / "profile-latency.txt")
+            _write_profile(prof, logs.parent / "profile-latency.txt", "in the latency phases")
+            results["meta"].setdefault("profiles", []).append("profile-latency.txt")
     except Exception as exc:
         results["errors"]["latency"] = str(exc)
 
@@ -248,10 +250,10 @@ def _offset(phase: Phase, base: int) -> ceilings.Progress:
     return update
 
 
-def _write_profile(prof: Path, text: Path) -> None:
+def _write_profile(prof: Path, text: Path, what: str) -> None:
     with text.open("w") as f:
         stats = pstats.Stats(str(prof), stream=f)
-        f.write("# capstream worker at max rate, by own time\n")
+        f.write(f"# capstream worker {what}, by own time\n")
         stats.sort_stats("tottime").print_stats(40)
         f.write("\n# by cumulative time\n")
         stats.sort_stats("cumulative").print_stats(40)

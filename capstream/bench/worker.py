@@ -35,6 +35,7 @@ class WorkerProcess:
         self, settings: Settings, log: Path, *, event_time: bool, profile_to: Path | None = None
     ) -> None:
         self.settings = settings
+        self.profiled = profile_to is not None
         self.group = f"{settings.topic_prefix}.processors"
         data = Path(settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,20 @@ def test_summary_shows_every_figure_and_marks_the_incorrect_run(results: dict[st
     assert "- quix: could not prepare the Quix Streams peer" in report.summary_markdown(results)
 
 
+def test_a_profiled_run_says_so_and_where_its_profiles_are(results: dict[str, Any]) -> None:
+    md = report.summary_markdown(results)
+    assert "cProfile" not in md
+    results["meta"]["profiles"] = ["profile-max-rate.txt", "profile-latency.txt"]
+    results["latency"][0]["profiled"] = True
+    md = report.summary_markdown(results)
+    assert "wall clock; worker under cProfile, slower than without it)" in md
+    assert "`profile-max-rate.txt`, `profile-latency.txt`" in md
+    console = Console(width=200, record=True)
+    for table in report.rich_tables(results):
+        console.print(table)
+    assert "Latency and overshoot; worker under cProfile" in console.export_text()
+
+
 def test_the_printed_tables_hold_the_same_rows(results: dict[str, Any]) -> None:
     console = Console(width=200, record=True)
     for table in report.rich_tables(results):
