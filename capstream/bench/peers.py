@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import capstream
 from capstream.bench.ceilings import Backlog, Progress
@@ -58,24 +60,21 @@ def quix_python(log: Path) -> Path:
     return python
 
 
-def run_peer(
+def peer_config(
     name: str,
-    python: Path,
     settings: Settings,
     backlog: Backlog,
     work: Path,
+    scratch: Path,
     *,
     threshold: int,
     window_ms: int,
     step_ms: int,
     max_s: float,
-    progress: Progress,
-) -> tuple[Figures, set[Crossing]]:
-    """Run one peer on the backlog; (figures, the crossings it published)."""
-    out_topic = f"{settings.topic_prefix}.peer-{name}"
-    create_topic(settings, out_topic, len(backlog.values))
-    result = work / f"peer-{name}.json"
-    config = {
+) -> dict[str, Any]:
+    """A peer's JSON config: its config, log and figures go to ``work`` (the results'
+    ``logs/``), its state store (RocksDB, tens of MiB) to ``scratch``, deleted after the run."""
+    return {
         "bootstrap": settings.bootstrap_servers,
         "topic": Topics(settings.topic_prefix).usage,
         "partitions": len(backlog.values),
@@ -85,12 +84,33 @@ def run_peer(
         "threshold": threshold,
         "window_ms": window_ms,
         "step_ms": step_ms,
-        "out_topic": out_topic,
-        "result": str(result),
+        "out_topic": f"{settings.topic_prefix}.peer-{name}",
+        "result": str(work / f"peer-{name}.json"),
         "group": f"peer-{name}-{uuid.uuid4().hex[:8]}",
-        "state_dir": str(work / f"peer-{name}-state"),
+        "state_dir": str(scratch / f"peer-{name}-state"),
         "schema_dir": str(PACKAGE / "schemas"),
     }
+
+
+def run_peer(
+    name: str,
+    python: Path,
+    settings: Settings,
+    backlog: Backlog,
+    work: Path,
+    scratch: Path,
+    *,
+    threshold: int,
+    window_ms: int,
+    step_ms: int,
+    max_s: float,
+    progress: Progress,
+) -> tuple[Figures, set[Crossing]]:
+    """Run one peer on the backlog; (figures, the crossings it published)."""
+    config = peer_config(name, settings, backlog, work, scratch, threshold=threshold,
+                         window_ms=window_ms, step_ms=step_ms, max_s=max_s)  # fmt: skip
+    out_topic, result = config["out_topic"], Path(config["result"])
+    create_topic(settings, out_topic, len(backlog.values))
     cfg = work / f"peer-{name}-config.json"
     cfg.write_text(json.dumps(config))
     log = work / f"peer-{name}.log"
@@ -100,14 +120,19 @@ def run_peer(
             [str(python), str(peers_dir() / f"{name}_peer.py"), str(cfg)],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        while (code := proc.poll()) is None:
-            elapsed = time.perf_counter() - started
-            if elapsed > max_s + 240:
-                proc.kill()
-                proc.wait()
-                raise BenchError(f"the {name} peer did not finish in {elapsed:.0f} s; see {log}")
-            progress(int(elapsed))
-            time.sleep(0.2)
+        try:
+            while (code := proc.poll()) is None:
+                elapsed = time.perf_counter() - started
+                if elapsed > max_s + 240:
+                    proc.kill()
+                    proc.wait()
+                    raise BenchError(
+                        f"the {name} peer did not finish in {elapsed:.0f} s; see {log}"
+                    )
+                progress(int(elapsed))
+                time.sleep(0.2)
+        finally:
+            shutil.rmtree(config["state_dir"], ignore_errors=True)
     ended = time.time()
     if code != 0 or not result.exists():
         raise BenchError(f"the {name} peer failed (exit {code}); see {log}")

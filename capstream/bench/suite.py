@@ -180,7 +180,7 @@ def _measure(
         try:
             with d.phase(f"peer: {name}", int(options.peer_max_s), "s") as ph:
                 fig, got = peers.run_peer(
-                    name, python, a, backlog, logs, threshold=workload.threshold_tokens,
+                    name, python, a, backlog, logs, work, threshold=workload.threshold_tokens,
                     window_ms=spec.window_ms, step_ms=spec.step_ms,
                     max_s=options.peer_max_s, progress=d.ticker(ph),
                 )  # fmt: skip
