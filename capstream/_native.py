@@ -71,7 +71,13 @@ def binary_of(module: str, root: Path = _ROOT) -> Path | None:
 
 
 def stale(modules: Sequence[str] = COMPILED, root: Path = _ROOT) -> list[str]:
-    """Modules whose binary is missing or older than the source, if any is compiled."""
+    """Modules whose binary is missing or older than the source, if any is compiled.
+
+    Only a source checkout (``setup.py`` next to the package) can go stale: an installed
+    wheel's files are built together, and their mtimes are those of the unpacking.
+    """
+    if not (root / "setup.py").is_file():
+        return []
     binaries = {m: binary_of(m, root) for m in modules}
     if not any(binaries.values()):
         return []  # a pure install: nothing can be stale

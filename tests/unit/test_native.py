@@ -13,7 +13,9 @@ from capstream import _native
 MODULES = ("pkg.core.a", "pkg.core.b")
 
 
-def _tree(root: Path, *, compiled: tuple[str, ...]) -> None:
+def _tree(root: Path, *, compiled: tuple[str, ...], checkout: bool = True) -> None:
+    if checkout:
+        (root / "setup.py").write_text("")
     for module in MODULES:
         source = _native.source_of(module, root)
         source.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +47,12 @@ def test_a_source_edited_after_the_build_makes_the_build_stale(tmp_path: Path) -
 def test_a_half_compiled_tree_is_stale(tmp_path: Path) -> None:
     _tree(tmp_path, compiled=("pkg.core.a",))
     assert _native.stale(MODULES, tmp_path) == ["pkg.core.b"]
+
+
+def test_an_installed_wheel_is_never_stale(tmp_path: Path) -> None:
+    _tree(tmp_path, compiled=MODULES, checkout=False)
+    os.utime(_native.source_of("pkg.core.b", tmp_path), (3_000, 3_000))  # unpacked later
+    assert _native.stale(MODULES, tmp_path) == []
 
 
 def _loaded_from(env: dict[str, str]) -> str:
