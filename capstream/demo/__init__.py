@@ -16,7 +16,7 @@ import shutil
 import signal
 import threading
 import time
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -233,7 +233,7 @@ def _start_broker(root: Path, base: Settings, console: Console, cleanup: ExitSta
     ports = (_port(base.kafka_port), _port(base.kafka_controller_port))
     for attempt in (1, 2):
         broker = LocalKafka(root, *ports)
-        cleanup.callback(_stop_broker, broker)
+        cleanup.callback(broker.down)
         try:
             with console.status("starting Kafka (the first run downloads its jars with mvn)…"):
                 seconds = broker.up()
@@ -249,27 +249,6 @@ def _start_broker(root: Path, base: Settings, console: Console, cleanup: ExitSta
         console.print(f"Kafka is up on {broker.bootstrap} ({seconds:.1f}s)")
         return broker
     raise AssertionError("unreachable")
-
-
-def _stop_broker(broker: LocalKafka, timeout: float = 20.0) -> None:
-    """Stop the demo's broker and wait until the JVM has really exited.
-
-    ``down()`` returns once the JVM's main thread is a zombie, while its other threads may
-    still be shutting down; the broker is this process's child, so its exit status is
-    collected here (SIGKILL after ``timeout``) and no ``[java] <defunct>`` is left behind.
-    """
-    pid = broker.pid()
-    broker.down()
-    if pid is None:
-        return
-    deadline = time.monotonic() + timeout
-    with suppress(ChildProcessError):  # not our child (a broker left by an earlier run)
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return
-            time.sleep(0.05)
 
 
 def _watch(

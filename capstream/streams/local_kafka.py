@@ -21,6 +21,7 @@ from capstream.errors import KafkaSetupError
 DIST = Path(__file__).resolve().parent / "kafka_dist"
 _MAIN_CLASS = "kafka.Kafka"
 _STORAGE_TOOL = "kafka.tools.StorageTool"
+_KILL_TIMEOUT = 10.0  # seconds to wait after SIGKILL
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,21 +162,27 @@ class LocalKafka:
         return time.monotonic() - started
 
     def down(self, timeout: float = 30.0) -> bool:
-        """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout``); True if it ran."""
+        """Stop the broker (SIGTERM, then SIGKILL after ``timeout``); True if it ran.
+
+        Returns once the JVM has really exited: all its threads, not only the main one, which
+        ends first, and, when it is this process's child, with its exit status collected (no
+        ``[java] <defunct>`` is left behind).
+        """
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
+        if not _wait_exited(pid, timeout):
+            for kill in (os.killpg, os.kill):  # its group, and itself should it lead none
+                with contextlib.suppress(ProcessLookupError):
+                    kill(pid, signal.SIGKILL)
+            if not _wait_exited(pid, _KILL_TIMEOUT):
+                raise KafkaSetupError(
+                    f"the broker (pid {pid}) did not exit {_KILL_TIMEOUT:.0f}s after SIGKILL; "
+                    f"see `ps -o pid,stat,wchan -p {pid}` (a process stuck in the kernel)."
+                )
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -195,11 +202,10 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _alive(pid):
+        if pid <= 0 or not _alive(pid):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
+        cmdline = _cmdline(pid)
+        if cmdline is None:
             return pid
         return pid if _MAIN_CLASS in cmdline and str(self.config) in cmdline else None
 
@@ -294,6 +300,11 @@ class LocalKafka:
 
 
 def _alive(pid: int) -> bool:
+    """True until every thread of ``pid`` has exited.
+
+    A zombie counts as exited only once its thread group is empty: the JVM's main thread is a
+    zombie while its other threads still shut down (and may still hold files and ports).
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -301,7 +312,42 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()
+        state, threads = fields[0], int(fields[17])  # stat fields 3 and 20 (proc(5))
+    except (OSError, IndexError, ValueError):
         return True
-    return state != "Z"
+    return state != "Z" or threads > 1
+
+
+def _wait_exited(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds until ``pid`` has exited; True if it has.
+
+    When it is this process's child its exit status is collected, so it leaves no zombie;
+    otherwise its parent (or init) collects it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            # The kernel reports a thread-group leader only once all its threads have exited.
+            reaped, _ = os.waitpid(pid, os.WNOHANG)
+            exited = reaped == pid
+        except ChildProcessError:  # not our child (or already collected)
+            exited = not _alive(pid)
+        if exited or time.monotonic() >= deadline:
+            return exited
+        time.sleep(0.05)
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid``, read through a live thread once its main thread has ended."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        tids = sorted(os.listdir(proc / "task"))
+    except OSError:
+        return None
+    for task in (proc, *(proc / "task" / tid for tid in tids)):
+        with contextlib.suppress(OSError):  # a thread that has just exited
+            cmdline = (task / "cmdline").read_bytes()
+            if cmdline:
+                return cmdline.decode(errors="replace")
+    return ""
