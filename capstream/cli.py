@@ -141,6 +141,15 @@ def api() -> None:
 @app.command("notifier")
 def notifier(
     status: Annotated[bool, typer.Option(help="Print the sent-log's counts and exit.")] = False,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=-1,
+            max=65535,
+            envvar="CAPSTREAM_NOTIFIER_METRICS_PORT",
+            help="Prometheus port; 0 = free port (in <data dir>/notifier/metrics.port); -1 = none.",
+        ),
+    ] = 0,
 ) -> None:
     """Deliver notifications (SMTP email, signed webhooks), each id at most once."""
     settings = load_settings()
@@ -155,7 +164,8 @@ def notifier(
         return
     from capstream.notifier.service import run_notifier
 
-    out.print(f"notifier stopped: {run_notifier(settings)}")
+    counts = run_notifier(settings, metrics_port=None if metrics_port < 0 else metrics_port)
+    out.print(f"notifier stopped: {counts}")
 
 
 @app.command("sink")
