@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from capstream.streams.local_kafka import free_port
+from capstream.streams.local_kafka import LocalKafka, free_port
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -19,6 +19,16 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
         timeout=180,
         check=False,
     )
+
+
+def _exited(pid: int) -> bool:
+    """Every thread of ``pid`` has ended: gone, or a zombie with no thread left (not its
+    main thread only, which the JVM ends first while its other threads still shut down)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status and "\nThreads:\t1\n" in status
 
 
 def test_up_status_down_leaves_no_java_behind(tmp_path: Path) -> None:
@@ -44,9 +54,19 @@ def test_up_status_down_leaves_no_java_behind(tmp_path: Path) -> None:
     finally:
         down = _run(["kafka", "down"], env)
     assert down.returncode == 0 and "stopped" in down.stdout
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert _exited(pid)  # its parent is init, which collects it
     after = _run(["kafka", "status"], env)
     assert after.returncode == 3 and "stopped" in after.stdout
+
+
+def test_down_collects_the_broker_this_process_started(tmp_path: Path) -> None:
+    """As the integration fixture and the demo do: no `[java] <defunct>` stays behind."""
+    broker = LocalKafka(tmp_path, free_port(), free_port())
+    broker.up(timeout=120)
+    pid = broker.pid()
+    assert pid is not None
+    assert broker.down() is True
+    assert not Path(f"/proc/{pid}").exists()
 
 
 def test_unknown_flag_and_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
