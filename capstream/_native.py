@@ -40,6 +40,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.usage",
     "capstream.core.usage_v1",
     "capstream.core.windows",
+    "capstream.gateway.partitioner",
     "capstream.gateway.states",
     "capstream.gateway.wire",
     "capstream.processors.catalog",
