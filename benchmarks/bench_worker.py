@@ -44,6 +44,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from capstream.bench.kafka import cluster
 from capstream.gateway import ControlView, UsageRecorder
+from capstream.gateway.recorder import DEFAULT_LINGER_MS
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
@@ -446,7 +447,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--events", type=int, default=600_000)
     parser.add_argument("--rate", type=int, default=5_000)
     parser.add_argument(
-        "--linger", type=float, default=5.0, help="UsageRecorder linger (ms), latency phase"
+        "--linger",
+        type=float,
+        default=DEFAULT_LINGER_MS,
+        help="UsageRecorder linger (ms), latency phase (default: the SDK's)",
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--naive-seconds", type=float, default=20.0)

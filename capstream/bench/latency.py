@@ -83,7 +83,7 @@ def open_rig(
     view = ControlView(settings, on_update=on_update)
     gateway = Gateway(settings, view=view)
     gateway.wait_ready(60)
-    recorder = UsageRecorder(settings, linger_ms=5, max_queue=2_000_000)
+    recorder = UsageRecorder(settings, max_queue=2_000_000)  # the SDK's default linger
     rig = Rig(worker, gateway, recorder, live, seen)
     # Warm-up: one probe must come back before anything is measured (group join, catalog).
     bot = _start_probe(rig).bot
