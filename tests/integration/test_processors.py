@@ -120,13 +120,19 @@ def test_an_alert_is_sent_at_most_once_per_window(
             record(recorder, acct)
         record(recorder, acct, bot="bot-2")  # a state for bot-2 marks the end of the stream
         control.wait(acct, "bot-2", lambda s: True)
-        time.sleep(0.5)
-        alerts = [
-            NotificationRecord.from_bytes(v)
-            for _, v in notes.of(Topics(deployment.topic_prefix).notifications)
-        ]
-        mine = [n for n in alerts if n.account_id == acct]
-        assert [(n.kind, n.policy_id, n.recipients) for n in mine] == [
+
+        def mine() -> list[NotificationRecord]:
+            topic = Topics(deployment.topic_prefix).notifications
+            alerts = [NotificationRecord.from_bytes(v) for _, v in notes.of(topic)]
+            return [n for n in alerts if n.account_id == acct]
+
+        # The notifications topic is read by its own consumer: wait for the alert, then
+        # long enough for a second one (all 10 events were decided) to show up too.
+        deadline = time.monotonic() + 30
+        while not mine() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert [(n.kind, n.policy_id, n.recipients) for n in mine()] == [
             ("policy_alert", "heads-up", ["ops@x.test"])
         ]
     finally:
