@@ -141,8 +141,8 @@ def evaluate(
     # no other category's series, so every category slot can hold cr.
     vec = (tokens, msgs, conv, cr, cr, cr, cr, cr)
 
-    # Calendar totals and rolling windows of the account, then of the bot. Ring.add is
-    # inlined here: this loop is most of the per-event cost.
+    # Calendar totals and rolling windows of the account, then of the bot: most of the
+    # per-event cost (compiled, Ring.add is a direct call).
     acct_changed = False
     cr_ix = 4 + ci
     usage: UsageBase
@@ -168,17 +168,9 @@ def evaluate(
             v = vec[series]
             if not v:
                 continue
-            b = t // ring.width
-            if b != ring.head:  # else: the newest bucket, kept as total - base
-                if b > ring.head:
-                    ring._advance(b)
-                elif b > ring.head - ring.size:
-                    ring.buckets[b % ring.size] += v
-                    ring.base += v
-                else:
-                    continue  # older than the window
-            total = ring.total + v
-            ring.total = total
+            if t // ring.width <= ring.head - ring.size:
+                continue  # older than the window: nothing to add, nothing to decide
+            total = ring.add(t, v)
             if total >= low:
                 scope = ACCOUNT_WIDE_BOT if is_acct else bot_id
                 for cp in cps:

@@ -68,6 +68,19 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos:end].decode(), end
 
 
+def _cached(data: bytes, pos: int, strings: dict[bytes, str]) -> tuple[str, int]:
+    """:func:`_string`, decoded once per distinct value (ids and models repeat)."""
+    ln, pos = _long(data, pos)
+    end = pos + ln
+    if ln < 0 or end > len(data):
+        raise IndexError
+    raw = data[pos:end]
+    s = strings.get(raw)
+    if s is None:
+        s = strings[raw] = raw.decode()
+    return s, end
+
+
 class UsageDecoder:
     """Decodes ``UsageBatch`` records and validates each event; keeps a cache of id strings."""
 
@@ -104,7 +117,6 @@ class UsageDecoder:
         strings = self._strings
         if len(strings) > _STRINGS_LIMIT:
             strings.clear()
-        sget = strings.get
         events: list[UsageEvent] = []
         append = events.append
         bad: list[BadEvent] = []
@@ -113,7 +125,6 @@ class UsageDecoder:
         batch_id, pos = _string(data, pos)
         producer, pos = _string(data, pos)
         sent_at, pos = _long(data, pos)
-        size = len(data)
         index = 0
         while True:
             count, pos = _long(data, pos)
@@ -123,57 +134,19 @@ class UsageDecoder:
                 count = -count
                 _, pos = _long(data, pos)  # block size in bytes
             for _ in range(count):
-                # Inlined fast paths: one-byte string lengths and small numbers (the common
-                # case) skip the _long call; anything longer goes through it. Strings are
-                # checked against the record's end; a truncated number raises IndexError.
+                # Numbers have inlined fast paths for one and two bytes (the common case);
+                # strings are checked against the record's end; a truncated number raises
+                # IndexError. Ids and models are interned in a cache of decoded strings.
                 start = pos
-                b = data[pos]
-                if b < 0x80:
-                    ln = (b >> 1) ^ -(b & 1)
-                    pos += 1
-                else:
-                    ln, pos = _long(data, pos)
-                end = pos + ln
-                if end > size or ln < 0:
-                    raise IndexError
-                eid = data[pos:end].decode()
-                pos = end
-                ids = []
-                for _k in range(3):  # account_id, bot_id, conversation_id: cached strings
-                    b = data[pos]
-                    if b < 0x80:
-                        ln = (b >> 1) ^ -(b & 1)
-                        pos += 1
-                    else:
-                        ln, pos = _long(data, pos)
-                    end = pos + ln
-                    if end > size or ln < 0:
-                        raise IndexError
-                    raw = data[pos:end]
-                    s = sget(raw)
-                    if s is None:
-                        s = strings[raw] = raw.decode()
-                    ids.append(s)
-                    pos = end
-                acct, bot, conv = ids
+                eid, pos = _string(data, pos)
+                acct, pos = _cached(data, pos, strings)
+                bot, pos = _cached(data, pos, strings)
+                conv, pos = _cached(data, pos, strings)
                 cat_index = data[pos] >> 1
                 if data[pos] & 1 or cat_index >= 4:
                     raise ValueError
                 pos += 1
-                b = data[pos]  # model
-                if b < 0x80:
-                    ln = (b >> 1) ^ -(b & 1)
-                    pos += 1
-                else:
-                    ln, pos = _long(data, pos)
-                end = pos + ln
-                if end > size or ln < 0:
-                    raise IndexError
-                raw = data[pos:end]
-                model = sget(raw)
-                if model is None:
-                    model = strings[raw] = raw.decode()
-                pos = end
+                model, pos = _cached(data, pos, strings)
                 b = data[pos]  # tokens_in
                 if b < 0x80:
                     tokens_in = (b >> 1) ^ -(b & 1)
