@@ -89,6 +89,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64, as ``kafka-storage random-uuid``)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 def free_port() -> int:
     """A port the OS considers free right now on loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -230,7 +235,6 @@ class LocalKafka:
                     "run `capstream kafka down --wipe` to start afresh (its topics are lost)."
                 )
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         proc = subprocess.run(
             [
                 java,
@@ -238,8 +242,9 @@ class LocalKafka:
                 classpath,
                 _STORAGE_TOOL,
                 "format",
-                "-t",
-                cluster_id,
+                # One id in 64 starts with "-": as a separate argument it would be read as
+                # an option (the format fails), so it is attached with "=".
+                f"--cluster-id={new_cluster_id()}",
                 "-c",
                 str(self.config),
                 "--ignore-formatted",

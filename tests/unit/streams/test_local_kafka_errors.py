@@ -52,3 +52,16 @@ def test_corrupt_data_dir_is_reported_with_the_way_out(
 def test_down_when_nothing_runs_says_so(tmp_path: Path) -> None:
     assert LocalKafka(tmp_path).down() is False
     assert LocalKafka(tmp_path).status().running is False
+
+
+def test_a_cluster_id_starting_with_a_dash_formats(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One random id in 64 starts with "-"; passed as its own argument it was read as an
+    # option and the broker could not be formatted.
+    monkeypatch.setattr(local_kafka, "new_cluster_id", lambda: "-Vz3Hk1mQhO5bWw0oP2x7g")
+    broker = LocalKafka(tmp_path, local_kafka.free_port(), local_kafka.free_port())
+    broker._render_config()
+    broker._format(local_kafka._require("java", ""), local_kafka.resolve_classpath())
+    meta = (broker.log_dir / "meta.properties").read_text()
+    assert "cluster.id=-Vz3Hk1mQhO5bWw0oP2x7g" in meta
