@@ -22,6 +22,7 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from capstream.core.messages import fallback_text
 from capstream.core.models import (
@@ -50,6 +51,8 @@ RISK_HOLD_MS = 15 * 60_000
 RATE_SHORT_MS = 3_600_000
 MIN_MONTH_ELAPSED_MS = 86_400_000
 RISK_CHECK_EVERY_MS = 1_000
+_DAILY: Final = CapPeriod.DAILY.value  # an enum's .value is a Python property: read once
+_MONTHLY: Final = CapPeriod.MONTHLY.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ class SettingsView:
     fallback_daily: str
     fallback_monthly: str
     smart: bool
+    strict: bool
     batching_s: int
     budget_rings: tuple[tuple[int, int], ...]
 
@@ -103,6 +107,7 @@ def view_of(settings: TenantSettings) -> SettingsView:
         fallback_daily=fallback_text(template, lang, CapPeriod.DAILY),
         fallback_monthly=fallback_text(template, lang, CapPeriod.MONTHLY),
         smart=smart,
+        strict=strict,
         batching_s=THROTTLED_BATCHING_S if strict else FAST_BATCHING_S,
         budget_rings=tuple(budget),
     )
@@ -112,10 +117,10 @@ def cap_status(view: SettingsView, ci: int, usage: AccountUsage) -> CapStatus | 
     """The cap category ``ci`` is under now, if any (monthly wins when both are reached)."""
     cap = view.monthly[ci]
     if cap is not None and usage.month_base[4 + ci] + usage.day[4 + ci] >= cap:
-        return CapStatus(CapPeriod.MONTHLY.value, usage.month_key, usage.month_end_ms)
+        return CapStatus(_MONTHLY, usage.month_key, usage.month_end_ms)
     cap = view.daily[ci]
     if cap is not None and usage.day[4 + ci] >= cap:
-        return CapStatus(CapPeriod.DAILY.value, usage.day_key, usage.day_end_ms)
+        return CapStatus(_DAILY, usage.day_key, usage.day_end_ms)
     return None
 
 

@@ -13,7 +13,6 @@ from capstream.core.models import (
     THROTTLED_BATCHING_S,
     CapStatus,
     EnforcementState,
-    Throttle,
 )
 from capstream.core.usage import AccountUsage, BotUsage, UsageBase
 
@@ -58,7 +57,7 @@ def derive(
 
     batching = view.batching_s
     throttled, reason = None, None
-    if settings.throttle == Throttle.STRICT:
+    if view.strict:
         reason = "strict"
     elif view.smart:
         risk = account.risk_until_ms
@@ -83,7 +82,8 @@ def derive(
         bot.bot_id if bot is not None else ACCOUNT_WIDE_BOT,
         prev.version + 1 if prev is not None else 1,
         now,
-        *content,
-    )
+        blocked, block_pid, model, downgraded, batching, throttled, reason, caps,
+        settings.plan, view.fallback_daily, view.fallback_monthly, settings.premium_model,
+    )  # fmt: skip
     usage.enforcement = state
     return state

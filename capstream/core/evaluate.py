@@ -41,7 +41,7 @@ from capstream.core.state import (
     derive_all,
     unmute_all,
 )
-from capstream.core.usage import BotUsage, UsageBase
+from capstream.core.usage import SERIES_CREDITS, BotUsage, UsageBase
 
 _MAX_INDEX = 1 << 16
 _MONTHLY = CapPeriod.MONTHLY.value
@@ -137,9 +137,6 @@ def evaluate(
         t = now
     tokens = tokens_in + tokens_out
     conv = 1 if event.conversation_started else 0
-    # Amount per series; an event's category's credits series is 4 + ci, and watch[ci] holds
-    # no other category's series, so every category slot can hold cr.
-    vec = (tokens, msgs, conv, cr, cr, cr, cr, cr)
 
     # Calendar totals and rolling windows of the account, then of the bot: most of the
     # per-event cost (compiled, Ring.add is a direct call).
@@ -164,14 +161,24 @@ def evaluate(
                 d[2] += conv
             d[3] += cr
             d[cr_ix] += cr
-        for series, ring, low, cps in usage.watch[ci]:
-            v = vec[series]
+        for entry in usage.watch[ci]:
+            # The amount of the entry's series: tokens, messages, conversations, then
+            # credits (all of them, or of the event's category: watch[ci] holds no other).
+            series = entry.series
+            if series >= SERIES_CREDITS:
+                v = cr
+            elif series == 0:
+                v = tokens
+            else:
+                v = msgs if series == 1 else conv
             if not v:
                 continue
+            ring = entry.ring
             if t // ring.width <= ring.head - ring.size:
                 continue  # older than the window: nothing to add, nothing to decide
             total = ring.add(t, v)
-            if total >= low:
+            if total >= entry.low:
+                cps = entry.cps
                 scope = ACCOUNT_WIDE_BOT if is_acct else bot_id
                 for cp in cps:
                     if total >= cp.threshold and fire(

@@ -277,13 +277,34 @@ class TenantSettings:
                     raise SettingsError(f"caps: the {name} {cat} cap cannot be negative")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, eq=False)
 class CapStatus:
-    """A capped category: which cap, for which local period, and when it resumes."""
+    """A capped category: which cap, for which local period, and when it resumes.
+
+    Read-only by convention. ``__init__``, ``__eq__`` and ``__hash__`` are written by hand:
+    compiled, unlike generated ones (the core builds and compares these per capped event).
+    """
 
     period: str
     period_key: str
     resumes_at_ms: int
+
+    def __init__(self, period: str, period_key: str, resumes_at_ms: int) -> None:
+        self.period = period
+        self.period_key = period_key
+        self.resumes_at_ms = resumes_at_ms
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CapStatus):
+            return NotImplemented
+        return (
+            self.resumes_at_ms == other.resumes_at_ms
+            and self.period == other.period
+            and self.period_key == other.period_key
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.period, self.period_key, self.resumes_at_ms))
 
 
 @dataclass(slots=True)
@@ -344,13 +365,15 @@ class Verdict:
         self.reply_at_ms = reply_at_ms
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class EnforcementState:
     """A bot's whole enforcement state (control topic value); ``version`` increments on change.
 
     ``premium_model`` (added field) is the model to return to when ``downgraded_until_ms``
     passes; empty means the built-in default premium model. Fields starting with ``_`` are
     derived caches for :func:`gate`, computed at construction and not part of the wire format.
+    Read-only by convention (not frozen: a frozen dataclass's generated ``__init__`` runs
+    interpreted even when compiled, ~3 us per state; this one is written by hand).
     """
 
     account_id: str
@@ -373,7 +396,41 @@ class EnforcementState:
     _fast: dict[str, Verdict] = field(init=False, repr=False, compare=False)
     _paused: Verdict = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        account_id: str,
+        bot_id: str,
+        version: int,
+        updated_at_ms: int,
+        blocked_until_ms: int | None,
+        block_policy_id: str | None,
+        model: str,
+        downgraded_until_ms: int | None,
+        batching_interval_s: int,
+        throttled_until_ms: int | None,
+        throttle_reason: str | None,
+        caps: dict[str, CapStatus],
+        plan: str,
+        fallback_text_daily: str,
+        fallback_text_monthly: str,
+        premium_model: str = "",
+    ) -> None:
+        self.account_id = account_id
+        self.bot_id = bot_id
+        self.version = version
+        self.updated_at_ms = updated_at_ms
+        self.blocked_until_ms = blocked_until_ms
+        self.block_policy_id = block_policy_id
+        self.model = model
+        self.downgraded_until_ms = downgraded_until_ms
+        self.batching_interval_s = batching_interval_s
+        self.throttled_until_ms = throttled_until_ms
+        self.throttle_reason = throttle_reason
+        self.caps = caps
+        self.plan = plan
+        self.fallback_text_daily = fallback_text_daily
+        self.fallback_text_monthly = fallback_text_monthly
+        self.premium_model = premium_model
         # Precompute the verdicts that need neither the ledger nor the clock beyond one
         # deadline, so gate() is a comparison and a dict lookup on the common path.
         paused = Verdict("paused", None, 0, None, f"policy_block:{self.block_policy_id}", None)
@@ -389,9 +446,9 @@ class EnforcementState:
                 reason = "downgraded"
             allow = Verdict("allow", self.model, self.batching_interval_s, None, reason, None)
             fast = {c: allow for c in CATEGORIES if c not in self.caps}
-        object.__setattr__(self, "_fast_until_ms", until)
-        object.__setattr__(self, "_fast", fast)
-        object.__setattr__(self, "_paused", paused)
+        self._fast_until_ms = until
+        self._fast = fast
+        self._paused = paused
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,9 +474,11 @@ class FeedRow:
     recent_hit_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Notification:
-    """Something to tell a person; ``notification_id`` is deterministic (send each id once)."""
+    """Something to tell a person; ``notification_id`` is deterministic (send each id once).
+
+    Read-only by convention (``__init__`` by hand: compiled, unlike a generated one)."""
 
     notification_id: str
     account_id: str
@@ -430,3 +489,25 @@ class Notification:
     body: str
     created_at_ms: int
     window_start_ms: int | None
+
+    def __init__(
+        self,
+        notification_id: str,
+        account_id: str,
+        kind: str,
+        policy_id: str | None,
+        recipients: tuple[str, ...],
+        subject: str,
+        body: str,
+        created_at_ms: int,
+        window_start_ms: int | None,
+    ) -> None:
+        self.notification_id = notification_id
+        self.account_id = account_id
+        self.kind = kind
+        self.policy_id = policy_id
+        self.recipients = recipients
+        self.subject = subject
+        self.body = body
+        self.created_at_ms = created_at_ms
+        self.window_start_ms = window_start_ms

@@ -23,7 +23,13 @@ from capstream.core.models import (
     TenantSettings,
 )
 from capstream.core.notifications import policy_alert
-from capstream.core.usage import N_CATEGORIES, SERIES_BY_CATEGORY, UsageBase, series_of
+from capstream.core.usage import (
+    N_CATEGORIES,
+    SERIES_BY_CATEGORY,
+    UsageBase,
+    WatchEntry,
+    series_of,
+)
 from capstream.core.windows import Ring
 
 
@@ -111,7 +117,7 @@ def build_watch(
     rings = {key: old.get(key) or Ring(key[1]) for key in groups}
     usage.rings = rings
     usage.watched = [
-        (key[0], rings[key], min((cp.threshold for cp in cps), default=NEVER), tuple(cps))
+        WatchEntry(key[0], rings[key], min((cp.threshold for cp in cps), default=NEVER), tuple(cps))
         for key, cps in groups.items()
     ]
     usage.quiet = {}
@@ -127,12 +133,13 @@ def _arm(usage: UsageBase) -> None:
     watched = usage.watched
     if quiet:
         watched = [
-            (series, ring, min((cp.threshold for cp in cps if cp.policy_id not in quiet),
-                               default=NEVER), cps)
-            for series, ring, _low, cps in watched
+            WatchEntry(e.series, e.ring, min((cp.threshold for cp in e.cps
+                                              if cp.policy_id not in quiet), default=NEVER),
+                       e.cps)
+            for e in watched
         ]  # fmt: skip
     usage.watch = [
-        [e for e in watched if e[0] < SERIES_BY_CATEGORY or e[0] == SERIES_BY_CATEGORY + ci]
+        [e for e in watched if e.series < SERIES_BY_CATEGORY or e.series == SERIES_BY_CATEGORY + ci]
         for ci in range(N_CATEGORIES)
     ]
 
@@ -219,11 +226,11 @@ def check_all(
 ) -> bool:
     """Check every watched policy against current totals (no event); True if a block started."""
     blocked = False
-    for _series, ring, _low, cps in usage.watched:
-        if not cps:
+    for e in usage.watched:
+        if not e.cps:
             continue
-        total = ring.total_at(now)
-        for cp in cps:
+        total = e.ring.total_at(now)
+        for cp in e.cps:
             if total >= cp.threshold and fire(cp, usage, bot_id, total, now, settings, notes):
                 blocked = True
     return blocked

@@ -22,14 +22,26 @@ from capstream.core.usage import DEFAULT_RECENT_IDS, AccountUsage, BotUsage
 Policies = PolicySet | Sequence[Policy]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Effects:
-    """What an evaluation changed: enforcement states to publish and notifications to send."""
+    """What an evaluation changed: enforcement states to publish and notifications to send.
 
-    enforcement: tuple[EnforcementState, ...] = ()
-    notifications: tuple[Notification, ...] = ()
-    duplicate: bool = False
+    Read-only by convention (``__init__`` by hand: compiled, unlike a generated one)."""
+
+    enforcement: tuple[EnforcementState, ...]
+    notifications: tuple[Notification, ...]
+    duplicate: bool
     """True when the event was a replay or a resend and changed nothing."""
+
+    def __init__(
+        self,
+        enforcement: tuple[EnforcementState, ...] = (),
+        notifications: tuple[Notification, ...] = (),
+        duplicate: bool = False,
+    ) -> None:
+        self.enforcement = enforcement
+        self.notifications = notifications
+        self.duplicate = duplicate
 
     def __bool__(self) -> bool:
         return bool(self.enforcement or self.notifications)

@@ -56,9 +56,21 @@ _PRESENT = struct.Struct("<B")
 _Q = struct.Struct("<q")
 DEFAULT_RECENT_IDS = 512
 
-WatchEntry = tuple[int, Ring, int, tuple["CompiledPolicy", ...]]
-"""(series, ring, lowest threshold of its policies, policies) of one watched window (in
-``watch``, the lowest threshold of its policies not quiet)."""
+
+class WatchEntry:
+    """One watched window: the series it counts, its ring, the lowest threshold of its
+    policies (in ``watch``: of those not quiet) and the policies.
+
+    A class rather than a tuple: compiled, the per-event loop reads its fields directly
+    instead of unpacking and unboxing a tuple."""
+
+    __slots__ = ("cps", "low", "ring", "series")
+
+    def __init__(self, series: int, ring: Ring, low: int, cps: tuple[CompiledPolicy, ...]) -> None:
+        self.series = series
+        self.ring = ring
+        self.low = low
+        self.cps = cps
 
 
 def series_of(metric: str, category: str | None) -> int:
