@@ -21,6 +21,7 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
@@ -156,14 +157,24 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
     Per conversation, a ring of the last 20 message times; slot 0 holds the next slot, whose
     time is that of the message 20 back: if it is less than a minute old, 21 messages
     arrived within a minute. A ring grows by appending until it holds 20 times (most
-    conversations never get there: no list of 21 is made for them).
+    conversations never get there: no ring of 21 is made for them).
+
+    Nothing here is a container the garbage collector scans: a conversation's first message
+    is kept as its time alone (an int), and rings are arrays. With a list per conversation,
+    a stream of new conversations left one long-lived object per event for every young
+    collection to scan (measured: 50,000 lists, 20-60 ms pauses).
     """
     loops = bot.loops
     ring = loops.get(conversation_id)
     if ring is None:
         if len(loops) >= LOOP_TRACKED_CONVERSATIONS:
             del loops[next(iter(loops))]
-        ring = loops[conversation_id] = [1]
+        if messages == 1:
+            loops[conversation_id] = t
+            return False
+        ring = loops[conversation_id] = array("q", (1,))
+    elif isinstance(ring, int):
+        ring = loops[conversation_id] = array("q", (2, ring))  # as [1] after one message
     if messages == 1:  # the common case, without a loop
         i = ring[0]
         ring[0] = _LOOP_NEXT[i]

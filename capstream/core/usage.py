@@ -11,6 +11,7 @@ throttle need; a window starts counting when first needed.
 from __future__ import annotations
 
 import struct
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -238,8 +239,9 @@ class BotUsage(UsageBase):
     bot_id: str = ""
     loop_until_ms: int | None = None
     """Smart throttle: a conversation of this bot looked like a loop; throttled until then."""
-    loops: dict[str, list[int]] = field(default_factory=dict, compare=False, repr=False)
-    """Per conversation: recent message timestamps (transient; not serialised)."""
+    loops: dict[str, int | array[int]] = field(default_factory=dict, compare=False, repr=False)
+    """Per conversation: the time of its only message, or a ring of recent message times
+    (see :func:`~capstream.core.caps.loop_suspected`; transient, not serialised)."""
 
     def to_bytes(self) -> bytes:
         """Versioned compact encoding (``CSUB`` v2)."""
