@@ -271,6 +271,24 @@ def histogram_quantile(m: dict[str, float], name: str, q: float) -> float:
     return float("inf")
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, all) jiffies of the whole machine so far (``/proc/stat``; zeros elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_since(before: tuple[int, int]) -> str:
+    """The share of the machine's CPU time the hypervisor gave to others since ``before``:
+    on a shared host, the same code runs slower when this is high."""
+    steal, total = cpu_times()
+    if total <= before[1]:
+        return "host steal unknown"
+    return f"host steal {(steal - before[0]) / (total - before[1]):.0%}"
+
+
 def throughput(
     settings: Settings, n: int, profile: Path | None
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -292,6 +310,7 @@ def throughput(
         time.sleep(0.02)
     t0 = time.perf_counter()
     cpu0 = cpu_seconds(proc.pid)
+    stolen = cpu_times()
     # Each scrape costs the worker a little CPU: poll rarely while far from the end.
     while (done := metrics(port).get("capstream_processor_events_total", 0)) < n:
         rate = max(done / max(time.perf_counter() - t0, 1e-3), 1_000)
@@ -314,7 +333,7 @@ def throughput(
         f"{m.get('capstream_processor_flushes_total', 0):,.0f} flushes writing "
         f"{m.get('capstream_processor_flushed_values_total', 0):,.0f} table values; "
         f"worker CPU {cpu:.1f} s = {n / cpu:,.0f} events per CPU-second (the machine is shared: "
-        f"the worker got {cpu / dt:.0%} of a core)",
+        f"the worker got {cpu / dt:.0%} of a core; {steal_since(stolen)})",
         flush=True,
     )
     return proc, port
@@ -342,6 +361,7 @@ def latency(
     while not view.ready:
         time.sleep(0.05)
     before = metrics(port)
+    stolen = cpu_times()
     sent: dict[str, float] = {}
     load = Load(seed=2)
     slice_s = 0.01
@@ -409,7 +429,8 @@ def latency(
         f"{histogram_quantile(m, name, 0.5) * 1000:.0f} ms, p99 <= "
         f"{histogram_quantile(m, name, 0.99) * 1000:.0f} ms; usage record timestamp -> "
         f"worker starts it p50 <= {histogram_quantile(d, delay, 0.5) * 1000:.0f} ms, p99 <= "
-        f"{histogram_quantile(d, delay, 0.99) * 1000:.0f} ms; GC pauses {gc_pauses}",
+        f"{histogram_quantile(d, delay, 0.99) * 1000:.0f} ms; GC pauses {gc_pauses}; "
+        f"{steal_since(stolen)}",
         flush=True,
     )
 
