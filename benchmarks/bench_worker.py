@@ -362,6 +362,7 @@ def latency(
         time.sleep(0.05)
     before = metrics(port)
     stolen = cpu_times()
+    cpu0 = cpu_seconds(pid)
     sent: dict[str, float] = {}
     load = Load(seed=2)
     slice_s = 0.01
@@ -403,6 +404,7 @@ def latency(
             if pause > 0:
                 time.sleep(pause)
         elapsed = time.perf_counter() - start
+        worker_cpu = (cpu_seconds(pid) - cpu0) / elapsed
         rec.flush(30)
     time.sleep(2)
     view.close()
@@ -430,7 +432,7 @@ def latency(
         f"{histogram_quantile(m, name, 0.99) * 1000:.0f} ms; usage record timestamp -> "
         f"worker starts it p50 <= {histogram_quantile(d, delay, 0.5) * 1000:.0f} ms, p99 <= "
         f"{histogram_quantile(d, delay, 0.99) * 1000:.0f} ms; GC pauses {gc_pauses}; "
-        f"{steal_since(stolen)}",
+        f"the worker used {worker_cpu:.0%} of a core; {steal_since(stolen)}",
         flush=True,
     )
 
