@@ -58,15 +58,16 @@ class _Worker(faust.Worker):
             starting.cancel()
 
 
-GC_THRESHOLDS = (10_000, 5, 1_000)
+GC_THRESHOLDS = (5_000, 4, 1_000)
 """A young collection scans every container allocated since the last one and still alive, a
-middle collection every survivor of the last five: ~1 us each, wherever that object is.
-Rare young collections (not the default every 700 allocations, which rescanned a record's
-decoded events again and again: ~12% more CPU per event) but small enough that neither
-pause shows in the latency tail: at most ~10,000 young or ~50,000 middle objects. (At
-50,000 / 50 a young pause was 20-60 ms, and a middle one would have scanned 2.5 million
-objects.) The state adds few containers per event (see ``loop_suspected``), and the old
-generation is collected rarely: usage state is long-lived and holds no cycles."""
+middle collection every survivor of the last four: ~1 us each on this machine, more when
+the host is busy. Rarer young collections than the default (every 700 allocations, which
+rescanned a record's decoded events again and again: ~12% more CPU per event), but small
+enough that no pause stands out in the latency tail: at most ~5,000 young or ~20,000 middle
+objects, 5-25 ms. (At 50,000 / 50 a young pause was 20-60 ms, and a middle one would have
+scanned 2.5 million objects: seconds.) The state adds few containers per event (see
+``loop_suspected``), and the old generation is collected rarely: usage state is long-lived
+and holds no cycles."""
 
 
 def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "warning") -> None:

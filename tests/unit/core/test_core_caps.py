@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
 from core_builders import HOUR, MIN, T0, Harness, caps, ev, ms, settings
 from hypothesis import given
@@ -294,3 +296,17 @@ def test_loop_detection_equals_counting_every_message_of_the_last_minute(
         times += [t] * messages
         expected = len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
         assert loop_suspected(bot, conversation, t, messages) == expected
+
+
+def test_loop_detection_of_one_message_conversations_leaves_nothing_for_the_gc() -> None:
+    """A stream of new conversations must not leave a tracked container per event: young
+    collections would scan every one of them (measured: 20-60 ms pauses in the worker)."""
+    import gc
+
+    bot = BotUsage("acct-1", bot_id="bot-1")
+    for i in range(300):
+        loop_suspected(bot, f"c{i}", T0 + i, 1)  # one message each: most conversations
+    assert not any(gc.is_tracked(ring) for ring in bot.loops.values())
+    for n in range(1, 30):
+        loop_suspected(bot, "busy", T0 + 1_000 + 1_000 * n, 1 + n % 3)
+    assert isinstance(bot.loops["busy"], array)  # a ring of times, no list of int objects
