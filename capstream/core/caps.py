@@ -52,8 +52,8 @@ RISK_HOLD_MS = 15 * 60_000
 RATE_SHORT_MS = 3_600_000
 MIN_MONTH_ELAPSED_MS = 86_400_000
 RISK_CHECK_EVERY_MS = 1_000
-_DAILY: Final = CapPeriod.DAILY.value  # an enum's .value is a Python property: read once
-_MONTHLY: Final = CapPeriod.MONTHLY.value
+DAILY_PERIOD: Final = CapPeriod.DAILY.value  # an enum's .value is a Python property: read once
+MONTHLY_PERIOD: Final = CapPeriod.MONTHLY.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +118,10 @@ def cap_status(view: SettingsView, ci: int, usage: AccountUsage) -> CapStatus | 
     """The cap category ``ci`` is under now, if any (monthly wins when both are reached)."""
     cap = view.monthly[ci]
     if cap is not None and usage.month_base[4 + ci] + usage.day[4 + ci] >= cap:
-        return CapStatus(_MONTHLY, usage.month_key, usage.month_end_ms)
+        return CapStatus(MONTHLY_PERIOD, usage.month_key, usage.month_end_ms)
     cap = view.daily[ci]
     if cap is not None and usage.day[4 + ci] >= cap:
-        return CapStatus(_DAILY, usage.day_key, usage.day_end_ms)
+        return CapStatus(DAILY_PERIOD, usage.day_key, usage.day_end_ms)
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from capstream.core.caps import (
     LOOP_HOLD_MS,
+    MONTHLY_PERIOD,
     RISK_CHECK_EVERY_MS,
     check_risk,
     loop_suspected,
@@ -23,7 +24,6 @@ from capstream.core.models import (
     CATEGORIES,
     CATEGORY_INDEX,
     NEVER,
-    CapPeriod,
     EnforcementState,
     Notification,
     TenantSettings,
@@ -44,7 +44,6 @@ from capstream.core.state import (
 from capstream.core.usage import SERIES_CREDITS, BotUsage, UsageBase
 
 _MAX_INDEX = 1 << 16
-_MONTHLY = CapPeriod.MONTHLY.value
 
 
 def evaluate(
@@ -173,10 +172,9 @@ def evaluate(
                 v = msgs if series == 1 else conv
             if not v:
                 continue
-            ring = entry.ring
-            if t // ring.width <= ring.head - ring.size:
-                continue  # older than the window: nothing to add, nothing to decide
-            total = ring.add(t, v)
+            total = entry.ring.add(t, v)
+            if total < 0:
+                continue  # older than the window: nothing added, nothing to decide
             if total >= entry.low:
                 cps = entry.cps
                 scope = ACCOUNT_WIDE_BOT if is_acct else bot_id
@@ -212,7 +210,7 @@ def evaluate(
             held = acct.caps.get(CATEGORIES[ci])
             if (
                 held is None
-                or (month_total >= monthly and held.period != _MONTHLY)
+                or (month_total >= monthly and held.period != MONTHLY_PERIOD)
                 or (ci == 0 and acct.downgraded_until_ms is None)
             ) and update_caps(acct, view, ci, now, notes):
                 acct_changed = True

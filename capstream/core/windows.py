@@ -76,7 +76,8 @@ class Ring:
     def add(self, at_ms: int, amount: int) -> int:
         """Add ``amount`` at instant ``at_ms``; returns the total as of ``at_ms``.
 
-        Amounts older than the ring's span are ignored (they cannot be in the window).
+        Amounts older than the ring's span are ignored (they cannot be in the window) and
+        return -1: nothing was added, so there is nothing to decide.
         """
         b = at_ms // self.width
         if b != self.head:
@@ -86,7 +87,7 @@ class Ring:
                 self.buckets[b % self.size] += amount
                 self.base += amount
             else:
-                return self.total
+                return -1
         self.total += amount
         return self.total
 
