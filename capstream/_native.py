@@ -30,6 +30,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.errors",
     "capstream.core.evaluate",
     "capstream.core.feed",
+    "capstream.core.limits",
     "capstream.core.gate",
     "capstream.core.messages",
     "capstream.core.models",

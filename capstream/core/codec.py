@@ -24,6 +24,43 @@ _SEP = "\x00"
 _JOINED, _LENGTHS = 0, 1  # texts(): NUL-separated (no text holds a NUL) / lengths, then bytes
 
 
+_LIMITS = {
+    "q": (_NONE + 1, (1 << 63) - 1),
+    "Q": (0, (1 << 64) - 1),
+    "i": (-(1 << 31), (1 << 31) - 1),
+    "I": (0, (1 << 32) - 1),
+    "b": (-128, 127),
+    "B": (0, 255),
+    "?": (0, 1),
+}
+
+
+def saturated(fmt: str, values: Collection[int]) -> list[int]:
+    """``values`` clamped to the ranges of the ``struct`` format ``fmt`` (one letter for all,
+    or one per value): the state codec is never handed a value it cannot write. Totals are
+    bounded per event at the edge (``core.limits``), so only ~9 million maximal events of one
+    account in one period get here; the total then stays at the largest value (int64 min is
+    kept for "None")."""
+    codes: list[str] = []
+    count = ""
+    for c in fmt:
+        if c.isdigit():
+            count += c
+        elif c.isalpha() or c == "?":
+            codes += [c] * int(count or "1")
+            count = ""
+    if len(codes) == 1:
+        codes = codes * len(values)
+    out = []
+    for code, v in zip(codes, values, strict=True):
+        if v == _NONE and code == "q":
+            out.append(v)
+            continue
+        lo, hi = _LIMITS.get(code, (_NONE + 1, (1 << 63) - 1))
+        out.append(lo if v < lo else hi if v > hi else v)
+    return out
+
+
 def opt(v: int | None) -> int:
     """An optional int as stored (``None`` as int64 min), for :meth:`Writer.pack`."""
     return _NONE if v is None else v
@@ -44,7 +81,10 @@ class Writer:
 
     def pack(self, fields: struct.Struct, *values: int) -> None:
         """Fixed fields in one piece (read back with :meth:`Reader.unpack`)."""
-        self.buf += fields.pack(*values)
+        try:
+            self.buf += fields.pack(*values)
+        except struct.error:  # a total past its field's range: saturate (see saturated)
+            self.buf += fields.pack(*saturated(fields.format, values))
 
     def texts(self, values: Collection[str]) -> None:
         """Many strings in one piece: the count, then (when no string holds a NUL, the common
@@ -70,7 +110,10 @@ class Writer:
 
     def i64_list(self, values: list[int]) -> None:
         """int64 values without a count (read back with :meth:`Reader.i64_array`)."""
-        self.buf += struct.pack(f"<{len(values)}q", *values)
+        try:
+            self.buf += struct.pack(f"<{len(values)}q", *values)
+        except struct.error:  # a total past int64: saturate (see saturated)
+            self.buf += struct.pack(f"<{len(values)}q", *saturated("q", values))
 
     def bytes(self) -> bytes:
         return bytes(self.buf)

@@ -17,13 +17,19 @@ from collections.abc import Mapping
 from time import time_ns
 from typing import Any
 
+from capstream.core.limits import (
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    MAX_CREDITS_MICRO,
+    MAX_ID,
+    MAX_TOKENS,
+    attributes_problem,
+    event_problem,
+)
 from capstream.gateway.errors import UsageEventError
 from capstream.streams.codecs import MAGIC, codec
 
 CATEGORIES = ("text", "vision", "audio", "documents")
-MAX_ID = 200
 MAX_LONG = (1 << 63) - 1
-MAX_INT = (1 << 31) - 1
 _CACHE_LIMIT = 100_000
 _SMALL = 8192
 
@@ -156,13 +162,17 @@ def event_text(
                 conversation_id,
                 _CATEGORY[category],
                 _MODELS[model],
-                num[tokens_in] if tokens_in < _SMALL else _count_units("tokens_in", tokens_in),
-                num[tokens_out] if tokens_out < _SMALL else _count_units("tokens_out", tokens_out),
+                num[tokens_in]
+                if tokens_in < _SMALL
+                else _count_units("tokens_in", tokens_in, MAX_TOKENS),
+                num[tokens_out]
+                if tokens_out < _SMALL
+                else _count_units("tokens_out", tokens_out, MAX_TOKENS),
                 num[messages],
                 _BOOL[conversation_started],
                 num[credits_micro]
                 if credits_micro < _SMALL
-                else _count_units("credits_micro", credits_micro),
+                else _count_units("credits_micro", credits_micro, MAX_CREDITS_MICRO),
                 stamp,
                 _EMPTY_MAP if not attributes else _units(_attributes(attributes)),
             )
@@ -201,28 +211,48 @@ def _encode_checked(
     attributes: Any,
 ) -> str:
     """The other path: each field through its own check, the cheap one first, so a large
-    count or a non-ASCII id costs a few calls more, and a bad field raises naming itself."""
+    count or a non-ASCII id costs a few calls more, and a bad field raises naming itself.
+    Last, :func:`capstream.core.limits.event_problem` (the rules the worker and the sink
+    apply) sees the whole event."""
     if category.__class__ is not str or category not in _CATEGORY:
         category = _category(category)
     if conversation_started not in (True, False) or isinstance(conversation_started, str):
         raise UsageEventError(
             "conversation_started", f"must be True or False, not {conversation_started!r}"
         )
+    eid = _text("event_id", event_id, required=True)
+    account = _text("account_id", account_id, required=True)
+    bot = _text("bot_id", bot_id, required=True)
+    conversation = _text("conversation_id", conversation_id, required=True)
+    model_name = _text("model", model, required=False)
+    t_in = _count("tokens_in", tokens_in, MAX_LONG)
+    t_out = _count("tokens_out", tokens_out, MAX_LONG)
+    n_messages = _count("messages", messages, MAX_LONG)
+    credits = _count("credits_micro", credits_micro, MAX_LONG)
+    stamp = _stamp(occurred_at_ms) if occurred_at_ms is not None else _now_stamp()
+    attrs = _units(_attributes(attributes)) if attributes else _EMPTY_MAP
+    problem = event_problem(
+        eid, account, bot, conversation, model_name, t_in, t_out, n_messages, credits,
+        _last_time[0] if occurred_at_ms is not None else _clock[0] // 1_000_000,
+        None, MAX_LONG,
+    )  # fmt: skip
+    if problem is not None:
+        raise UsageEventError(problem.field, problem.message)
     return "".join(
         (
-            _id_units("event_id", event_id),
-            _known(_IDS, "account_id", account_id, required=True),
-            _known(_IDS, "bot_id", bot_id, required=True),
-            _id_units("conversation_id", conversation_id),
+            _id_units("event_id", eid),
+            _known(_IDS, "account_id", account, required=True),
+            _known(_IDS, "bot_id", bot, required=True),
+            _id_units("conversation_id", conversation),
             _CATEGORY[category],
-            _known(_MODELS, "model", model, required=False),
-            _count_units("tokens_in", tokens_in, MAX_LONG),
-            _count_units("tokens_out", tokens_out, MAX_LONG),
-            _count_units("messages", messages, MAX_INT),
+            _known(_MODELS, "model", model_name, required=False),
+            _long_units(t_in),
+            _long_units(t_out),
+            _long_units(n_messages),
             _BOOL[bool(conversation_started)],
-            _count_units("credits_micro", credits_micro, MAX_LONG),
-            _stamp(occurred_at_ms) if occurred_at_ms is not None else _now_stamp(),
-            _units(_attributes(attributes)) if attributes else _EMPTY_MAP,
+            _long_units(credits),
+            stamp,
+            attrs,
         )
     )
 
@@ -243,8 +273,14 @@ def _stamp(occurred_at_ms: Any) -> str:
             raise UsageEventError(
                 "occurred_at_ms", f"must be epoch milliseconds (an int), not {occurred_at_ms!r}"
             )
-        units = _count_units("occurred_at_ms", occurred_at_ms, MAX_LONG)
-        last = _last_time = (int(occurred_at_ms), units)
+        t = int(occurred_at_ms)
+        problem = event_problem(
+            "e", "a", "b", "c", "", 0, 0, 0, 0, t, None,
+            time_ns() // 1_000_000 + DEFAULT_MAX_FUTURE_SKEW_MS,
+        )  # fmt: skip
+        if problem is not None:
+            raise UsageEventError(problem.field, problem.message)
+        last = _last_time = (t, _long_units(t))
     return last[1]
 
 
@@ -345,6 +381,9 @@ def _attributes(attributes: Any) -> bytes:
         parts.append(string_bytes(key))
         parts.append(string_bytes(value))
     parts.append(b"\x00")
+    problem = attributes_problem(dict(attributes))
+    if problem is not None:
+        raise UsageEventError(problem.field, problem.message)
     return b"".join(parts)
 
 

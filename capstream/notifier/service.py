@@ -198,17 +198,17 @@ class Notifier:
         self, partition: int, offset: int, reason: str, error: str, key: bytes | None,
         raw: bytes | None,
     ) -> None:  # fmt: skip
-        rec = DeadLetterRecord(
+        rec = DeadLetterRecord.fitted(
             source_topic=self.topics.notifications,
             partition=partition,
             offset=offset,
             reason=reason,
-            error=error[:2000],
+            error=error,
             raw_key=key,
             raw_value=raw,
             at_ms=_now_ms(),
         )
-        self._producer.produce(Topics.dlq(self.topics.notifications), key=key,
+        self._producer.produce(Topics.dlq(self.topics.notifications), key=rec.raw_key,
                                value=rec.to_bytes())  # fmt: skip
         self._producer.poll(0)
 

@@ -28,7 +28,7 @@ from capstream.processors.deadletters import DeadLetters
 from capstream.processors.decode import UsageDecoder, decode_cap_hit
 from capstream.processors.metrics import Metrics
 from capstream.processors.options import WorkerOptions
-from capstream.processors.outbox import Outbox
+from capstream.processors.outbox import Outbox, Outgoing
 from capstream.processors.partition import CLOCK_KEY, PartitionState
 from capstream.processors.tables import TableStore
 from capstream.streams.settings import Settings
@@ -59,7 +59,7 @@ class Processors:
         self.metrics = Metrics()
         self.catalog = Catalog()
         self.outbox = Outbox(self.topics)
-        self.decoder = UsageDecoder(options.max_record_bytes)
+        self.decoder = UsageDecoder(options.max_record_bytes, settings.usage_partitions)
         self.partitions: dict[int, PartitionState] = {}
         self.stopping = False
         self._acks: list[tuple[Any, Any]] = []
@@ -73,6 +73,7 @@ class Processors:
         self._failed: BaseException | None = None
         self._catalog_task: asyncio.Future[None] | None = None
         self._records_seen = 0
+        self.rerouted = 0
         self._yielded = 0.0
         self._record_done = 0.0
         self._producer: Any = None
@@ -156,7 +157,6 @@ class Processors:
         s = stream.noack()
         topic = self.topics.usage
         records = self.metrics.records.labels(topic=topic)
-        events_counter = self.metrics.events
         record_delay = self.metrics.record_delay.observe
         async for event in s.events():
             if self.stopping:
@@ -171,19 +171,9 @@ class Processors:
             now = wall_ms()
             record_delay(max(0.0, now / 1000 - msg.timestamp))
             try:
-                decoded = self.decoder.decode(
-                    msg.value, now + int(self.options.max_future_skew_s * 1000)
-                )
-            except DecodeError as exc:
-                self.dead_letters.send(topic, msg, exc.reason, str(exc))
-            else:
-                for bad in decoded.bad:
-                    self.dead_letters.send(topic, msg, bad.reason, bad.error, value=bad.raw)
-                dups = part.duplicates
-                n = part.apply(msg.offset, decoded, now, self._refuse(msg))
-                events_counter.inc(n)
-                if part.duplicates != dups:
-                    self.metrics.duplicates.inc(part.duplicates - dups)
+                self._apply_usage(part, msg, now)
+            except Exception as exc:  # a defect must not stop the stream: dead-letter it
+                self._poisoned(topic, msg, exc)
             self._positions[msg.partition] = msg.offset
             self._acks.append((s, event))
             due = part.next_deadline
@@ -199,6 +189,61 @@ class Processors:
             if self._record_done - self._yielded >= _YIELD_S:
                 await asyncio.sleep(0)
                 self._yielded = self._record_done = time.perf_counter()
+
+    def _apply_usage(self, part: PartitionState, msg: Any, now: int) -> None:
+        """Decode one usage record and apply its events; dead-letter what is refused and
+        send misplaced events on to their account's partition."""
+        topic = self.topics.usage
+        try:
+            decoded = self.decoder.decode(msg.value, self._latest(msg, now), msg.partition)
+        except DecodeError as exc:
+            self.dead_letters.send(topic, msg, exc.reason, str(exc))
+            return
+        for bad in decoded.bad:
+            self.dead_letters.send(topic, msg, bad.reason, bad.error, value=bad.raw)
+        if decoded.misplaced:
+            self._reroute(msg, decoded)
+        dups = part.duplicates
+        n = part.apply(msg.offset, decoded, now, self._refuse(msg))
+        self.metrics.events.inc(n)
+        if part.duplicates != dups:
+            self.metrics.duplicates.inc(part.duplicates - dups)
+
+    def _latest(self, msg: Any, now: int) -> int:
+        """The latest event time a record may carry: its broker time (the topic stamps
+        LogAppendTime) plus the allowed skew, the bound the sink applies too."""
+        ts = msg.timestamp
+        stamped = round(ts * 1000) if ts and ts > 0 else now
+        return stamped + int(self.options.max_future_skew_s * 1000)
+
+    def _reroute(self, msg: Any, decoded: Any) -> None:
+        """Events of accounts that live on another partition go there, one event a record,
+        keyed by account (counted there once; the sink skips them here too)."""
+        queue = self.outbox.queue
+        for m in decoded.misplaced:
+            queue.append(
+                Outgoing(self.topics.usage, m.account_id.encode(), m.raw, None, msg.partition,
+                         to_partition=m.home)
+            )  # fmt: skip
+        self.metrics.rerouted.inc(len(decoded.misplaced))
+        self.rerouted += len(decoded.misplaced)
+        if self.rerouted == len(decoded.misplaced):  # the first ones: say it once
+            log.warning(
+                "usage record %s[%d]@%d holds events of accounts homed on other partitions; "
+                "they are sent on (producers must key by account_id with Kafka's murmur2)",
+                msg.topic, msg.partition, msg.offset,
+            )  # fmt: skip
+
+    def _poisoned(self, topic: str, msg: Any, exc: Exception) -> None:
+        """Processing ``msg`` raised: dead-letter it, count it, log it, and go on."""
+        self.metrics.poison.labels(topic=topic).inc()
+        log.error(
+            "%s[%d]@%d: processing raised %s; dead-lettered as processing_error",
+            topic, msg.partition, msg.offset, type(exc).__name__, exc_info=exc,
+        )  # fmt: skip
+        self.dead_letters.send(
+            topic, msg, "processing_error", f"{type(exc).__name__}: {exc}"[:2000]
+        )
 
     def _refuse(self, msg: Any) -> Any:
         def refuse(event: UsageEvent, index: int, reason: str, error: str) -> None:
@@ -220,22 +265,27 @@ class Processors:
             self._records_seen += 1
             part = self._partition(msg.partition)
             try:
-                hit: CapHit = decode_cap_hit(
-                    msg.value,
-                    self.options.max_record_bytes,
-                    wall_ms() + int(self.options.max_future_skew_s * 1000),
-                )
-            except DecodeError as exc:
-                self.dead_letters.send(topic, msg, exc.reason, str(exc))
-            else:
-                p = msg.partition
-                row = part.apply_cap_hit(hit, functools.partial(self.feed.get, p))
-                self.outbox.add_feed_row(p, row)
-                self.metrics.decisions.labels(kind="feed_row").inc()
+                self._apply_cap_hit(part, msg)
+            except Exception as exc:  # a defect must not stop the stream: dead-letter it
+                self._poisoned(topic, msg, exc)
             self._acks.append((s, event))
             if self.outbox.queue:
                 await self.drain()
             await asyncio.sleep(0)
+
+    def _apply_cap_hit(self, part: PartitionState, msg: Any) -> None:
+        topic = self.topics.caphits
+        try:
+            hit: CapHit = decode_cap_hit(
+                msg.value, self.options.max_record_bytes, self._latest(msg, wall_ms())
+            )
+        except DecodeError as exc:
+            self.dead_letters.send(topic, msg, exc.reason, str(exc))
+            return
+        p = msg.partition
+        row = part.apply_cap_hit(hit, functools.partial(self.feed.get, p))
+        self.outbox.add_feed_row(p, row)
+        self.metrics.decisions.labels(kind="feed_row").inc()
 
     def _partition(self, p: int) -> PartitionState:
         part = self.partitions.get(p)
@@ -265,8 +315,17 @@ class Processors:
             notes = self.metrics.decisions.labels(kind="notification")
             live = not self.options.event_time
             while queue:
-                out = queue.popleft()
-                fut = await send(out.topic, out.key, out.value, None, None, None)
+                out = queue[0]
+                try:
+                    fut = await send(out.topic, out.key, out.value, out.to_partition, None, None)
+                except Exception as exc:
+                    # Not sent: nothing read so far may be acked (flush checks _failed); the
+                    # worker stops and replays from its last commit.
+                    self._failed = exc
+                    log.exception("producing to %s failed; the worker stops", out.topic)
+                    await self.app.crash(exc)
+                    raise
+                queue.popleft()
                 self._sends.append(fut)
                 if out.topic == self.topics.control:
                     states.inc()
@@ -274,6 +333,10 @@ class Processors:
                         fut.add_done_callback(functools.partial(_observe, observe, out.origin_ms))
                 elif out.topic == self.topics.notifications:
                     notes.inc()
+                elif out.dead_letter is not None:
+                    fut.add_done_callback(
+                        functools.partial(self.dead_letters.acknowledged, out.dead_letter)
+                    )
 
     # -- flushing ----------------------------------------------------------------------------
 
@@ -365,6 +428,8 @@ class Processors:
             busy = time.perf_counter() - started - paused
             if futures:
                 await asyncio.gather(*futures)
+            if self._failed is not None:  # a record derived from these was never sent
+                raise RuntimeError("a send failed; nothing more is acked") from self._failed
             for stream, event in acks:
                 await stream.ack(event)
             if written or acks:

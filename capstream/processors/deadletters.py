@@ -17,16 +17,22 @@ from capstream.streams.records import DeadLetterRecord
 from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
-MAX_ERROR_CHARS = 2_000
 
 
 class DeadLetters:
-    """Builds ``DeadLetterRecord``s (raw bytes, reason, source offset) and queues them."""
+    """Builds ``DeadLetterRecord``s (raw bytes, reason, source offset) and queues them.
+
+    A dead letter always fits the broker's limit (``DeadLetterRecord.fitted`` cuts the raw
+    bytes of a huge record and keeps their size and hash). It is counted in
+    ``capstream_processor_dead_letters_total`` when the broker acknowledges it (the drainer
+    calls :meth:`acknowledged`), not when it is queued.
+    """
 
     def __init__(self, outbox: Outbox, metrics: Metrics) -> None:
         self.outbox = outbox
         self.metrics = metrics
         self.total = 0
+        self.acked = 0
 
     def send(
         self, topic: str, msg: Any, reason: str, error: str, *, value: bytes | None = None
@@ -46,23 +52,35 @@ class DeadLetters:
         reason: str,
         error: str,
     ) -> None:
-        record = DeadLetterRecord(
+        record = DeadLetterRecord.fitted(
             source_topic=topic,
             partition=partition,
             offset=offset,
             reason=reason,
-            error=error[:MAX_ERROR_CHARS],
+            error=error,
             raw_key=key,
             raw_value=value,
             at_ms=time.time_ns() // 1_000_000,
         )
         self.outbox.queue.append(
-            Outgoing(Topics.dlq(topic), key or b"", record.to_bytes(), None, partition)
+            Outgoing(
+                Topics.dlq(topic),
+                record.raw_key or b"",
+                record.to_bytes(),
+                None,
+                partition,
+                dead_letter=(topic, reason),
+            )
         )
-        self.metrics.dead_letters.labels(topic=topic, reason=reason).inc()
         self.total += 1
         if self.total == 1 or self.total % 1000 == 0:
             log.warning(
                 "dead letter %d: %s[%d]@%d %s: %s", self.total, topic, partition, offset, reason,
                 error[:200],
             )  # fmt: skip
+
+    def acknowledged(self, label: tuple[str, str], fut: Any) -> None:
+        """Count a dead letter the broker acknowledged (a done callback of its send)."""
+        if not fut.cancelled() and fut.exception() is None:
+            self.acked += 1
+            self.metrics.dead_letters.labels(topic=label[0], reason=label[1]).inc()

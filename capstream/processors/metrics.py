@@ -38,6 +38,18 @@ class Metrics:
             ["topic", "reason"],
             registry=r,
         )
+        self.rerouted = Counter(
+            "capstream_processor_rerouted_events",
+            "Usage events that arrived on a partition other than their account's and were "
+            "sent on to it (a producer not keying by account_id)",
+            registry=r,
+        )
+        self.poison = Counter(
+            "capstream_processor_poison_records",
+            "Records whose processing raised: dead-lettered as processing_error, stream goes on",
+            ["topic"],
+            registry=r,
+        )
         self.decisions = Counter(
             "capstream_processor_published",
             "Records published: control states, notifications, feed rows",

@@ -27,6 +27,10 @@ class Outgoing(NamedTuple):
     origin_ms: int | None
     partition: int
     """The usage partition whose state produced it (its acks wait for this record)."""
+    to_partition: int | None = None
+    """The partition to produce to (None: the producer's partitioner, by key)."""
+    dead_letter: tuple[str, str] | None = None
+    """(source topic, reason) of a dead letter, counted when the broker acknowledges it."""
 
 
 def encode_notification(note: Notification) -> bytes:

@@ -120,6 +120,9 @@ class PartitionState:
             except CoreError as exc:
                 refuse(event, index, "rejected", str(exc))
                 continue
+            except Exception as exc:  # a defect must not stop the stream: refuse this event
+                refuse(event, index, "processing_error", f"{type(exc).__name__}: {exc}")
+                continue
             if effects is NO_EFFECTS:  # the common case: nothing to publish
                 pass
             elif effects:

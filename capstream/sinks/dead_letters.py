@@ -17,8 +17,6 @@ from capstream.streams.records import DeadLetterRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
-MAX_ERROR_CHARS = 2_000
-
 
 class Producer(Protocol):
     """The part of ``confluent_kafka.Producer`` dead letters need."""
@@ -56,13 +54,14 @@ def dead_letter(
     error: str,
     at_ms: int | None = None,
 ) -> DeadLetterRecord:
-    """The ``DeadLetterRecord`` of one bad record: raw bytes, why, and where it came from."""
-    return DeadLetterRecord(
+    """The ``DeadLetterRecord`` of one bad record: raw bytes, why, and where it came from
+    (cut to fit the broker's record limit, with the original size and hash, if larger)."""
+    return DeadLetterRecord.fitted(
         source_topic=source_topic,
         partition=partition,
         offset=offset,
         reason=reason,
-        error=error[:MAX_ERROR_CHARS],
+        error=error,
         raw_key=key,
         raw_value=value,
         at_ms=int(time.time() * 1000) if at_ms is None else at_ms,
@@ -99,7 +98,7 @@ class DeadLetters:
         with self._lock:
             ident = self._next
             self._next += 1
-            self._unacked[ident] = (Topics.dlq(source_topic), record.to_bytes(), key)
+            self._unacked[ident] = (Topics.dlq(source_topic), record.to_bytes(), record.raw_key)
             self.counts[(source_topic, reason)] += 1
         self._produce(ident)
         return record

@@ -129,5 +129,12 @@ class Codec:
 
 @cache
 def codec(name: str) -> Codec:
-    """The shared codec for schema ``name``."""
-    return Codec(name)
+    """The shared codec for schema ``name``; reads every earlier version of it too
+    (``schemas/history/<name>.<n>.avsc``: a schema's former text, kept when it changes)."""
+    return Codec(
+        name,
+        writers=[
+            json.loads(path.read_text())
+            for path in sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc"))
+        ],
+    )

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capstream.errors import DecodeError
 from capstream.streams.codecs import codec
+
+MAX_DEAD_LETTER_BYTES = 512 * 1024
+"""A dead letter (value + key) is at most this large: half the broker's default record limit
+(``message.max.bytes``, 1 MiB) and the producers' request limit, whatever it holds."""
+MAX_DEAD_LETTER_ERROR = 2_000
+"""Characters of a dead letter's error text."""
+MAX_DEAD_LETTER_KEY = 1_024
+"""Bytes of the source key a cut dead letter keeps."""
 
 Category = Literal["text", "vision", "audio", "documents"]
 CapPeriod = Literal["daily", "monthly"]
@@ -204,3 +213,48 @@ class DeadLetterRecord(WireRecord):
     raw_key: bytes | None = None
     raw_value: bytes | None = None
     at_ms: EpochMs
+    original_size: int | None = None
+    """Set when the raw bytes were cut to fit: the size of key + value before the cut."""
+    original_sha256: str | None = None
+    """Set with ``original_size``: hex SHA-256 of the original key bytes, then value bytes."""
+
+    @classmethod
+    def fitted(
+        cls,
+        *,
+        source_topic: str,
+        partition: int,
+        offset: int,
+        reason: str,
+        error: str,
+        raw_key: bytes | None,
+        raw_value: bytes | None,
+        at_ms: int,
+        limit: int = MAX_DEAD_LETTER_BYTES,
+    ) -> DeadLetterRecord:
+        """A dead letter whose encoding (and key, sent as the Kafka key too) fits in
+        ``limit`` bytes: raw bytes beyond it are cut, and the original size and SHA-256 of
+        key + value are kept, so the record always fits the broker's and the producer's
+        limits (a record close to 1 MB plus its metadata would not)."""
+        error = error[:MAX_DEAD_LETTER_ERROR]
+        key, value = raw_key or b"", raw_value or b""
+        # Key once as the Kafka key, once in the record; the rest (ids, error, varints) is
+        # bounded by the error's and the topic's lengths.
+        overhead = 4 * len(error) + 2 * len(source_topic) + 256
+        if 2 * len(key) + len(value) + overhead <= limit:
+            return cls(
+                source_topic=source_topic, partition=partition, offset=offset, reason=reason,
+                error=error, raw_key=raw_key, raw_value=raw_value, at_ms=at_ms,
+            )  # fmt: skip
+        digest = hashlib.sha256(key)
+        digest.update(value)
+        room = max(0, limit - overhead - 128)
+        key_room = min(len(key), MAX_DEAD_LETTER_KEY, room // 3)
+        cut_key = key[:key_room]
+        cut_value = value[: max(0, room - 2 * key_room)]
+        return cls(
+            source_topic=source_topic, partition=partition, offset=offset, reason=reason,
+            error=error, raw_key=cut_key if raw_key is not None else None,
+            raw_value=cut_value if raw_value is not None else None, at_ms=at_ms,
+            original_size=len(key) + len(value), original_sha256=digest.hexdigest(),
+        )  # fmt: skip

@@ -69,9 +69,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic capstream uses, with the partitions and configs it needs."""
     t = Topics(settings.topic_prefix)
     week = {"retention.ms": str(7 * _DAY_MS)}
+    # The broker stamps usage and cap-hit records with its own clock: the worker and the sink
+    # bound an event's time by its record's (same bound, same verdict, whoever reads it).
+    stamped = {**week, "message.timestamp.type": "LogAppendTime"}
     data = settings.usage_partitions
     specs = [
-        TopicSpec(t.usage, data, week, "UsageBatch records keyed by account_id (murmur2)"),
+        TopicSpec(t.usage, data, stamped, "UsageBatch records keyed by account_id (murmur2)"),
         TopicSpec(
             t.control,
             settings.control_partitions,
@@ -81,7 +84,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.policies, 1, dict(_COMPACTED), "Policy per account_id/policy_id"),
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
         TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
-        TopicSpec(t.caphits, data, week, "CapHit keyed by account_id"),
+        TopicSpec(t.caphits, data, stamped, "CapHit keyed by account_id"),
         TopicSpec(
             t.feed,
             data,

@@ -71,9 +71,12 @@ def test_bad_events_raise_and_are_not_queued(nowhere: Settings) -> None:
         recorder.record(**{**fields(1), "tokens_in": -3})  # type: ignore[arg-type]
     with pytest.raises(UsageEventError, match="event_id"):
         recorder.record(account_id="a", bot_id="b", conversation_id="c", category="text")
-    event = UsageEvent("e7", "acct-1", "bot-1", "c1", "audio", "m", 1, 2, 1, True, 5, 1_000)
+    with pytest.raises(UsageEventError, match="occurred_at_ms"):
+        recorder.record(**{**fields(1), "occurred_at_ms": 1_000})  # 1970: a clock error
+    t = 1_790_000_000_000
+    event = UsageEvent("e7", "acct-1", "bot-1", "c1", "audio", "m", 1, 2, 1, True, 5, t)
     assert recorder.record(event)
-    wire = UsageEventRecord(**{**fields(8), "occurred_at_ms": 1_000})  # type: ignore[arg-type]
+    wire = UsageEventRecord(**{**fields(8), "occurred_at_ms": t})  # type: ignore[arg-type]
     assert recorder.record(wire)
     assert recorder.stats.accepted == 2
 

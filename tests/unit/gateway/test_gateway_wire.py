@@ -8,6 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capstream.core.limits import (
+    MAX_CREDITS_MICRO,
+    MAX_MESSAGES,
+    MAX_TOKENS,
+    MIN_OCCURRED_AT_MS,
+)
 from capstream.gateway import UsageEventError
 from capstream.gateway.wire import (
     CATEGORIES,
@@ -69,12 +75,12 @@ events = st.builds(
     conversation_id=ids,
     category=st.sampled_from(CATEGORIES),
     model=st.text(max_size=200),
-    tokens_in=st.integers(0, (1 << 63) - 1),
+    tokens_in=st.integers(0, MAX_TOKENS),
     tokens_out=st.integers(0, 20_000),
-    messages=st.integers(0, (1 << 31) - 1),
+    messages=st.integers(0, MAX_MESSAGES),
     conversation_started=st.booleans(),
-    credits_micro=st.integers(0, (1 << 63) - 1),
-    occurred_at_ms=st.integers(0, (1 << 63) - 1),
+    credits_micro=st.integers(0, MAX_CREDITS_MICRO),
+    occurred_at_ms=st.integers(MIN_OCCURRED_AT_MS, 1_790_000_000_000),
     attributes=st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=3),
 )
 
@@ -94,7 +100,7 @@ usual_events = st.builds(
     messages=small,
     conversation_started=st.booleans(),
     credits_micro=small,
-    occurred_at_ms=st.sampled_from([1_790_000_000_000, 1_790_000_000_001, 0]),
+    occurred_at_ms=st.sampled_from([1_790_000_000_000, 1_790_000_000_001, MIN_OCCURRED_AT_MS]),
 )
 
 
@@ -135,6 +141,17 @@ def test_the_time_defaults_to_now() -> None:
         ({"tokens_out": -1}, "tokens_out", "negative"),
         ({"credits_micro": -100_000}, "credits_micro", "negative"),
         ({"messages": 1 << 31}, "messages", "limit"),
+        ({"messages": MAX_MESSAGES + 1}, "messages", "limit"),
+        ({"tokens_in": MAX_TOKENS + 1}, "tokens_in", "limit"),
+        ({"tokens_out": (1 << 63) - 1}, "tokens_out", "limit"),
+        ({"credits_micro": MAX_CREDITS_MICRO + 1}, "credits_micro", "limit"),
+        ({"tokens_in": 1 << 70}, "tokens_in", "limit"),
+        ({"model": "m" * 201}, "model", "201 characters"),
+        ({"occurred_at_ms": 1_000}, "occurred_at_ms", "before 2000"),
+        ({"occurred_at_ms": 4_102_444_800_000}, "occurred_at_ms", "later than"),
+        ({"attributes": {f"k{i}": "v" for i in range(33)}}, "attributes", "33 entries"),
+        ({"attributes": {"k": "v" * 257}}, "attributes", "257 characters"),
+        ({"attributes": {"k" * 65: "v"}}, "attributes", "65 characters"),
         ({"tokens_in": 2.5}, "tokens_in", "whole number"),
         ({"tokens_in": "12"}, "tokens_in", "whole number"),
         ({"event_id": None}, "event_id", "required"),
@@ -145,7 +162,7 @@ def test_the_time_defaults_to_now() -> None:
         ({"conversation_id": "c" * 201}, "conversation_id", "201 characters"),
         ({"model": None}, "model", "string"),
         ({"conversation_started": "yes"}, "conversation_started", "True or False"),
-        ({"occurred_at_ms": -1}, "occurred_at_ms", "negative"),
+        ({"occurred_at_ms": -1}, "occurred_at_ms", "before 2000"),
         ({"occurred_at_ms": 1.7e12}, "occurred_at_ms", "epoch milliseconds"),
         ({"attributes": {"k": 1}}, "attributes", "strings"),
         ({"attributes": ["k"]}, "attributes", "dict"),
@@ -172,10 +189,11 @@ def test_whole_floats_and_bools_count_like_the_wire_model_does(tokens: Any) -> N
     assert UsageBatchRecord.from_bytes(raw).events[0].tokens_in == int(tokens)
 
 
-@pytest.mark.parametrize("shift", [6, 7, 13, 14, 20, 21, 27, 28, 62])
+@pytest.mark.parametrize("shift", [6, 7, 13, 14, 20, 21, 27, 28, 34, 35, 41, 42, 48])
 def test_counts_around_each_varint_length_match_the_codec(shift: int) -> None:
     for n in (1 << shift) - 1, 1 << shift, (1 << shift) + 1:
-        evs = [event(tokens_in=n, tokens_out=n // 3, credits_micro=n, messages=n & 0xFFFF)]
+        t = min(n, MAX_TOKENS)
+        evs = [event(tokens_in=t, tokens_out=t // 3, credits_micro=n, messages=n & 0xFFFF)]
         texts = [event_text(*(e[f] for f in FIELDS)) for e in evs]
         assert encode_batch_texts("b", "", 0, texts) == codec("UsageBatch").encode(
             {"batch_id": "b", "producer": "", "sent_at_ms": 0, "events": evs}

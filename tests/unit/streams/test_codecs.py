@@ -235,3 +235,50 @@ def test_reader_with_newer_schema_reads_records_written_with_the_old_one() -> No
     assert record["conversation_started"] is False
     assert record["category"] == "vision"
     assert record["credits_micro"] == 5
+
+
+def test_a_dead_letter_of_a_record_near_the_broker_limit_is_cut_to_fit_and_says_so() -> None:
+    import hashlib
+
+    from capstream.streams.records import MAX_DEAD_LETTER_BYTES
+
+    key, value = b"k" * 5_000, bytes(range(256)) * 4_000  # ~1 MB: with metadata, over 1 MiB
+    fitted = DeadLetterRecord.fitted(
+        source_topic="p.usage", partition=3, offset=9, reason="not_avro", error="e" * 10_000,
+        raw_key=key, raw_value=value, at_ms=1,
+    )  # fmt: skip
+    encoded = fitted.to_bytes()
+    assert len(encoded) + len(fitted.raw_key or b"") <= MAX_DEAD_LETTER_BYTES
+    back = DeadLetterRecord.from_bytes(encoded)
+    assert back.original_size == len(key) + len(value)
+    assert back.original_sha256 == hashlib.sha256(key + value).hexdigest()
+    assert value.startswith(back.raw_value or b"x") and key.startswith(back.raw_key or b"x")
+    assert (back.partition, back.offset, back.reason) == (3, 9, "not_avro")
+    small = DeadLetterRecord.fitted(
+        source_topic="p.usage", partition=0, offset=1, reason="corrupt", error="x",
+        raw_key=b"a", raw_value=b"v", at_ms=1,
+    )  # fmt: skip
+    assert (small.raw_value, small.original_size, small.original_sha256) == (b"v", None, None)
+
+
+def test_dead_letters_written_before_the_size_fields_still_decode() -> None:
+    import json
+
+    from capstream.streams.codecs import SCHEMA_DIR, Codec
+
+    old = Codec("DeadLetter")
+    old_schema = json.loads((SCHEMA_DIR / "history" / "DeadLetter.1.avsc").read_text())
+    fp = old.register_writer(old_schema)
+    import io
+
+    import fastavro
+
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + fp)
+    fastavro.schemaless_writer(
+        buf, fastavro.parse_schema(old_schema),
+        {"source_topic": "t", "partition": 0, "offset": 5, "reason": "r", "error": "e",
+         "raw_key": None, "raw_value": b"x", "at_ms": 7},
+    )  # fmt: skip
+    back = DeadLetterRecord.from_bytes(buf.getvalue())
+    assert (back.offset, back.raw_value, back.original_size) == (5, b"x", None)
