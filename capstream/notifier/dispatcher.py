@@ -36,6 +36,8 @@ class NotifierStats:
     uncertain: int = 0
     undecodable: int = 0
     dead_lettered: int = 0
+    poison: int = 0
+    """Records whose handling raised: dead-lettered as ``processing_error``."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -29,6 +29,7 @@ HELP = {
     "uncertain": "Deliveries interrupted while sending: not resent, dead-lettered",
     "undecodable": "Records that did not decode (dead-lettered)",
     "dead_lettered": "Records and deliveries published to the notifications DLQ",
+    "poison": "Records whose handling raised (dead-lettered as processing_error)",
 }
 STATUSES = ("pending", "sending", "sent", "failed", "expired", "uncertain")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from capstream.errors import DecodeError
+from capstream.errors import CapstreamError, DecodeError
 from capstream.notifier.dispatcher import Dispatcher, EmailPort, NotifierStats, WebhookPort
 from capstream.notifier.email import SmtpSender
 from capstream.notifier.metrics import NotifierCollector, serve_metrics
@@ -33,6 +33,10 @@ def sentlog_path(data_dir: Path) -> Path:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class NotifierError(CapstreamError):
+    """The notifier cannot go on without losing something (``capstream notifier`` exits 1)."""
 
 
 class Notifier:
@@ -62,6 +66,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._producer: Any = None
         self._sentlog: SentLog | None = None
+        self._undelivered: list[str] = []
 
     def delivery_counts(self) -> dict[str, int]:
         """The sent-log's deliveries by status (empty while the notifier is not running);
@@ -149,9 +154,25 @@ class Notifier:
                 if msg.error() is not None:
                     log.warning("notifications consumer: %s", msg.error().str())
                     continue
-                self._accept(sentlog, msg)
-            # Everything consumed is in the sent-log (or the DLQ) on disk: now commit.
-            await asyncio.to_thread(self._producer.flush, 30)
+                try:
+                    self._accept(sentlog, msg)
+                except Exception as exc:  # one bad record must not stop the notifier
+                    self.stats.poison += 1
+                    self.stats.dead_lettered += 1
+                    log.exception("notification at %d@%d: dead-lettered as processing_error",
+                                  msg.partition(), msg.offset())  # fmt: skip
+                    self._produce_dead(
+                        msg.partition(), msg.offset(), "processing_error",
+                        f"{type(exc).__name__}: {exc}", msg.key(), msg.value(),
+                    )  # fmt: skip
+            # Everything consumed is in the sent-log (or the DLQ) on disk: now commit, but
+            # never past a dead letter the broker did not take.
+            left = await asyncio.to_thread(self._producer.flush, 30)
+            if left or self._undelivered:
+                raise NotifierError(
+                    f"{left + len(self._undelivered)} dead letter(s) not acknowledged by the "
+                    f"broker ({'; '.join(self._undelivered[:3])}); offsets not committed"
+                )
             await asyncio.to_thread(consumer.commit, asynchronous=False)
             self._wake.set()
 
@@ -190,6 +211,10 @@ class Notifier:
             except TimeoutError:
                 log.info("notifier: %s", self.stats.as_dict())
 
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._undelivered.append(str(err))
+
     def _dead_letter(self, d: Delivery, reason: str, error: str) -> None:
         key = f"{d.notification_id}/{d.channel}".encode()
         self._produce_dead(d.source_partition, d.source_offset, reason, error, key, d.payload)
@@ -209,7 +234,7 @@ class Notifier:
             at_ms=_now_ms(),
         )
         self._producer.produce(Topics.dlq(self.topics.notifications), key=rec.raw_key,
-                               value=rec.to_bytes())  # fmt: skip
+                               value=rec.to_bytes(), on_delivery=self._delivered)  # fmt: skip
         self._producer.poll(0)
 
 

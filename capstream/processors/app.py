@@ -461,6 +461,11 @@ class Processors:
             self._producer = producer
         return self._producer
 
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the worker (a send or a flush that failed for good)."""
+        return self._failed
+
     def _update_lag(self) -> None:
         consumer = self.app.consumer
         for p, offset in self._positions.items():
@@ -514,6 +519,7 @@ class Processors:
             raise
         except Exception as exc:
             log.exception("the policies/tenants reader failed; the worker stops")
+            self._failed = exc
             await self.app.crash(exc)
 
     # -- rebalancing -------------------------------------------------------------------------

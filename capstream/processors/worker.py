@@ -16,12 +16,18 @@ from typing import Any
 
 import faust
 
+from capstream.errors import CapstreamError
 from capstream.processors.app import Processors
 from capstream.processors.options import WorkerOptions
 from capstream.streams.settings import Settings
 from capstream.streams.topics import create_topics
 
 log = logging.getLogger(__name__)
+
+
+class WorkerCrashedError(CapstreamError):
+    """The worker stopped because of an error (``capstream worker`` exits 1 and says why);
+    a supervisor restarts it, and the restart replays from the last commit."""
 
 
 class _Worker(faust.Worker):
@@ -88,8 +94,16 @@ def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "w
         if profile is not None:
             profile.enable()
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
+    except SystemExit as exc:
+        # Faust ends every run with SystemExit: 0 after a clean stop, 1 after a crash. A
+        # crash must reach the supervisor as a failure, with its reason on stderr.
+        reason = worker.crash_reason or processors.failure
+        if exc.code not in (None, 0) or reason is not None:
+            raise WorkerCrashedError(
+                f"the worker stopped on an error: {reason!r}"
+                if reason is not None
+                else f"the worker stopped with status {exc.code}"
+            ) from reason
     finally:
         if profile is not None and options.profile_to is not None:
             profile.disable()
