@@ -283,6 +283,13 @@ class Processors:
             self.dead_letters.send(topic, msg, exc.reason, str(exc))
             return
         p = msg.partition
+        home = self.decoder.home_of(hit.account_id)
+        if home != p:  # keyed by something else: its feed row lives on the account's partition
+            self.outbox.queue.append(
+                Outgoing(topic, hit.account_id.encode(), msg.value, None, p, to_partition=home)
+            )
+            self.metrics.rerouted.inc()
+            return
         row = part.apply_cap_hit(hit, functools.partial(self.feed.get, p))
         self.outbox.add_feed_row(p, row)
         self.metrics.decisions.labels(kind="feed_row").inc()

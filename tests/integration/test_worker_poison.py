@@ -239,3 +239,34 @@ def test_memory_stays_flat_under_distinct_huge_strings(
     grown = rss_mib(worker.proc.pid) - rss_before
     assert grown < 80, f"the worker grew by {grown:.0f} MiB"
     assert worker.proc.poll() is None
+
+
+def test_cap_hits_on_another_partition_roll_up_in_their_accounts_feed_row(
+    deployment: Settings, config: Config, producer: Producer, worker: WorkerProcess
+) -> None:
+    """A cap hit keyed by something else counted on its own feed row (attempts split)."""
+    from capstream.streams.codecs import codec
+    from capstream.streams.records import FeedRowRecord
+
+    topics = Topics(deployment.topic_prefix)
+    acct = account_on(1, PARTITIONS, f"a-{uuid.uuid4().hex[:6]}")
+    config.settings(acct, plan="pro")
+    feed = TopicLog(deployment, topics.feed)
+    try:
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        for hit_id, partition in (("h1", 3), ("h2", 1)):
+            hit = codec("CapHit").encode({
+                "hit_id": hit_id, "account_id": acct, "bot_id": "bot-1",
+                "conversation_id": "conv-9", "category": "text", "period": "daily",
+                "period_key": day, "occurred_at_ms": int(time.time() * 1000),
+            })  # fmt: skip
+            send(producer, topics.caphits, acct, hit, partition)
+
+        def rows() -> list[FeedRowRecord]:
+            out = [FeedRowRecord.from_bytes(v) for _, v in feed.of(topics.feed) if v]
+            return [r for r in out if r.account_id == acct]
+
+        wait_for(lambda: any(r.attempts == 2 for r in rows()), 30, "one row with 2 attempts")
+        assert max(r.attempts for r in rows()) == 2
+    finally:
+        feed.close()
