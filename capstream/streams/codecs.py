@@ -129,5 +129,8 @@ class Codec:
 
 @cache
 def codec(name: str) -> Codec:
-    """The shared codec for schema ``name``."""
-    return Codec(name)
+    """The shared codec for schema ``name``; it also reads records written with the earlier
+    versions kept in ``schemas/history/<name>.<n>.avsc`` (records still in the topics when
+    a field was added)."""
+    history = sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc"))
+    return Codec(name, writers=[json.loads(p.read_text()) for p in history])
