@@ -155,8 +155,9 @@ def seed_source(series: int, window_ms: int, held: Iterable[tuple[int, int, int]
     ``held``: (series, window ms, head) of the rings a usage state holds (head -1: never
     counted anything). Only a ring of the same series can seed. Preferred: one spanning the
     whole new window, the finest first (a width dividing the new ring's copies exactly, a
-    wider one may over-count one of its buckets at the window's oldest edge); else the one
-    spanning the most (the older part of the window stays uncounted).
+    wider one may over-count one of its buckets at the window's oldest edge, so none wider
+    than half the new window is used); else the one spanning the most (the older part of the
+    window stays uncounted).
     """
     span_needed = window_ms + bucket_width_ms(window_ms)
     best: int | None = None
@@ -165,6 +166,8 @@ def seed_source(series: int, window_ms: int, held: Iterable[tuple[int, int, int]
         if s != series or head < 0:
             continue
         width = bucket_width_ms(w)
+        if 2 * width > window_ms:
+            continue  # buckets too coarse for this window
         span = w + width
         key = (1, -width) if span >= span_needed else (0, span)
         if best is None or key > best_key:

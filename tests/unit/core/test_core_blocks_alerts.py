@@ -388,3 +388,28 @@ def test_a_ring_seeded_from_a_wider_ring_never_misses_usage_in_its_window() -> N
         exact = sum(1 for t in times if now - HOUR < t <= now)
         edge = sum(1 for t in times if now - HOUR - 24 * MIN < t <= now - HOUR)
         assert exact <= hour.total_at(now) <= exact + edge
+
+
+def test_the_api_can_tell_what_a_new_policys_window_counts() -> None:
+    from capstream.core.seeding import NONE, PARTIAL, SHARED, WIDER_BUCKETS, window_seeding
+
+    day = policy("day", window=86_400)
+    hour = policy("hour", window=3600)
+    new_hour = policy("new", window=3600, threshold=40)
+    assert window_seeding(new_hour, [day]).kind == WIDER_BUCKETS
+    assert "24 minutes" in window_seeding(new_hour, [day]).message
+    assert window_seeding(new_hour, [hour]).kind == SHARED
+    assert window_seeding(policy("2h", window=7200), [hour]).kind == PARTIAL
+    # 2-minute buckets are too coarse for a 1-minute window; 3-second ones do for 2 minutes
+    assert window_seeding(policy("m", window=60), [policy("x", window=7200)]).kind == NONE
+    assert window_seeding(policy("m", window=120), [policy("x", window=180)]).kind == (
+        WIDER_BUCKETS
+    )
+    tokens = policy("tok", metric="tokens", window=3600)
+    assert window_seeding(tokens, [day]).kind == NONE  # another metric cannot seed it
+    # account_total counts in the account's rings: each-bot ones do not seed it
+    total = policy("t", window=3600, scope="account_total")
+    assert window_seeding(total, [day]).kind == NONE
+    assert window_seeding(total, [policy("td", window=86_400, scope="account_total")]).kind == (
+        WIDER_BUCKETS
+    )
