@@ -62,7 +62,7 @@ def policy_alert(
     lines = [
         f"Usage policy '{policy.name or policy.policy_id}' was crossed by {who}.",
         f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
-        f"{metric}: {total} in the {_duration(policy.window_seconds)} up to {_iso(at)} "
+        f"{metric}: {total} in the last {_duration(policy.window_seconds)} up to {_iso(at)} "
         f"(threshold {policy.threshold}).",
     ]
     if blocked_until_ms is not None:
