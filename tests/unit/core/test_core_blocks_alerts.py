@@ -413,3 +413,23 @@ def test_the_api_can_tell_what_a_new_policys_window_counts() -> None:
     assert window_seeding(total, [policy("td", window=86_400, scope="account_total")]).kind == (
         WIDER_BUCKETS
     )
+
+
+def test_a_v2_state_with_a_running_block_keeps_it_and_takes_a_second_policys() -> None:
+    # Written by the release before v3: "short" blocked bot-1 at T0 + 2 s until T0 + 62 s.
+    data = Path(__file__).parent / "data"
+    bot = BotUsage.from_bytes((data / "bot_v2_blocked.bin").read_bytes())
+    account = AccountUsage.from_bytes((data / "account_v2_blocked.bin").read_bytes())
+    assert bot.blocks == {"short": T0 + 62 * SEC}
+    short = policy("short", threshold=3, window=60, block_s=60)
+    long = policy("long", metric="tokens", threshold=1000, window=60, block_s=3600, alert=False)
+    pol = PolicySet([short, long])
+    state = AccountState(ACC, account=account, bots=[bot])
+    _, eff = reevaluate(state, pol, settings(), T0 + 5 * SEC, alerts=False)
+    assert state.enforcement("bot-1").blocked_until_ms == T0 + 62 * SEC  # type: ignore[union-attr]
+    _, eff = evaluate(state, ev(7, T0 + 10 * SEC, tokens=1000), pol, settings(), T0 + 10 * SEC)
+    assert not eff.notifications  # short's alert of this minute went out before the upgrade
+    assert state.enforcement("bot-1").block_policy_id == "long"  # type: ignore[union-attr]
+    assert state.in_force("bot-1", T0 + 70 * SEC).blocked_until_ms == (  # type: ignore[union-attr]
+        T0 + 10 * SEC + HOUR
+    )
