@@ -1,5 +1,6 @@
 """capstream.core: the pure decision core (usage windows, caps, policies, gate verdicts)."""
 
+from capstream.core.clock import EventClock
 from capstream.core.errors import (
     CoreError,
     EventError,
@@ -69,6 +70,7 @@ __all__ = [
     "CoreError",
     "Effects",
     "EnforcementState",
+    "EventClock",
     "EventError",
     "FallbackLedger",
     "FeedKey",

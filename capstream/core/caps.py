@@ -224,6 +224,7 @@ def refresh_account(
         changed = True
     if acct.blocked_until_ms is not None and acct.blocked_until_ms <= now:
         acct.blocked_until_ms = acct.block_policy_id = None
+        acct.blocks = {}
         changed = True
     return changed
 

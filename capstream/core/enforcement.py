@@ -42,6 +42,50 @@ def derive(
     Stores it on the usage state and returns it if its content changed, else returns None.
     ``caps`` is the account's current caps (shared, read-only).
     """
+    content = _compute(account, bot, view, caps, now)
+    usage: UsageBase = bot if bot is not None else account
+    prev = usage.enforcement
+    if prev is not None and _content(prev) == content:
+        return None
+    state = _state(account, bot, prev.version + 1 if prev is not None else 1, now, content)
+    usage.enforcement = state
+    return state
+
+
+def in_force(
+    account: AccountUsage, bot: BotUsage | None, view: SettingsView, at: int
+) -> EnforcementState:
+    """What holds for ``bot`` (None: a bot with no state yet) at instant ``at`` if no other
+    event arrives, without changing anything: blocks, caps, the downgrade and throttles
+    whose end is after ``at``. Meant for ``at`` at or after the state's last evaluation
+    (what ended before it is no longer in the state). Its version is the last one emitted."""
+    caps = {c: s for c, s in account.caps.items() if s.resumes_at_ms > at}
+    content = _compute(account, bot, view, caps, at)
+    usage: UsageBase = bot if bot is not None else account
+    prev = usage.enforcement
+    return _state(account, bot, prev.version if prev is not None else 0, at, content)
+
+
+def _state(
+    account: AccountUsage, bot: BotUsage | None, version: int, now: int, content: Content
+) -> EnforcementState:
+    # Unpacked by name, not with *content: compiled, a call with a star is a generic one.
+    (blocked, block_pid, model, downgraded, batching, throttled, reason, caps, plan,
+     fallback_daily, fallback_monthly, premium) = content  # fmt: skip
+    return EnforcementState(
+        account.account_id, bot.bot_id if bot is not None else ACCOUNT_WIDE_BOT, version, now,
+        blocked, block_pid, model, downgraded, batching, throttled, reason, caps, plan,
+        fallback_daily, fallback_monthly, premium,
+    )  # fmt: skip
+
+
+def _compute(
+    account: AccountUsage,
+    bot: BotUsage | None,
+    view: SettingsView,
+    caps: dict[str, CapStatus],
+    now: int,
+) -> Content:
     settings = view.settings
     blocked, block_pid = None, None
     if bot is not None and bot.blocked_until_ms is not None and bot.blocked_until_ms > now:
@@ -69,21 +113,7 @@ def derive(
         if throttled is not None:
             batching = THROTTLED_BATCHING_S
 
-    content: Content = (
+    return (
         blocked, block_pid, model, downgraded, batching, throttled, reason, caps,
         settings.plan, view.fallback_daily, view.fallback_monthly, settings.premium_model,
     )  # fmt: skip
-    usage: UsageBase = bot if bot is not None else account
-    prev = usage.enforcement
-    if prev is not None and _content(prev) == content:
-        return None
-    state = EnforcementState(
-        account.account_id,
-        bot.bot_id if bot is not None else ACCOUNT_WIDE_BOT,
-        prev.version + 1 if prev is not None else 1,
-        now,
-        blocked, block_pid, model, downgraded, batching, throttled, reason, caps,
-        settings.plan, view.fallback_daily, view.fallback_monthly, settings.premium_model,
-    )  # fmt: skip
-    usage.enforcement = state
-    return state

@@ -29,7 +29,7 @@ from capstream.core.models import (
     TenantSettings,
     UsageEvent,
 )
-from capstream.core.policies import PolicySet, build_watch, check_all, fire, mute
+from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks, fire, mute
 from capstream.core.state import (
     NO_EFFECTS,
     AccountState,
@@ -172,7 +172,7 @@ def evaluate(
                 v = msgs if series == 1 else conv
             if not v:
                 continue
-            total = entry.ring.add(t, v)
+            total = entry.ring.add(t, v)  # the window ending at t (a late event's own)
             if total < 0:
                 continue  # older than the window: nothing added, nothing to decide
             if total >= entry.low:
@@ -180,13 +180,13 @@ def evaluate(
                 scope = ACCOUNT_WIDE_BOT if is_acct else bot_id
                 for cp in cps:
                     if total >= cp.threshold and fire(
-                        cp, usage, scope, total, now, settings, notes
+                        cp, usage, scope, total, t, now, settings, notes
                     ):
                         if is_acct:
                             acct_changed = True
                         else:
                             bot_changed = True
-                quiet = mute(usage, cps, total, now)
+                quiet = mute(usage, cps, total, t, now)
                 if quiet < NEVER:
                     state.quiet_until_ms = min(state.quiet_until_ms, quiet)
                     state.quiet_from_ms = max(state.quiet_from_ms, now)
@@ -238,16 +238,23 @@ def evaluate(
 
 
 def reevaluate(
-    state: AccountState, policies: Policies, settings: TenantSettings, now: int
+    state: AccountState,
+    policies: Policies,
+    settings: TenantSettings,
+    now: int,
+    *,
+    alerts: bool = True,
 ) -> tuple[AccountState, Effects]:
     """Decide again without an event (policies or settings changed, or after a restore).
 
-    Lowering a threshold below current usage fires the policy at once; raising a cap lifts
-    it at once.
+    Lowering a threshold below current usage fires the policy at once (its alert at
+    ``now``); raising a cap lifts it at once. ``alerts=False`` (after a restore) starts
+    blocks but leaves policy alerts to the next event that crosses: a replay after a crash
+    then sends each alert under the id of the event that crossed it, whatever the clock.
     """
     states: list[EnforcementState] = []
     notes: list[Notification] = []
-    _full(state, policies, settings, now, states, notes)
+    _full(state, policies, settings, now, states, notes, alerts)
     return state, collect_effects(states, notes)
 
 
@@ -291,7 +298,7 @@ def _new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
     assert state.policies is not None
     bot = BotUsage(state.account.account_id, timezone=state.account.timezone, bot_id=bot_id)
     bot.roll_to(now)
-    build_watch(bot, state.policies.for_bot(bot_id))
+    build_watch(bot, state.policies.for_bot(bot_id), now)
     return bot
 
 
@@ -302,6 +309,7 @@ def _full(
     now: int,
     states: list[EnforcementState],
     notes: list[Notification],
+    alerts: bool = True,
 ) -> None:
     """Adopt ``policies`` and ``settings`` and decide everything again."""
     acct = state.account
@@ -321,13 +329,14 @@ def _full(
     view = state.view = view_of(settings)
     acct.set_timezone(settings.timezone, now)
     acct.roll_to(now)
-    build_watch(acct, policies.total, view.budget_rings)
-    check_all(acct, ACCOUNT_WIDE_BOT, now, settings, notes)
+    build_watch(acct, policies.total, now, view.budget_rings)
+    out = notes if alerts else None
+    check_all(acct, ACCOUNT_WIDE_BOT, now, settings, out)
     for bot_id, bot in state.bots.items():
         bot.set_timezone(settings.timezone, now)
         bot.roll_to(now)
-        build_watch(bot, policies.for_bot(bot_id))
-        check_all(bot, bot_id, now, settings, notes)
+        build_watch(bot, policies.for_bot(bot_id), now)
+        check_all(bot, bot_id, now, settings, out)
     refresh_account(acct, view, now, notes)
     derive_all(state, view, now, states)
     state.account_dirty = True
@@ -345,8 +354,7 @@ def _expire(
     changed_bots: list[BotUsage] = []
     for bot in state.bots.values():
         changed = False
-        if bot.blocked_until_ms is not None and bot.blocked_until_ms <= now:
-            bot.blocked_until_ms = bot.block_policy_id = None
+        if end_blocks(bot, now):
             changed = True
         if bot.loop_until_ms is not None and bot.loop_until_ms <= now:
             bot.loop_until_ms = None

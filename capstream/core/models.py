@@ -489,6 +489,11 @@ class Notification:
     body: str
     created_at_ms: int
     window_start_ms: int | None
+    bot_id: str | None
+    """The bot a policy alert is about (``*``: every bot, an ``account_total`` policy)."""
+    previous_ids: tuple[str, ...]
+    """Ids the same notification had in earlier releases (the notifier treats one already in
+    its sent-log, for the same account, as this notification)."""
 
     def __init__(
         self,
@@ -501,6 +506,8 @@ class Notification:
         body: str,
         created_at_ms: int,
         window_start_ms: int | None,
+        bot_id: str | None = None,
+        previous_ids: tuple[str, ...] = (),
     ) -> None:
         self.notification_id = notification_id
         self.account_id = account_id
@@ -511,3 +518,5 @@ class Notification:
         self.body = body
         self.created_at_ms = created_at_ms
         self.window_start_ms = window_start_ms
+        self.bot_id = bot_id
+        self.previous_ids = previous_ids

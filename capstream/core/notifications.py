@@ -43,18 +43,26 @@ def policy_alert(
     policy: Policy,
     bot_id: str,
     total: int,
-    window_start_ms: int,
+    at: int,
     now: int,
     settings: TenantSettings | None,
     blocked_until_ms: int | None,
 ) -> Notification:
-    """The email for a crossed policy threshold; one id per (policy, bot, fixed window)."""
+    """The email for a policy crossed at ``at`` (the crossing event's time).
+
+    One id per (account, policy, bot, ``at``): a replay of the same events gives the same id
+    whatever the clock. ``previous_ids`` holds the id the release before gave the alert of
+    that fixed window (policy, bot, ``at // window``; no account), so a notifier whose
+    sent-log holds it sends this one no more.
+    """
     assert policy.alert is not None
+    window_ms = policy.window_seconds * 1000
     who = "all bots of the account" if bot_id == ACCOUNT_WIDE_BOT else f"bot {bot_id}"
     metric = policy.metric if policy.category is None else f"{policy.category} {policy.metric}"
     lines = [
         f"Usage policy '{policy.name or policy.policy_id}' was crossed by {who}.",
-        f"{metric}: {total} in the last {_duration(policy.window_seconds)} "
+        f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
+        f"{metric}: {total} in the last {_duration(policy.window_seconds)} up to {_iso(at)} "
         f"(threshold {policy.threshold}).",
     ]
     if blocked_until_ms is not None:
@@ -63,7 +71,7 @@ def policy_alert(
         lines.append("No block is configured: this is a heads-up only.")
     lines.append(f"You get at most one alert per {_duration(policy.window_seconds)} for it.")
     return Notification(
-        notification_id=notification_id("policy", policy.policy_id, bot_id, window_start_ms),
+        notification_id=notification_id("policy", policy.account_id, policy.policy_id, bot_id, at),
         account_id=policy.account_id,
         kind="policy_alert",
         policy_id=policy.policy_id,
@@ -71,7 +79,11 @@ def policy_alert(
         subject=f"Usage policy '{policy.name or policy.policy_id}' triggered ({who})",
         body="\n".join(lines),
         created_at_ms=now,
-        window_start_ms=window_start_ms,
+        window_start_ms=at - window_ms,
+        bot_id=bot_id,
+        previous_ids=(
+            notification_id("policy", policy.policy_id, bot_id, at // window_ms * window_ms),
+        ),
     )
 
 

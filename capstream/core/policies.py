@@ -1,12 +1,16 @@
 """Usage policy evaluation: compiled policy sets, the windows they watch, alerts and blocks.
 
 Rules: a policy fires when its rolling total is at or above its threshold, checked on every
-event that adds to its metric (and on re-evaluation). Its alert is sent at most once per
-fixed window (``now // window``); the notification id is derived from the policy, the bot
-(``*`` for ``account_total``) and the window start, so a replay yields the same id. Its block
-pauses the bot (``bot``, ``account_each_bot``) or every bot of the account
-(``account_total``) until ``now + duration``; a running block is not extended, and the
-block ends by itself.
+event that adds to its metric (and on re-evaluation), at the event's own time ``at`` (the
+window ending there; see :meth:`Ring.add` for a late event). Its alert goes out when none
+did for it (and that bot) within the last full window: the next may go out only once
+``at >= last alert + window``, and the notification id is derived from the account, the
+policy, the bot (``*`` for ``account_total``) and ``at``, so a replay of the same events
+yields the same id whatever the clock. Its block pauses the bot (``bot``,
+``account_each_bot``) or every bot of the account (``account_total``) from ``at`` for its
+own duration: each policy keeps its own block (``UsageBase.blocks``), the bot is paused until
+the latest ends (``blocked_until_ms``, named by ``block_policy_id``), a running block is not
+extended by its own policy, and blocks end by themselves.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from capstream.core.usage import (
     WatchEntry,
     series_of,
 )
-from capstream.core.windows import Ring
+from capstream.core.windows import Ring, bucket_width_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +106,15 @@ class PolicySet:
 def build_watch(
     usage: UsageBase,
     policies: tuple[CompiledPolicy, ...],
+    now: int,
     extra: Iterable[tuple[int, int]] = (),
 ) -> None:
     """Give ``usage`` the rings ``policies`` (and ``extra`` (series, window_ms) pairs) need.
 
-    Rings still needed keep their counts; new ones start empty; others are dropped.
+    Rings still needed keep their counts; a new one is seeded from a ring of the same series
+    this usage already holds (see :func:`seed_source`), else starts empty; others are
+    dropped. Alert times read from an old state format (fixed-window numbers) become the
+    start of that fixed window.
     """
     groups: dict[tuple[int, int], list[CompiledPolicy]] = {}
     for cp in policies:
@@ -114,7 +122,15 @@ def build_watch(
     for key in extra:
         groups.setdefault(key, [])
     old = usage.rings
-    rings = {key: old.get(key) or Ring(key[1]) for key in groups}
+    rings: dict[tuple[int, int], Ring] = {}
+    for key in groups:
+        ring = old.get(key)
+        if ring is None:
+            ring = Ring(key[1])
+            src = seed_source(key[0], key[1], [(k[0], k[1], r.head) for k, r in old.items()])
+            if src is not None:
+                ring.seed_from(old[(key[0], src)], now)
+        rings[key] = ring
     usage.rings = rings
     usage.watched = [
         WatchEntry(key[0], rings[key], min((cp.threshold for cp in cps), default=NEVER), tuple(cps))
@@ -122,8 +138,41 @@ def build_watch(
     ]
     usage.quiet = {}
     _arm(usage)
-    ids = {cp.policy_id for cp in policies}
-    usage.alerted = {pid: e for pid, e in usage.alerted.items() if pid in ids}
+    windows = {cp.policy_id: cp.window_ms for cp in policies}
+    legacy = usage.legacy_alerted
+    if legacy:
+        for pid, epoch in legacy.items():
+            if pid in windows:
+                usage.alerted[pid] = epoch * windows[pid]
+        usage.legacy_alerted = {}
+    usage.alerted = {pid: t for pid, t in usage.alerted.items() if pid in windows}
+
+
+def seed_source(series: int, window_ms: int, held: Iterable[tuple[int, int, int]]) -> int | None:
+    """The window (ms) of the held ring a new ring of ``(series, window_ms)`` is seeded from
+    (see :meth:`Ring.seed_from`), or None: it starts counting now.
+
+    ``held``: (series, window ms, head) of the rings a usage state holds (head -1: never
+    counted anything). Only a ring of the same series can seed. Preferred: one spanning the
+    whole new window, the finest first (a width dividing the new ring's copies exactly, a
+    wider one may over-count one of its buckets at the window's oldest edge, so none wider
+    than half the new window is used); else the one spanning the most (the older part of the
+    window stays uncounted).
+    """
+    span_needed = window_ms + bucket_width_ms(window_ms)
+    best: int | None = None
+    best_key = (0, 0)
+    for s, w, head in held:
+        if s != series or head < 0:
+            continue
+        width = bucket_width_ms(w)
+        if 2 * width > window_ms:
+            continue  # buckets too coarse for this window
+        span = w + width
+        key = (1, -width) if span >= span_needed else (0, span)
+        if best is None or key > best_key:
+            best, best_key = w, key
+    return best
 
 
 def _arm(usage: UsageBase) -> None:
@@ -144,20 +193,21 @@ def _arm(usage: UsageBase) -> None:
     ]
 
 
-def mute(usage: UsageBase, cps: tuple[CompiledPolicy, ...], total: int, now: int) -> int:
-    """After ``cps`` were checked at ``total``: make quiet those that can do nothing more
-    for a while, so the events that follow skip them; returns until when (the earliest)
-    those stay quiet, ``NEVER`` if none became quiet.
+def mute(usage: UsageBase, cps: tuple[CompiledPolicy, ...], total: int, at: int, now: int) -> int:
+    """After ``cps`` were checked at ``total`` for an event at ``at``: make quiet those that
+    can do nothing more for a while, so the events that follow skip them; returns until when
+    (the earliest) those stay quiet, ``NEVER`` if none became quiet.
 
-    A policy can do nothing more while its block runs (``blocked_until_ms`` is cleared only
-    once it has passed) and its alert went out for the current fixed window: ``fire`` is
-    a no-op for any ``now`` from now until then, whatever the total.
+    A policy can do nothing more while its own block runs (its entry in ``blocks`` is
+    cleared only once the bot's pause has passed) and its last alert is less than a window
+    old: ``fire`` is a no-op for an event at any time before then, whatever the total (and
+    events are never later than ``now``).
     """
     until = NEVER
     for cp in cps:
         if total < cp.threshold or cp.policy_id in usage.quiet:
             continue
-        q = quiet_until(cp, usage, now)
+        q = quiet_until(cp, usage, at)
         if now < q < NEVER:
             usage.quiet[cp.policy_id] = q
             until = min(until, q)
@@ -173,19 +223,24 @@ def unmute(usage: UsageBase) -> None:
         _arm(usage)
 
 
-def quiet_until(cp: CompiledPolicy, usage: UsageBase, now: int) -> int:
-    """Until when ``fire(cp, usage, ...)`` is a no-op (``now`` or before: not now)."""
+def quiet_until(cp: CompiledPolicy, usage: UsageBase, at: int) -> int:
+    """Until when ``fire(cp, usage, ...)`` is a no-op for an event at any time before it
+    (``at`` or before: not now). Per policy: one dict lookup for its block, one for its alert."""
     until = NEVER
     if cp.block_ms:
-        blocked = usage.blocked_until_ms
-        if blocked is None or blocked <= now:
-            return now
+        blocked = usage.blocks.get(cp.policy_id)
+        if blocked is None or blocked <= at:
+            return at
         until = blocked
     if cp.alerts:
-        epoch = now // cp.window_ms
-        if usage.alerted.get(cp.policy_id) != epoch:
-            return now
-        until = min(until, (epoch + 1) * cp.window_ms)
+        last = usage.alerted.get(cp.policy_id)
+        if last is None:
+            return at
+        nxt = last + cp.window_ms
+        if nxt <= at:
+            return at
+        if nxt < until:
+            until = nxt
     return until
 
 
@@ -194,26 +249,34 @@ def fire(
     usage: UsageBase,
     bot_id: str,
     total: int,
+    at: int,
     now: int,
     settings: TenantSettings | None,
-    notes: list[Notification],
+    notes: list[Notification] | None,
 ) -> bool:
-    """Apply a crossed policy's actions to ``usage``; True if a new block started."""
+    """Apply the actions of a policy crossed at ``at`` (``<= now``) to ``usage``; True if a
+    new block started. ``notes`` None: alerts are not sent (nor recorded as sent)."""
     blocked = False
+    pid = cp.policy_id
     if cp.block_ms:
-        until = usage.blocked_until_ms
-        if until is None or until <= now:
-            usage.blocked_until_ms = now + cp.block_ms
-            usage.block_policy_id = cp.policy_id
+        blocks = usage.blocks
+        running = blocks.get(pid)
+        until = at + cp.block_ms
+        if (running is None or running <= at) and until > now:
+            blocks[pid] = until
+            held = usage.blocked_until_ms
+            if held is None or held <= now or until > held:
+                usage.blocked_until_ms = until
+                usage.block_policy_id = pid
             blocked = True
-    if cp.alerts:
-        epoch = now // cp.window_ms
-        if usage.alerted.get(cp.policy_id) != epoch:
-            usage.alerted[cp.policy_id] = epoch
-            until = usage.blocked_until_ms if cp.block_ms else None
-            notes.append(
-                policy_alert(cp.policy, bot_id, total, epoch * cp.window_ms, now, settings, until)
-            )
+    if cp.alerts and notes is not None:
+        last = usage.alerted.get(pid)
+        if last is None or at >= last + cp.window_ms:
+            usage.alerted[pid] = at
+            paused = usage.blocked_until_ms if cp.block_ms else None
+            if paused is not None and paused <= now:
+                paused = None
+            notes.append(policy_alert(cp.policy, bot_id, total, at, now, settings, paused))
     return blocked
 
 
@@ -222,15 +285,27 @@ def check_all(
     bot_id: str,
     now: int,
     settings: TenantSettings | None,
-    notes: list[Notification],
+    notes: list[Notification] | None,
 ) -> bool:
-    """Check every watched policy against current totals (no event); True if a block started."""
+    """Check every watched policy against the totals at ``now`` (no event); True if a block
+    started. ``notes`` None: blocks only (alerts wait for an event that crosses)."""
     blocked = False
     for e in usage.watched:
         if not e.cps:
             continue
         total = e.ring.total_at(now)
         for cp in e.cps:
-            if total >= cp.threshold and fire(cp, usage, bot_id, total, now, settings, notes):
+            if total >= cp.threshold and fire(cp, usage, bot_id, total, now, now, settings, notes):
                 blocked = True
     return blocked
+
+
+def end_blocks(usage: UsageBase, now: int) -> bool:
+    """End the pause of ``usage`` if it has passed (every policy's block with it); True if
+    it ended."""
+    held = usage.blocked_until_ms
+    if held is not None and held <= now:
+        usage.blocked_until_ms = usage.block_policy_id = None
+        usage.blocks = {}
+        return True
+    return False

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from capstream.core.caps import SettingsView
-from capstream.core.enforcement import derive
+from capstream.core.enforcement import derive, in_force
 from capstream.core.errors import CoreError
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
@@ -114,6 +114,15 @@ class AccountState:
         """The last enforcement state of ``bot_id`` (``*``: the account-wide one)."""
         usage = self.account if bot_id == ACCOUNT_WIDE_BOT else self.bots.get(bot_id)
         return usage.enforcement if usage is not None else None
+
+    def in_force(self, bot_id: str, at: int) -> EnforcementState | None:
+        """What holds for ``bot_id`` (``*`` or a bot with no state: the account-wide state)
+        at instant ``at`` if no other event arrives, read-only: blocks, caps, the downgrade
+        and throttles whose end is after ``at`` (see :func:`enforcement.in_force`). None
+        before the first evaluation (no settings yet)."""
+        if self.view is None:
+            return None
+        return in_force(self.account, self.bots.get(bot_id), self.view, at)
 
     def take_dirty(self) -> tuple[bool, set[str]]:
         """(account changed?, ids of bots changed) since the last call; resets both."""

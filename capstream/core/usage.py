@@ -41,13 +41,19 @@ SERIES_CREDITS = 3
 SERIES_BY_CATEGORY = 4
 N_CATEGORIES = 4
 _METRIC_SERIES = {Metric.TOKENS: 0, Metric.MESSAGES: 1, Metric.CONVERSATIONS: 2}
-_BOT_HEADER = b"CSUB\x02"
-_ACCOUNT_HEADER = b"CSUA\x02"
-# v2 layout: texts in one piece (Writer.texts), fixed fields in one struct or int64 list,
+_BOT_HEADER = b"CSUB\x03"
+_ACCOUNT_HEADER = b"CSUA\x03"
+_BOT_HEADER_V2 = b"CSUB\x02"
+_ACCOUNT_HEADER_V2 = b"CSUA\x02"
+# v2/v3 layout: texts in one piece (Writer.texts), fixed fields in one struct or int64 list,
 # rings as laid out in memory, the enforcement state's bytes cached while unchanged.
-_COMMON_INTS = 6 + 2 * N_SERIES + 3
-"""int64s first in a value: day start/end, month start/end, blocked until, has a block
+_COMMON_INTS_V2 = 6 + 2 * N_SERIES + 3
+"""int64s first in a v2 value: day start/end, month start/end, blocked until, has a block
 policy, day and month-base totals, how many watermarks, alerts and rings follow."""
+_COMMON_INTS = _COMMON_INTS_V2 + 1
+"""v3: the same, then how many per-policy blocks follow. v3 also stores alert times (ms)
+where v2 stored fixed-window numbers (``now // window``), and each running policy block
+(policy ids among the texts, their ends after the alert times)."""
 _ACCOUNT_TAIL = struct.Struct("<I3q")
 """recent-id capacity, downgraded until, risk until, how many caps."""
 _ENFORCEMENT = struct.Struct("<3qB3qBI")
@@ -102,9 +108,16 @@ class UsageBase:
     watermarks: dict[int, int] = field(default_factory=dict)
     """Per source partition, the highest position applied (offset * 65536 + index)."""
     alerted: dict[str, int] = field(default_factory=dict)
-    """Per policy, the last fixed window (now // window) an alert was sent for."""
+    """Per policy, the (event) time its last alert was sent at."""
+    blocks: dict[str, int] = field(default_factory=dict)
+    """Per policy whose block was started (and the pause not yet over), when it ends."""
     blocked_until_ms: int | None = None
+    """When the pause ends: the latest of ``blocks`` (None: not paused)."""
     block_policy_id: str | None = None
+    """The policy whose block ends at ``blocked_until_ms``."""
+    legacy_alerted: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """Alerts read from a v1/v2 state: per policy, the fixed-window number it was sent in
+    (transient: ``build_watch`` turns them into times once it knows the windows)."""
     enforcement: EnforcementState | None = None
     """The last enforcement state emitted for this bot (or the account-wide one)."""
     watched: list[WatchEntry] = field(default_factory=list, compare=False, repr=False)
@@ -175,18 +188,20 @@ class UsageBase:
         # bytes 2x faster than an array is built from it).
         bpid = self.block_policy_id
         alerted, rings, marks = self.alerted, self.rings, self.watermarks
+        blocks = self.blocks
         w.texts(
             [*lead, self.account_id, self.timezone, self.day_key, self.month_key, bpid or "",
-             *alerted]
+             *alerted, *blocks]
         )  # fmt: skip
         ints = [
             self.day_start_ms, self.day_end_ms, self.month_start_ms, self.month_end_ms,
             opt(self.blocked_until_ms), bpid is not None, *self.day, *self.month_base,
-            len(marks), len(alerted), len(rings),
+            len(marks), len(alerted), len(rings), len(blocks),
         ]  # fmt: skip
         for mark in marks.items():
             ints += mark
         ints += alerted.values()
+        ints += blocks.values()
         for (series, window_ms), ring in rings.items():
             ints += (series, window_ms, ring.head)
             ints += ring.settle()
@@ -200,12 +215,18 @@ class UsageBase:
                 cached = self.encoded_enforcement = (e, _enforcement_bytes(e))
             w.raw(cached[1])
 
-    def _read_common(self, r: Reader, lead: int) -> list[str]:
-        """Read what :meth:`_write_common` wrote; returns its ``lead`` texts."""
+    def _read_common(self, r: Reader, lead: int, v2: bool = False) -> list[str]:
+        """Read what :meth:`_write_common` wrote (or its v2 form); returns its ``lead``
+        texts."""
         texts = r.texts()
-        fields = r.i64_array(_COMMON_INTS).tolist()
-        n_marks, n_alerted, n_rings = fields[-3:]
-        if len(texts) != lead + 5 + n_alerted:
+        if v2:
+            fields = r.i64_array(_COMMON_INTS_V2).tolist()
+            n_marks, n_alerted, n_rings = fields[-3:]
+            n_blocks = 0
+        else:
+            fields = r.i64_array(_COMMON_INTS).tolist()
+            n_marks, n_alerted, n_rings, n_blocks = fields[-4:]
+        if len(texts) != lead + 5 + n_alerted + n_blocks:
             raise StateFormatError("usage state holds the wrong number of texts")
         self.account_id, self.timezone, self.day_key, self.month_key, bpid = texts[lead : lead + 5]
         (self.day_start_ms, self.day_end_ms, self.month_start_ms, self.month_end_ms,
@@ -214,11 +235,23 @@ class UsageBase:
         self.block_policy_id = bpid if has_bpid else None
         self.day = fields[6 : 6 + N_SERIES]
         self.month_base = fields[6 + N_SERIES : 6 + 2 * N_SERIES]
-        ints = r.i64_array(2 * n_marks + n_alerted).tolist()
+        ints = r.i64_array(2 * n_marks + n_alerted + n_blocks).tolist()
         self.watermarks = dict(
             zip(ints[0 : 2 * n_marks : 2], ints[1 : 2 * n_marks : 2], strict=True)
         )
-        self.alerted = dict(zip(texts[lead + 5 :], ints[2 * n_marks :], strict=True))
+        alert_end = lead + 5 + n_alerted
+        alerted = dict(
+            zip(texts[lead + 5 : alert_end], ints[2 * n_marks : 2 * n_marks + n_alerted],
+                strict=True)
+        )  # fmt: skip
+        if v2:
+            self.legacy_alerted = alerted
+            self.blocks = {}
+            if self.blocked_until_ms is not None and self.block_policy_id is not None:
+                self.blocks = {self.block_policy_id: self.blocked_until_ms}
+        else:
+            self.alerted = alerted
+            self.blocks = dict(zip(texts[alert_end:], ints[2 * n_marks + n_alerted :], strict=True))
         rings: dict[tuple[int, int], Ring] = {}
         for _ in range(n_rings):
             series, window_ms, head = r.i64_array(3)
@@ -244,7 +277,7 @@ class BotUsage(UsageBase):
     (see :func:`~capstream.core.caps.loop_suspected`; transient, not serialised)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUB`` v2)."""
+        """Versioned compact encoding (``CSUB`` v3; v2 and v1 are still read)."""
         w = Writer(_BOT_HEADER)
         self._write_common(w, self.bot_id)
         w.pack(_Q, opt(self.loop_until_ms))
@@ -260,8 +293,9 @@ class BotUsage(UsageBase):
             read_bot_v1(u, r)
             return u
         u = cls(account_id="")
-        r = Reader(data, _BOT_HEADER)
-        (u.bot_id,) = u._read_common(r, 1)
+        v2 = data.startswith(_BOT_HEADER_V2)
+        r = Reader(data, _BOT_HEADER_V2 if v2 else _BOT_HEADER)
+        (u.bot_id,) = u._read_common(r, 1, v2)
         (loop,) = r.unpack(_Q)
         u.loop_until_ms = unopt(loop)
         r.done()
@@ -288,7 +322,7 @@ class AccountUsage(UsageBase):
     """Per category, when the budget risk was last checked (transient)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUA`` v2)."""
+        """Versioned compact encoding (``CSUA`` v3; v2 and v1 are still read)."""
         w = Writer(_ACCOUNT_HEADER)
         self._write_common(w)
         caps = self.caps
@@ -309,8 +343,9 @@ class AccountUsage(UsageBase):
             read_account_v1(u, r)
             return u
         u = cls(account_id="")
-        r = Reader(data, _ACCOUNT_HEADER)
-        u._read_common(r, 0)
+        v2 = data.startswith(_ACCOUNT_HEADER_V2)
+        r = Reader(data, _ACCOUNT_HEADER_V2 if v2 else _ACCOUNT_HEADER)
+        u._read_common(r, 0, v2)
         capacity, downgraded, risk, n_caps = r.unpack(_ACCOUNT_TAIL)
         u.recent_capacity = capacity
         u.downgraded_until_ms, u.risk_until_ms = unopt(downgraded), unopt(risk)

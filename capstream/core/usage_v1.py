@@ -49,9 +49,11 @@ def _read_common(u: UsageBase, r: Reader) -> None:
     if len(u.day) != _N_SERIES or len(u.month_base) != _N_SERIES:
         raise StateFormatError("calendar totals have the wrong length")
     u.watermarks = {r.i64(): r.i64() for _ in range(r.u32())}
-    u.alerted = {r.text(): r.i64() for _ in range(r.u32())}
+    u.legacy_alerted = {r.text(): r.i64() for _ in range(r.u32())}  # fixed-window numbers
     u.blocked_until_ms = r.opt_i64()
     u.block_policy_id = r.opt_text()
+    if u.blocked_until_ms is not None and u.block_policy_id is not None:
+        u.blocks = {u.block_policy_id: u.blocked_until_ms}
     rings: dict[tuple[int, int], Ring] = {}
     for _ in range(r.u32()):
         series, window_ms, head = r.u8(), r.i64(), r.i64()

@@ -74,10 +74,15 @@ class Ring:
         self.slot = b % size
 
     def add(self, at_ms: int, amount: int) -> int:
-        """Add ``amount`` at instant ``at_ms``; returns the total as of ``at_ms``.
+        """Add ``amount`` at instant ``at_ms``; returns the window total as of ``at_ms``.
 
-        Amounts older than the ring's span are ignored (they cannot be in the window) and
-        return -1: nothing was added, so there is nothing to decide.
+        An amount at or after the newest bucket moves the ring forward and returns its total.
+        A late amount (an older bucket still in the ring) returns the total of the window
+        ending at its own bucket, as far as the ring still holds it: its bucket and the older
+        ones down to the ring's oldest (buckets of that window older than the ring's oldest
+        are no longer known, so a late event is judged on a lower bound, never on usage
+        after its time). Amounts older than the ring's span are ignored (they cannot be in
+        the window) and return -1: nothing was added, so there is nothing to decide.
         """
         b = at_ms // self.width
         if b != self.head:
@@ -86,10 +91,60 @@ class Ring:
             elif b > self.head - self.size:
                 self.buckets[b % self.size] += amount
                 self.base += amount
+                self.total += amount
+                return self.total - self._after(b)
             else:
                 return -1
         self.total += amount
         return self.total
+
+    def _after(self, b: int) -> int:
+        """The sum of the buckets newer than ``b`` (``b`` older than the newest bucket)."""
+        buckets = self.buckets
+        size = self.size
+        s = self.total - self.base  # the newest bucket
+        start = (b + 1) % size
+        end = self.slot  # exclusive: the newest bucket is counted above
+        if start <= end:
+            s += sum(buckets[start:end])
+        else:
+            s += sum(buckets[start:]) + sum(buckets[:end])
+        return s
+
+    def seed_from(self, src: Ring, now_ms: int) -> bool:
+        """Fill this empty ring, at ``now_ms``, with what ``src`` (a ring of the same series)
+        holds of its span; True if ``src`` spans all of it. ``src`` is not changed.
+
+        Each of ``src``'s buckets goes into this ring's bucket holding its last instant (the
+        newest at most): nothing moves earlier, so usage inside the window is never missed;
+        when ``src``'s buckets are wider, up to one of them (``src.width``) from before the
+        window's start may be counted, until it slides out (at most ``window + src.width``
+        after seeding). With a width that divides this ring's, the copy is exact. The part
+        of the span older than ``src``'s oldest bucket stays uncounted (False)."""
+        if src.head < 0:
+            return False
+        head = now_ms // self.width
+        if head < self.head:
+            head = self.head
+        self.head = head
+        self.slot = head % self.size
+        oldest = head - self.size + 1
+        values = src.settle()
+        buckets = self.buckets
+        total = 0
+        sw, w = src.width, self.width
+        for k in range(src.head - src.size + 1, src.head + 1):
+            v = values[k % src.size]
+            if v:
+                j = ((k + 1) * sw - 1) // w
+                if j > head:
+                    j = head
+                if j >= oldest:
+                    buckets[j % self.size] += v
+                    total += v
+        self.total = total
+        self.base = total - buckets[self.slot]
+        return (src.head - src.size + 1) * sw <= oldest * w
 
     def total_at(self, now_ms: int) -> int:
         """The window total at ``now_ms`` (slides the ring forward; never moves it back)."""

@@ -19,6 +19,8 @@ def build_message(rec: NotificationRecord, sender: str, recipients: list[str]) -
     msg["Message-ID"] = f"<{rec.notification_id}@capstream>"
     msg["X-Capstream-Notification-Id"] = rec.notification_id
     msg["X-Capstream-Kind"] = rec.kind
+    if rec.bot_id is not None:
+        msg["X-Capstream-Bot-Id"] = rec.bot_id
     msg.set_content(rec.body)
     return msg
 

@@ -83,10 +83,23 @@ class SentLog:
         expires_at_ms: int,
         source: tuple[int, int],
         now_ms: int,
+        previous_ids: tuple[str, ...] | list[str] = (),
     ) -> bool:
-        """Record a notification to deliver; False if its id is known already (a duplicate)."""
+        """Record a notification to deliver; False if its id is known already (a duplicate).
+
+        ``previous_ids``: the ids an earlier release gave the same notification. One of them
+        already logged for the same account makes this a duplicate too (an alert sent before
+        an upgrade and replayed after it is not sent again); another account's row with that
+        id is not the same notification (ids of earlier releases lacked the account)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            for old in previous_ids:
+                if self._db.execute(
+                    "SELECT 1 FROM deliveries WHERE notification_id = ? AND account_id = ? LIMIT 1",
+                    (old, account_id),
+                ).fetchone():
+                    self._db.execute("COMMIT")
+                    return False
             added = 0
             for ch in channels:
                 cur = self._db.execute(

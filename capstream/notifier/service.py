@@ -189,7 +189,7 @@ class Notifier:
         expires = rec.created_at_ms + self.settings.notify_expire_s * 1000
         added = sentlog.enqueue(
             rec.notification_id, rec.account_id, self._channels(), raw, expires,
-            (msg.partition(), msg.offset()), _now_ms(),
+            (msg.partition(), msg.offset()), _now_ms(), rec.previous_ids,
         )  # fmt: skip
         if not added:
             self.stats.duplicates += 1

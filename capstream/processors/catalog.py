@@ -8,6 +8,8 @@ the caller for the DLQ and leave the previous value in force.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from capstream.core import (
     AlertAction,
     BlockAction,
@@ -71,11 +73,7 @@ class Catalog:
             policy = core_policy(record)
         except CoreError as exc:
             raise DecodeError(f"policy refused by the core: {exc}", reason="invalid") from exc
-        held = self._policies.setdefault(policy.account_id, {})
-        if held.get(policy.policy_id) != policy:
-            held[policy.policy_id] = policy
-            self._rebuild(policy.account_id)
-        return policy.account_id
+        return self.put_policy(policy)
 
     def apply_settings(self, key: bytes | None, value: bytes | None) -> str:
         """Apply one tenants-topic record (null value: back to the defaults)."""
@@ -90,6 +88,41 @@ class Catalog:
             settings = core_settings(record)
         except CoreError as exc:
             raise DecodeError(f"settings refused by the core: {exc}", reason="invalid") from exc
+        return self.put_settings(settings)
+
+    # -- core objects directly (backtests, simulations, tests: no wire records) --------------
+
+    @classmethod
+    def of(
+        cls, policies: Iterable[Policy] = (), settings: Iterable[TenantSettings] = ()
+    ) -> Catalog:
+        """A catalog holding these core ``Policy`` and ``TenantSettings`` objects."""
+        catalog = cls()
+        for p in policies:
+            catalog.put_policy(p)
+        for s in settings:
+            catalog.put_settings(s)
+        return catalog
+
+    def put_policy(self, policy: Policy) -> str:
+        """Add or replace a core ``Policy`` (what a policies-topic record does); returns its
+        account. The account's next evaluation re-decides it if the set changed."""
+        held = self._policies.setdefault(policy.account_id, {})
+        if held.get(policy.policy_id) != policy:
+            held[policy.policy_id] = policy
+            self._rebuild(policy.account_id)
+        return policy.account_id
+
+    def remove_policy(self, account_id: str, policy_id: str) -> bool:
+        """Delete a policy (a tombstone); True if it was held."""
+        held = self._policies.get(account_id, {})
+        if held.pop(policy_id, None) is None:
+            return False
+        self._rebuild(account_id)
+        return True
+
+    def put_settings(self, settings: TenantSettings) -> str:
+        """Set a tenant's core ``TenantSettings``; returns its account."""
         if self._settings.get(settings.account_id) != settings:
             self._settings[settings.account_id] = settings
         return settings.account_id

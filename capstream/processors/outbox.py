@@ -46,6 +46,8 @@ def encode_notification(note: Notification) -> bytes:
             "body": note.body,
             "created_at_ms": note.created_at_ms,
             "window_start_ms": note.window_start_ms,
+            "bot_id": note.bot_id,
+            "previous_ids": list(note.previous_ids),
         }
     )
 

@@ -129,12 +129,8 @@ class Codec:
 
 @cache
 def codec(name: str) -> Codec:
-    """The shared codec for schema ``name``; reads every earlier version of it too
-    (``schemas/history/<name>.<n>.avsc``: a schema's former text, kept when it changes)."""
-    return Codec(
-        name,
-        writers=[
-            json.loads(path.read_text())
-            for path in sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc"))
-        ],
-    )
+    """The shared codec for schema ``name``; it also reads records written with the earlier
+    versions kept in ``schemas/history/<name>.<n>.avsc`` (records still in the topics when
+    a field was added)."""
+    history = sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc"))
+    return Codec(name, writers=[json.loads(p.read_text()) for p in history])

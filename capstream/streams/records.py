@@ -173,6 +173,10 @@ class NotificationRecord(WireRecord):
     body: str
     created_at_ms: EpochMs
     window_start_ms: int | None = None
+    bot_id: str | None = None
+    """policy_alert: the bot it is about (``*``: every bot of the account)."""
+    previous_ids: list[str] = Field(default_factory=list)
+    """Ids this notification had in earlier releases (see the notifier's sent-log)."""
 
 
 class CapHitRecord(WireRecord):

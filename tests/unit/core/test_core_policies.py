@@ -66,12 +66,13 @@ def test_alert_fires_when_threshold_is_crossed_and_once_per_window() -> None:
     # a sustained breach inside the same window sends nothing more
     for i in range(3, 30):
         assert not h.send(ev(i, T0 + i * MIN)).notifications
-    # the next window: one more heads-up
-    next_window = (T0 // HOUR + 1) * HOUR + MIN
-    again = h.send(ev(99, next_window)).notifications
+    # a full window after the first alert: one more heads-up, for the window ending there
+    later = T0 + 2 * MIN + HOUR
+    assert not h.send(ev(98, later - 1)).notifications
+    again = h.send(ev(99, later)).notifications
     assert len(again) == 1
     assert again[0].notification_id != crossed[0].notification_id
-    assert again[0].window_start_ms == (T0 // HOUR + 1) * HOUR
+    assert again[0].window_start_ms == later - HOUR
 
 
 def test_alert_goes_to_the_owner_or_to_the_listed_recipients() -> None:

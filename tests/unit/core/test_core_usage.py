@@ -222,15 +222,20 @@ def test_states_written_by_the_previous_release_v1_are_read_unchanged() -> None:
     data = Path(__file__).parent / "data"
     account = AccountUsage.from_bytes((data / "account_v1.bin").read_bytes())
     bot = BotUsage.from_bytes((data / "bot_v1.bin").read_bytes())
+    # v1 kept the fixed window (time // window) of each alert, v3 keeps its time
+    for old, new in ((account, h.state.account), (bot, h.state.bots["bot-1"])):
+        assert old.legacy_alerted == {p: t // 3_600_000 for p, t in new.alerted.items()}
+        assert not old.alerted
+        old.alerted = dict(new.alerted)
     assert account == h.state.account
     assert list(account.recent_ids) == list(h.state.account.recent_ids)
     assert bot == h.state.bots["bot-1"]
     assert {k: r.total for k, r in bot.rings.items()} == {
         k: r.total for k, r in h.state.bots["bot-1"].rings.items()
     }
-    # Written again, they are v2 and read back the same.
+    # Written again, they are v3 and read back the same.
     assert AccountUsage.from_bytes(account.to_bytes()) == account
-    assert BotUsage.from_bytes(bot.to_bytes()).to_bytes()[:5] == b"CSUB\x02"
+    assert BotUsage.from_bytes(bot.to_bytes()).to_bytes()[:5] == b"CSUB\x03"
 
 
 def test_every_field_of_a_state_round_trips_even_texts_holding_a_nul() -> None:
@@ -273,7 +278,7 @@ def test_every_field_of_a_state_round_trips_even_texts_holding_a_nul() -> None:
     [
         lambda b: b[:-3],
         lambda b: b + b"\x00",
-        lambda b: b"CSUA\x03" + b[5:],
+        lambda b: b"CSUA\x04" + b[5:],
         lambda b: b"",
     ],
     ids=["truncated", "trailing", "future-version", "empty"],

@@ -92,3 +92,19 @@ def test_restored_ring_counts_like_the_original(
     assert copy == ring
     later = events[-1][0] + window_ms // 2
     assert copy.total_at(later) == ring.total_at(later)
+
+
+def test_the_bound_is_on_the_amount_not_on_time_a_policy_may_fire_far_earlier() -> None:
+    # The corrected README statement (issue 23.3): with g = 1 s a 60 s window may reach a
+    # threshold of 3 about 40 s before the exact sum over (now - 60 s, now] does, because
+    # the edge bucket's burst still counts; only the amount is bounded.
+    t0 = 1_795_000_000_000
+    ring = Ring(60_000)
+    ring.add(t0, 2)  # a burst of two
+    first_ring = ring.add(t0 + 60_500, 1)  # 60.5 s later: the burst is in the edge bucket
+    assert first_ring == 3
+    events = [(t0, 2), (t0 + 60_500, 1), (t0 + 100_000, 1), (t0 + 100_200, 1)]
+    exact_fires = next(
+        t for t, _ in events if sum(a for s, a in events if t - 60_000 < s <= t) >= 3
+    )
+    assert exact_fires - (t0 + 60_500) == 39_700  # far more than g = 1 s earlier
