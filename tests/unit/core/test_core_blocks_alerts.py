@@ -19,6 +19,7 @@ from capstream.core import (
     Policy,
     PolicySet,
     TenantSettings,
+    UsageEvent,
     evaluate,
     gate,
     reevaluate,
@@ -301,8 +302,7 @@ def test_alerts_of_two_accounts_with_the_same_policy_and_bot_get_different_ids()
             alert=policy().alert, block=None,
         )  # fmt: skip
         state = AccountState(account)
-        e = ev(0, T0)
-        e = type(e)(**{**{s: getattr(e, s) for s in e.__slots__}, "account_id": account})
+        e = UsageEvent("e0", account, "bot-1", "c", "text", "m", 100, 0, 1, False, 0, T0)
         _, eff = evaluate(state, e, PolicySet([p]), TenantSettings(account), T0)
         (note,) = eff.notifications
         assert note.account_id == account
