@@ -21,15 +21,11 @@ from capstream.gateway.control_view import (
     ControlView,
     DisconnectPolicy,
 )
-from capstream.gateway.errors import GatewayError
+from capstream.gateway.errors import UnknownCategoryError
 from capstream.streams.settings import Settings
 
 CONTROL_UNAVAILABLE = Verdict("paused", None, 0, None, "control_unavailable", None)
 """The verdict of a fail-closed gateway whose control view is stale (or not ready yet)."""
-
-
-class UnknownCategoryError(GatewayError, ValueError):
-    """``gate()`` was asked about a category that is not text, vision, audio or documents."""
 
 
 class _SharedLedger(FallbackLedger):
@@ -98,9 +94,7 @@ class Gateway:
         state = states.get((account_id, bot_id)) or states.get((account_id, ACCOUNT_WIDE_BOT))
         if state is None:
             if category not in CATEGORY_INDEX:
-                raise UnknownCategoryError(
-                    f"unknown category {category!r}: use one of {', '.join(CATEGORY_INDEX)}"
-                )
+                raise UnknownCategoryError(category)
             return self.unknown_verdict
         # The core's own first step (see core.gate: the verdicts its state precomputed),
         # taken here to save a call per AI call and, while they never expire, the clock.
@@ -109,6 +103,8 @@ class Gateway:
             verdict = state._fast.get(category)
             if verdict is not None:
                 return verdict
+        if category not in CATEGORY_INDEX:  # the core's own error would be another type
+            raise UnknownCategoryError(category)
         verdict = gate(
             state,
             category,

@@ -151,6 +151,25 @@ def test_unknown_categories_are_refused_clearly(parts: Any) -> None:
         gw.gate("acct-1", "bot-1", "c1", "video", NOW)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"blocked_until_ms": TOMORROW, "block_policy_id": "p"}, {"batching_interval_s": 60}],
+)
+def test_an_unknown_category_is_one_error_with_one_message(
+    parts: Any, changes: dict[str, Any]
+) -> None:
+    """Issue 18 item 11: the same type and text with and without a state for the bot."""
+    gw, view, _ = parts
+    with pytest.raises(UnknownCategoryError) as without_state:
+        gw.gate("acct-1", "bot-1", "c1", "video", NOW)
+    view.put(state(**changes))
+    with pytest.raises(UnknownCategoryError) as with_state:
+        gw.gate("acct-1", "bot-1", "c1", "video", NOW)
+    assert type(with_state.value) is type(without_state.value)
+    assert str(with_state.value) == str(without_state.value)
+    assert "'video'" in str(with_state.value) and "text" in str(with_state.value)
+
+
 def test_threads_sharing_a_gateway_send_the_fallback_once(parts: Any) -> None:
     gw, view, _ = parts
     view.put(state(caps={"text": CapStatus("daily", "2026-09-21", TOMORROW)}))
