@@ -218,3 +218,25 @@ def test_the_gateway_answers_what_the_core_decides_around_each_deadline(
         )
     if changes.get("downgraded_until_ms"):  # the premium model is back after the downgrade
         assert gw.gate("acct-1", "bot-1", "c1", category, TOMORROW).model == "opus"
+
+
+def test_every_refusal_says_when_it_resumes(parts: Any) -> None:
+    """Issue 18 item 10: paused, fallback and skip carry ``resumes_at_ms``; allow does not."""
+    gw, view, _ = parts
+    block_end, day_end, month_end = NOW + 600_000, NOW + 3_600_000, NOW + 86_400_000
+    view.put(state(blocked_until_ms=block_end, block_policy_id="p1"))
+    paused = gw.gate("acct-1", "bot-1", "c1", "text", NOW)
+    assert (paused.action, paused.resumes_at_ms) == ("paused", block_end)
+    view.put(state(
+        version=2,
+        caps={"text": CapStatus("daily", "2026-09-21", day_end),
+              "vision": CapStatus("monthly", "2026-09", month_end)},
+    ))  # fmt: skip
+    fallback = gw.gate("acct-1", "bot-1", "c1", "text", NOW)
+    skip = gw.gate("acct-1", "bot-1", "c1", "text", NOW + 1)
+    media = gw.gate("acct-1", "bot-1", "c1", "vision", NOW)
+    assert (fallback.action, fallback.resumes_at_ms) == ("fallback", day_end)
+    assert (skip.action, skip.resumes_at_ms) == ("skip", day_end)
+    assert (media.action, media.resumes_at_ms) == ("skip", month_end)
+    allowed = gw.gate("acct-1", "bot-1", "c1", "audio", NOW)
+    assert (allowed.action, allowed.resumes_at_ms) == ("allow", None)
