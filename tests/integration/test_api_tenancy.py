@@ -22,7 +22,8 @@ from capstream.streams.topics import create_topics
 
 ADMIN = "csa_" + "tenancy-admin-key-" * 3
 POLICY = {"metric": "messages", "threshold": 50, "window_seconds": 600, "scope": "bot",
-          "bot_id": "bot-b", "block": {"duration_seconds": 60}}  # fmt: skip
+          "bot_id": "bot-b", "block": {"duration_seconds": 60}, "name": "", "category": None,
+          "alert": None, "enabled": True}  # fmt: skip
 
 
 class World:

@@ -93,10 +93,12 @@ def test_live_view_per_bot_and_category_policies_caps_and_states(
 ) -> None:
     h = Accounts(api)("acme", plan="free", bots=("bot-1", "bot-2"))
     body = {"caps": {"text": {"daily_micro": 50_000, "monthly_micro": 1_000_000}}}
-    assert api.put("/v1/accounts/acme/settings", json=body, headers=h).is_success
+    assert api.patch("/v1/accounts/acme/settings", json=body, headers=h).is_success
     policy = {"name": "hourly", "metric": "tokens", "threshold": 1_000, "window_seconds": 3600,
               "scope": "account_each_bot", "block": {"duration_seconds": 600}}  # fmt: skip
-    assert api.put("/v1/accounts/acme/policies/hourly", json=policy, headers=h).is_success
+    assert api.post(
+        "/v1/accounts/acme/policies", json={**policy, "policy_id": "hourly"}, headers=h
+    ).is_success
     usage(
         chdb,
         ("acme", "bot-1", "c1", "text", 600, 2, 30_000, 10 * MIN),
