@@ -8,7 +8,9 @@ insert (one dedup token) feeds a table and its rollups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 DEDUP_WINDOW = 10_000
 """Recent insert blocks whose tokens each table remembers (retries inside it are dropped)."""
@@ -17,13 +19,17 @@ _DEDUP = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 _MS = "DateTime64(3, 'UTC')"
 
 
+Step = str | Callable[[Any], None]
+"""A statement, or a function of the client for a step SQL alone cannot make idempotent."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: idempotent statements, recorded in ``capstream_migrations``."""
 
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[Step, ...]
 
 
 _USAGE_EVENT = (
@@ -253,6 +259,33 @@ _V2_USAGE_CHECKS = (
 ) ENGINE = Null""",
 )
 
+# v1 ordered feed_rows by (account, bot, conversation, day) without the category, so a
+# conversation capped in text and in vision on one day had two rows under one key: FINAL read
+# one, and a merge dropped the other for good. v3 adds the category to the key. ClickHouse
+# cannot change a sorting key to a column that exists already, so the table is rebuilt: the
+# inbox and view are dropped first (a concurrent sink's insert then fails and is retried
+# rather than vanish into a view-less Null table), every row v1 still holds is copied (not
+# FINAL: rows of other categories that no merge reached yet are kept), and the tables are
+# exchanged atomically. ``rebuild_feed_rows`` (capstream.sinks.migrations) runs it, skipping
+# what is done, so a rebuild interrupted at any point completes on the next start.
+FEED_ROWS_KEY = "account_id, bot_id, conversation_id, local_day, category"
+FEED_ROWS_V3 = f"""CREATE TABLE IF NOT EXISTS {{name}} (
+    local_day Date, account_id String, bot_id String, conversation_id String,
+    category LowCardinality(String), period LowCardinality(String), attempts UInt32,
+    message String, cta Nullable(String), ingested_at {_MS}, source String
+) ENGINE = ReplacingMergeTree(attempts)
+PARTITION BY toYYYYMM(local_day)
+ORDER BY ({FEED_ROWS_KEY})
+{_DEDUP}"""
+FEED_ROWS_INBOX_AND_VIEW = (_V1_FEED[0], _V1_FEED[2])
+
+
+def _v3_feed(client: Any) -> None:
+    from capstream.sinks.migrations import rebuild_feed_rows  # it reads this module
+
+    rebuild_feed_rows(client)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -266,6 +299,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         + _V1_INTENTS,
     ),
     Migration(2, "usage inbox checks read the events array once", _V2_USAGE_CHECKS),
+    Migration(3, "feed_rows keyed by category too (a row per category)", (_v3_feed,)),
 )
 
 MERGE_SETTINGS: dict[str, dict[str, int]] = {

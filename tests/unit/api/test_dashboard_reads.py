@@ -215,3 +215,32 @@ def test_mailbox_shows_only_the_accounts_own_mail(
         "Policy alert", "policy_alert", ["owner@acme.test"],
     )  # fmt: skip
     assert mail["body"].strip() == "Your bot crossed its threshold."
+
+
+FEED_COLS = ["account_id", "bot_id", "conversation_id", "local_day", "category", "period",
+             "attempts", "message", "cta"]  # fmt: skip
+
+
+def test_a_conversation_capped_in_two_categories_keeps_both_feed_rows(
+    api: TestClient, chdb: Any
+) -> None:
+    """Issue 18 item 1: text (3 attempts) and vision (1) of one conversation and day are two
+    rows in GET /feed, and stay two after ClickHouse merges the table."""
+    h = Accounts(api)("acme", bots=("bot-1",))
+    day = day_period(NOW, "UTC").key
+    rows = [
+        ["acme", "bot-1", "conv-1", day, "text", "daily", n, "text capped", None] for n in (1, 2, 3)
+    ] + [["acme", "bot-1", "conv-1", day, "vision", "daily", 1, "vision capped", None]]
+    for i, row in enumerate(rows):  # one insert per feed update, as the sink writes them
+        chdb.insert("feed_rows_inbox", [row], column_names=FEED_COLS,
+                    settings={"insert_deduplication_token": f"feed:{i}"})  # fmt: skip
+
+    def feed() -> list[tuple[str, int]]:
+        r = api.get("/v1/accounts/acme/feed", params={"day": day}, headers=h)
+        assert r.status_code == 200, r.text
+        return [(row["category"], row["attempts"]) for row in r.json()]
+
+    assert feed() == [("text", 3), ("vision", 1)]
+    chdb.command("OPTIMIZE TABLE feed_rows FINAL")
+    assert feed() == [("text", 3), ("vision", 1)]
+    assert chdb.query("SELECT count() FROM feed_rows").result_rows[0][0] == 2
