@@ -286,6 +286,16 @@ def _v3_feed(client: Any) -> None:
     rebuild_feed_rows(client)
 
 
+# ``SELECT * FROM usage_daily`` failed in clickhouse-connect ("AggregateFunction(uniq,
+# String) deserialization not supported"): the uniq state of active_conversations cannot be
+# read as a value. A MATERIALIZED column is left out of ``*`` and still written by the view
+# (its default is never used: the view always names it), so v4 makes it one; a metadata-only
+# change. ``uniqMerge(active_conversations)`` reads it as before.
+_V4_USAGE_DAILY_STAR = (
+    "ALTER TABLE usage_daily MODIFY COLUMN active_conversations AggregateFunction(uniq, String) "
+    "MATERIALIZED initializeAggregation('uniqState', '')",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -300,6 +310,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "usage inbox checks read the events array once", _V2_USAGE_CHECKS),
     Migration(3, "feed_rows keyed by category too (a row per category)", (_v3_feed,)),
+    Migration(4, "usage_daily readable with SELECT *", _V4_USAGE_DAILY_STAR),
 )
 
 MERGE_SETTINGS: dict[str, dict[str, int]] = {
