@@ -1,4 +1,4 @@
-"""README: where the design card's top-level streams/, processors/, sinks/ live (issue 18 item 13)."""
+"""README: where the design card's top-level streams/, processors/, sinks/ live (issue 18)."""
 
 from __future__ import annotations
 
