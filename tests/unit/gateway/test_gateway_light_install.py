@@ -13,8 +13,10 @@ from pathlib import Path
 from capstream.cli import SERVER_MODULES
 
 ROOT = Path(__file__).resolve().parents[3]
-SERVER_DISTS = {"faust-streaming", "rocksdict", "aiokafka", "clickhouse-connect", "chdb",
-                "fastapi", "uvicorn", "aiosmtplib", "aiosmtpd", "httpx", "prometheus-client"}  # fmt: skip
+SERVER_DISTS = {
+    "faust-streaming", "rocksdict", "aiokafka", "clickhouse-connect", "chdb", "fastapi",
+    "uvicorn", "aiosmtplib", "aiosmtpd", "httpx", "prometheus-client",
+}  # fmt: skip
 
 _BLOCKED = """
 import importlib.abc, sys
