@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from time import time_ns
 from types import TracebackType
 
@@ -22,28 +22,11 @@ from capstream.gateway.control_view import (
     DisconnectPolicy,
 )
 from capstream.gateway.errors import UnknownCategoryError
+from capstream.gateway.ledger import KafkaLedger, SharedLedger
 from capstream.streams.settings import Settings
 
 CONTROL_UNAVAILABLE = Verdict("paused", None, 0, None, "control_unavailable", None)
 """The verdict of a fail-closed gateway whose control view is stale (or not ready yet)."""
-
-
-class _SharedLedger(FallbackLedger):
-    """A ledger several request threads may share: claims are atomic."""
-
-    __slots__ = ("_mutex",)
-
-    def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
-        self._mutex = threading.Lock()
-
-    def claim_fallback(self, key: tuple[str, str, str, str]) -> bool:
-        with self._mutex:
-            return super().claim_fallback(key)
-
-    def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
-        with self._mutex:
-            super().record_reply(key, at_ms)
 
 
 class Gateway:
@@ -68,12 +51,19 @@ class Gateway:
         ledger_entries: int = DEFAULT_LEDGER_ENTRIES,
         view: ControlView | None = None,
         reporter: CapHitReporter | None = None,
+        share_ledger: bool = True,
+        ledger: FallbackLedger | None = None,
     ) -> None:
         self.view = view or ControlView(
             settings, on_disconnect=on_disconnect, max_disconnected_s=max_disconnected_s
         )
         self.reporter = reporter or CapHitReporter(settings)
-        self.ledger: FallbackLedger = _SharedLedger(ledger_entries)
+        if ledger is None:
+            shared = share_ledger and settings is not None
+            ledger = (
+                KafkaLedger(settings, ledger_entries) if shared else SharedLedger(ledger_entries)
+            )
+        self.ledger: FallbackLedger = ledger
         self.unknown_verdict = Verdict(
             "allow", default_model, FAST_BATCHING_S, None, "no_state_yet", None
         )
@@ -118,11 +108,17 @@ class Gateway:
 
     @property
     def ready(self) -> bool:
-        return self.view.ready
+        return self.view.ready and getattr(self.ledger, "ready", True)
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
-        """Block until the control view has read every state (or ``timeout``)."""
-        return self.view.wait_ready(timeout)
+        """Block until the control view has read every state and the shared ledger what
+        gateways sent before (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        if not self.view.wait_ready(timeout):
+            return False
+        if isinstance(self.ledger, KafkaLedger):
+            return self.ledger.wait_ready(max(0.0, deadline - time.monotonic()))
+        return True
 
     @property
     def staleness_s(self) -> float:
@@ -132,6 +128,8 @@ class Gateway:
         """Stop following the control topic and deliver the pending cap hits."""
         self.view.close()
         self.reporter.close()
+        if isinstance(self.ledger, KafkaLedger):
+            self.ledger.close()
 
     def __enter__(self) -> Gateway:
         return self

@@ -33,6 +33,7 @@ _ORDER = (
     "CapHit",
     "FeedRow",
     "DeadLetter",
+    "ConversationSent",
 )
 
 Record = dict[str, Any]

@@ -59,6 +59,11 @@ class Topics:
     def feed(self) -> str:
         return f"{self.prefix}.feed"
 
+    @property
+    def gateway_sent(self) -> str:
+        """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
+        return f"{self.prefix}.gateway-sent"
+
     @staticmethod
     def dlq(topic: str) -> str:
         """The dead-letter topic of ``topic``."""
@@ -87,6 +92,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             data,
             dict(_COMPACTED),
             "FeedRow per account_id/bot_id/conversation_id/local_day",
+        ),
+        TopicSpec(
+            t.gateway_sent,
+            settings.control_partitions,
+            {**_COMPACTED, "cleanup.policy": "compact,delete", "retention.ms": str(33 * _DAY_MS)},
+            "ConversationSent per kind/account/bot/conversation[/period]: what gateways sent "
+            "(a month's fallback at most matters: deleted after 33 days)",
         ),
     ]
     for source in (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.control, t.feed):
