@@ -254,6 +254,24 @@ class BotBody(_Body):
     name: Annotated[Text, Field(max_length=200)] = ""
 
 
+class ResumeBody(_Body):
+    """Who resumes the bot (recorded with the key that called, in the decisions table)."""
+
+    requested_by: Annotated[Text, Field(max_length=200)] = ""
+    note: Annotated[Text, Field(max_length=500)] = ""
+
+
+class ResumeOut(BaseModel):
+    """A resume on its way to the processors (they lift the block within moments)."""
+
+    status: Literal["resuming"]
+    account_id: str
+    bot_id: str
+    resumed_at_ms: int
+    resumed_by: str
+    message: str
+
+
 class TopupBody(_Body):
     """A top-up request for one category's cap, emailed to the account's admin."""
 

@@ -44,10 +44,17 @@ def derive(
     """
     settings = view.settings
     blocked, block_pid = None, None
-    if bot is not None and bot.blocked_until_ms is not None and bot.blocked_until_ms > now:
-        blocked, block_pid = bot.blocked_until_ms, bot.block_policy_id
+    if bot is not None:
+        until = bot.blocked_until_ms
+        if until is not None and until > now and until != bot.lifted_until_ms:
+            blocked, block_pid = until, bot.block_policy_id
     until = account.blocked_until_ms
-    if until is not None and until > now and (blocked is None or until > blocked):
+    if (
+        until is not None
+        and until > now
+        and until != account.lifted_until_ms
+        and (blocked is None or until > blocked)
+    ):
         blocked, block_pid = until, account.block_policy_id
 
     downgraded = account.downgraded_until_ms

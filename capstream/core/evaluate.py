@@ -30,6 +30,7 @@ from capstream.core.models import (
     UsageEvent,
 )
 from capstream.core.policies import PolicySet, build_watch, check_all, fire, mute
+from capstream.core.resume import lift_blocks
 from capstream.core.state import (
     NO_EFFECTS,
     AccountState,
@@ -328,6 +329,7 @@ def _full(
         bot.roll_to(now)
         build_watch(bot, policies.for_bot(bot_id))
         check_all(bot, bot_id, now, settings, notes)
+    lift_blocks(state, policies)  # after check_all: a lifted block keeps its policy quiet
     refresh_account(acct, view, now, notes)
     derive_all(state, view, now, states)
     state.account_dirty = True

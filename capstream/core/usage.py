@@ -105,6 +105,9 @@ class UsageBase:
     """Per policy, the last fixed window (now // window) an alert was sent for."""
     blocked_until_ms: int | None = None
     block_policy_id: str | None = None
+    lifted_until_ms: int | None = field(default=None, compare=False, repr=False)
+    """The end of the block a person lifted (resumed, or its policy disabled or deleted):
+    that block no longer pauses (transient; recomputed by core.resume.lift_blocks)."""
     enforcement: EnforcementState | None = None
     """The last enforcement state emitted for this bot (or the account-wide one)."""
     watched: list[WatchEntry] = field(default_factory=list, compare=False, repr=False)

@@ -296,6 +296,26 @@ _V4_USAGE_DAILY_STAR = (
     "MATERIALIZED initializeAggregation('uniqState', '')",
 )
 
+# A person resumed a paused bot (resumes topic): recorded in the decisions table, who and
+# when, as a row of its own beside the bot's states. Its version is 2**63 + resumed_at_ms,
+# so it never replaces a state (versions count from 1) and two resumes stay two rows; a
+# state row has resumed_at NULL (the readers of "the latest state" filter on it).
+RESUME_VERSION_BASE = 1 << 63
+_V5_RESUMES = (
+    f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS resumed_at Nullable({_MS}), "
+    "ADD COLUMN IF NOT EXISTS resumed_by Nullable(String)",
+    """CREATE TABLE IF NOT EXISTS bot_resumes_inbox (
+    account_id String, bot_id String, resumed_at_ms Int64, resumed_by String
+) ENGINE = Null""",
+    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS bot_resumes_mv TO decisions AS
+SELECT account_id, bot_id,
+    bitOr(toUInt64({RESUME_VERSION_BASE}), toUInt64(resumed_at_ms)) AS version,
+    fromUnixTimestamp64Milli(resumed_at_ms, 'UTC') AS updated_at,
+    fromUnixTimestamp64Milli(resumed_at_ms, 'UTC') AS resumed_at, resumed_by,
+    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
+FROM bot_resumes_inbox""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -311,6 +331,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "usage inbox checks read the events array once", _V2_USAGE_CHECKS),
     Migration(3, "feed_rows keyed by category too (a row per category)", (_v3_feed,)),
     Migration(4, "usage_daily readable with SELECT *", _V4_USAGE_DAILY_STAR),
+    Migration(5, "resumes recorded in the decisions table (who, when)", _V5_RESUMES),
 )
 
 MERGE_SETTINGS: dict[str, dict[str, int]] = {

@@ -34,6 +34,7 @@ _ORDER = (
     "FeedRow",
     "DeadLetter",
     "ConversationSent",
+    "BotResume",
 )
 
 Record = dict[str, Any]

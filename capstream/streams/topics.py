@@ -60,6 +60,11 @@ class Topics:
         return f"{self.prefix}.feed"
 
     @property
+    def resumes(self) -> str:
+        """A person resumed a paused bot (Policy API -> processors, sink)."""
+        return f"{self.prefix}.resumes"
+
+    @property
     def gateway_sent(self) -> str:
         """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
         return f"{self.prefix}.gateway-sent"
@@ -85,6 +90,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         ),
         TopicSpec(t.policies, 1, dict(_COMPACTED), "Policy per account_id/policy_id"),
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
+        TopicSpec(t.resumes, 1, dict(_COMPACTED), "BotResume per account_id/bot_id, latest wins"),
         TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
         TopicSpec(t.caphits, data, week, "CapHit keyed by account_id"),
         TopicSpec(
@@ -101,7 +107,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "(a month's fallback at most matters: deleted after 33 days)",
         ),
     ]
-    for source in (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.control, t.feed):
+    sources = (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.resumes, t.control,
+               t.feed)  # fmt: skip
+    for source in sources:
         specs.append(
             TopicSpec(
                 Topics.dlq(source),

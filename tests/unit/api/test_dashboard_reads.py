@@ -244,3 +244,28 @@ def test_a_conversation_capped_in_two_categories_keeps_both_feed_rows(
     chdb.command("OPTIMIZE TABLE feed_rows FINAL")
     assert feed() == [("text", 3), ("vision", 1)]
     assert chdb.query("SELECT count() FROM feed_rows").result_rows[0][0] == 2
+
+
+def test_a_resume_is_recorded_in_decisions_with_who_and_when_and_is_not_a_state(
+    api: TestClient, chdb: Any
+) -> None:
+    """Issue 18 item 5: the sink's rows of a resume (migration 5) in GET /decisions; the
+    live view still shows the bot's latest state."""
+    h = Accounts(api)("acme", bots=("bot-1",))
+    chdb.insert("decisions_inbox", [
+        ["acme", "bot-1", 1, NOW - 9 * MIN, NOW + 9 * MIN, "hourly", "sonnet", None, 3, None,
+         None, {}, "free", "", ""],
+    ], column_names=DECISION_COLS)  # fmt: skip
+    chdb.insert("bot_resumes_inbox", [["acme", "bot-1", NOW - 2 * MIN, "Dana (key:abc)"]],
+                column_names=["account_id", "bot_id", "resumed_at_ms", "resumed_by"])  # fmt: skip
+    chdb.insert("decisions_inbox", [
+        ["acme", "bot-1", 2, NOW - 2 * MIN + 40, None, None, "sonnet", None, 3, None, None, {},
+         "free", "", ""],
+    ], column_names=DECISION_COLS)  # fmt: skip
+    rows = api.get("/v1/accounts/acme/decisions", headers=h).json()
+    resumes = [r for r in rows if r["resumed_by"] is not None]
+    assert [r["resumed_by"] for r in resumes] == ["Dana (key:abc)"]
+    assert [r["version"] for r in rows if r["resumed_by"] is None] == [2, 1]
+    state = {b["bot_id"]: b for b in api.get("/v1/accounts/acme/live", headers=h).json()["bots"]}
+    assert state["bot-1"]["state"]["version"] == 2
+    assert state["bot-1"]["state"]["blocked_until_ms"] is None

@@ -143,7 +143,7 @@ def test_v3_keeps_every_categorys_feed_row_of_an_existing_store(chdb: Any) -> No
     feed_insert(chdb, "f1", "text", 3)
     feed_insert(chdb, "f2", "vision", 1)
     assert len(feed_final(chdb)) == 1  # v1's key: FINAL sees one of them
-    assert migrate(chdb) == [3, 4]
+    assert migrate(chdb) == [3, 4, 5]
     assert feed_final(chdb) == [("text", 3), ("vision", 1)]
     feed_insert(chdb, "f3", "vision", 2)  # the view writes into the rebuilt table
     chdb.command("OPTIMIZE TABLE feed_rows FINAL")
@@ -168,7 +168,7 @@ def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> Non
     chdb.command("INSERT INTO feed_rows_v3 SELECT * FROM feed_rows")
     chdb.command("EXCHANGE TABLES feed_rows AND feed_rows_v3")
     rebuild_feed_rows(chdb)
-    assert migrate(chdb) == [3, 4]
+    assert migrate(chdb) == [3, 4, 5]
     feed_insert(chdb, "f3", "audio", 1)
     assert feed_final(chdb) == [("audio", 1), ("text", 3), ("vision", 1)]
     tables = {r[0] for r in chdb.query("SHOW TABLES").result_rows}
@@ -176,7 +176,7 @@ def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> Non
 
 
 def test_a_fresh_store_keys_feed_rows_by_category(chdb: Any) -> None:
-    assert migrate(chdb) == [1, 2, 3, 4]
+    assert migrate(chdb) == [1, 2, 3, 4, 5]
     key = chdb.query(
         "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
         "AND name = 'feed_rows'"
@@ -190,7 +190,7 @@ def test_select_star_reads_usage_daily_and_uniq_merge_still_counts(chdb: Any) ->
     written before and after the migration still merge."""
     assert migrate(chdb, MIGRATIONS[:3]) == [1, 2, 3]
     insert(chdb, "t:0:0-0", batch(1, conversation_id="conv-1"))
-    assert migrate(chdb) == [4]
+    assert migrate(chdb) == [4, 5]
     insert(chdb, "t:0:1-1", batch(2, conversation_id="conv-2"), batch(3))
     res = chdb.query("SELECT * FROM usage_daily WHERE account_id = {a:String}",
                      parameters={"a": "acct-1"})  # fmt: skip
