@@ -37,6 +37,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.notifications",
     "capstream.core.periods",
     "capstream.core.policies",
+    "capstream.core.resume",
     "capstream.core.state",
     "capstream.core.usage",
     "capstream.core.usage_v1",

@@ -26,6 +26,12 @@ topics_app = typer.Typer(help="Create and list capstream's topics.", no_args_is_
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 
+SERVER_MODULES = frozenset({
+    "faust", "mode", "rocksdict", "aiokafka", "clickhouse_connect", "chdb", "fastapi",
+    "starlette", "uvicorn", "aiosmtplib", "aiosmtpd", "httpx", "prometheus_client",
+})  # fmt: skip
+"""Top-level modules of the ``server`` extra (pyproject.toml): not in a light install."""
+
 out = Console()
 err = Console(stderr=True)
 
@@ -322,6 +328,16 @@ def main() -> None:
         app()
     except CapstreamError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in SERVER_MODULES:
+            raise
+        err.print(
+            f"[bold red]error:[/] this command runs a server process and needs {exc.name}, "
+            "which the light install (the gateway SDK) leaves out: "
+            "pip install 'capstream\\[server]'",  # \[: not rich markup
+            highlight=False,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -86,11 +86,16 @@ async def run(settings: Settings, seconds: float) -> None:
     with Gateway(settings) as gateway:
         gateway.wait_ready(30)
         async with AsyncUsageRecorder(settings, producer_name="example-gateway") as recorder:
+            started: set[str] = set()  # conversations whose first event was recorded
 
             async def call_ai(batch: ReplyBatch[Message]) -> None:
                 """Stand-in for the model call: one reply for the whole batch."""
                 conversation = str(batch.conversation)
                 for category, _ in batch.messages:
+                    # True on a conversation's first event: conversations policies count
+                    # these. (Left out, the recorder derives it from the ids it has seen.)
+                    first = conversation not in started
+                    started.add(conversation)
                     recorder.record(
                         event_id=f"ex-{uuid.uuid4().hex[:12]}",
                         account_id=ACCOUNT,
@@ -101,6 +106,7 @@ async def run(settings: Settings, seconds: float) -> None:
                         tokens_in=random.randint(200, 900),
                         tokens_out=random.randint(50, 400),
                         messages=1,
+                        conversation_started=first,
                         credits_micro=random.randint(1_000, 9_000),
                     )
                 counts["ai_calls"] += 1

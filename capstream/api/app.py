@@ -125,14 +125,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = []
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields, missing = [], []
         for e in exc.errors():
             loc = [str(p) for p in e.get("loc", ())]
             if loc and loc[0] in ("body", "query", "path", "header"):
                 loc = loc[1:] or loc
-            fields.append(FieldError(field=".".join(loc) or "body", message=str(e.get("msg"))))
-        msg = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
+            name = ".".join(loc) or "body"
+            if e.get("type") == "missing" and request.method == "PUT":
+                missing.append(name)
+                message = "required: PUT replaces the whole resource (PATCH changes only some)"
+            else:
+                message = str(e.get("msg"))
+            fields.append(FieldError(field=name, message=message))
+        msg = "; ".join(f"{f.field}: {f.message}" for f in fields[:5] if f.field not in missing)
+        if missing:
+            whole = (
+                f"PUT replaces the whole resource and the body lacks {', '.join(missing)}: "
+                "send every field, or PATCH only the fields to change"
+            )
+            msg = f"{whole}; {msg}" if msg else whole
         return _error(422, ErrorBody(code="invalid", message=msg, fields=fields))
 
     @app.exception_handler(StarletteHTTPException)

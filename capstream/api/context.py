@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from capstream.api.accounts import AccountStore
 from capstream.api.errors import ForbiddenError, NotFoundError, UnauthorizedError, UnavailableError
-from capstream.api.keys import AdminKey
+from capstream.api.keys import AdminKey, split_account_key
 from capstream.api.publisher import Written
 from capstream.api.reads import Query
 from capstream.errors import CapstreamError
@@ -76,6 +76,13 @@ class Caller:
 
     admin: bool
     account_id: str | None
+    key_id: str | None = None
+    """The account key's public id (None for the admin key)."""
+
+    @property
+    def who(self) -> str:
+        """How records name this caller: ``admin`` or ``key:<key id>`` (never the secret)."""
+        return "admin" if self.admin else f"key:{self.key_id}"
 
 
 _bearer = HTTPBearer(auto_error=False, description="An account key (csk_...) or the admin key.")
@@ -96,7 +103,8 @@ def authenticate(ctx: ApiContext, creds: HTTPAuthorizationCredentials | None) ->
     account_id = ctx.store.authenticate(key)
     if account_id is None:
         raise UnauthorizedError("unknown or revoked API key")
-    return Caller(admin=False, account_id=account_id)
+    parts = split_account_key(key)
+    return Caller(admin=False, account_id=account_id, key_id=parts[0] if parts else None)
 
 
 def account_scope(ctx: ApiContext, caller: Caller, account_id: str) -> str:

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from capstream.api.errors import FieldError, InvalidError
 from capstream.core.models import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 from capstream.streams.records import (
     AlertActionRecord,
@@ -39,6 +40,11 @@ Scope = Literal["bot", "account_each_bot", "account_total"]
 Plan = Literal["free", "starter", "pro", "enterprise"]
 Language = Literal["en", "ur", "ms", "ar", "bn", "id", "zh"]
 Throttle = Literal["off", "smart", "strict"]
+
+
+def _not_null(name: str) -> InvalidError:
+    msg = f"{name} cannot be null; leave it out to keep its current value"
+    return InvalidError(msg, fields=[FieldError(field=name, message=msg)])
 
 
 class _Body(BaseModel):
@@ -103,6 +109,47 @@ class NewPolicyBody(PolicyBody):
     policy_id: Ident | None = None
 
 
+class PolicyReplaceBody(PolicyBody):
+    """A whole policy for ``PUT``: every field, ``null`` where it is optional (no alert, no
+    block, no category, no bot). A body that leaves a field out is refused (422 naming it):
+    use ``PATCH`` to change only some fields."""
+
+    name: Annotated[Text, Field(max_length=200)]
+    scope: Scope
+    bot_id: Ident | None
+    category: Category | None
+    alert: AlertAction | None
+    block: BlockAction | None
+    enabled: bool
+
+
+class PolicyPatchBody(_Body):
+    """Only the fields to change (``PATCH``); ``null`` removes an optional one (the alert,
+    the block, the category or the bot)."""
+
+    name: Annotated[Text, Field(max_length=200)] | None = None
+    metric: Metric | None = None
+    threshold: Annotated[int, Field(gt=0, le=INT64_MAX)] | None = None
+    window_seconds: Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)] | None = (
+        None
+    )
+    scope: Scope | None = None
+    bot_id: Ident | None = None
+    category: Category | None = None
+    alert: AlertAction | None = None
+    block: BlockAction | None = None
+    enabled: bool | None = None
+
+    def over(self, current: PolicyRecord) -> PolicyBody:
+        """``current`` with the fields this body names changed."""
+        data = PolicyBody.model_validate(current.model_dump(include=set(PolicyBody.model_fields)))
+        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        for required in ("name", "metric", "threshold", "window_seconds", "scope", "enabled"):
+            if required in changes and changes[required] is None:
+                raise _not_null(required)
+        return data.model_copy(update=changes)
+
+
 class CategoryCaps(_Body):
     """Daily and monthly AI credit caps of one category, in micro-credits (null = no cap)."""
 
@@ -111,22 +158,23 @@ class CategoryCaps(_Body):
 
 
 class SettingsBody(_Body):
-    """Cap behaviour (Settings → AI Configuration → Cap behavior).
+    """Cap behaviour (Settings → AI Configuration → Cap behavior), whole, for ``PUT``.
 
-    Omitted ``plan`` and ``owner_email`` keep their current values; only an admin key may
-    change the plan.
+    Every field is required (a body that leaves one out is refused, 422 naming it; use
+    ``PATCH`` to change only some) except ``plan`` and ``owner_email``, which keep their
+    current values when omitted; only an admin key may change the plan.
     """
 
-    timezone: Annotated[Text, Field(min_length=1, max_length=64)] = "UTC"
-    language: Language = "en"
+    timezone: Annotated[Text, Field(min_length=1, max_length=64)]
+    language: Language
     plan: Plan | None = None
     owner_email: Email | None = None
-    caps: dict[Category, CategoryCaps] = Field(default_factory=dict)
-    fallback_message: Annotated[Text, Field(max_length=1000)] = ""
-    auto_downgrade: bool = False
-    premium_model: Annotated[Text, Field(min_length=1, max_length=200)] = "claude-sonnet-4-6"
-    downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)] = "claude-haiku"
-    throttle: Throttle = "smart"
+    caps: dict[Category, CategoryCaps]
+    fallback_message: Annotated[Text, Field(max_length=1000)]
+    auto_downgrade: bool
+    premium_model: Annotated[Text, Field(min_length=1, max_length=200)]
+    downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)]
+    throttle: Throttle
 
     def record(
         self, current: TenantSettingsRecord, version: int, now_ms: int
@@ -152,6 +200,39 @@ class SettingsBody(_Body):
         )
 
 
+class SettingsPatchBody(_Body):
+    """Only the settings to change (``PATCH``). ``caps`` names only the categories (and in
+    each, only the periods) to change; ``null`` for a period removes that cap."""
+
+    timezone: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+    language: Language | None = None
+    plan: Plan | None = None
+    owner_email: Email | None = None
+    caps: dict[Category, CategoryCaps] | None = None
+    fallback_message: Annotated[Text, Field(max_length=1000)] | None = None
+    auto_downgrade: bool | None = None
+    premium_model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    throttle: Throttle | None = None
+
+    def over(self, current: TenantSettingsRecord) -> SettingsBody:
+        """``current`` with the fields this body names changed (as a whole body)."""
+        data = current.model_dump(include=set(SettingsBody.model_fields) - {"plan", "owner_email"})
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "caps":
+                caps = data["caps"]
+                for cat, change in (value or {}).items():
+                    merged = dict(caps.get(cat) or {})
+                    merged.update({k: getattr(change, k) for k in change.model_fields_set})
+                    caps[cat] = merged
+            elif value is None and name not in ("plan", "owner_email"):
+                raise _not_null(name)
+            elif value is not None:
+                data[name] = value
+        return SettingsBody.model_validate(data)
+
+
 class NewAccountBody(_Body):
     """An account to create (admin key only)."""
 
@@ -171,6 +252,24 @@ class BotBody(_Body):
     """A bot to register (or rename)."""
 
     name: Annotated[Text, Field(max_length=200)] = ""
+
+
+class ResumeBody(_Body):
+    """Who resumes the bot (recorded with the key that called, in the decisions table)."""
+
+    requested_by: Annotated[Text, Field(max_length=200)] = ""
+    note: Annotated[Text, Field(max_length=500)] = ""
+
+
+class ResumeOut(BaseModel):
+    """A resume on its way to the processors (they lift the block within moments)."""
+
+    status: Literal["resuming"]
+    account_id: str
+    bot_id: str
+    resumed_at_ms: int
+    resumed_by: str
+    message: str
 
 
 class TopupBody(_Body):

@@ -164,11 +164,13 @@ def feed_rows(query: Query, account_id: str, local_day: str, limit: int) -> list
 
 
 def recent_decisions(query: Query, account_id: str, limit: int) -> list[Row]:
-    """The account's most recent enforcement decisions, newest first."""
+    """The account's most recent enforcement decisions, newest first; a resume (a person
+    lifted a block) is a row with ``resumed_at`` and ``resumed_by`` set."""
     return query(
         "SELECT account_id, bot_id, version, updated_at, blocked_until, block_policy_id, "
         "model, downgraded_until, batching_interval_s, throttled_until, throttle_reason, "
-        "caps, plan FROM decisions WHERE account_id = {account_id:String} "
+        "caps, plan, resumed_at, resumed_by FROM decisions "
+        "WHERE account_id = {account_id:String} "
         "ORDER BY updated_at DESC, version DESC LIMIT {limit:UInt32}",
         {"account_id": account_id, "limit": limit},
     )

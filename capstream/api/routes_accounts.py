@@ -18,8 +18,10 @@ from capstream.api.models import (
     NewAccountOut,
     NewKeyOut,
     PlanBody,
+    ResumeBody,
+    ResumeOut,
 )
-from capstream.streams.records import TenantSettingsRecord
+from capstream.streams.records import BotResumeRecord, TenantSettingsRecord
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 AccountId = Annotated[str, Path(pattern=ID_PATTERN, description="The account")]
@@ -157,6 +159,46 @@ async def put_bot(
     bot, created = ctx.store.put_bot(account_id, bot_id, body.name)
     response.status_code = 201 if created else 200
     return BotOut(bot_id=bot.bot_id, name=bot.name, created_at_ms=bot.created_at_ms)
+
+
+@router.post(
+    "/{account_id}/bots/{bot_id}/resume",
+    status_code=202,
+    response_model=ResumeOut,
+    responses=error_responses(401, 404, 422, 503),
+)
+async def resume_bot(
+    account_id: AccountId, bot_id: BotId, ctx: Ctx, caller: CallerDep,
+    body: ResumeBody | None = None,
+) -> ResumeOut:  # fmt: skip
+    """Lift the bot's running block now (and the account-wide one, which pauses it too).
+
+    Published to the resumes topic (key ``account/bot``); the processors lift every block of
+    the bot that started before this instant, and the sink records who and when in the
+    decisions table. The lifted policy stays quiet until the block would have ended; after
+    that, usage still above its threshold blocks the bot again (raise the threshold or
+    disable the policy to prevent it). Resuming a bot that is not paused changes nothing.
+    """
+    account_scope(ctx, caller, account_id)
+    body = body or ResumeBody()
+    who = caller.who if not body.requested_by else f"{body.requested_by} ({caller.who})"
+    if body.note:
+        who = f"{who}: {body.note}"
+    rec = BotResumeRecord(
+        account_id=account_id, bot_id=bot_id, resumed_at_ms=ctx.clock(), resumed_by=who
+    )
+    await ctx.publisher.publish(ctx.topics.resumes, f"{account_id}/{bot_id}", rec.to_bytes())
+    return ResumeOut(
+        status="resuming",
+        account_id=account_id,
+        bot_id=bot_id,
+        resumed_at_ms=rec.resumed_at_ms,
+        resumed_by=who,
+        message=(
+            "the processors lift the bot's block within moments; its policy stays quiet "
+            "until the block would have ended, then blocks again if usage is still above it"
+        ),
+    )
 
 
 @router.delete(

@@ -16,7 +16,15 @@ from capstream.api.errors import (
     NotFoundError,
     error_responses,
 )
-from capstream.api.models import EMAIL_PATTERN, ID_PATTERN, NewPolicyBody, PolicyBody, Preset
+from capstream.api.models import (
+    EMAIL_PATTERN,
+    ID_PATTERN,
+    NewPolicyBody,
+    PolicyBody,
+    PolicyPatchBody,
+    PolicyReplaceBody,
+    Preset,
+)
 from capstream.api.presets import presets
 from capstream.api.validation import checked_policy
 from capstream.streams.records import PolicyRecord
@@ -92,15 +100,35 @@ async def get_policy(
                **error_responses(401, 404, 422, 503)},
 )  # fmt: skip
 async def put_policy(
-    account_id: AccountId, policy_id: PolicyId, body: PolicyBody, ctx: Ctx, caller: CallerDep,
-    response: Response,
+    account_id: AccountId, policy_id: PolicyId, body: PolicyReplaceBody, ctx: Ctx,
+    caller: CallerDep, response: Response,
 ) -> PolicyRecord:  # fmt: skip
-    """Replace a policy (200), or create it under this id (201)."""
+    """Replace a policy (200), or create it under this id (201). The body is the whole
+    policy (every field, ``null`` where optional): a partial one is refused, 422 naming what
+    is missing; PATCH changes only some fields."""
     account_scope(ctx, caller, account_id)
     previous = ctx.view.policy(account_id, policy_id)
     rec = _record(ctx, account_id, policy_id, body, previous)
     await _write(ctx, rec, account_id, policy_id)
     response.status_code = 200 if previous else 201
+    return rec
+
+
+@router.patch(
+    _BASE + "/{policy_id}",
+    response_model=PolicyRecord,
+    responses=error_responses(401, 404, 422, 503),
+)
+async def patch_policy(
+    account_id: AccountId, policy_id: PolicyId, body: PolicyPatchBody, ctx: Ctx,
+    caller: CallerDep,
+) -> PolicyRecord:  # fmt: skip
+    """Change only the fields the body names (``null`` removes the alert, the block, the
+    category or the bot); everything else is kept."""
+    account_scope(ctx, caller, account_id)
+    current = _existing(ctx, account_id, policy_id)
+    rec = _record(ctx, account_id, policy_id, body.over(current), current)
+    await _write(ctx, rec, account_id, policy_id)
     return rec
 
 

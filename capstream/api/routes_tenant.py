@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from capstream.api.context import CallerDep, Ctx, account_scope
+from capstream.api.context import ApiContext, Caller, CallerDep, Ctx, account_scope
 from capstream.api.errors import (
     FieldError,
     ForbiddenError,
@@ -16,10 +16,16 @@ from capstream.api.errors import (
     UpgradeRequiredError,
     error_responses,
 )
-from capstream.api.models import ID_PATTERN, SettingsBody, TopupBody, TopupOut
+from capstream.api.models import (
+    ID_PATTERN,
+    SettingsBody,
+    SettingsPatchBody,
+    TopupBody,
+    TopupOut,
+)
 from capstream.api.reads import UsageReport, cap_usage, feed_rows, policy_usage, recent_decisions
 from capstream.api.routes_accounts import publish_tenant, tenant_of
-from capstream.api.validation import checked_settings
+from capstream.api.validation import checked_caps, checked_settings
 from capstream.core.messages import UPGRADE_CTA
 from capstream.core.notifications import topup_request
 from capstream.core.periods import day_period
@@ -38,6 +44,19 @@ async def get_settings(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> Te
     return tenant_of(ctx, account_scope(ctx, caller, account_id))
 
 
+async def _save_settings(
+    ctx: ApiContext, caller: Caller, current: TenantSettingsRecord, body: SettingsBody
+) -> TenantSettingsRecord:
+    if body.plan is not None and body.plan != current.plan and not caller.admin:
+        raise ForbiddenError(
+            f"the plan is {current.plan!r}; plan changes are made by an administrator"
+        )
+    rec = checked_settings(body.record(current, current.version + 1, ctx.clock()))
+    checked_caps(rec)
+    await publish_tenant(ctx, rec)
+    return rec
+
+
 @router.put(
     "/settings",
     response_model=TenantSettingsRecord,
@@ -46,16 +65,26 @@ async def get_settings(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> Te
 async def put_settings(
     account_id: AccountId, body: SettingsBody, ctx: Ctx, caller: CallerDep
 ) -> TenantSettingsRecord:
-    """Replace the cap behaviour; auto-downgrade only on Pro and Enterprise."""
+    """Replace the whole cap behaviour (every field but ``plan`` and ``owner_email`` is
+    required: a partial body is refused, 422 naming what is missing; PATCH changes only
+    some); auto-downgrade only on Pro and Enterprise."""
+    account_scope(ctx, caller, account_id)
+    return await _save_settings(ctx, caller, tenant_of(ctx, account_id), body)
+
+
+@router.patch(
+    "/settings",
+    response_model=TenantSettingsRecord,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def patch_settings(
+    account_id: AccountId, body: SettingsPatchBody, ctx: Ctx, caller: CallerDep
+) -> TenantSettingsRecord:
+    """Change only the settings the body names (in ``caps``, only the categories and periods
+    it names; ``null`` removes that cap); everything else is kept."""
     account_scope(ctx, caller, account_id)
     current = tenant_of(ctx, account_id)
-    if body.plan is not None and body.plan != current.plan and not caller.admin:
-        raise ForbiddenError(
-            f"the plan is {current.plan!r}; plan changes are made by an administrator"
-        )
-    rec = checked_settings(body.record(current, current.version + 1, ctx.clock()))
-    await publish_tenant(ctx, rec)
-    return rec
+    return await _save_settings(ctx, caller, current, body.over(current))
 
 
 @router.post(

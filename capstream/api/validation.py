@@ -61,3 +61,27 @@ def checked_settings(rec: TenantSettingsRecord) -> TenantSettingsRecord:
         field = field_of(msg, _SETTINGS_FIELDS)
         raise InvalidError(msg, fields=[FieldError(field=field, message=msg)]) from exc
     return rec
+
+
+def checked_caps(rec: TenantSettingsRecord) -> TenantSettingsRecord:
+    """``rec`` unless a category's daily cap is above its monthly cap (422 naming it).
+
+    The core accepts such caps, but the monthly cap would always stop the category first,
+    so the daily figure could never take effect: almost certainly a typo (e.g. a missing
+    zero on the monthly figure).
+    """
+    fields = []
+    for category, caps in rec.caps.items():
+        daily, monthly = caps.daily_micro, caps.monthly_micro
+        if daily is not None and monthly is not None and daily > monthly:
+            fields.append(FieldError(
+                field=f"caps.{category}.daily_micro",
+                message=(
+                    f"the daily {category} cap ({daily} micro-credits) is above the monthly "
+                    f"one ({monthly}): the monthly cap would always stop it first; lower the "
+                    "daily cap or raise the monthly one"
+                ),
+            ))  # fmt: skip
+    if fields:
+        raise InvalidError("; ".join(f.message for f in fields), fields=fields)
+    return rec

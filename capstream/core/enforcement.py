@@ -79,6 +79,20 @@ def _state(
     )  # fmt: skip
 
 
+def pause(usage: UsageBase, now: int) -> tuple[int | None, str | None]:
+    """Until when ``usage`` pauses its bot(s) after ``now``, and the policy holding it
+    longest: the latest block not lifted by a person (see ``core.resume``)."""
+    lifted = usage.lifted
+    if not lifted:  # the common case
+        return usage.blocked_until_ms, usage.block_policy_id
+    until: int | None = None
+    pid: str | None = None
+    for policy_id, end in usage.blocks.items():
+        if end > now and lifted.get(policy_id) != end and (until is None or end > until):
+            until, pid = end, policy_id
+    return until, pid
+
+
 def _compute(
     account: AccountUsage,
     bot: BotUsage | None,
@@ -89,10 +103,11 @@ def _compute(
     settings = view.settings
     blocked, block_pid = None, None
     if bot is not None and bot.blocked_until_ms is not None and bot.blocked_until_ms > now:
-        blocked, block_pid = bot.blocked_until_ms, bot.block_policy_id
-    until = account.blocked_until_ms
-    if until is not None and until > now and (blocked is None or until > blocked):
-        blocked, block_pid = until, account.block_policy_id
+        blocked, block_pid = pause(bot, now)
+    if account.blocked_until_ms is not None and account.blocked_until_ms > now:
+        until, pid = pause(account, now)
+        if until is not None and (blocked is None or until > blocked):
+            blocked, block_pid = until, pid
 
     downgraded = account.downgraded_until_ms
     if downgraded is not None and downgraded <= now:

@@ -30,6 +30,7 @@ from capstream.core.models import (
     UsageEvent,
 )
 from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks, fire, mute
+from capstream.core.resume import lift_blocks
 from capstream.core.state import (
     NO_EFFECTS,
     AccountState,
@@ -337,6 +338,7 @@ def _full(
         bot.roll_to(now)
         build_watch(bot, policies.for_bot(bot_id), now)
         check_all(bot, bot_id, now, settings, out)
+    lift_blocks(state, policies)  # after check_all: a lifted block keeps its policy quiet
     refresh_account(acct, view, now, notes)
     derive_all(state, view, now, states)
     state.account_dirty = True

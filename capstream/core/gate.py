@@ -122,8 +122,8 @@ def _gate_slow(
         ):
             monthly = cap.period == CapPeriod.MONTHLY
             text = s.fallback_text_monthly if monthly else s.fallback_text_daily
-            return Verdict("fallback", None, 0, text, reason, hit)
-        return Verdict("skip", None, 0, None, reason, hit)
+            return Verdict("fallback", None, 0, text, reason, hit, None, cap.resumes_at_ms)
+        return Verdict("skip", None, 0, None, reason, hit, None, cap.resumes_at_ms)
 
     downgraded = s.downgraded_until_ms
     if downgraded is None:

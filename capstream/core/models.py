@@ -332,7 +332,10 @@ class Verdict:
     ``action``: ``allow`` (use ``model`` with ``batching_interval_s``), ``fallback`` (send
     ``text`` instead), ``skip`` (do nothing, silently) or ``paused`` (a policy block).
     ``reply_at_ms`` (added; throttled only): the conversation already got its reply this
-    minute; hold the batch and reply at that instant, not before.
+    minute; hold the batch and reply at that instant, not before. ``resumes_at_ms`` (added;
+    refusals only): when the refusal ends (the block's end for ``paused``, the cap period's
+    end for ``fallback`` and ``skip``), so a gateway can say "back at 00:00"; None when
+    unknown (a fail-closed gateway's ``control_unavailable``).
 
     Read-only by contract: gate() hands out shared, precomputed instances on its fast path
     (not frozen because frozen construction would triple the cost of the slow paths).
@@ -345,6 +348,7 @@ class Verdict:
     reason: str | None
     cap_hit: CapHit | None
     reply_at_ms: int | None
+    resumes_at_ms: int | None
 
     def __init__(  # by hand: compiled, unlike a generated one
         self,
@@ -355,6 +359,7 @@ class Verdict:
         reason: str | None,
         cap_hit: CapHit | None,
         reply_at_ms: int | None = None,
+        resumes_at_ms: int | None = None,
     ) -> None:
         self.action = action
         self.model = model
@@ -363,6 +368,7 @@ class Verdict:
         self.reason = reason
         self.cap_hit = cap_hit
         self.reply_at_ms = reply_at_ms
+        self.resumes_at_ms = resumes_at_ms
 
 
 @dataclass(slots=True, init=False)
@@ -433,7 +439,10 @@ class EnforcementState:
         self.premium_model = premium_model
         # Precompute the verdicts that need neither the ledger nor the clock beyond one
         # deadline, so gate() is a comparison and a dict lookup on the common path.
-        paused = Verdict("paused", None, 0, None, f"policy_block:{self.block_policy_id}", None)
+        paused = Verdict(
+            "paused", None, 0, None, f"policy_block:{self.block_policy_id}", None, None,
+            self.blocked_until_ms,
+        )  # fmt: skip
         fast: dict[str, Verdict] = {}
         until = NEVER
         if self.blocked_until_ms is not None:

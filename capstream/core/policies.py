@@ -52,11 +52,16 @@ class CompiledPolicy:
 
 class PolicySet:
     """The enabled policies of one account, indexed by scope. Immutable; build a new one on
-    change (evaluate() rebuilds its windows when it is handed a different set)."""
+    change (evaluate() rebuilds its windows when it is handed a different set).
 
-    __slots__ = ("account_id", "by_bot", "each_bot", "policies", "total")
+    ``resumes``: per bot, the instant a person last resumed it (lifts the blocks that
+    started before; see :mod:`capstream.core.resume`).
+    """
 
-    def __init__(self, policies: Iterable[Policy]) -> None:
+    __slots__ = ("account_id", "by_bot", "each_bot", "policies", "resumes", "total")
+
+    def __init__(self, policies: Iterable[Policy], resumes: dict[str, int] | None = None) -> None:
+        self.resumes: dict[str, int] = dict(resumes) if resumes else {}
         self.policies: tuple[Policy, ...] = tuple(policies)
         accounts = {p.account_id for p in self.policies}
         if len(accounts) > 1:
@@ -95,7 +100,7 @@ class PolicySet:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PolicySet):
             return NotImplemented
-        return self.policies == other.policies
+        return self.policies == other.policies and self.resumes == other.resumes
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -118,6 +118,10 @@ class UsageBase:
     legacy_alerted: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     """Alerts read from a v1/v2 state: per policy, the fixed-window number it was sent in
     (transient: ``build_watch`` turns them into times once it knows the windows)."""
+    lifted: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """Per policy, the end of its block that a person lifted (resumed the bot, or disabled
+    or deleted the policy): that block no longer pauses, though its policy stays quiet until
+    it ends (transient; recomputed by ``core.resume.lift_blocks``)."""
     enforcement: EnforcementState | None = None
     """The last enforcement state emitted for this bot (or the account-wide one)."""
     watched: list[WatchEntry] = field(default_factory=list, compare=False, repr=False)

@@ -26,6 +26,13 @@ class TenantLogin:
     story: str
 
 
+# A policy's optional fields at their "off" values: PUT needs the whole body.
+_WHOLE_POLICY: dict[str, object] = {
+    "name": "", "scope": "account_each_bot", "bot_id": None, "category": None,
+    "alert": None, "block": None, "enabled": True,
+}  # fmt: skip
+
+
 def _check(r: httpx.Response, what: str) -> dict[str, Any]:
     if r.is_success:
         return r.json() if r.content else {}
@@ -61,11 +68,12 @@ def provision(
                              headers=auth)  # fmt: skip
                 _check(r, f"bot {a}/{bot.bot_id}")
             body = {"timezone": t.timezone, **t.settings}
-            _check(
-                http.put(f"/v1/accounts/{a}/settings", json=body, headers=auth), f"settings of {a}"
+            _check(  # PATCH: the scenario names only the settings it changes
+                http.patch(f"/v1/accounts/{a}/settings", json=body, headers=auth),
+                f"settings of {a}",
             )
             for policy in t.policies:
-                p = dict(policy)
+                p = {**_WHOLE_POLICY, **policy}  # PUT replaces: every field
                 pid = p.pop("policy_id")
                 r = http.put(f"/v1/accounts/{a}/policies/{pid}", json=p, headers=auth)
                 _check(r, f"policy {a}/{pid}")

@@ -14,9 +14,10 @@ from capstream.gateway.errors import (
     NotDeliveredError,
     QueueFullError,
     RecorderClosedError,
+    UnknownCategoryError,
     UsageEventError,
 )
-from capstream.gateway.gateway import CONTROL_UNAVAILABLE, Gateway, UnknownCategoryError
+from capstream.gateway.gateway import CONTROL_UNAVAILABLE, Gateway
 from capstream.gateway.partitioner import murmur2, partition_for
 from capstream.gateway.recorder import RecorderStats, UsageRecorder
 from capstream.gateway.states import (

@@ -9,8 +9,7 @@ from rich.console import Console
 from capstream.core.gate import FallbackLedger, gate
 from capstream.core.models import CATEGORY_INDEX
 from capstream.gateway.control_view import ControlView
-from capstream.gateway.errors import GatewayError
-from capstream.gateway.gateway import UnknownCategoryError
+from capstream.gateway.errors import GatewayError, UnknownCategoryError
 from capstream.streams.settings import Settings
 
 
@@ -28,9 +27,7 @@ def gate_command(
     A dry run: the attempt is not reported to the caphits topic and no fallback is claimed.
     """
     if category not in CATEGORY_INDEX:
-        raise UnknownCategoryError(
-            f"unknown category {category!r}: use {', '.join(CATEGORY_INDEX)}"
-        )
+        raise UnknownCategoryError(category)
     with ControlView(settings) as view:
         if not view.wait_ready(timeout):
             raise GatewayError(

@@ -17,6 +17,19 @@ class UsageEventError(GatewayError, ValueError):
         self.field = field
 
 
+class UnknownCategoryError(GatewayError, ValueError):
+    """``gate()`` was asked about a category that is not text, vision, audio or documents.
+
+    One type and one message whether or not the gateway holds a state for the bot.
+    """
+
+    def __init__(self, category: object) -> None:
+        super().__init__(
+            f"unknown category {category!r}: use one of text, vision, audio, documents"
+        )
+        self.category = category
+
+
 class QueueFullError(GatewayError):
     """The recorder's in-memory queue is full (``on_overflow="raise"``); the event was not taken.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from time import time_ns
 from types import TracebackType
 
@@ -21,33 +21,12 @@ from capstream.gateway.control_view import (
     ControlView,
     DisconnectPolicy,
 )
-from capstream.gateway.errors import GatewayError
+from capstream.gateway.errors import UnknownCategoryError
+from capstream.gateway.ledger import KafkaLedger, SharedLedger
 from capstream.streams.settings import Settings
 
 CONTROL_UNAVAILABLE = Verdict("paused", None, 0, None, "control_unavailable", None)
 """The verdict of a fail-closed gateway whose control view is stale (or not ready yet)."""
-
-
-class UnknownCategoryError(GatewayError, ValueError):
-    """``gate()`` was asked about a category that is not text, vision, audio or documents."""
-
-
-class _SharedLedger(FallbackLedger):
-    """A ledger several request threads may share: claims are atomic."""
-
-    __slots__ = ("_mutex",)
-
-    def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
-        self._mutex = threading.Lock()
-
-    def claim_fallback(self, key: tuple[str, str, str, str]) -> bool:
-        with self._mutex:
-            return super().claim_fallback(key)
-
-    def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
-        with self._mutex:
-            super().record_reply(key, at_ms)
 
 
 class Gateway:
@@ -72,12 +51,19 @@ class Gateway:
         ledger_entries: int = DEFAULT_LEDGER_ENTRIES,
         view: ControlView | None = None,
         reporter: CapHitReporter | None = None,
+        share_ledger: bool = True,
+        ledger: FallbackLedger | None = None,
     ) -> None:
         self.view = view or ControlView(
             settings, on_disconnect=on_disconnect, max_disconnected_s=max_disconnected_s
         )
         self.reporter = reporter or CapHitReporter(settings)
-        self.ledger: FallbackLedger = _SharedLedger(ledger_entries)
+        if ledger is None:
+            shared = share_ledger and settings is not None
+            ledger = (
+                KafkaLedger(settings, ledger_entries) if shared else SharedLedger(ledger_entries)
+            )
+        self.ledger: FallbackLedger = ledger
         self.unknown_verdict = Verdict(
             "allow", default_model, FAST_BATCHING_S, None, "no_state_yet", None
         )
@@ -98,9 +84,7 @@ class Gateway:
         state = states.get((account_id, bot_id)) or states.get((account_id, ACCOUNT_WIDE_BOT))
         if state is None:
             if category not in CATEGORY_INDEX:
-                raise UnknownCategoryError(
-                    f"unknown category {category!r}: use one of {', '.join(CATEGORY_INDEX)}"
-                )
+                raise UnknownCategoryError(category)
             return self.unknown_verdict
         # The core's own first step (see core.gate: the verdicts its state precomputed),
         # taken here to save a call per AI call and, while they never expire, the clock.
@@ -109,6 +93,8 @@ class Gateway:
             verdict = state._fast.get(category)
             if verdict is not None:
                 return verdict
+        if category not in CATEGORY_INDEX:  # the core's own error would be another type
+            raise UnknownCategoryError(category)
         verdict = gate(
             state,
             category,
@@ -122,11 +108,17 @@ class Gateway:
 
     @property
     def ready(self) -> bool:
-        return self.view.ready
+        return self.view.ready and getattr(self.ledger, "ready", True)
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
-        """Block until the control view has read every state (or ``timeout``)."""
-        return self.view.wait_ready(timeout)
+        """Block until the control view has read every state and the shared ledger what
+        gateways sent before (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        if not self.view.wait_ready(timeout):
+            return False
+        if isinstance(self.ledger, KafkaLedger):
+            return self.ledger.wait_ready(max(0.0, deadline - time.monotonic()))
+        return True
 
     @property
     def staleness_s(self) -> float:
@@ -136,6 +128,8 @@ class Gateway:
         """Stop following the control topic and deliver the pending cap hits."""
         self.view.close()
         self.reporter.close()
+        if isinstance(self.ledger, KafkaLedger):
+            self.ledger.close()
 
     def __enter__(self) -> Gateway:
         return self

@@ -14,6 +14,7 @@ from capstream.gateway.errors import (
     NotDeliveredError,
     QueueFullError,
     RecorderClosedError,
+    UsageEventError,
 )
 from capstream.gateway.sender import BatchSender
 from capstream.gateway.wire import event_text
@@ -51,6 +52,14 @@ events/s from one producer, event-to-decision p99 was 170-300 ms with 5 ms, 87 m
 10 ms and 65 ms with 20 ms (p50 26-29, 29 and 33 ms; benchmarks/bench_worker.py)."""
 
 
+_Conversation = tuple[object, object, object]
+"""(account_id, bot_id, conversation_id) as the caller passed them (checked after)."""
+
+DEFAULT_CONVERSATIONS_TRACKED = 100_000
+"""Conversations a recorder remembers to derive ``conversation_started`` (oldest forgotten
+first; a forgotten one that goes on counts as started once more)."""
+
+
 class UsageRecorder:
     """Publish usage events to the usage topic without ever blocking the caller.
 
@@ -81,9 +90,16 @@ class UsageRecorder:
         producer_name: str = "",
         topic: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
+        conversations_tracked: int = DEFAULT_CONVERSATIONS_TRACKED,
     ) -> None:
         if linger_ms < 0 or max_queue < 1 or max_batch_events < 1:
             raise GatewayError("linger_ms must be >= 0, max_queue and max_batch_events >= 1")
+        if conversations_tracked < 0:
+            raise GatewayError("conversations_tracked must be >= 0 (0: do not derive)")
+        # (account, bot, conversation) of the latest conversations recorded, oldest first:
+        # conversation_started=None is derived from it (bounded; 0 turns derivation off).
+        self.conversations_tracked = conversations_tracked
+        self._seen: dict[_Conversation, None] | None = {} if conversations_tracked else None
         if on_overflow not in ("drop", "raise"):
             raise GatewayError(f"on_overflow must be 'drop' or 'raise', not {on_overflow!r}")
         self.topic = topic or Topics(settings.topic_prefix).usage
@@ -131,7 +147,7 @@ class UsageRecorder:
         tokens_in: int = 0,
         tokens_out: int = 0,
         messages: int = 0,
-        conversation_started: bool = False,
+        conversation_started: bool | None = None,
         credits_micro: int = 0,
         occurred_at_ms: int | None = None,
         attributes: Mapping[str, str] | None = None,
@@ -139,7 +155,10 @@ class UsageRecorder:
         """Queue one usage event; True if accepted. Never blocks.
 
         Pass a :class:`~capstream.core.models.UsageEvent` (or ``UsageEventRecord``) or the
-        fields by name. ``occurred_at_ms`` defaults to now. Raises
+        fields by name. ``occurred_at_ms`` defaults to now. ``conversation_started`` (what
+        conversations policies count): True on a conversation's first event; left out
+        (None), the recorder derives it: True for the first event of an (account, bot,
+        conversation) it has not seen among the last ``conversations_tracked``. Raises
         :class:`~capstream.gateway.errors.UsageEventError` naming a bad field.
         """
         if event is not None:
@@ -158,29 +177,64 @@ class UsageRecorder:
                 occurred_at_ms=event.occurred_at_ms,
                 attributes=event.attributes,
             )
-        body = event_text(
-            event_id,
-            account_id,
-            bot_id,
-            conversation_id,
-            category,
-            model,
-            tokens_in,
-            tokens_out,
-            messages,
-            conversation_started,
-            credits_micro,
-            occurred_at_ms,
-            attributes,
-        )
+        claimed: _Conversation | None = None
+        if conversation_started is None:
+            seen = self._seen
+            conversation_started = False
+            if seen is not None:
+                key = (account_id, bot_id, conversation_id)
+                try:
+                    fresh = key not in seen
+                except TypeError:  # an unhashable id: event_text names the bad field
+                    fresh = False
+                if fresh:
+                    conversation_started = self._claim(seen, key)
+                    if conversation_started:
+                        claimed = key
+        try:
+            body = event_text(
+                event_id,
+                account_id,
+                bot_id,
+                conversation_id,
+                category,
+                model,
+                tokens_in,
+                tokens_out,
+                messages,
+                conversation_started,
+                credits_micro,
+                occurred_at_ms,
+                attributes,
+            )
+        except UsageEventError:
+            if claimed is not None:  # not recorded: its next event is still the first
+                self._forget(claimed)
+            raise
         queue = self._queue
         if len(queue) >= self.max_queue or self._closed:
+            if claimed is not None:
+                self._forget(claimed)
             return self._refuse()
         queue.append((account_id, body))  # type: ignore[arg-type]  # validated above
         sender = self._sender
         if sender.idle:  # cleared here, so callers racing ahead of the thread wake it once
             sender.idle = False
             sender.wake.set()
+        return True
+
+    def _forget(self, key: _Conversation) -> None:
+        if self._seen is not None:
+            self._seen.pop(key, None)
+
+    def _claim(self, seen: dict[_Conversation, None], key: _Conversation) -> bool:
+        """Mark ``key`` seen; True if this call did (threads racing on one key: one wins)."""
+        with self._lock:
+            if key in seen:
+                return False
+            seen[key] = None
+            if len(seen) > self.conversations_tracked:
+                del seen[next(iter(seen))]  # the oldest first seen
         return True
 
     def _refuse(self) -> bool:

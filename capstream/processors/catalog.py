@@ -20,7 +20,7 @@ from capstream.core import (
     TenantSettings,
 )
 from capstream.errors import DecodeError
-from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.records import BotResumeRecord, PolicyRecord, TenantSettingsRecord
 
 
 class Catalog:
@@ -32,6 +32,7 @@ class Catalog:
         self._settings: dict[str, TenantSettings] = {}
         self._defaults: dict[str, TenantSettings] = {}
         self._empty: dict[str, PolicySet] = {}
+        self._resumes: dict[str, dict[str, int]] = {}
 
     def policies(self, account_id: str) -> PolicySet:
         """The account's enabled and disabled policies (the same object until one changes)."""
@@ -127,13 +128,31 @@ class Catalog:
             self._settings[settings.account_id] = settings
         return settings.account_id
 
+    def apply_resume(self, key: bytes | None, value: bytes | None) -> str | None:
+        """Apply one resumes-topic record: the latest instant each bot was resumed at.
+
+        A tombstone forgets nothing (a resume already applied stays applied); an older
+        resume than the one held changes nothing (returns None: nothing to re-decide).
+        """
+        if value is None:
+            return None
+        record = BotResumeRecord.from_bytes(value)
+        held = self._resumes.setdefault(record.account_id, {})
+        if held.get(record.bot_id, -1) >= record.resumed_at_ms:
+            return None
+        held[record.bot_id] = record.resumed_at_ms
+        self._rebuild(record.account_id)
+        return record.account_id
+
     def _rebuild(self, account_id: str) -> None:
         held = self._policies.get(account_id)
         if not held:
             self._policies.pop(account_id, None)
             self._sets.pop(account_id, None)
             return
-        self._sets[account_id] = PolicySet(sorted(held.values(), key=lambda p: p.policy_id))
+        self._sets[account_id] = PolicySet(
+            sorted(held.values(), key=lambda p: p.policy_id), self._resumes.get(account_id)
+        )
 
     @property
     def accounts(self) -> int:

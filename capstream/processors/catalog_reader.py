@@ -1,4 +1,4 @@
-"""Reads the compacted policies and tenants topics from the beginning into the catalog.
+"""Reads the compacted policies, tenants and resumes topics from the beginning into the catalog.
 
 A plain aiokafka consumer (no group, nothing committed) on every partition of both topics:
 every worker needs every tenant's policies, whichever partitions it owns. ``ready`` is set
@@ -45,6 +45,7 @@ class CatalogReader:
         topics = Topics(settings.topic_prefix)
         self.policies_topic = topics.policies
         self.tenants_topic = topics.tenants
+        self.resumes_topic = topics.resumes
         self.ready = asyncio.Event()
 
     async def run(self, drain: Callable[[], Awaitable[None]]) -> None:
@@ -86,7 +87,7 @@ class CatalogReader:
 
     async def _assign(self, consumer: Any) -> list[TopicPartition]:
         tps: list[TopicPartition] = []
-        for topic in (self.policies_topic, self.tenants_topic):
+        for topic in (self.policies_topic, self.tenants_topic, self.resumes_topic):
             parts = None
             for _ in range(50):
                 # aiokafka has no public "partitions of any topic" without subscribing.
@@ -103,9 +104,12 @@ class CatalogReader:
         return tps
 
     def _apply(self, topic: str, msg: Any) -> str | None:
+        account: str | None
         try:
             if topic == self.policies_topic:
                 account = self.catalog.apply_policy(msg.key, msg.value)
+            elif topic == self.resumes_topic:
+                account = self.catalog.apply_resume(msg.key, msg.value)
             else:
                 account = self.catalog.apply_settings(msg.key, msg.value)
         except DecodeError as exc:

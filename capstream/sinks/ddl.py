@@ -8,7 +8,9 @@ insert (one dedup token) feeds a table and its rollups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 DEDUP_WINDOW = 10_000
 """Recent insert blocks whose tokens each table remembers (retries inside it are dropped)."""
@@ -17,13 +19,17 @@ _DEDUP = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 _MS = "DateTime64(3, 'UTC')"
 
 
+Step = str | Callable[[Any], None]
+"""A statement, or a function of the client for a step SQL alone cannot make idempotent."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One schema step: idempotent statements, recorded in ``capstream_migrations``."""
 
     version: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[Step, ...]
 
 
 _USAGE_EVENT = (
@@ -253,6 +259,63 @@ _V2_USAGE_CHECKS = (
 ) ENGINE = Null""",
 )
 
+# v1 ordered feed_rows by (account, bot, conversation, day) without the category, so a
+# conversation capped in text and in vision on one day had two rows under one key: FINAL read
+# one, and a merge dropped the other for good. v3 adds the category to the key. ClickHouse
+# cannot change a sorting key to a column that exists already, so the table is rebuilt: the
+# inbox and view are dropped first (a concurrent sink's insert then fails and is retried
+# rather than vanish into a view-less Null table), every row v1 still holds is copied (not
+# FINAL: rows of other categories that no merge reached yet are kept), and the tables are
+# exchanged atomically. ``rebuild_feed_rows`` (capstream.sinks.migrations) runs it, skipping
+# what is done, so a rebuild interrupted at any point completes on the next start.
+FEED_ROWS_KEY = "account_id, bot_id, conversation_id, local_day, category"
+FEED_ROWS_V3 = f"""CREATE TABLE IF NOT EXISTS {{name}} (
+    local_day Date, account_id String, bot_id String, conversation_id String,
+    category LowCardinality(String), period LowCardinality(String), attempts UInt32,
+    message String, cta Nullable(String), ingested_at {_MS}, source String
+) ENGINE = ReplacingMergeTree(attempts)
+PARTITION BY toYYYYMM(local_day)
+ORDER BY ({FEED_ROWS_KEY})
+{_DEDUP}"""
+FEED_ROWS_INBOX_AND_VIEW = (_V1_FEED[0], _V1_FEED[2])
+
+
+def _v3_feed(client: Any) -> None:
+    from capstream.sinks.migrations import rebuild_feed_rows  # it reads this module
+
+    rebuild_feed_rows(client)
+
+
+# ``SELECT * FROM usage_daily`` failed in clickhouse-connect ("AggregateFunction(uniq,
+# String) deserialization not supported"): the uniq state of active_conversations cannot be
+# read as a value. A MATERIALIZED column is left out of ``*`` and still written by the view
+# (its default is never used: the view always names it), so v4 makes it one; a metadata-only
+# change. ``uniqMerge(active_conversations)`` reads it as before.
+_V4_USAGE_DAILY_STAR = (
+    "ALTER TABLE usage_daily MODIFY COLUMN active_conversations AggregateFunction(uniq, String) "
+    "MATERIALIZED initializeAggregation('uniqState', '')",
+)
+
+# A person resumed a paused bot (resumes topic): recorded in the decisions table, who and
+# when, as a row of its own beside the bot's states. Its version is 2**63 + resumed_at_ms,
+# so it never replaces a state (versions count from 1) and two resumes stay two rows; a
+# state row has resumed_at NULL (the readers of "the latest state" filter on it).
+RESUME_VERSION_BASE = 1 << 63
+_V5_RESUMES = (
+    f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS resumed_at Nullable({_MS}), "
+    "ADD COLUMN IF NOT EXISTS resumed_by Nullable(String)",
+    """CREATE TABLE IF NOT EXISTS bot_resumes_inbox (
+    account_id String, bot_id String, resumed_at_ms Int64, resumed_by String
+) ENGINE = Null""",
+    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS bot_resumes_mv TO decisions AS
+SELECT account_id, bot_id,
+    bitOr(toUInt64({RESUME_VERSION_BASE}), toUInt64(resumed_at_ms)) AS version,
+    fromUnixTimestamp64Milli(resumed_at_ms, 'UTC') AS updated_at,
+    fromUnixTimestamp64Milli(resumed_at_ms, 'UTC') AS resumed_at, resumed_by,
+    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
+FROM bot_resumes_inbox""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -266,6 +329,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         + _V1_INTENTS,
     ),
     Migration(2, "usage inbox checks read the events array once", _V2_USAGE_CHECKS),
+    Migration(3, "feed_rows keyed by category too (a row per category)", (_v3_feed,)),
+    Migration(4, "usage_daily readable with SELECT *", _V4_USAGE_DAILY_STAR),
+    Migration(5, "resumes recorded in the decisions table (who, when)", _V5_RESUMES),
 )
 
 MERGE_SETTINGS: dict[str, dict[str, int]] = {

@@ -6,7 +6,15 @@ import logging
 import re
 from typing import Any
 
-from capstream.sinks.ddl import MERGE_SETTINGS, MIGRATIONS, TTL_COLUMNS, Migration
+from capstream.sinks.ddl import (
+    FEED_ROWS_INBOX_AND_VIEW,
+    FEED_ROWS_KEY,
+    FEED_ROWS_V3,
+    MERGE_SETTINGS,
+    MIGRATIONS,
+    TTL_COLUMNS,
+    Migration,
+)
 from capstream.sinks.store import StoreError, short_error
 from capstream.sinks.tables import ROLLUP_TABLES
 
@@ -38,11 +46,15 @@ def migrate(client: Any, migrations: tuple[Migration, ...] = MIGRATIONS) -> list
             continue
         for statement in migration.statements:
             try:
-                client.command(statement)
+                if callable(statement):
+                    statement(client)
+                else:
+                    client.command(statement)
             except Exception as exc:
+                shown = getattr(statement, "__name__", statement)
                 raise StoreError(
                     f"migration {migration.version} ({migration.name}) failed: "
-                    f"{short_error(exc)}\nstatement:\n{statement}"
+                    f"{short_error(exc)}\nstatement:\n{shown}"
                 ) from exc
         client.insert(
             "capstream_migrations",
@@ -52,6 +64,31 @@ def migrate(client: Any, migrations: tuple[Migration, ...] = MIGRATIONS) -> list
         log.info("applied ClickHouse migration %d: %s", migration.version, migration.name)
         applied.append(migration.version)
     return applied
+
+
+def rebuild_feed_rows(client: Any) -> None:
+    """Migration 3: rebuild ``feed_rows`` with the category in its key, keeping every row.
+
+    Each step is skipped when done, so an interrupted rebuild completes when run again.
+    """
+    rows = client.query(
+        "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'feed_rows'"
+    ).result_rows
+    keyed = bool(rows) and str(rows[0][0]).replace(" ", "") == FEED_ROWS_KEY.replace(" ", "")
+    if not keyed:
+        client.command("DROP TABLE IF EXISTS feed_rows_inbox")  # inserts fail, and are retried
+        client.command("DROP VIEW IF EXISTS feed_rows_mv")
+        client.command("DROP TABLE IF EXISTS feed_rows_v3")
+        client.command(FEED_ROWS_V3.format(name="feed_rows_v3"))
+        if rows:
+            client.command("INSERT INTO feed_rows_v3 SELECT * FROM feed_rows")
+            client.command("EXCHANGE TABLES feed_rows AND feed_rows_v3")
+        else:
+            client.command("RENAME TABLE feed_rows_v3 TO feed_rows")
+    client.command("DROP TABLE IF EXISTS feed_rows_v3")
+    for statement in FEED_ROWS_INBOX_AND_VIEW:
+        client.command(statement)
 
 
 def _engine_full(client: Any, table: str) -> str:

@@ -32,6 +32,8 @@ def sink_tables(prefix: str) -> tuple[SinkTable, ...]:
         SinkTable(t.caphits, "CapHit", "cap_hits_inbox", "cap_hits"),
         SinkTable(t.notifications, "Notification", "notifications_inbox", "notifications"),
         SinkTable(t.feed, "FeedRow", "feed_rows_inbox", "feed_rows", compacted=True),
+        # a person resumed a bot: a row of its own in decisions (migration 5)
+        SinkTable(t.resumes, "BotResume", "bot_resumes_inbox", "decisions", compacted=True),
     )
 
 

@@ -33,6 +33,8 @@ _ORDER = (
     "CapHit",
     "FeedRow",
     "DeadLetter",
+    "ConversationSent",
+    "BotResume",
 )
 
 Record = dict[str, Any]

@@ -161,6 +161,15 @@ class TenantSettingsRecord(WireRecord):
     updated_at_ms: EpochMs = 0
 
 
+class BotResumeRecord(WireRecord):
+    schema_name: ClassVar[str] = "BotResume"
+
+    account_id: Id
+    bot_id: Id
+    resumed_at_ms: EpochMs
+    resumed_by: str
+
+
 class NotificationRecord(WireRecord):
     schema_name: ClassVar[str] = "Notification"
 

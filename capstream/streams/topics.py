@@ -59,6 +59,16 @@ class Topics:
     def feed(self) -> str:
         return f"{self.prefix}.feed"
 
+    @property
+    def resumes(self) -> str:
+        """A person resumed a paused bot (Policy API -> processors, sink)."""
+        return f"{self.prefix}.resumes"
+
+    @property
+    def gateway_sent(self) -> str:
+        """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
+        return f"{self.prefix}.gateway-sent"
+
     @staticmethod
     def dlq(topic: str) -> str:
         """The dead-letter topic of ``topic``."""
@@ -83,6 +93,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         ),
         TopicSpec(t.policies, 1, dict(_COMPACTED), "Policy per account_id/policy_id"),
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
+        TopicSpec(t.resumes, 1, dict(_COMPACTED), "BotResume per account_id/bot_id, latest wins"),
         TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
         TopicSpec(t.caphits, data, stamped, "CapHit keyed by account_id"),
         TopicSpec(
@@ -91,8 +102,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             dict(_COMPACTED),
             "FeedRow per account_id/bot_id/conversation_id/local_day",
         ),
+        TopicSpec(
+            t.gateway_sent,
+            settings.control_partitions,
+            {**_COMPACTED, "cleanup.policy": "compact,delete", "retention.ms": str(33 * _DAY_MS)},
+            "ConversationSent per kind/account/bot/conversation[/period]: what gateways sent "
+            "(a month's fallback at most matters: deleted after 33 days)",
+        ),
     ]
-    for source in (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.control, t.feed):
+    sources = (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.resumes, t.control,
+               t.feed)  # fmt: skip
+    for source in sources:
         specs.append(
             TopicSpec(
                 Topics.dlq(source),

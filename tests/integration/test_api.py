@@ -22,6 +22,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 POLICY = {
     "metric": "tokens", "threshold": 1000, "window_seconds": 3600, "scope": "bot",
     "bot_id": "bot-1", "alert": {"recipients": ["ops@acme.test"]},
+    "name": "", "category": None, "block": None, "enabled": True,
 }  # fmt: skip
 
 
@@ -89,7 +90,7 @@ def test_settings_and_new_accounts_reach_the_tenants_topic(
     api: TestClient, topics: Settings
 ) -> None:
     h = account(api, "acme", plan="pro")
-    r = api.put("/v1/accounts/acme/settings",
+    r = api.patch("/v1/accounts/acme/settings",
                 json={"timezone": "Europe/Berlin", "auto_downgrade": True}, headers=h)  # fmt: skip
     assert r.status_code == 200, r.text
     log = read_topic(topics, Topics(topics.topic_prefix).tenants)
@@ -120,7 +121,7 @@ def test_bad_payloads_get_422_with_field_messages(api: TestClient) -> None:
     assert r.status_code == 422
     fields = {f["field"] for f in r.json()["error"]["fields"]}
     assert fields == {"threshold", "window_seconds", "scope"}
-    r = api.put("/v1/accounts/acme/settings", json={"auto_downgrade": True}, headers=h)
+    r = api.patch("/v1/accounts/acme/settings", json={"auto_downgrade": True}, headers=h)
     assert r.status_code == 422
     assert r.json()["error"]["fields"][0]["field"] == "auto_downgrade"
 
@@ -191,7 +192,7 @@ def test_usage_reads_run_on_chdb_with_the_sinks_schema(topics: Settings, chdb_qu
     )  # fmt: skip
     with app_client(topics, query=query) as api:
         h = account(api, "acme", plan="pro")
-        api.put("/v1/accounts/acme/settings",
+        api.patch("/v1/accounts/acme/settings",
                 json={"caps": {"text": {"daily_micro": 2_500_000}}}, headers=h)  # fmt: skip
         api.put("/v1/accounts/acme/policies/tok", json=POLICY, headers=h)
         r = api.get("/v1/accounts/acme/usage", headers=h)

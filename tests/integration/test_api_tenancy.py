@@ -22,7 +22,8 @@ from capstream.streams.topics import create_topics
 
 ADMIN = "csa_" + "tenancy-admin-key-" * 3
 POLICY = {"metric": "messages", "threshold": 50, "window_seconds": 600, "scope": "bot",
-          "bot_id": "bot-b", "block": {"duration_seconds": 60}}  # fmt: skip
+          "bot_id": "bot-b", "block": {"duration_seconds": 60}, "name": "", "category": None,
+          "alert": None, "enabled": True}  # fmt: skip
 
 
 class World:
@@ -91,7 +92,23 @@ ROUTES = [
     ("POST", "/v1/accounts/tenant-b/policies/pb/enable", None),
     ("POST", "/v1/accounts/tenant-b/policies/pb/disable", None),
     ("GET", "/v1/accounts/tenant-b/settings", None),
-    ("PUT", "/v1/accounts/tenant-b/settings", {"timezone": "Asia/Tokyo"}),
+    (
+        "PUT",
+        "/v1/accounts/tenant-b/settings",
+        {
+            "timezone": "Asia/Tokyo",
+            "language": "en",
+            "caps": {},
+            "fallback_message": "",
+            "auto_downgrade": False,
+            "premium_model": "m",
+            "downgrade_model": "m",
+            "throttle": "off",
+        },
+    ),
+    ("PATCH", "/v1/accounts/tenant-b/settings", {"timezone": "Asia/Tokyo"}),
+    ("PATCH", "/v1/accounts/tenant-b/policies/pb", {"threshold": 1}),
+    ("POST", "/v1/accounts/tenant-b/bots/bot-b/resume", {}),
     ("POST", "/v1/accounts/tenant-b/topup-requests", {}),
     ("GET", "/v1/accounts/tenant-b/usage", None),
     ("GET", "/v1/accounts/tenant-b/feed", None),

@@ -73,7 +73,7 @@ def test_policy_and_settings_changes_over_http_change_the_decisions(
 
         # ...and lowering its threshold below the usage counted blocks at once, no new event.
         before = applied()
-        r = api.put("/v1/accounts/acme/policies/p1", json={**policy, "threshold": 500},
+        r = api.patch("/v1/accounts/acme/policies/p1", json={"threshold": 500},
                     headers=auth)  # fmt: skip
         assert r.status_code == 200, r.text
         blocked = control.wait("acme", "bot-1", lambda s: s.blocked_until_ms is not None)
@@ -81,7 +81,7 @@ def test_policy_and_settings_changes_over_http_change_the_decisions(
         assert applied() > before
 
         # Cap behaviour changed over HTTP takes effect on the next event.
-        r = api.put("/v1/accounts/acme/settings",
+        r = api.patch("/v1/accounts/acme/settings",
                     json={"caps": {"text": {"daily_micro": 1_000}}}, headers=auth)  # fmt: skip
         assert r.status_code == 200, r.text
         wait_for(lambda: applied() >= before + 2, 20, "the settings at the worker")

@@ -30,7 +30,18 @@ MIN = 60_000
 
 
 def doc_queries() -> list[str]:
+    """The fenced ```sql blocks, in order."""
     return re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def shown_queries() -> list[str]:
+    """Every other query the page shows: ``capstream sql "..."`` examples (in code blocks
+    or inline) and inline code spans that are whole statements."""
+    text = re.sub(r"```sql\n.*?```", "", DOC.read_text(), flags=re.S)
+    found = re.findall(r'capstream sql "([^"]+)"', text)
+    text = re.sub(r'capstream sql "[^"]+"', "", text)
+    spans = re.findall(r"`((?:SELECT|WITH)\s[^`]*)`", text)
+    return [" ".join(q.split()) for q in found + spans]
 
 
 def _ms(dt: datetime) -> int:
@@ -154,3 +165,19 @@ def test_the_documented_queries_answer_correctly(
 
     [fresh] = run(queries[5])
     assert fresh[0] is not None
+
+    # Every other query the page shows runs too (the first one, SELECT * FROM usage_daily,
+    # failed to deserialize a uniq state before migration 4).
+    shown = shown_queries()
+    assert any(q.startswith("SELECT * FROM usage_daily") for q in shown), shown
+    assert len(shown) >= 3
+    for q in shown:
+        assert run(q) is not None, q
+    star = run("SELECT * FROM usage_daily WHERE account_id = {account:String} LIMIT 5")
+    assert star and all(r[1] == "acme" for r in star)
+    merged = run(
+        "SELECT day, bot_id, sum(events) AS events, uniqMerge(active_conversations) AS "
+        "conversations FROM usage_daily WHERE account_id = {account:String} GROUP BY day, "
+        "bot_id ORDER BY day, bot_id"
+    )
+    assert sum(int(r[2]) for r in merged) == len(acme)

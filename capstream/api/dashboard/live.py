@@ -157,6 +157,7 @@ def latest_states(query: Query, account_id: str) -> dict[str, BotState]:
         "arrayMap(v -> v.2, mapValues(caps)) AS cap_keys, "
         "arrayMap(v -> toUnixTimestamp64Milli(v.3), mapValues(caps)) AS cap_resumes "
         "FROM decisions WHERE account_id = {account_id:String} "
+        "AND resumed_at IS NULL "  # resume rows (who, when) are not states
         "ORDER BY bot_id, version DESC LIMIT 1 BY bot_id",
         {"account_id": account_id},
     )

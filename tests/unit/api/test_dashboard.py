@@ -61,7 +61,7 @@ def test_fallback_preview_is_the_cores_text_in_the_tenants_language(
 ) -> None:
     h = new_account("acme")
     url = "/v1/accounts/acme/fallback-preview"
-    assert client.put("/v1/accounts/acme/settings", json={"language": "ms"}, headers=h).is_success
+    assert client.patch("/v1/accounts/acme/settings", json={"language": "ms"}, headers=h).is_success
     blank = client.get(url, headers=h).json()
     assert blank["language"] == "ms" and blank["default_used"] is True
     assert blank["daily"] == fallback_text("", "ms", "daily")

@@ -93,10 +93,12 @@ def test_live_view_per_bot_and_category_policies_caps_and_states(
 ) -> None:
     h = Accounts(api)("acme", plan="free", bots=("bot-1", "bot-2"))
     body = {"caps": {"text": {"daily_micro": 50_000, "monthly_micro": 1_000_000}}}
-    assert api.put("/v1/accounts/acme/settings", json=body, headers=h).is_success
+    assert api.patch("/v1/accounts/acme/settings", json=body, headers=h).is_success
     policy = {"name": "hourly", "metric": "tokens", "threshold": 1_000, "window_seconds": 3600,
               "scope": "account_each_bot", "block": {"duration_seconds": 600}}  # fmt: skip
-    assert api.put("/v1/accounts/acme/policies/hourly", json=policy, headers=h).is_success
+    assert api.post(
+        "/v1/accounts/acme/policies", json={**policy, "policy_id": "hourly"}, headers=h
+    ).is_success
     usage(
         chdb,
         ("acme", "bot-1", "c1", "text", 600, 2, 30_000, 10 * MIN),
@@ -213,3 +215,57 @@ def test_mailbox_shows_only_the_accounts_own_mail(
         "Policy alert", "policy_alert", ["owner@acme.test"],
     )  # fmt: skip
     assert mail["body"].strip() == "Your bot crossed its threshold."
+
+
+FEED_COLS = ["account_id", "bot_id", "conversation_id", "local_day", "category", "period",
+             "attempts", "message", "cta"]  # fmt: skip
+
+
+def test_a_conversation_capped_in_two_categories_keeps_both_feed_rows(
+    api: TestClient, chdb: Any
+) -> None:
+    """Issue 18 item 1: text (3 attempts) and vision (1) of one conversation and day are two
+    rows in GET /feed, and stay two after ClickHouse merges the table."""
+    h = Accounts(api)("acme", bots=("bot-1",))
+    day = day_period(NOW, "UTC").key
+    rows = [
+        ["acme", "bot-1", "conv-1", day, "text", "daily", n, "text capped", None] for n in (1, 2, 3)
+    ] + [["acme", "bot-1", "conv-1", day, "vision", "daily", 1, "vision capped", None]]
+    for i, row in enumerate(rows):  # one insert per feed update, as the sink writes them
+        chdb.insert("feed_rows_inbox", [row], column_names=FEED_COLS,
+                    settings={"insert_deduplication_token": f"feed:{i}"})  # fmt: skip
+
+    def feed() -> list[tuple[str, int]]:
+        r = api.get("/v1/accounts/acme/feed", params={"day": day}, headers=h)
+        assert r.status_code == 200, r.text
+        return [(row["category"], row["attempts"]) for row in r.json()]
+
+    assert feed() == [("text", 3), ("vision", 1)]
+    chdb.command("OPTIMIZE TABLE feed_rows FINAL")
+    assert feed() == [("text", 3), ("vision", 1)]
+    assert chdb.query("SELECT count() FROM feed_rows").result_rows[0][0] == 2
+
+
+def test_a_resume_is_recorded_in_decisions_with_who_and_when_and_is_not_a_state(
+    api: TestClient, chdb: Any
+) -> None:
+    """Issue 18 item 5: the sink's rows of a resume (migration 5) in GET /decisions; the
+    live view still shows the bot's latest state."""
+    h = Accounts(api)("acme", bots=("bot-1",))
+    chdb.insert("decisions_inbox", [
+        ["acme", "bot-1", 1, NOW - 9 * MIN, NOW + 9 * MIN, "hourly", "sonnet", None, 3, None,
+         None, {}, "free", "", ""],
+    ], column_names=DECISION_COLS)  # fmt: skip
+    chdb.insert("bot_resumes_inbox", [["acme", "bot-1", NOW - 2 * MIN, "Dana (key:abc)"]],
+                column_names=["account_id", "bot_id", "resumed_at_ms", "resumed_by"])  # fmt: skip
+    chdb.insert("decisions_inbox", [
+        ["acme", "bot-1", 2, NOW - 2 * MIN + 40, None, None, "sonnet", None, 3, None, None, {},
+         "free", "", ""],
+    ], column_names=DECISION_COLS)  # fmt: skip
+    rows = api.get("/v1/accounts/acme/decisions", headers=h).json()
+    resumes = [r for r in rows if r["resumed_by"] is not None]
+    assert [r["resumed_by"] for r in resumes] == ["Dana (key:abc)"]
+    assert [r["version"] for r in rows if r["resumed_by"] is None] == [2, 1]
+    state = {b["bot_id"]: b for b in api.get("/v1/accounts/acme/live", headers=h).json()["bots"]}
+    assert state["bot-1"]["state"]["version"] == 2
+    assert state["bot-1"]["state"]["blocked_until_ms"] is None

@@ -18,6 +18,8 @@ BODY = {
     "bot_id": "bot-1",
     "alert": {"recipients": ["ops@acme.test"]},
     "block": {"duration_seconds": 600},
+    "category": None,
+    "enabled": True,
 }
 
 
@@ -123,3 +125,61 @@ def test_presets_are_ready_to_post(client: TestClient, new_account: Any) -> None
     assert hourly["window_seconds"] == 3600
     bad = client.get("/v1/presets", params={"recipient": "x"}, headers=h)
     assert "recipient" in fields(bad)
+
+
+def test_a_partial_put_is_refused_and_patch_changes_only_what_it_names(
+    client: TestClient, new_account: Any
+) -> None:
+    """Issue 18 item 2: a PUT without the alert no longer silently drops it."""
+    h = new_account("acme", bots=("bot-1",))
+    assert client.post(BASE, json={**BODY, "policy_id": "p1"}, headers=h).status_code == 201
+    r = client.put(f"{BASE}/p1", json={"metric": "messages", "threshold": 250,
+                                       "window_seconds": 3600}, headers=h)  # fmt: skip
+    missing = fields(r)
+    assert set(missing) == {"name", "scope", "bot_id", "category", "alert", "block", "enabled"}
+    assert "PATCH" in r.json()["error"]["message"]
+    assert client.get(f"{BASE}/p1", headers=h).json()["version"] == 1
+    r = client.patch(f"{BASE}/p1", json={"threshold": 250}, headers=h)
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert (p["threshold"], p["version"], p["name"], p["bot_id"]) == (250, 2, "hourly", "bot-1")
+    assert p["alert"] == {"recipients": ["ops@acme.test"]}
+    assert p["block"] == {"duration_seconds": 600}
+    r = client.patch(f"{BASE}/p1", json={"block": None}, headers=h)
+    assert (r.json()["block"], r.json()["alert"]) == (None, {"recipients": ["ops@acme.test"]})
+    # the merged policy is checked like a whole one: no alert and no block is refused
+    assert "alert" in fields(client.patch(f"{BASE}/p1", json={"alert": None}, headers=h))
+    assert client.patch(f"{BASE}/nope", json={"threshold": 1}, headers=h).status_code == 404
+
+
+def test_resume_publishes_who_and_when_for_the_processors_and_the_sink(
+    client: TestClient, new_account: Any, memlog: Any, admin: dict[str, str]
+) -> None:
+    """Issue 18 item 5: POST .../bots/{bot}/resume, keyed account/bot on the resumes topic."""
+    from capstream.streams.records import BotResumeRecord
+
+    h = new_account("acme", bots=("bot-1",))
+    key_id = h["Authorization"].removeprefix("Bearer csk_").split("_")[0]
+    r = client.post("/v1/accounts/acme/bots/bot-1/resume", json={"requested_by": "Dana"},
+                    headers=h)  # fmt: skip
+    assert r.status_code == 202, r.text
+    out = r.json()
+    key, value = memlog.log["unit.resumes"][-1]
+    rec = BotResumeRecord.from_bytes(value)
+    assert key == "acme/bot-1"
+    assert (rec.account_id, rec.bot_id, rec.resumed_at_ms) == (
+        "acme",
+        "bot-1",
+        out["resumed_at_ms"],
+    )
+    assert rec.resumed_by == out["resumed_by"] == f"Dana (key:{key_id})"
+    # no body: the key is who; the admin key is "admin"
+    assert client.post("/v1/accounts/acme/bots/bot-1/resume", headers=h).json()["resumed_by"] == (
+        f"key:{key_id}"
+    )
+    r = client.post("/v1/accounts/acme/bots/bot-1/resume", headers=admin)
+    assert r.json()["resumed_by"] == "admin"
+    # another tenant's bot: the same 404 as a missing account
+    other = new_account("globex")
+    assert client.post("/v1/accounts/acme/bots/bot-1/resume", headers=other).status_code == 404
+    assert len(memlog.log["unit.resumes"]) == 3

@@ -24,7 +24,7 @@ def test_settings_round_trip_through_the_tenants_topic(
         "fallback_message": "Back {{TIMEFRAME}}!",
         "throttle": "strict",
     }
-    r = client.put(S, json=body, headers=h)
+    r = client.patch(S, json=body, headers=h)
     assert r.status_code == 200, r.text
     key, value = memlog.log["unit.tenants"][-1]
     rec = TenantSettingsRecord.from_bytes(value)
@@ -42,7 +42,7 @@ def test_settings_round_trip_through_the_tenants_topic(
 
 def test_unknown_timezone_is_a_field_error(client: TestClient, new_account: Any) -> None:
     h = new_account("acme")
-    r = client.put(S, json={"timezone": "Mars/Olympus"}, headers=h)
+    r = client.patch(S, json={"timezone": "Mars/Olympus"}, headers=h)
     assert r.status_code == 422
     (f,) = r.json()["error"]["fields"]
     assert f["field"] == "timezone"
@@ -53,14 +53,14 @@ def test_auto_downgrade_only_on_pro_and_enterprise(
     client: TestClient, new_account: Any, admin: dict[str, str]
 ) -> None:
     h = new_account("acme", plan="starter")
-    r = client.put(S, json={"auto_downgrade": True}, headers=h)
+    r = client.patch(S, json={"auto_downgrade": True}, headers=h)
     assert r.status_code == 422
     assert r.json()["error"]["fields"][0]["field"] == "auto_downgrade"
     assert "Pro or Enterprise" in r.json()["error"]["message"]
     assert (
         client.put("/v1/accounts/acme/plan", json={"plan": "pro"}, headers=admin).status_code == 200
     )
-    r = client.put(S, json={"auto_downgrade": True}, headers=h)
+    r = client.patch(S, json={"auto_downgrade": True}, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["auto_downgrade"] is True
     # a downgrade of the plan that would leave auto-downgrade on is refused
@@ -72,10 +72,12 @@ def test_only_the_admin_changes_the_plan(
     client: TestClient, new_account: Any, admin: dict[str, str]
 ) -> None:
     h = new_account("acme")
-    r = client.put(S, json={"plan": "enterprise"}, headers=h)
+    r = client.patch(S, json={"plan": "enterprise"}, headers=h)
     assert r.status_code == 403
     assert client.put("/v1/accounts/acme/plan", json={"plan": "pro"}, headers=h).status_code == 403
-    assert client.put(S, json={"plan": "enterprise"}, headers=admin).json()["plan"] == "enterprise"
+    assert (
+        client.patch(S, json={"plan": "enterprise"}, headers=admin).json()["plan"] == "enterprise"
+    )
     assert client.get("/v1/accounts/acme", headers=h).json()["plan"] == "enterprise"
 
 
@@ -115,10 +117,10 @@ def test_usage_against_policies_and_caps_sees_only_the_callers_account(
 ) -> None:
     h = new_account("acme", bots=("b1", "b2"))
     new_account("globex")
-    client.put(S, json={"caps": {"text": {"daily_micro": 1000}}}, headers=h)
+    client.patch(S, json={"caps": {"text": {"daily_micro": 1000}}}, headers=h)
     policy = {"metric": "messages", "threshold": 10, "window_seconds": 3600,
               "scope": "account_each_bot", "alert": {}}  # fmt: skip
-    client.put("/v1/accounts/acme/policies/msgs", json=policy, headers=h)
+    client.post("/v1/accounts/acme/policies", json={**policy, "policy_id": "msgs"}, headers=h)
     clickhouse.events += [
         _event("acme", "b1", NOW_MS - 60_000, messages=4, credits_micro=300),
         _event("acme", "b2", NOW_MS - 60_000, messages=9, credits_micro=800),
@@ -169,3 +171,75 @@ def test_clickhouse_failure_is_a_503_not_a_500(
     r = client.get("/v1/accounts/acme/decisions", headers=h)
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "unavailable"
+
+
+WHOLE_SETTINGS = {
+    "timezone": "Asia/Karachi",
+    "language": "ur",
+    "caps": {"text": {"daily_micro": 5_000_000, "monthly_micro": 90_000_000}},
+    "fallback_message": "Back {{TIMEFRAME}}!",
+    "auto_downgrade": False,
+    "premium_model": "claude-sonnet-4-6",
+    "downgrade_model": "claude-haiku",
+    "throttle": "strict",
+}
+
+
+def test_a_partial_put_is_refused_naming_what_is_missing_and_changes_nothing(
+    client: TestClient, new_account: Any, memlog: Any
+) -> None:
+    """Issue 18 item 2: ``{"language": "ar"}`` no longer resets the zone and deletes caps."""
+    h = new_account("acme")
+    assert client.put(S, json=WHOLE_SETTINGS, headers=h).status_code == 200
+    published = len(memlog.log["unit.tenants"])
+    r = client.put(S, json={"language": "ar"}, headers=h)
+    assert r.status_code == 422
+    missing = {f["field"] for f in r.json()["error"]["fields"]}
+    assert missing == set(WHOLE_SETTINGS) - {"language"}
+    assert "PATCH" in r.json()["error"]["message"] and "timezone" in r.json()["error"]["message"]
+    assert len(memlog.log["unit.tenants"]) == published
+    kept = client.get(S, headers=h).json()
+    assert (kept["timezone"], kept["language"]) == ("Asia/Karachi", "ur")
+    assert kept["caps"]["text"]["daily_micro"] == 5_000_000
+
+
+def test_patch_changes_only_what_it_names(client: TestClient, new_account: Any) -> None:
+    h = new_account("acme")
+    both = {"text": {"daily_micro": 5_000_000, "monthly_micro": 90_000_000},
+            "vision": {"daily_micro": 1_000, "monthly_micro": None}}  # fmt: skip
+    assert client.put(S, json={**WHOLE_SETTINGS, "caps": both}, headers=h).status_code == 200
+    r = client.patch(S, json={"language": "ar"}, headers=h)
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert (s["language"], s["timezone"], s["throttle"]) == ("ar", "Asia/Karachi", "strict")
+    assert s["caps"] == both
+    assert s["fallback_message"] == "Back {{TIMEFRAME}}!"
+    # caps: only the category and period named; null removes that one cap
+    r = client.patch(S, json={"caps": {"text": {"monthly_micro": None}}}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["caps"] == {
+        "text": {"daily_micro": 5_000_000, "monthly_micro": None},
+        "vision": {"daily_micro": 1_000, "monthly_micro": None},
+    }
+    r = client.patch(S, json={"timezone": None}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "timezone"
+
+
+def test_a_daily_cap_above_the_monthly_one_is_refused(client: TestClient, new_account: Any) -> None:
+    """Issue 18 item 4: it could never take effect (the monthly cap stops the category first)."""
+    h = new_account("acme")
+    bad = {"text": {"daily_micro": 9_000_000, "monthly_micro": 5_000_000}}
+    for r in (
+        client.put(S, json={**WHOLE_SETTINGS, "caps": bad}, headers=h),
+        client.patch(S, json={"caps": bad}, headers=h),
+    ):
+        assert r.status_code == 422, r.text
+        (f,) = r.json()["error"]["fields"]
+        assert f["field"] == "caps.text.daily_micro"
+        assert "above the monthly" in f["message"] and "9000000" in f["message"]
+    assert client.get(S, headers=h).json()["caps"] == {}
+    # a PATCH that lowers the monthly cap under an existing daily one is refused too
+    ok = {"text": {"daily_micro": 1_000_000, "monthly_micro": 5_000_000}}
+    assert client.patch(S, json={"caps": ok}, headers=h).status_code == 200
+    r = client.patch(S, json={"caps": {"text": {"monthly_micro": 500_000}}}, headers=h)
+    assert r.status_code == 422

@@ -151,6 +151,25 @@ def test_unknown_categories_are_refused_clearly(parts: Any) -> None:
         gw.gate("acct-1", "bot-1", "c1", "video", NOW)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"blocked_until_ms": TOMORROW, "block_policy_id": "p"}, {"batching_interval_s": 60}],
+)
+def test_an_unknown_category_is_one_error_with_one_message(
+    parts: Any, changes: dict[str, Any]
+) -> None:
+    """Issue 18 item 11: the same type and text with and without a state for the bot."""
+    gw, view, _ = parts
+    with pytest.raises(UnknownCategoryError) as without_state:
+        gw.gate("acct-1", "bot-1", "c1", "video", NOW)
+    view.put(state(**changes))
+    with pytest.raises(UnknownCategoryError) as with_state:
+        gw.gate("acct-1", "bot-1", "c1", "video", NOW)
+    assert type(with_state.value) is type(without_state.value)
+    assert str(with_state.value) == str(without_state.value)
+    assert "'video'" in str(with_state.value) and "text" in str(with_state.value)
+
+
 def test_threads_sharing_a_gateway_send_the_fallback_once(parts: Any) -> None:
     gw, view, _ = parts
     view.put(state(caps={"text": CapStatus("daily", "2026-09-21", TOMORROW)}))
@@ -199,3 +218,25 @@ def test_the_gateway_answers_what_the_core_decides_around_each_deadline(
         )
     if changes.get("downgraded_until_ms"):  # the premium model is back after the downgrade
         assert gw.gate("acct-1", "bot-1", "c1", category, TOMORROW).model == "opus"
+
+
+def test_every_refusal_says_when_it_resumes(parts: Any) -> None:
+    """Issue 18 item 10: paused, fallback and skip carry ``resumes_at_ms``; allow does not."""
+    gw, view, _ = parts
+    block_end, day_end, month_end = NOW + 600_000, NOW + 3_600_000, NOW + 86_400_000
+    view.put(state(blocked_until_ms=block_end, block_policy_id="p1"))
+    paused = gw.gate("acct-1", "bot-1", "c1", "text", NOW)
+    assert (paused.action, paused.resumes_at_ms) == ("paused", block_end)
+    view.put(state(
+        version=2,
+        caps={"text": CapStatus("daily", "2026-09-21", day_end),
+              "vision": CapStatus("monthly", "2026-09", month_end)},
+    ))  # fmt: skip
+    fallback = gw.gate("acct-1", "bot-1", "c1", "text", NOW)
+    skip = gw.gate("acct-1", "bot-1", "c1", "text", NOW + 1)
+    media = gw.gate("acct-1", "bot-1", "c1", "vision", NOW)
+    assert (fallback.action, fallback.resumes_at_ms) == ("fallback", day_end)
+    assert (skip.action, skip.resumes_at_ms) == ("skip", day_end)
+    assert (media.action, media.resumes_at_ms) == ("skip", month_end)
+    allowed = gw.gate("acct-1", "bot-1", "c1", "audio", NOW)
+    assert (allowed.action, allowed.resumes_at_ms) == ("allow", None)

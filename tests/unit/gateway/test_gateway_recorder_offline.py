@@ -88,3 +88,48 @@ def test_settings_are_checked(nowhere: Settings) -> None:
         UsageRecorder(nowhere, on_overflow="block")  # type: ignore[arg-type]
     with pytest.raises(GatewayError, match="max_queue"):
         UsageRecorder(nowhere, max_queue=0)
+
+
+def _started_flags(recorder: UsageRecorder) -> list[tuple[str, bool]]:
+    """(conversation, conversation_started) of every queued event, decoded from its bytes."""
+    from capstream.gateway.wire import encode_batch_texts
+    from capstream.streams.codecs import codec
+
+    value = encode_batch_texts("b", "p", 1, [body for _, body in recorder._queue])
+    events = codec("UsageBatch").decode(value)["events"]
+    return [(e["conversation_id"], e["conversation_started"]) for e in events]
+
+
+def test_conversation_started_is_derived_when_left_out_in_bounded_memory(
+    nowhere: Settings,
+) -> None:
+    """Issue 18 item 9: integrations that never set it still trip conversations policies."""
+    recorder = UsageRecorder(nowhere, conversations_tracked=2, producer_config={"log_level": 0})
+    try:
+        for conv in ("c1", "c1", "c2", "c1"):
+            recorder.record(**{**fields(0), "conversation_id": conv})  # type: ignore[arg-type]
+        recorder.record(**{**fields(0), "conversation_id": "c2"}, conversation_started=True)  # type: ignore[arg-type]
+        with pytest.raises(UsageEventError):  # not recorded: c3's next event is its first
+            recorder.record(**{**fields(0), "conversation_id": "c3", "category": "video"})  # type: ignore[arg-type]
+        for conv in ("c3", "c4", "c1"):  # c4 pushes c1 (the oldest of 2) out of memory
+            recorder.record(**{**fields(0), "conversation_id": conv})  # type: ignore[arg-type]
+        assert _started_flags(recorder) == [
+            ("c1", True), ("c1", False), ("c2", True), ("c1", False), ("c2", True),
+            ("c3", True), ("c4", True), ("c1", True),
+        ]  # fmt: skip
+        assert len(recorder._seen or {}) == 2
+    finally:
+        _discard(recorder)
+
+
+def test_deriving_conversation_started_can_be_turned_off(nowhere: Settings) -> None:
+    recorder = UsageRecorder(nowhere, conversations_tracked=0, producer_config={"log_level": 0})
+    for _ in range(2):
+        recorder.record(**fields(0))  # type: ignore[arg-type]
+    assert _started_flags(recorder) == [("c1", False), ("c1", False)]
+    _discard(recorder)
+
+
+def _discard(recorder: UsageRecorder) -> None:
+    with pytest.raises(NotDeliveredError):  # no broker: the queued events stay unconfirmed
+        recorder.close(timeout=0.1)

@@ -76,12 +76,12 @@ def test_a_batch_written_before_v2_is_still_deduplicated_after_it(chdb: Any) -> 
     insert(chdb, "t:0:0-1", usage_value(1), usage_value(2))
     before = totals(chdb)
     assert before == (12, 6, 6)  # 2 records x 3 events, tokens_in 0..2
-    assert migrate(chdb) == [2]
+    assert migrate(chdb, MIGRATIONS[:2]) == [2]
     insert(chdb, "t:0:0-1", usage_value(1), usage_value(2))  # a replay after the upgrade
     assert totals(chdb) == before
     insert(chdb, "t:0:2-2", usage_value(3))  # the view still feeds the table and rollups
     assert totals(chdb) == (18, 9, 9)
-    assert migrate(chdb) == []
+    assert migrate(chdb, MIGRATIONS[:2]) == []
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,84 @@ def test_merge_settings_are_applied_once(chdb: Any) -> None:
             assert current_setting(chdb, table, name) == str(value)
     assert current_setting(chdb, "usage_events", "non_replicated_deduplication_window") == "10000"
     assert apply_merge_settings(chdb, {"usage_events": {"no_such_setting_anywhere": 1}}) == []
+
+
+FEED_COLS = ["account_id", "bot_id", "conversation_id", "local_day", "category", "period",
+             "attempts", "message", "cta"]  # fmt: skip
+
+
+def feed_insert(client: Any, token: str, category: str, attempts: int) -> None:
+    row = ["acct-1", "bot-1", "conv-1", "2026-11-18", category, "daily", attempts, "m", None]
+    client.insert("feed_rows_inbox", [row], column_names=FEED_COLS,
+                  settings={"insert_deduplication_token": token})  # fmt: skip
+
+
+def feed_final(client: Any) -> list[tuple[str, int]]:
+    rows = client.query(
+        "SELECT category, attempts FROM feed_rows FINAL ORDER BY category"
+    ).result_rows
+    return [(str(c), int(a)) for c, a in rows]
+
+
+def test_v3_keeps_every_categorys_feed_row_of_an_existing_store(chdb: Any) -> None:
+    """Issue 18 item 1: a v2 store's unmerged text and vision rows of one conversation and
+    day both survive the rebuild, merges after it, and new inserts through the view."""
+    assert migrate(chdb, MIGRATIONS[:2]) == [1, 2]
+    feed_insert(chdb, "f1", "text", 3)
+    feed_insert(chdb, "f2", "vision", 1)
+    assert len(feed_final(chdb)) == 1  # v1's key: FINAL sees one of them
+    assert migrate(chdb) == [3, 4, 5]
+    assert feed_final(chdb) == [("text", 3), ("vision", 1)]
+    feed_insert(chdb, "f3", "vision", 2)  # the view writes into the rebuilt table
+    chdb.command("OPTIMIZE TABLE feed_rows FINAL")
+    assert feed_final(chdb) == [("text", 3), ("vision", 2)]
+    assert chdb.query("SELECT count() FROM feed_rows").result_rows[0][0] == 2
+    assert migrate(chdb) == []
+
+
+def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> None:
+    from capstream.sinks.migrations import rebuild_feed_rows
+
+    assert migrate(chdb, MIGRATIONS[:2]) == [1, 2]
+    feed_insert(chdb, "f1", "text", 3)
+    feed_insert(chdb, "f2", "vision", 1)
+    # stopped right after the exchange: no inbox, no view, the old table still around
+    chdb.command("DROP TABLE feed_rows_inbox")
+    chdb.command("DROP VIEW feed_rows_mv")
+    chdb.command(
+        "CREATE TABLE feed_rows_v3 AS feed_rows ENGINE = ReplacingMergeTree(attempts) "
+        "ORDER BY (account_id, bot_id, conversation_id, local_day, category)"
+    )
+    chdb.command("INSERT INTO feed_rows_v3 SELECT * FROM feed_rows")
+    chdb.command("EXCHANGE TABLES feed_rows AND feed_rows_v3")
+    rebuild_feed_rows(chdb)
+    assert migrate(chdb) == [3, 4, 5]
+    feed_insert(chdb, "f3", "audio", 1)
+    assert feed_final(chdb) == [("audio", 1), ("text", 3), ("vision", 1)]
+    tables = {r[0] for r in chdb.query("SHOW TABLES").result_rows}
+    assert "feed_rows_v3" not in tables
+
+
+def test_a_fresh_store_keys_feed_rows_by_category(chdb: Any) -> None:
+    assert migrate(chdb) == [1, 2, 3, 4, 5]
+    key = chdb.query(
+        "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'feed_rows'"
+    ).result_rows[0][0]
+    assert key.endswith("category")
+
+
+def test_select_star_reads_usage_daily_and_uniq_merge_still_counts(chdb: Any) -> None:
+    """Issue 18 item 3: the docs' first query, ``SELECT * FROM usage_daily``, failed to
+    deserialize the uniq state; after v4 it lists the sums, and the distinct conversations
+    written before and after the migration still merge."""
+    assert migrate(chdb, MIGRATIONS[:3]) == [1, 2, 3]
+    insert(chdb, "t:0:0-0", batch(1, conversation_id="conv-1"))
+    assert migrate(chdb) == [4, 5]
+    insert(chdb, "t:0:1-1", batch(2, conversation_id="conv-2"), batch(3))
+    res = chdb.query("SELECT * FROM usage_daily WHERE account_id = {a:String}",
+                     parameters={"a": "acct-1"})  # fmt: skip
+    assert "active_conversations" not in res.column_names
+    assert sum(dict(zip(res.column_names, r, strict=True))["events"] for r in res.result_rows) == 3
+    merged = chdb.query("SELECT uniqMerge(active_conversations) FROM usage_daily").result_rows
+    assert merged == [(2,)]

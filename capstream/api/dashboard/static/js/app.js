@@ -147,7 +147,8 @@ class App {
     this.plan = live.plan;
     $("who-plan").textContent = live.plan;
     const cta = (text, category, period) => this.cta(text, category, period);
-    renderLive({ bots: $("bots"), policies: $("policy-usage"), caps: $("caps") }, live, cta);
+    const resume = (bot) => this.resume(bot);
+    renderLive({ bots: $("bots"), policies: $("policy-usage"), caps: $("caps") }, live, cta, resume);
     renderFeed($("feed"), feed, cta);
   }
 
@@ -165,6 +166,19 @@ class App {
 
   settingsChanged(s) {
     this.tz = s.timezone;
+  }
+
+  // A paused bot's "Resume now": the processors lift its block within moments.
+  async resume(bot) {
+    const a = encodeURIComponent(this.account);
+    try {
+      await this.api.post(`/v1/accounts/${a}/bots/${encodeURIComponent(bot)}/resume`,
+        { requested_by: "dashboard" });
+      this.toast(`Resuming ${bot}: the block lifts within moments.`);
+      setTimeout(() => this.refreshLive().catch(() => {}), 1500);
+    } catch (e) {
+      this.toast(e.message);
+    }
   }
 
   cta(text, category, period) {

@@ -9,7 +9,7 @@ function until(ms, now, tz) {
   return sameDay(ms, now, tz) ? clock(ms, tz) : clock(ms, tz, true);
 }
 
-function botStates(bot, now, tz, policyNames) {
+function botStates(bot, now, tz, policyNames, onResume) {
   const s = bot.state;
   if (!s) return { badge: ["no decisions yet", "grey"], lines: [] };
   const lines = [];
@@ -21,7 +21,10 @@ function botStates(bot, now, tz, policyNames) {
   if (blocked) {
     const name = policyNames[s.block_policy_id] || s.block_policy_id || "a policy";
     lines.push(h("div", { class: "state bad", "data-testid": "bot-blocked" },
-      `Paused by policy “${name}” until ${until(s.blocked_until_ms, now, tz)}`));
+      `Paused by policy “${name}” until ${until(s.blocked_until_ms, now, tz)}`,
+      onResume ? h("button", { type: "button", class: "cta", "data-testid": "bot-resume",
+        title: "Lift the block now (recorded with your key in the decisions)",
+        onclick: () => onResume(bot.bot_id), text: "Resume now" }) : null));
     badge = ["blocked", "bad"];
   }
   for (const c of capped) {
@@ -44,8 +47,8 @@ function botStates(bot, now, tz, policyNames) {
   return { badge, lines };
 }
 
-function botCard(bot, now, tz, policyNames) {
-  const { badge, lines } = botStates(bot, now, tz, policyNames);
+function botCard(bot, now, tz, policyNames, onResume) {
+  const { badge, lines } = botStates(bot, now, tz, policyNames, onResume);
   const cats = Object.entries(bot.usage);
   const table = cats.length
     ? h("table", {},
@@ -138,12 +141,12 @@ function capMeters(caps, projections, now, tz, onCta) {
   return out;
 }
 
-export function renderLive(els, live, onCta) {
+export function renderLive(els, live, onCta, onResume) {
   const now = live.as_of_ms;
   const tz = live.timezone;
   const names = Object.fromEntries(live.policies.map((p) => [p.policy_id, p.name || p.policy_id]));
   const bots = live.bots.filter((b) => b.bot_id !== "*");
-  replace(els.bots, bots.length ? bots.map((b) => botCard(b, now, tz, names))
+  replace(els.bots, bots.length ? bots.map((b) => botCard(b, now, tz, names, onResume))
     : h("div", { class: "card" }, h("p", { class: "empty", text: "No bots yet." })));
   replace(els.policies, policyMeters(live.policies));
   replace(els.caps, capMeters(live.caps, live.projections, now, tz, onCta));

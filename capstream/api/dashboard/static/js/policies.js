@@ -188,7 +188,7 @@ export class Policies {
     this.f.save.disabled = true;
     try {
       if (editing) {
-        await this.app.api.put(`${this.base()}/${encodeURIComponent(editing.policy_id)}`, body);
+        await this.app.api.patch(`${this.base()}/${encodeURIComponent(editing.policy_id)}`, body);
       } else {
         await this.app.api.post(this.base(), body);
       }

@@ -120,7 +120,7 @@ export class CapSettings {
     for (const c of CATEGORIES) {
       const daily = toMicro(document.getElementById(`cap-${c}-daily`).value);
       const monthly = toMicro(document.getElementById(`cap-${c}-monthly`).value);
-      if (daily !== null || monthly !== null) caps[c] = { daily_micro: daily, monthly_micro: monthly };
+      caps[c] = { daily_micro: daily, monthly_micro: monthly };  // nulls: no cap (PATCH removes it)
     }
     const throttle = this.form.querySelector('input[name="throttle"]:checked');
     return {
@@ -136,12 +136,34 @@ export class CapSettings {
     };
   }
 
+  // Only what the form changed (PATCH keeps the rest, e.g. a change made meanwhile elsewhere).
+  changes() {
+    const body = this.body();
+    const current = this.current || {};
+    const out = {};
+    for (const [k, v] of Object.entries(body)) {
+      if (k === "caps") {
+        const caps = {};
+        for (const [c, pair] of Object.entries(v)) {
+          const was = (current.caps || {})[c] || { daily_micro: null, monthly_micro: null };
+          if (pair.daily_micro !== (was.daily_micro ?? null) || pair.monthly_micro !== (was.monthly_micro ?? null)) {
+            caps[c] = pair;
+          }
+        }
+        if (Object.keys(caps).length) out.caps = caps;
+      } else if (v !== null && JSON.stringify(v) !== JSON.stringify(current[k])) {
+        out[k] = v;
+      }
+    }
+    return out;
+  }
+
   async save() {
     clearErrors(this.form);
     this.f.saved.textContent = "";
     this.f.save.disabled = true;
     try {
-      const s = await this.app.api.put(this.url(), this.body());
+      const s = await this.app.api.patch(this.url(), this.changes());
       this.current = s;
       this.fill(s);
       this.f.saved.textContent = "Saved. The processors apply it from the next usage event.";
