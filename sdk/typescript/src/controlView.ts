@@ -1,6 +1,6 @@
 /** `ControlView`: every bot's latest enforcement state in memory, from the control topic. */
 import { Consumer } from '@platformatic/kafka'
-import { consoleLogger, resolve, sleep, topics, type KafkaConfig, type Logger } from './config.js'
+import { consoleLogger, resolve, topics, type KafkaConfig, type Logger } from './config.js'
 import { DecodeError, GatewayError } from './errors.js'
 import { ACCOUNT_WIDE_BOT, type EnforcementState } from './models.js'
 import { decodeState } from './wire.js'
@@ -160,6 +160,7 @@ export class ControlView implements StateSource {
   async close(): Promise<void> {
     this.#stopped = true
     clearInterval(this.#timer)
+    this.#wakeUp?.()
     await this.#loop
     try {
       await this.#consumer.close()
@@ -176,7 +177,7 @@ export class ControlView implements StateSource {
       try {
         if (this.#cursors.size === 0 || this.#needMetadata) await this.#assignPartitions()
         if (this.#cursors.size === 0) {
-          await sleep(500)
+          await this.#sleep(500)
           continue
         }
         await this.#fetchOnce()
@@ -190,7 +191,7 @@ export class ControlView implements StateSource {
             this.#metaWarnedAt = now
             this.#log.warn(`control view: ${describe(err)}; retrying`)
           }
-          await sleep(delay)
+          await this.#sleep(delay)
           delay = Math.min(delay * 2, 2000)
         }
       }
@@ -199,6 +200,19 @@ export class ControlView implements StateSource {
   }
 
   #needMetadata = false
+  #wakeUp: (() => void) | undefined
+
+  /** A pause `close()` cuts short (the timer alone does not keep the process alive). */
+  #sleep(ms: number): Promise<void> {
+    return new Promise(done => {
+      const t = setTimeout(done, ms)
+      t.unref()
+      this.#wakeUp = () => {
+        clearTimeout(t)
+        done()
+      }
+    })
+  }
 
   async #assignPartitions(): Promise<void> {
     const meta = await this.#consumer.metadata({ topics: [this.topic], forceUpdate: true })

@@ -104,6 +104,7 @@ export class UsageRecorder {
   #warnedAt = -Infinity
   #closed = false
   #draining = false
+  #destroyed = false
   #waiters: (() => void)[] = []
   #batchPrefix = randomBytes(8).toString('hex')
   #batchSeq = 0
@@ -210,6 +211,27 @@ export class UsageRecorder {
     }
   }
 
+  /**
+   * Stop at once: drop what is not acknowledged and disconnect; resolves with how many
+   * accepted events were dropped. For shutdown paths that cannot wait for Kafka.
+   */
+  async destroy(): Promise<number> {
+    this.#closed = true
+    this.#destroyed = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    const dropped = this.pending
+    this.#head = this.#accounts.length
+    this.#retry = []
+    this.#wake()
+    try {
+      await this.#producer.close()
+    } catch {
+      // already gone
+    }
+    return dropped
+  }
+
   async #wait(timeoutMs: number): Promise<number> {
     const mark = this.#seq
     const deadline = performance.now() + timeoutMs
@@ -266,7 +288,7 @@ export class UsageRecorder {
 
   #drain(): void {
     this.#timer = undefined
-    if (this.#draining) return
+    if (this.#draining || this.#destroyed) return
     this.#draining = true
     this.#drainAsync()
       .catch(err => this.#log.error(`usage recorder: unexpected error ${describe(err)}`))
@@ -363,7 +385,7 @@ export class UsageRecorder {
             this.#warnedAt = now
             this.#log.warn(`usage batches not delivered (${describe(err)}); producing them again`)
           }
-          this.#retry.push(...chunks)
+          if (!this.#destroyed) this.#retry.push(...chunks)
         }
       )
       .finally(() => {

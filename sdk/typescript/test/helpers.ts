@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
+import type { EnforcementState, Verdict } from '../src/models.js'
 
 /** testdata/vectors at the repository root (or CAPSTREAM_VECTORS). */
 export const VECTORS =
@@ -52,3 +53,56 @@ export function usageEvent(e: Record<string, unknown>): any {
   }
   return out
 }
+
+/** A state as the vectors write it (snake_case). */
+export function stateJson(s: EnforcementState): Record<string, unknown> {
+  const caps: Record<string, unknown> = {}
+  for (const [c, cap] of s.caps) {
+    caps[c] = { period: cap.period, period_key: cap.periodKey, resumes_at_ms: cap.resumesAtMs }
+  }
+  return {
+    account_id: s.accountId,
+    bot_id: s.botId,
+    version: s.version,
+    updated_at_ms: s.updatedAtMs,
+    blocked_until_ms: s.blockedUntilMs,
+    block_policy_id: s.blockPolicyId,
+    model: s.model,
+    downgraded_until_ms: s.downgradedUntilMs,
+    batching_interval_s: s.batchingIntervalS,
+    throttled_until_ms: s.throttledUntilMs,
+    throttle_reason: s.throttleReason,
+    caps,
+    plan: s.plan,
+    fallback_text_daily: s.fallbackTextDaily,
+    fallback_text_monthly: s.fallbackTextMonthly,
+    premium_model: s.premiumModel
+  }
+}
+
+/** A verdict as the vectors write it (snake_case). */
+export function verdictJson(v: Verdict): Record<string, unknown> {
+  const h = v.capHit
+  return {
+    action: v.action,
+    model: v.model,
+    batching_interval_s: v.batchingIntervalS,
+    text: v.text,
+    reason: v.reason,
+    reply_at_ms: v.replyAtMs,
+    cap_hit:
+      h === null
+        ? null
+        : {
+            hit_id: h.hitId,
+            account_id: h.accountId,
+            bot_id: h.botId,
+            conversation_id: h.conversationId,
+            category: h.category,
+            period: h.period,
+            period_key: h.periodKey,
+            occurred_at_ms: h.occurredAtMs
+          }
+  }
+}
+

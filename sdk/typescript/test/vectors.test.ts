@@ -5,8 +5,7 @@ import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent } fro
 import { murmur2, partitionFor } from '../src/murmur2.js'
 import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
 import { Gateway } from '../src/gateway.js'
-import type { EnforcementState, Verdict } from '../src/models.js'
-import { load, long, usageEvent } from './helpers.js'
+import { load, long, stateJson, usageEvent, verdictJson } from './helpers.js'
 
 test('murmur2 and partitions match Kafka for every vector key', () => {
   const { cases } = load('partitions.json')
@@ -46,31 +45,6 @@ function usageEventKey(field: string): string {
   return field.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())
 }
 
-export function stateJson(s: EnforcementState): Record<string, unknown> {
-  const caps: Record<string, unknown> = {}
-  for (const [c, cap] of s.caps) {
-    caps[c] = { period: cap.period, period_key: cap.periodKey, resumes_at_ms: cap.resumesAtMs }
-  }
-  return {
-    account_id: s.accountId,
-    bot_id: s.botId,
-    version: s.version,
-    updated_at_ms: s.updatedAtMs,
-    blocked_until_ms: s.blockedUntilMs,
-    block_policy_id: s.blockPolicyId,
-    model: s.model,
-    downgraded_until_ms: s.downgradedUntilMs,
-    batching_interval_s: s.batchingIntervalS,
-    throttled_until_ms: s.throttledUntilMs,
-    throttle_reason: s.throttleReason,
-    caps,
-    plan: s.plan,
-    fallback_text_daily: s.fallbackTextDaily,
-    fallback_text_monthly: s.fallbackTextMonthly,
-    premium_model: s.premiumModel
-  }
-}
-
 test('control values decode to the vector states', () => {
   const doc = load('control_states.json')
   assert.equal(FINGERPRINTS.EnforcementState.toString('hex'), doc.fingerprint_hex)
@@ -108,31 +82,6 @@ test('cap hits are byte-identical to the Python codec', () => {
     assert.equal(value.toString('hex'), c.hex)
   }
 })
-
-export function verdictJson(v: Verdict): Record<string, unknown> {
-  const h = v.capHit
-  return {
-    action: v.action,
-    model: v.model,
-    batching_interval_s: v.batchingIntervalS,
-    text: v.text,
-    reason: v.reason,
-    reply_at_ms: v.replyAtMs,
-    cap_hit:
-      h === null
-        ? null
-        : {
-            hit_id: h.hitId,
-            account_id: h.accountId,
-            bot_id: h.botId,
-            conversation_id: h.conversationId,
-            category: h.category,
-            period: h.period,
-            period_key: h.periodKey,
-            occurred_at_ms: h.occurredAtMs
-          }
-  }
-}
 
 test('the gateway answers every gate sequence like the Python core', () => {
   const doc = load('gate_sequences.json')
