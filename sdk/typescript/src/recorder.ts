@@ -58,7 +58,19 @@ interface Chunk {
 const METADATA_REFRESH_MS = 60_000
 const PARTITION_CACHE = 100_000
 const MAX_DRAIN = 50_000
-const MAX_SENDS = 4
+/** One produce request at a time: the client's idempotent sequences need it (two requests in
+ * flight for a partition got OUT_OF_ORDER_SEQUENCE_NUMBER on Kafka 4.1). Each request holds
+ * every partition's envelopes, so one at a time still moves >100k events/s. */
+const MAX_SENDS = 1
+/** Errors after which an idempotent producer's sequences are lost: start a new producer. */
+const FATAL = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED'])
+
+function fatal(err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 5) return false
+  const e = err as { apiId?: unknown; errors?: unknown[] }
+  if (typeof e.apiId === 'string' && FATAL.has(e.apiId)) return true
+  return Array.isArray(e.errors) && e.errors.some(inner => fatal(inner, depth + 1))
+}
 
 /**
  * Publish usage events to the usage topic without ever blocking the caller.
@@ -139,7 +151,18 @@ export class UsageRecorder {
       autocreateTopics: false,
       compression: this.#compression
     }
+    this.#producerOptions = producerOptions
     this.#producer = new Producer(producerOptions)
+  }
+
+  #producerOptions: ProducerOptions<Buffer, Buffer, Buffer, Buffer>
+
+  /** An idempotent producer's fatal error ends it: start anew (a new producer id). */
+  #replaceProducer(): void {
+    const old = this.#producer
+    this.#producer = new Producer({ ...this.#producerOptions })
+    this.#checkedAt = -Infinity
+    old.close().catch(() => undefined)
   }
 
   // -- the caller's side -----------------------------------------------------------------
@@ -384,6 +407,10 @@ export class UsageRecorder {
           if (now - this.#warnedAt > 10_000) {
             this.#warnedAt = now
             this.#log.warn(`usage batches not delivered (${describe(err)}); producing them again`)
+          }
+          if (fatal(err)) {
+            this.#log.warn('usage producer hit a fatal error; starting a new producer')
+            this.#replaceProducer()
           }
           if (!this.#destroyed) this.#retry.push(...chunks)
         }
