@@ -31,18 +31,23 @@ export interface GatewayOptions extends ControlViewOptions {
   reporter?: Pick<CapHitReporter, 'report' | 'close'>
 }
 
-/** A fixed set of states (tests, offline tools). */
+/** A fixed set of states (tests, benchmarks, offline tools). */
 class FixedStates implements StateSource {
   readonly closed = false
   readonly ready = true
   readonly stalenessS = 0
-  readonly #states = new Map<string, EnforcementState>()
+  /** account -> bot -> state, as a ControlView holds them. */
+  readonly states = new Map<string, Map<string, EnforcementState>>()
   constructor(states: Iterable<EnforcementState>) {
-    for (const s of states) this.#states.set(`${s.accountId.length}:${s.accountId}/${s.botId}`, s)
+    for (const s of states) {
+      let bots = this.states.get(s.accountId)
+      if (bots === undefined) this.states.set(s.accountId, (bots = new Map()))
+      bots.set(s.botId, s)
+    }
   }
   get(accountId: string, botId: string): EnforcementState | undefined {
-    const prefix = `${accountId.length}:${accountId}/`
-    return this.#states.get(prefix + botId) ?? this.#states.get(prefix + ACCOUNT_WIDE_BOT)
+    const bots = this.states.get(accountId)
+    return bots === undefined ? undefined : (bots.get(botId) ?? bots.get(ACCOUNT_WIDE_BOT))
   }
   async close(): Promise<void> {}
 }
@@ -74,7 +79,7 @@ export class Gateway {
     this.unknownVerdict = Object.freeze(
       verdict('allow', options.defaultModel ?? DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, null, 'no_state_yet', null)
     )
-    this.#states = this.view instanceof ControlView ? this.view.states : undefined
+    this.#states = this.view instanceof ControlView || this.view instanceof FixedStates ? this.view.states : undefined
   }
 
   /** A gateway over fixed states, without Kafka: cap hits go to `onCapHit`. */

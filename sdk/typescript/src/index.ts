@@ -33,6 +33,7 @@ export {
   encodeBatch,
   encodeCapHit,
   encodeEvent,
+  encodeState,
   type UsageEvent
 } from './wire.js'
 export { type KafkaConfig, type Logger } from './config.js'

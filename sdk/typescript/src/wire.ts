@@ -12,7 +12,8 @@ import {
   isCategory,
   type CapHit,
   type CapStatus,
-  type Category
+  type Category,
+  type EnforcementStateFields
 } from './models.js'
 
 /** CRC-64-AVRO fingerprints of capstream/schemas/*.avsc (checked by the vectors). */
@@ -234,6 +235,59 @@ export function encodeCapHit(hit: CapHit): Buffer {
   w.long(CAP_PERIODS.indexOf(hit.period))
   w.string(hit.periodKey)
   w.long(hit.occurredAtMs)
+  return w.bytes()
+}
+
+const STATE_HEADER = header(FINGERPRINTS.EnforcementState)
+const PERIOD_INDEX = new Map<string, number>(CAP_PERIODS.map((p, i) => [p, i]))
+
+function optionalLong(w: Writer, n: number | null): void {
+  if (n === null) w.byte(0)
+  else {
+    w.byte(2)
+    w.long(n)
+  }
+}
+
+function optionalString(w: Writer, s: string | null): void {
+  if (s === null) w.byte(0)
+  else {
+    w.byte(2)
+    w.string(s)
+  }
+}
+
+/** The control topic value of a state (what the processors publish; for tests and tools). */
+export function encodeState(s: EnforcementStateFields): Buffer {
+  const w = new Writer(256)
+  w.raw(STATE_HEADER)
+  w.string(s.accountId)
+  w.string(s.botId)
+  w.long(s.version)
+  w.long(s.updatedAtMs)
+  optionalLong(w, s.blockedUntilMs)
+  optionalString(w, s.blockPolicyId)
+  w.string(s.model)
+  optionalLong(w, s.downgradedUntilMs)
+  w.long(s.batchingIntervalS)
+  optionalLong(w, s.throttledUntilMs)
+  optionalString(w, s.throttleReason)
+  if (s.caps.size > 0) {
+    w.long(s.caps.size)
+    for (const [category, cap] of s.caps) {
+      const period = PERIOD_INDEX.get(cap.period)
+      if (period === undefined) throw new RangeError(`unknown cap period ${JSON.stringify(cap.period)}`)
+      w.string(category)
+      w.long(period)
+      w.string(cap.periodKey)
+      w.long(cap.resumesAtMs)
+    }
+  }
+  w.byte(0)
+  w.string(s.plan)
+  w.string(s.fallbackTextDaily)
+  w.string(s.fallbackTextMonthly)
+  w.string(s.premiumModel)
   return w.bytes()
 }
 

@@ -1,7 +1,7 @@
 /** The shared vectors (testdata/vectors/, generated from the Python core and codecs). */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent } from '../src/wire.js'
+import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent, encodeState } from '../src/wire.js'
 import { murmur2, partitionFor } from '../src/murmur2.js'
 import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
 import { Gateway } from '../src/gateway.js'
@@ -45,11 +45,13 @@ function usageEventKey(field: string): string {
   return field.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())
 }
 
-test('control values decode to the vector states', () => {
+test('control values decode to the vector states and encode back to the same bytes', () => {
   const doc = load('control_states.json')
   assert.equal(FINGERPRINTS.EnforcementState.toString('hex'), doc.fingerprint_hex)
   for (const c of doc.cases) {
-    assert.deepEqual(stateJson(decodeState(Buffer.from(c.hex, 'hex'))), c.state, c.name)
+    const state = decodeState(Buffer.from(c.hex, 'hex'))
+    assert.deepEqual(stateJson(state), c.state, c.name)
+    assert.equal(encodeState(state).toString('hex'), c.hex, c.name)
   }
 })
 
