@@ -63,7 +63,7 @@ function benchGate(): void {
   const categories = ['text', 'vision', 'audio', 'documents']
   for (const [name, mixed] of [
     ['text', false],
-    ['mixed categories, 1 % capped (reported)', true]
+    ['mixed categories, 1 % capped (cap hits to a callback)', true]
   ] as const) {
     let calls = 0
     let allowed = 0

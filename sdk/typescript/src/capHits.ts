@@ -40,6 +40,7 @@ export class CapHitReporter {
   #queue: { key: Buffer; value: Buffer }[] = []
   #inFlight = 0
   #scheduled = false
+  #closed = false
   #sending: Promise<void> = Promise.resolve()
   #stats: ReporterStats = { reported: 0, delivered: 0, dropped: 0, retried: 0 }
   readonly #maxPending: number
@@ -89,7 +90,7 @@ export class CapHitReporter {
     this.#inFlight += batch.length
     const topic = this.topic
     this.#sending = this.#sending.then(async () => {
-      for (let attempt = 0; ; attempt++) {
+      for (let attempt = 0; !this.#closed; attempt++) {
         try {
           await this.#producer.send({ messages: batch.map(m => ({ topic, key: m.key, value: m.value })) })
           this.#stats.delivered += batch.length
@@ -117,6 +118,7 @@ export class CapHitReporter {
   /** Flush and disconnect; resolves with how many cap hits were not confirmed. */
   async close(timeoutMs = 10_000): Promise<number> {
     const left = await this.flush(timeoutMs)
+    this.#closed = true // stop producing again what did not make it
     try {
       await this.#producer.close()
     } catch {

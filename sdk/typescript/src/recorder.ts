@@ -310,6 +310,7 @@ export class UsageRecorder {
   }
 
   #drain(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
     if (this.#draining || this.#destroyed) return
     this.#draining = true
@@ -317,8 +318,9 @@ export class UsageRecorder {
       .catch(err => this.#log.error(`usage recorder: unexpected error ${describe(err)}`))
       .finally(() => {
         this.#draining = false
-        if (this.#queued > 0 || this.#retry.length > 0) {
-          if (this.#timer === undefined) this.#timer = setTimeout(() => this.#drain(), this.#sends >= MAX_SENDS ? 1 : this.#lingerMs)
+        // a request in flight drains again when it ends
+        if ((this.#queued > 0 || this.#retry.length > 0) && this.#sends < MAX_SENDS && this.#timer === undefined) {
+          this.#timer = setTimeout(() => this.#drain(), this.#lingerMs)
         }
       })
   }
