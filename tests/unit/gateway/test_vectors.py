@@ -197,3 +197,21 @@ def test_the_gateway_answers_every_gate_sequence_like_the_vectors() -> None:
             hits += got["cap_hit"] is not None
         assert len(reporter.hits) == hits, seq["name"]  # every capped attempt is reported
     assert actions == {"allow", "fallback", "skip", "paused"}
+
+
+def test_the_vectors_command_writes_then_checks_and_names_stale_files(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from capstream.cli import app
+    from capstream.errors import CapstreamError
+
+    runner = CliRunner()
+    written = runner.invoke(app, ["vectors", "generate", "--out", str(tmp_path)])
+    assert written.exit_code == 0, written.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
+    assert runner.invoke(app, ["vectors", "check", "--dir", str(tmp_path)]).exit_code == 0
+    (tmp_path / "cap_hits.json").write_text("{}")
+    stale_run = runner.invoke(app, ["vectors", "check", "--dir", str(tmp_path)])
+    assert isinstance(stale_run.exception, CapstreamError)
+    assert "cap_hits.json" in str(stale_run.exception)
+    assert "capstream vectors generate" in str(stale_run.exception)
