@@ -144,6 +144,7 @@ async function benchLatency(prefix: string): Promise<void> {
   const producer = new Producer({ clientId: 'bench-control', bootstrapBrokers: bootstrap!.split(','), acks: -1 })
   if (!(await gateway.waitReady(30_000))) throw new Error('the control view did not become ready')
   const samples: number[] = []
+  const acks: number[] = []
   const rounds = Number(process.env['BENCH_ROUNDS'] ?? '200')
   for (let v = 1; v <= rounds; v++) {
     const blocked = v % 2 === 1
@@ -153,6 +154,7 @@ async function benchLatency(prefix: string): Promise<void> {
     await producer.send({
       messages: [{ topic: `${prefix}.control`, key: controlKey('acct-lat', 'bot-1'), value: encodeState(state) }]
     })
+    acks.push(performance.now() - sent)
     while (gateway.gate('acct-lat', 'bot-1', 'c', 'text').action !== want) {
       await new Promise(r => setImmediate(r))
       if (performance.now() - sent > 30_000) throw new Error('the verdict did not follow')
@@ -161,8 +163,13 @@ async function benchLatency(prefix: string): Promise<void> {
     await new Promise(r => setTimeout(r, 5))
   }
   samples.sort((a, b) => a - b)
-  const q = (p: number): string => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))]!.toFixed(1)
-  console.log(`decision -> verdict (publish acked by Kafka until gate() answers from it), ${rounds} decisions: p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${q(1)} ms`)
+  acks.sort((a, b) => a - b)
+  const q = (xs: number[], p: number): string => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))]!.toFixed(1)
+  console.log(
+    `decision -> verdict (from the produce call until gate() answers from the state), ${rounds} decisions: ` +
+      `p50 ${q(samples, 0.5)} ms, p99 ${q(samples, 0.99)} ms, max ${q(samples, 1)} ms ` +
+      `(of which the produce acknowledgement: p50 ${q(acks, 0.5)} ms, p99 ${q(acks, 0.99)} ms)`
+  )
   await producer.close()
   await gateway.close()
 }

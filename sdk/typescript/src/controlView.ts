@@ -7,6 +7,7 @@ import { decodeState } from './wire.js'
 
 export type DisconnectPolicy = 'open' | 'closed'
 export const DEFAULT_MAX_DISCONNECTED_S = 300
+const METADATA_REFRESH_MS = 30_000
 
 export interface ControlViewOptions extends KafkaConfig {
   /** After `maxDisconnectedS` without news: keep answering (`open`, default) or pause (`closed`). */
@@ -175,6 +176,8 @@ export class ControlView implements StateSource {
     let delay = 100
     while (!this.#stopped) {
       try {
+        // new partitions and moved leaders: metadata again every 30 s (as the Python view)
+        if (performance.now() - this.#metadataAt > METADATA_REFRESH_MS) this.#needMetadata = true
         if (this.#cursors.size === 0 || this.#needMetadata) await this.#assignPartitions()
         if (this.#cursors.size === 0) {
           await this.#sleep(500)
@@ -200,6 +203,7 @@ export class ControlView implements StateSource {
   }
 
   #needMetadata = false
+  #metadataAt = -Infinity
   #wakeUp: (() => void) | undefined
 
   /** A pause `close()` cuts short (the timer alone does not keep the process alive). */
@@ -236,6 +240,7 @@ export class ControlView implements StateSource {
       }
     }
     this.#needMetadata = false
+    this.#metadataAt = performance.now()
     this.#checkReady()
   }
 

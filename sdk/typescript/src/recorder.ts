@@ -381,7 +381,13 @@ export class UsageRecorder {
     })
     this.#head += n
     this.#stats.drained += n
-    if (this.#head > 65_536 && this.#head * 2 > accounts.length) {
+    if (this.#head === accounts.length) {
+      // all drained: let the bodies go
+      this.#accounts = []
+      this.#bodies = []
+      this.#seqs = []
+      this.#head = 0
+    } else if (this.#head > 65_536 && this.#head * 2 > accounts.length) {
       this.#accounts = accounts.slice(this.#head)
       this.#bodies = this.#bodies.slice(this.#head)
       this.#seqs = this.#seqs.slice(this.#head)
