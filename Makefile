@@ -8,7 +8,12 @@ NATIVE := $(VENV)/.native-stamp
 NATIVE_SRC := setup.py capstream/_native.py \
 	$(shell sed -n 's/^    "\(capstream[a-z0-9_.]*\)",$$/\1/p' capstream/_native.py | tr . / | sed 's/$$/.py/')
 
-.PHONY: demo test lint typecheck unit integration bench build clean kafka-up kafka-down
+.PHONY: demo test lint typecheck unit integration bench build clean kafka-up kafka-down ts bench-ts
+
+# The TypeScript SDK (sdk/typescript): installed with `npm ci` from its lock file, npm only.
+NPM ?= npm
+TS := sdk/typescript
+TS_STAMP := $(TS)/node_modules/.installed-stamp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +33,20 @@ build: $(NATIVE)
 demo: $(STAMP)
 	$(BIN)/capstream demo
 
+$(TS_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && $(NPM) ci --no-audit --no-fund
+	touch $(TS_STAMP)
+
+# Strict compile, then node --test on the shared vectors and the offline tests (~5 s); also
+# builds the driver the Python integration tests run (tests/integration/test_typescript_sdk.py).
+ts: $(TS_STAMP)
+	cd $(TS) && $(NPM) test
+
+# gate() calls/s, record() events/s into the broker, decision -> verdict latency (needs
+# CAPSTREAM_KAFKA_BOOTSTRAP or `make kafka-up`); not part of `make test`.
+bench-ts: $(TS_STAMP)
+	cd $(TS) && $(NPM) run bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check capstream tests benchmarks
 	$(BIN)/ruff format --check capstream tests benchmarks
@@ -45,7 +64,7 @@ integration: $(NATIVE)
 
 # Everything runs the compiled hot path; its unit tests run once more as plain Python (what
 # an install without a C compiler runs).
-test: lint typecheck $(NATIVE)
+test: lint typecheck $(NATIVE) ts
 	$(BIN)/pytest tests
 	CAPSTREAM_PURE=1 $(BIN)/pytest -q tests/unit/core tests/unit/processors tests/unit/test_native.py
 
@@ -62,5 +81,5 @@ kafka-down: $(STAMP)
 
 clean:
 	-$(BIN)/capstream kafka down
-	rm -rf .capstream .pytest_cache .mypy_cache .ruff_cache build $(NATIVE)
+	rm -rf .capstream .pytest_cache .mypy_cache .ruff_cache build $(NATIVE) $(TS)/build $(TS)/dist
 	find capstream -name '*.so' -delete

@@ -23,8 +23,13 @@ kafka_app = typer.Typer(
     help="Run a real local Apache Kafka broker (KRaft, one node).", no_args_is_help=True
 )
 topics_app = typer.Typer(help="Create and list capstream's topics.", no_args_is_help=True)
+vectors_app = typer.Typer(
+    help="The shared test vectors every gateway SDK (Python, TypeScript) must pass.",
+    no_args_is_help=True,
+)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+app.add_typer(vectors_app, name="vectors")
 
 SERVER_MODULES = frozenset({
     "faust", "mode", "rocksdict", "aiokafka", "clickhouse_connect", "chdb", "fastapi",
@@ -300,6 +305,37 @@ def gate(
     from capstream.gateway.commands import gate_command
 
     gate_command(load_settings(), account, bot, conversation, category, timeout, out)
+
+
+@vectors_app.command("generate")
+def vectors_generate(
+    out_dir: Annotated[str, typer.Option("--out", help="Folder to write.")] = "testdata/vectors",
+) -> None:
+    """Write the vectors from the Python core and codecs (commit them with the change)."""
+    from pathlib import Path
+
+    from capstream.gateway.vectors import write
+
+    for path in write(Path(out_dir)):
+        out.print(f"wrote {path}")
+
+
+@vectors_app.command("check")
+def vectors_check(
+    out_dir: Annotated[str, typer.Option("--dir", help="Folder to check.")] = "testdata/vectors",
+) -> None:
+    """Exit 1 if the committed vectors differ from what `generate` would write now."""
+    from pathlib import Path
+
+    from capstream.gateway.vectors import stale
+
+    changed = stale(Path(out_dir))
+    if changed:
+        raise CapstreamError(
+            f"stale test vectors in {out_dir}: {', '.join(changed)}; run `capstream vectors "
+            "generate` and commit the result"
+        )
+    out.print(f"test vectors in {out_dir} are current")
 
 
 @app.command("bench")

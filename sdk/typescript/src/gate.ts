@@ -1,0 +1,158 @@
+/**
+ * The gateway's question before each AI call, as `capstream/core/gate.py` answers it:
+ *
+ * 1. A running policy block: `paused` (reason `policy_block:<policy_id>`).
+ * 2. A capped category (until its `resumesAtMs`): text gets the tenant's fallback text once
+ *    per conversation per cap period (`fallback`), then `skip`; vision, audio and documents
+ *    are skipped silently. Both carry a `CapHit` for the amber feed row.
+ * 3. Otherwise `allow`: the downgrade model until `downgradedUntilMs`, then the premium one;
+ *    3-second batching, or 60 s while throttled; throttled, a conversation gets at most one
+ *    reply per minute (`replyAtMs` tells when the next one may go).
+ */
+import { UnknownCategoryError } from './errors.js'
+import {
+  CATEGORIES,
+  DEFAULT_PREMIUM_MODEL,
+  FAST_BATCHING_S,
+  THROTTLED_BATCHING_S,
+  isCategory,
+  verdict,
+  type CapHit,
+  type EnforcementState,
+  type Verdict
+} from './models.js'
+
+export const REPLY_SPACING_MS = 60_000
+export const DEFAULT_LEDGER_ENTRIES = 100_000
+
+function key(...parts: string[]): string {
+  // length-prefixed, so no id can make two keys collide
+  let out = ''
+  for (const p of parts) out += `${p.length}:${p}|`
+  return out
+}
+
+/**
+ * What a gateway remembers between calls, in bounded memory: which (account, bot,
+ * conversation, cap period) already got the fallback text, and, while throttled, when each
+ * conversation last got a reply. Each map keeps at most `maxEntries` keys and forgets the
+ * oldest first (a forgotten conversation may get the fallback text once more).
+ */
+export class FallbackLedger {
+  readonly maxEntries: number
+  readonly #sent = new Map<string, true>()
+  readonly #replies = new Map<string, number>()
+
+  constructor(maxEntries = DEFAULT_LEDGER_ENTRIES) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+      throw new RangeError('a fallback ledger needs room for at least one entry')
+    }
+    this.maxEntries = maxEntries
+  }
+
+  /** True the first time the conversation claims the fallback of `periodKey`. */
+  claimFallback(accountId: string, botId: string, conversationId: string, periodKey: string): boolean {
+    const k = key(accountId, botId, conversationId, periodKey)
+    const sent = this.#sent
+    if (sent.has(k)) return false
+    sent.set(k, true)
+    if (sent.size > this.maxEntries) sent.delete(sent.keys().next().value as string)
+    return true
+  }
+
+  lastReply(accountId: string, botId: string, conversationId: string): number | undefined {
+    return this.#replies.get(key(accountId, botId, conversationId))
+  }
+
+  recordReply(accountId: string, botId: string, conversationId: string, atMs: number): void {
+    const k = key(accountId, botId, conversationId)
+    const replies = this.#replies
+    replies.delete(k) // re-insert: the most recent stays last
+    replies.set(k, atMs)
+    if (replies.size > this.maxEntries) replies.delete(replies.keys().next().value as string)
+  }
+
+  get size(): number {
+    return this.#sent.size + this.#replies.size
+  }
+}
+
+/** Decide one AI call of `category` in `conversationId` at `now` (epoch ms). */
+export function gate(
+  state: EnforcementState,
+  category: string,
+  conversationId: string,
+  now: number,
+  ledger: FallbackLedger
+): Verdict {
+  if (now < state.fastUntilMs) {
+    const v = state.fast.get(category)
+    if (v !== undefined) return v
+  }
+  return gateSlow(state, category, conversationId, now, ledger)
+}
+
+function unknownCategory(category: unknown): UnknownCategoryError {
+  return new UnknownCategoryError(
+    `unknown category ${JSON.stringify(category)}: use one of ${CATEGORIES.join(', ')}`
+  )
+}
+
+export function checkCategory(category: unknown): void {
+  if (!isCategory(category)) throw unknownCategory(category)
+}
+
+function gateSlow(
+  s: EnforcementState,
+  category: string,
+  conversationId: string,
+  now: number,
+  ledger: FallbackLedger
+): Verdict {
+  if (!isCategory(category)) throw unknownCategory(category)
+  const blocked = s.blockedUntilMs
+  if (blocked !== null && now < blocked) return s.paused
+  const cap = s.caps.get(category)
+  if (cap !== undefined && now < cap.resumesAtMs) {
+    const hit: CapHit = {
+      accountId: s.accountId,
+      botId: s.botId,
+      conversationId,
+      category,
+      period: cap.period,
+      periodKey: cap.periodKey,
+      occurredAtMs: now,
+      hitId: `${s.botId}/${conversationId}/${category}/${now}`
+    }
+    const reason = `cap:${cap.period}:${category}`
+    if (category === 'text' && ledger.claimFallback(s.accountId, s.botId, conversationId, cap.periodKey)) {
+      const text = cap.period === 'monthly' ? s.fallbackTextMonthly : s.fallbackTextDaily
+      return verdict('fallback', null, 0, text, reason, hit)
+    }
+    return verdict('skip', null, 0, null, reason, hit)
+  }
+  const downgraded = s.downgradedUntilMs
+  let model: string
+  const reasons: string[] = []
+  if (downgraded === null) {
+    model = s.model
+  } else if (now < downgraded) {
+    model = s.model
+    reasons.push('downgraded')
+  } else {
+    model = s.premiumModel || DEFAULT_PREMIUM_MODEL // local midnight passed: premium again
+  }
+  const until = s.throttledUntilMs
+  const throttled = s.batchingIntervalS >= THROTTLED_BATCHING_S && (until === null || now < until)
+  if (!throttled) {
+    return verdict('allow', model, FAST_BATCHING_S, null, reasons.length ? reasons.join(';') : null, null)
+  }
+  reasons.push(`throttled:${s.throttleReason ?? 'None'}`)
+  const reason = reasons.join(';')
+  const last = ledger.lastReply(s.accountId, s.botId, conversationId)
+  if (last !== undefined && now - last < REPLY_SPACING_MS) {
+    return verdict('allow', model, THROTTLED_BATCHING_S, null, reason, null, last + REPLY_SPACING_MS)
+  }
+  ledger.recordReply(s.accountId, s.botId, conversationId, now)
+  return verdict('allow', model, THROTTLED_BATCHING_S, null, reason, null)
+}

@@ -1,0 +1,147 @@
+/** `Gateway`: ask before each AI call; the decision comes from the local control view. */
+import { CapHitReporter } from './capHits.js'
+import { ControlView, type ControlViewOptions, type StateSource } from './controlView.js'
+import { UnknownCategoryError } from './errors.js'
+import { DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate } from './gate.js'
+import {
+  ACCOUNT_WIDE_BOT,
+  CATEGORIES,
+  DEFAULT_PREMIUM_MODEL,
+  FAST_BATCHING_S,
+  isCategory,
+  verdict,
+  type CapHit,
+  type EnforcementState,
+  type Verdict
+} from './models.js'
+
+/** The verdict of a fail-closed gateway whose control view is stale (or not ready yet). */
+export const CONTROL_UNAVAILABLE: Verdict = Object.freeze(
+  verdict('paused', null, 0, null, 'control_unavailable', null)
+)
+
+export interface GatewayOptions extends ControlViewOptions {
+  /** Model for a bot the control topic never mentioned (default claude-sonnet-4-6). */
+  defaultModel?: string
+  /** Fallback ledger size (default 100,000 keys per map). */
+  ledgerEntries?: number
+  /** Read states from here instead of a new ControlView. */
+  view?: StateSource
+  /** Report capped attempts here instead of a new CapHitReporter. */
+  reporter?: Pick<CapHitReporter, 'report' | 'close'>
+}
+
+/** A fixed set of states (tests, benchmarks, offline tools). */
+class FixedStates implements StateSource {
+  readonly closed = false
+  readonly ready = true
+  readonly stalenessS = 0
+  /** account -> bot -> state, as a ControlView holds them. */
+  readonly states = new Map<string, Map<string, EnforcementState>>()
+  constructor(states: Iterable<EnforcementState>) {
+    for (const s of states) {
+      let bots = this.states.get(s.accountId)
+      if (bots === undefined) this.states.set(s.accountId, (bots = new Map()))
+      bots.set(s.botId, s)
+    }
+  }
+  get(accountId: string, botId: string): EnforcementState | undefined {
+    const bots = this.states.get(accountId)
+    return bots === undefined ? undefined : (bots.get(botId) ?? bots.get(ACCOUNT_WIDE_BOT))
+  }
+  async close(): Promise<void> {}
+}
+
+/**
+ * Answer `gate()` from memory, report capped attempts, follow the control topic.
+ *
+ * `gate(account, bot, conversation, category)` returns the core's verdict: `allow` (`model`,
+ * `batchingIntervalS` of 3 or 60, maybe `replyAtMs`), `fallback` (send `text`: once per
+ * conversation per cap period), `skip` (capped media, or text after its fallback) or `paused`
+ * (a policy block; or `control_unavailable` when failing closed). A bot the control topic
+ * has not mentioned gets its account-wide state, else `allow` with `defaultModel` and
+ * 3-second batching. Every capped attempt goes to the caphits topic without waiting.
+ */
+export class Gateway {
+  readonly view: StateSource
+  readonly ledger: FallbackLedger
+  readonly unknownVerdict: Verdict
+  readonly #report: (hit: CapHit) => unknown
+  readonly #reporter: Pick<CapHitReporter, 'report' | 'close'> | undefined
+  readonly #states: Map<string, Map<string, EnforcementState>> | undefined
+
+  constructor(options: GatewayOptions = {}) {
+    this.view = options.view ?? new ControlView(options)
+    this.#reporter = options.reporter ?? new CapHitReporter(options)
+    const reporter = this.#reporter
+    this.#report = hit => reporter.report(hit)
+    this.ledger = new FallbackLedger(options.ledgerEntries ?? DEFAULT_LEDGER_ENTRIES)
+    this.unknownVerdict = Object.freeze(
+      verdict('allow', options.defaultModel ?? DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, null, 'no_state_yet', null)
+    )
+    this.#states = this.view instanceof ControlView || this.view instanceof FixedStates ? this.view.states : undefined
+  }
+
+  /** A gateway over fixed states, without Kafka: cap hits go to `onCapHit`. */
+  static fromStates(
+    states: Iterable<EnforcementState>,
+    options: { defaultModel?: string; ledgerEntries?: number; onCapHit?: (hit: CapHit) => void } = {}
+  ): Gateway {
+    const onCapHit = options.onCapHit ?? (() => undefined)
+    return new Gateway({
+      ...options,
+      view: new FixedStates(states),
+      reporter: { report: (hit: CapHit) => (onCapHit(hit), true), close: async () => 0 }
+    })
+  }
+
+  /** Decide one AI call of `category`; `now` is epoch milliseconds (default: now). */
+  gate(accountId: string, botId: string, conversationId: string, category: string, now?: number): Verdict {
+    const view = this.view
+    if (view.closed) return CONTROL_UNAVAILABLE
+    let state: EnforcementState | undefined
+    const states = this.#states
+    if (states !== undefined) {
+      const bots = states.get(accountId)
+      state = bots === undefined ? undefined : (bots.get(botId) ?? bots.get(ACCOUNT_WIDE_BOT))
+    } else {
+      state = view.get(accountId, botId)
+    }
+    if (state === undefined) {
+      if (!isCategory(category)) {
+        throw new UnknownCategoryError(`unknown category ${JSON.stringify(category)}: use one of ${CATEGORIES.join(', ')}`)
+      }
+      return this.unknownVerdict
+    }
+    // The core's own first step, inlined: the state's precomputed verdicts, and the clock
+    // read only when they expire.
+    const until = state.fastUntilMs
+    if (until === Infinity || (now ?? Date.now()) < until) {
+      const v = state.fast.get(category)
+      if (v !== undefined) return v
+    }
+    const v = gate(state, category, conversationId, now ?? Date.now(), this.ledger)
+    if (v.capHit !== null) this.#report(v.capHit)
+    return v
+  }
+
+  get ready(): boolean {
+    return this.view.ready
+  }
+
+  /** Resolves once the control view has read every state (or after `timeoutMs`). */
+  waitReady(timeoutMs = 30_000): Promise<boolean> {
+    const view = this.view
+    return view instanceof ControlView ? view.waitReady(timeoutMs) : Promise.resolve(view.ready)
+  }
+
+  get stalenessS(): number {
+    return this.view.stalenessS
+  }
+
+  /** Stop following the control topic and deliver the pending cap hits. */
+  async close(): Promise<void> {
+    await this.view.close()
+    await this.#reporter?.close()
+  }
+}

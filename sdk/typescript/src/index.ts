@@ -1,0 +1,49 @@
+/** capstream's gateway SDK for Node: record usage, gate every AI call from local memory. */
+export { UsageRecorder, type UsageRecorderOptions, type RecorderStats, type Overflow } from './recorder.js'
+export {
+  ControlView,
+  DEFAULT_MAX_DISCONNECTED_S,
+  type ControlViewOptions,
+  type DisconnectPolicy,
+  type StateSource,
+  type ViewStats
+} from './controlView.js'
+export { Gateway, CONTROL_UNAVAILABLE, type GatewayOptions } from './gateway.js'
+export { CapHitReporter, type CapHitReporterOptions, type ReporterStats } from './capHits.js'
+export { gate, FallbackLedger, REPLY_SPACING_MS, DEFAULT_LEDGER_ENTRIES } from './gate.js'
+export {
+  ACCOUNT_WIDE_BOT,
+  CATEGORIES,
+  CAP_PERIODS,
+  DEFAULT_PREMIUM_MODEL,
+  EnforcementState,
+  type Action,
+  type CapHit,
+  type CapPeriod,
+  type CapStatus,
+  type Category,
+  type EnforcementStateFields,
+  type Verdict
+} from './models.js'
+export { murmur2, partitionFor } from './murmur2.js'
+export {
+  FINGERPRINTS,
+  controlKey,
+  decodeState,
+  encodeBatch,
+  encodeCapHit,
+  encodeEvent,
+  encodeState,
+  type UsageEvent
+} from './wire.js'
+export { type KafkaConfig, type Logger } from './config.js'
+export {
+  CapstreamError,
+  DecodeError,
+  GatewayError,
+  NotDeliveredError,
+  QueueFullError,
+  RecorderClosedError,
+  UnknownCategoryError,
+  UsageEventError
+} from './errors.js'

@@ -1,0 +1,377 @@
+/**
+ * Usage events, batches, cap hits and control states as bytes, identical to the Python
+ * SDK's (`capstream/gateway/wire.py`, `states.py`, `caphits.py`) and its fastavro codecs:
+ * the shared vectors in testdata/vectors/ prove it.
+ */
+import { HEADER_BYTES, MAGIC_0, MAGIC_1, MAX_INT, MAX_LONG, Reader, Writer, fromHex } from './avro.js'
+import { DecodeError, UsageEventError } from './errors.js'
+import {
+  CAP_PERIODS,
+  CATEGORIES,
+  EnforcementState,
+  isCategory,
+  type CapHit,
+  type CapStatus,
+  type Category,
+  type EnforcementStateFields
+} from './models.js'
+
+/** CRC-64-AVRO fingerprints of capstream/schemas/*.avsc (checked by the vectors). */
+export const FINGERPRINTS = {
+  UsageBatch: fromHex('5e9086849169f487'),
+  EnforcementState: fromHex('c66475cfff0a7054'),
+  CapHit: fromHex('27a692b42f8534ed')
+} as const
+
+function header(fingerprint: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([MAGIC_0, MAGIC_1]), fingerprint])
+}
+const BATCH_HEADER = header(FINGERPRINTS.UsageBatch)
+const CAP_HIT_HEADER = header(FINGERPRINTS.CapHit)
+
+export const MAX_ID = 200
+const SAFE = Number.MAX_SAFE_INTEGER
+const CACHE_LIMIT = 100_000
+const CATEGORY_INDEX = new Map<string, number>(CATEGORIES.map((c, i) => [c, i]))
+
+/** One unit of bot usage, recorded after an AI call (credits in integer micro-credits). */
+export interface UsageEvent {
+  /** Client-chosen unique id (1-200 characters); resends are dropped downstream. */
+  eventId: string
+  /** Tenant; the partitioning key. */
+  accountId: string
+  botId: string
+  conversationId: string
+  category: Category
+  /** The model that served the call (may be empty). */
+  model: string
+  tokensIn?: number | bigint
+  tokensOut?: number | bigint
+  messages?: number
+  /** True on the first event of a conversation. */
+  conversationStarted?: boolean
+  creditsMicro?: number | bigint
+  /** Epoch milliseconds; defaults to now. */
+  occurredAtMs?: number | bigint
+  /** Free-form string attributes, written in iteration order. */
+  attributes?: Readonly<Record<string, string>> | ReadonlyMap<string, string>
+}
+
+function codePoints(s: string): number {
+  let n = 0
+  for (const _ of s) n++
+  return n
+}
+
+/** A string field: Python's `_text` checks, same words. */
+function checkText(name: string, value: unknown, required: boolean): string {
+  if ((value === undefined || value === null) && required) {
+    throw new UsageEventError(name, 'is required (a non-empty string)')
+  }
+  if (typeof value !== 'string') {
+    throw new UsageEventError(name, `must be a string, not ${value === null ? 'null' : typeof value}`)
+  }
+  if (required && value.length === 0) throw new UsageEventError(name, 'is required and cannot be empty')
+  if (value.length > MAX_ID) {
+    const n = codePoints(value) // Python counts code points, JavaScript UTF-16 units
+    if (n > MAX_ID) throw new UsageEventError(name, `is ${n} characters; the limit is ${MAX_ID}`)
+  }
+  if (!value.isWellFormed()) throw new UsageEventError(name, 'is not valid text (a lone surrogate)')
+  return value
+}
+
+/** Validated strings -> their Avro bytes (ids must be non-empty; models may be empty). */
+const ids = new Map<string, Buffer>()
+const models = new Map<string, Buffer>()
+
+function cached(cache: Map<string, Buffer>, name: string, value: unknown, required: boolean): Buffer {
+  const hit = typeof value === 'string' ? cache.get(value) : undefined
+  if (hit !== undefined) return hit
+  const text = checkText(name, value, required)
+  const bytes = Writer.stringBytes(text)
+  if (cache.size >= CACHE_LIMIT) cache.clear()
+  cache.set(text, bytes)
+  return bytes
+}
+
+function count(w: Writer, name: string, value: unknown, limit: number): void {
+  if (typeof value === 'number') {
+    if (Number.isInteger(value) && value >= 0) {
+      if (value <= SAFE) {
+        if (value > limit) throw new UsageEventError(name, `${value} is larger than the limit ${limit}`)
+        w.long(value)
+        return
+      }
+      return bigCount(w, name, BigInt(value), limit)
+    }
+    if (Number.isInteger(value)) throw new UsageEventError(name, `cannot be negative (got ${value})`)
+    throw new UsageEventError(name, `must be a whole number, not ${value}`)
+  }
+  if (typeof value === 'bigint') return bigCount(w, name, value, limit)
+  throw new UsageEventError(name, `must be a whole number, not ${JSON.stringify(value) ?? typeof value}`)
+}
+
+function bigCount(w: Writer, name: string, value: bigint, limit: number): void {
+  if (value < 0n) throw new UsageEventError(name, `cannot be negative (got ${value})`)
+  const max = limit === MAX_INT ? BigInt(MAX_INT) : MAX_LONG
+  if (value > max) throw new UsageEventError(name, `${value} is larger than the limit ${max}`)
+  if (value <= BigInt(SAFE)) w.long(Number(value))
+  else w.bigLong(value)
+}
+
+function attributes(w: Writer, attrs: unknown): void {
+  if (attrs === undefined || attrs === null) {
+    w.byte(0)
+    return
+  }
+  let entries: Iterable<[unknown, unknown]>
+  if (attrs instanceof Map) entries = attrs
+  else if (typeof attrs === 'object' && !Array.isArray(attrs)) entries = Object.entries(attrs)
+  else throw new UsageEventError('attributes', `must be an object or Map of strings, not ${typeof attrs}`)
+  const pairs: [string, string][] = []
+  for (const [k, v] of entries) {
+    if (typeof k !== 'string' || typeof v !== 'string') {
+      throw new UsageEventError('attributes', `keys and values must be strings: ${JSON.stringify(k)}`)
+    }
+    if (!k.isWellFormed() || !v.isWellFormed()) {
+      throw new UsageEventError('attributes', `is not valid text: ${JSON.stringify(k)}`)
+    }
+    pairs.push([k, v])
+  }
+  if (pairs.length > 0) {
+    w.long(pairs.length)
+    for (const [k, v] of pairs) {
+      w.string(k)
+      w.string(v)
+    }
+  }
+  w.byte(0)
+}
+
+function id(w: Writer, name: string, value: unknown): void {
+  if (typeof value === 'string' && value.length > 0 && value.length <= MAX_ID && value.isWellFormed()) {
+    w.string(value)
+  } else {
+    w.string(checkText(name, value, true))
+  }
+}
+
+/**
+ * Append the Avro body of one `UsageEvent` to `w`; throws `UsageEventError` naming the bad
+ * field (and leaves `w` as it was).
+ */
+export function writeEvent(w: Writer, e: UsageEvent, nowMs: number): void {
+  const start = w.pos
+  try {
+    const category = CATEGORY_INDEX.get(e.category as string)
+    if (category === undefined) {
+      throw new UsageEventError(
+        'category',
+        `must be one of ${CATEGORIES.join(', ')}, not ${JSON.stringify(e.category)}`
+      )
+    }
+    const started = e.conversationStarted ?? false
+    if (started !== true && started !== false) {
+      throw new UsageEventError('conversation_started', `must be true or false, not ${JSON.stringify(started)}`)
+    }
+    id(w, 'event_id', e.eventId)
+    w.raw(cached(ids, 'account_id', e.accountId, true))
+    w.raw(cached(ids, 'bot_id', e.botId, true))
+    id(w, 'conversation_id', e.conversationId)
+    w.long(category)
+    w.raw(cached(models, 'model', e.model, false))
+    count(w, 'tokens_in', e.tokensIn ?? 0, SAFE)
+    count(w, 'tokens_out', e.tokensOut ?? 0, SAFE)
+    count(w, 'messages', e.messages ?? 0, MAX_INT)
+    w.byte(started ? 1 : 0)
+    count(w, 'credits_micro', e.creditsMicro ?? 0, SAFE)
+    const at = e.occurredAtMs ?? nowMs
+    if (typeof at !== 'number' && typeof at !== 'bigint') {
+      throw new UsageEventError('occurred_at_ms', `must be epoch milliseconds (an integer), not ${JSON.stringify(at)}`)
+    }
+    count(w, 'occurred_at_ms', at, SAFE)
+    attributes(w, e.attributes)
+  } catch (err) {
+    w.pos = start
+    throw err
+  }
+}
+
+const scratch = new Writer(4096)
+
+/** The Avro body of one `UsageEvent` (a copy). */
+export function encodeEvent(e: UsageEvent, nowMs = Date.now()): Buffer {
+  scratch.reset()
+  writeEvent(scratch, e, nowMs)
+  return scratch.bytes()
+}
+
+/** A `UsageBatch` record (single-object encoding) of encoded event bodies. */
+export function encodeBatch(batchId: string, producer: string, sentAtMs: number, bodies: readonly Uint8Array[]): Buffer {
+  let size = 0
+  for (const b of bodies) size += b.length
+  const w = new Writer(size + batchId.length * 3 + producer.length * 3 + 48)
+  w.raw(BATCH_HEADER)
+  w.string(batchId)
+  w.string(producer)
+  w.long(sentAtMs)
+  if (bodies.length > 0) {
+    w.long(bodies.length)
+    for (const b of bodies) w.raw(b)
+  }
+  w.byte(0)
+  return w.buf.subarray(0, w.pos)
+}
+
+/** The `CapHit` record of a hit (what the reporter produces to the caphits topic). */
+export function encodeCapHit(hit: CapHit): Buffer {
+  const w = new Writer(128)
+  w.raw(CAP_HIT_HEADER)
+  w.string(hit.hitId)
+  w.string(hit.accountId)
+  w.string(hit.botId)
+  w.string(hit.conversationId)
+  w.long(CATEGORIES.indexOf(hit.category))
+  w.long(CAP_PERIODS.indexOf(hit.period))
+  w.string(hit.periodKey)
+  w.long(hit.occurredAtMs)
+  return w.bytes()
+}
+
+const STATE_HEADER = header(FINGERPRINTS.EnforcementState)
+const PERIOD_INDEX = new Map<string, number>(CAP_PERIODS.map((p, i) => [p, i]))
+
+function optionalLong(w: Writer, n: number | null): void {
+  if (n === null) w.byte(0)
+  else {
+    w.byte(2)
+    w.long(n)
+  }
+}
+
+function optionalString(w: Writer, s: string | null): void {
+  if (s === null) w.byte(0)
+  else {
+    w.byte(2)
+    w.string(s)
+  }
+}
+
+/** The control topic value of a state (what the processors publish; for tests and tools). */
+export function encodeState(s: EnforcementStateFields): Buffer {
+  const w = new Writer(256)
+  w.raw(STATE_HEADER)
+  w.string(s.accountId)
+  w.string(s.botId)
+  w.long(s.version)
+  w.long(s.updatedAtMs)
+  optionalLong(w, s.blockedUntilMs)
+  optionalString(w, s.blockPolicyId)
+  w.string(s.model)
+  optionalLong(w, s.downgradedUntilMs)
+  w.long(s.batchingIntervalS)
+  optionalLong(w, s.throttledUntilMs)
+  optionalString(w, s.throttleReason)
+  if (s.caps.size > 0) {
+    w.long(s.caps.size)
+    for (const [category, cap] of s.caps) {
+      const period = PERIOD_INDEX.get(cap.period)
+      if (period === undefined) throw new RangeError(`unknown cap period ${JSON.stringify(cap.period)}`)
+      w.string(category)
+      w.long(period)
+      w.string(cap.periodKey)
+      w.long(cap.resumesAtMs)
+    }
+  }
+  w.byte(0)
+  w.string(s.plan)
+  w.string(s.fallbackTextDaily)
+  w.string(s.fallbackTextMonthly)
+  w.string(s.premiumModel)
+  return w.bytes()
+}
+
+/** The control topic key of a bot's state: `account_id/bot_id`. */
+export function controlKey(accountId: string, botId: string): Buffer {
+  return Buffer.from(`${accountId}/${botId}`, 'utf8')
+}
+
+function invalid(message: string): DecodeError {
+  return new DecodeError(message, 'invalid')
+}
+
+/** Decode a control topic value into a state; throws `DecodeError` with the Python reason. */
+export function decodeState(value: Uint8Array | null | undefined): EnforcementState {
+  if (!value || value.length === 0) {
+    throw new DecodeError('empty bytes where a EnforcementState record was expected', 'empty')
+  }
+  if (value[0] !== MAGIC_0 || value[1] !== MAGIC_1 || value.length < HEADER_BYTES) {
+    throw new DecodeError(
+      'not an Avro single-object EnforcementState: expected C3 01 and a schema fingerprint',
+      'not_avro'
+    )
+  }
+  const fp = FINGERPRINTS.EnforcementState
+  for (let i = 0; i < 8; i++) {
+    if (value[2 + i] !== fp[i]) {
+      throw new DecodeError(
+        `unknown schema fingerprint ${Buffer.from(value.subarray(2, 10)).toString('hex')} for a EnforcementState`,
+        'unknown_schema'
+      )
+    }
+  }
+  const r = new Reader(value, HEADER_BYTES, 'EnforcementState')
+  const accountId = r.string()
+  const botId = r.string()
+  const version = r.long()
+  const updatedAtMs = r.long()
+  const blockedUntilMs = r.present() ? r.long() : null
+  const blockPolicyId = r.present() ? r.string() : null
+  const model = r.string()
+  const downgradedUntilMs = r.present() ? r.long() : null
+  const batchingIntervalS = r.long()
+  const throttledUntilMs = r.present() ? r.long() : null
+  const throttleReason = r.present() ? r.string() : null
+  const raw: [string, CapStatus][] = []
+  r.blocks(() => {
+    const category = r.string()
+    const period = r.enumSymbol(CAP_PERIODS) as CapStatus['period']
+    const periodKey = r.string()
+    const resumesAtMs = r.long()
+    raw.push([category, { period, periodKey, resumesAtMs }])
+  })
+  const plan = r.string()
+  const fallbackTextDaily = r.string()
+  const fallbackTextMonthly = r.string()
+  const premiumModel = r.string()
+  // The checks Avro cannot make (as the Python SDK's state_from_avro).
+  if (!accountId || !botId) throw invalid('an EnforcementState needs an account_id and a bot_id')
+  if (version < 0 || batchingIntervalS < 1) {
+    throw invalid(`EnforcementState ${accountId}/${botId}: negative version or batching < 1 s`)
+  }
+  const caps = new Map<string, CapStatus>()
+  for (const [category, cap] of raw) {
+    if (!isCategory(category)) {
+      throw invalid(`EnforcementState ${accountId}/${botId}: unknown cap category ${JSON.stringify(category)}`)
+    }
+    caps.set(category, Object.freeze(cap))
+  }
+  return new EnforcementState({
+    accountId,
+    botId,
+    version,
+    updatedAtMs,
+    blockedUntilMs,
+    blockPolicyId,
+    model,
+    downgradedUntilMs,
+    batchingIntervalS,
+    throttledUntilMs,
+    throttleReason,
+    caps,
+    plan,
+    fallbackTextDaily,
+    fallbackTextMonthly,
+    premiumModel
+  })
+}

@@ -1,0 +1,74 @@
+/**
+ * A capstream TypeScript gateway driven over stdin/stdout (one JSON command per line, one
+ * JSON answer per line), for the Python integration tests (tests/integration/
+ * test_typescript_sdk.py): the broker and the Python worker run there, the SDK here.
+ *
+ * Commands: {"op": "record", "events": [...]}, {"op": "flush"}, {"op": "gate", "calls":
+ * [[account, bot, conversation, category, now?], ...]}, {"op": "ready"}, {"op": "states"},
+ * {"op": "stats"}, {"op": "close"}. Configuration from CAPSTREAM_* variables.
+ */
+import { createInterface } from 'node:readline'
+import { Gateway, UsageRecorder, type Verdict } from '../src/index.js'
+import { usageEvent, verdictJson } from './helpers.js'
+
+const onDisconnect = (process.env['CAPSTREAM_TS_ON_DISCONNECT'] ?? 'open') as 'open' | 'closed'
+const maxDisconnectedS = Number(process.env['CAPSTREAM_TS_MAX_DISCONNECTED_S'] ?? '300')
+const recorder = new UsageRecorder({ lingerMs: Number(process.env['CAPSTREAM_TS_LINGER_MS'] ?? '5'), producerName: 'ts-driver' })
+const gateway = new Gateway({ onDisconnect, maxDisconnectedS })
+
+function answer(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, (_, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n')
+}
+
+async function handle(cmd: Record<string, any>): Promise<unknown> {
+  switch (cmd['op']) {
+    case 'record':
+      return { accepted: cmd['events'].map((e: Record<string, unknown>) => recorder.record(usageEvent(e))) }
+    case 'flush':
+      return { pending: await recorder.flush(cmd['timeout_ms'] ?? 30_000) }
+    case 'ready':
+      return { ready: await gateway.waitReady(cmd['timeout_ms'] ?? 30_000) }
+    case 'gate':
+      return {
+        verdicts: cmd['calls'].map((c: [string, string, string, string, number?]) => {
+          try {
+            return verdictJson(gateway.gate(c[0], c[1], c[2], c[3], c[4]) as Verdict)
+          } catch (err) {
+            return { error: (err as Error).name }
+          }
+        })
+      }
+    case 'states': {
+      const out: Record<string, number> = {}
+      const view = gateway.view as unknown as { states: Map<string, Map<string, { version: number }>> }
+      for (const [account, bots] of view.states) for (const [bot, s] of bots) out[`${account}/${bot}`] = s.version
+      return { states: out, stats: (gateway.view as unknown as { stats: unknown }).stats }
+    }
+    case 'stats':
+      return { recorder: recorder.stats, staleness_s: gateway.stalenessS, closed: gateway.view.closed }
+    case 'close': {
+      await recorder.close(cmd['timeout_ms'] ?? 30_000)
+      await gateway.close()
+      return { closed: true }
+    }
+    default:
+      throw new Error(`unknown op ${JSON.stringify(cmd['op'])}`)
+  }
+}
+
+const lines = createInterface({ input: process.stdin })
+let chain = Promise.resolve()
+lines.on('line', line => {
+  chain = chain.then(async () => {
+    try {
+      const cmd = JSON.parse(line)
+      answer(await handle(cmd))
+      if (cmd.op === 'close') process.exit(0)
+    } catch (err) {
+      answer({ error: (err as Error).name, message: (err as Error).message })
+    }
+  })
+})
+lines.on('close', () => {
+  chain.then(() => process.exit(0))
+})

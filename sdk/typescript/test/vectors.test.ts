@@ -1,0 +1,118 @@
+/** The shared vectors (testdata/vectors/, generated from the Python core and codecs). */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent, encodeState } from '../src/wire.js'
+import { murmur2, partitionFor } from '../src/murmur2.js'
+import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
+import { Gateway } from '../src/gateway.js'
+import { load, long, stateJson, usageEvent, verdictJson } from './helpers.js'
+
+test('murmur2 and partitions match Kafka for every vector key', () => {
+  const { cases } = load('partitions.json')
+  assert.ok(cases.length > 150)
+  for (const c of cases) {
+    const key = Buffer.from(c.key_hex, 'hex')
+    assert.equal(murmur2(key), c.murmur2, c.key_hex)
+    for (const [n, p] of Object.entries(c.partitions)) assert.equal(partitionFor(key, Number(n)), p)
+  }
+})
+
+test('UsageBatch records are byte-identical to the Python codec', () => {
+  const doc = load('usage_batches.json')
+  assert.equal(FINGERPRINTS.UsageBatch.toString('hex'), doc.fingerprint_hex)
+  for (const c of doc.cases) {
+    const bodies = c.events.map((e: Record<string, unknown>) => encodeEvent(usageEvent(e)))
+    const value = encodeBatch(c.batch_id, c.producer, c.sent_at_ms, bodies)
+    assert.equal(value.toString('hex'), c.hex, c.name)
+  }
+})
+
+test('record() refuses the bad events, naming the same field as Python', () => {
+  const { bad_events } = load('usage_batches.json')
+  assert.ok(bad_events.length >= 10)
+  for (const c of bad_events) {
+    const event = usageEvent(c.event)
+    if (c.lone_surrogate) event[usageEventKey(c.field)] = '\ud800'
+    assert.throws(
+      () => encodeEvent(event),
+      (err: unknown) => err instanceof UsageEventError && err.field === c.field,
+      `${c.field}: ${JSON.stringify(c.event[c.field])}`
+    )
+  }
+})
+
+function usageEventKey(field: string): string {
+  return field.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())
+}
+
+test('control values decode to the vector states and encode back to the same bytes', () => {
+  const doc = load('control_states.json')
+  assert.equal(FINGERPRINTS.EnforcementState.toString('hex'), doc.fingerprint_hex)
+  for (const c of doc.cases) {
+    const state = decodeState(Buffer.from(c.hex, 'hex'))
+    assert.deepEqual(stateJson(state), c.state, c.name)
+    assert.equal(encodeState(state).toString('hex'), c.hex, c.name)
+  }
+})
+
+test('bad control values are refused with the Python reason', () => {
+  const { bad } = load('control_states.json')
+  for (const c of bad) {
+    assert.throws(
+      () => decodeState(Buffer.from(c.hex, 'hex')),
+      (err: unknown) => err instanceof DecodeError && err.reason === c.reason,
+      c.name
+    )
+  }
+})
+
+test('cap hits are byte-identical to the Python codec', () => {
+  const doc = load('cap_hits.json')
+  assert.equal(FINGERPRINTS.CapHit.toString('hex'), doc.fingerprint_hex)
+  for (const c of doc.cases) {
+    const h = c.hit
+    const value = encodeCapHit({
+      hitId: h.hit_id,
+      accountId: h.account_id,
+      botId: h.bot_id,
+      conversationId: h.conversation_id,
+      category: h.category,
+      period: h.period,
+      periodKey: h.period_key,
+      occurredAtMs: Number(long(h.occurred_at_ms))
+    })
+    assert.equal(value.toString('hex'), c.hex)
+  }
+})
+
+test('the gateway answers every gate sequence like the Python core', () => {
+  const doc = load('gate_sequences.json')
+  const actions = new Set<string>()
+  for (const seq of doc.sequences) {
+    const states = seq.states.map((s: { hex: string; state: unknown }) => {
+      const state = decodeState(Buffer.from(s.hex, 'hex'))
+      assert.deepEqual(stateJson(state), s.state)
+      return state
+    })
+    const reported: unknown[] = []
+    const gateway = Gateway.fromStates(states, {
+      ledgerEntries: seq.ledger_entries,
+      defaultModel: doc.default_model,
+      onCapHit: hit => reported.push(hit)
+    })
+    let hits = 0
+    seq.steps.forEach((step: Record<string, any>, i: number) => {
+      const call = [step.account_id, step.bot_id, step.conversation_id, step.category] as const
+      if ('error' in step.verdict) {
+        assert.throws(() => gateway.gate(...call, step.now), UnknownCategoryError)
+        return
+      }
+      const got = verdictJson(gateway.gate(...call, step.now))
+      assert.deepEqual(got, step.verdict, `${seq.name}: step ${i} ${call.join(' ')} at ${step.now}`)
+      actions.add(got.action as string)
+      if (got.cap_hit !== null) hits++
+    })
+    assert.equal(reported.length, hits, seq.name)
+  }
+  assert.deepEqual([...actions].sort(), ['allow', 'fallback', 'paused', 'skip'])
+})
