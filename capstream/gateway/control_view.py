@@ -212,7 +212,7 @@ class ControlView:
         except Exception as exc:  # KafkaException: brokers unreachable
             problem = f"cannot reach Kafka ({exc})"
         if problem is None and (meta is None or meta.error is not None or not meta.partitions):
-            problem = f"the control topic {self.topic} is missing: run `capstream topics create`"
+            problem = f"topic {self.topic} is missing: run `capstream topics create`"
         now = time.monotonic()
         if problem is not None or meta is None:
             if now - self._meta_warned_at > 30:

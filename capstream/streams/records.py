@@ -170,6 +170,22 @@ class BotResumeRecord(WireRecord):
     resumed_by: str
 
 
+class ConversationSentRecord(WireRecord):
+    """What a gateway sent a conversation (the gateway ledger encodes it with the codec
+    directly, per claim; this model is for tools and tests)."""
+
+    schema_name: ClassVar[str] = "ConversationSent"
+
+    kind: Literal["fallback", "reply"]
+    account_id: Id
+    bot_id: Id
+    conversation_id: Id
+    period_key: str = ""
+    at_ms: EpochMs
+    expires_at_ms: EpochMs
+    gateway_id: str
+
+
 class NotificationRecord(WireRecord):
     schema_name: ClassVar[str] = "Notification"
 

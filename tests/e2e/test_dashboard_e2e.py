@@ -193,6 +193,25 @@ def test_a_tenant_trips_a_per_hour_policy_and_edits_its_fallback(browser: Any, d
     narrow.click("a[data-tab=settings]")
     expect(narrow.locator("#s-fallback")).to_have_value(FALLBACK)
     small("cap-behaviour")
+
+    # 7. "Resume now" on the paused bot lifts its block (issue 18 item 5), recorded with who.
+    page.click("a[data-tab=live]")
+    card = page.locator('[data-testid="bot-shop-bot"]')
+    card.get_by_test_id("bot-resume").click()
+    expect(card.get_by_test_id("bot-blocked")).to_have_count(0, timeout=60_000)
+    expect(card.get_by_test_id("bot-status")).not_to_have_text("blocked")
+    shot("bot-resumed")
+    deadline = time.monotonic() + 60
+    resumed: list[dict[str, Any]] = []
+    while not resumed and time.monotonic() < deadline:
+        rows = httpx.get(
+            f"{demo.info['api']}/v1/accounts/acme/decisions",
+            headers={"Authorization": f"Bearer {demo.key('acme')}"},
+            trust_env=False,
+        ).json()
+        resumed = [r for r in rows if r.get("bot_id") == "shop-bot" and r.get("resumed_by")]
+        time.sleep(1)
+    assert resumed and resumed[0]["resumed_by"].startswith("dashboard (key:"), resumed
     assert errors == [], errors
 
 
