@@ -313,6 +313,23 @@ class BotOut(BaseModel):
     created_at_ms: int
 
 
+class WindowSeeding(BaseModel):
+    """What a created or changed policy's window counts when it takes effect (the processors
+    seed it from a window of the same metric they already keep, where one covers it)."""
+
+    kind: Literal["shared", "exact", "wider_buckets", "partial", "none"]
+    source_window_seconds: int | None = Field(
+        description="The window it is seeded from (None: it counts from when it takes effect)"
+    )
+    message: str
+
+
+class PolicyResponse(PolicyRecord):
+    """A policy as written, and (on create, replace and change) what its window counts."""
+
+    window_seeding: WindowSeeding | None = None
+
+
 class Preset(BaseModel):
     """A ready policy body for one of the practical uses."""
 

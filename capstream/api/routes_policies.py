@@ -23,7 +23,9 @@ from capstream.api.models import (
     PolicyBody,
     PolicyPatchBody,
     PolicyReplaceBody,
+    PolicyResponse,
     Preset,
+    WindowSeeding,
 )
 from capstream.api.presets import presets
 from capstream.api.validation import checked_policy
@@ -51,6 +53,28 @@ def _record(
     return checked_policy(body.record(account_id, pid, version, ctx.clock()))
 
 
+def _answer(ctx: ApiContext, rec: PolicyRecord, before: list[PolicyRecord]) -> PolicyResponse:
+    """``rec`` with what its window counts, given the policies in force before the change
+    (a changed policy's previous version included: its window is still held then)."""
+    from capstream.core.seeding import window_seeding
+    from capstream.processors.catalog import core_policy, core_settings
+
+    tenant = ctx.view.tenant(rec.account_id)
+    seeding = window_seeding(
+        core_policy(rec),
+        [core_policy(p) for p in before if p.enabled],
+        core_settings(tenant) if tenant is not None else None,
+    )
+    return PolicyResponse(
+        **rec.model_dump(),
+        window_seeding=WindowSeeding(
+            kind=seeding.kind,
+            source_window_seconds=seeding.source_window_seconds,
+            message=seeding.message,
+        ),
+    )
+
+
 def _existing(ctx: ApiContext, account_id: str, pid: str) -> PolicyRecord:
     rec = ctx.view.policy(account_id, pid)
     if rec is None:
@@ -67,20 +91,23 @@ async def list_policies(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> l
 @router.post(
     _BASE,
     status_code=201,
-    response_model=PolicyRecord,
+    response_model=PolicyResponse,
     responses=error_responses(401, 404, 409, 422, 503),
 )
 async def create_policy(
     account_id: AccountId, body: NewPolicyBody, ctx: Ctx, caller: CallerDep
-) -> PolicyRecord:
-    """Create a policy; the processors apply it from the next usage event on."""
+) -> PolicyResponse:
+    """Create a policy; the processors apply it from the next usage event on.
+    ``window_seeding`` says what its window counts at once (usage already recorded in it,
+    where the processors keep a window of the same metric, or only what comes next)."""
     account_scope(ctx, caller, account_id)
     pid = body.policy_id or uuid.uuid4().hex[:16]
     if ctx.view.policy(account_id, pid) is not None:
         raise ConflictError(f"policy {pid!r} exists already; PUT it to replace it")
+    before = ctx.view.policies(account_id)
     rec = _record(ctx, account_id, pid, body, None)
     await _write(ctx, rec, account_id, pid)
-    return rec
+    return _answer(ctx, rec, before)
 
 
 @router.get(
@@ -95,41 +122,43 @@ async def get_policy(
 
 @router.put(
     _BASE + "/{policy_id}",
-    response_model=PolicyRecord,
-    responses={201: {"model": PolicyRecord, "description": "Created"},
+    response_model=PolicyResponse,
+    responses={201: {"model": PolicyResponse, "description": "Created"},
                **error_responses(401, 404, 422, 503)},
 )  # fmt: skip
 async def put_policy(
     account_id: AccountId, policy_id: PolicyId, body: PolicyReplaceBody, ctx: Ctx,
     caller: CallerDep, response: Response,
-) -> PolicyRecord:  # fmt: skip
+) -> PolicyResponse:  # fmt: skip
     """Replace a policy (200), or create it under this id (201). The body is the whole
     policy (every field, ``null`` where optional): a partial one is refused, 422 naming what
     is missing; PATCH changes only some fields."""
     account_scope(ctx, caller, account_id)
     previous = ctx.view.policy(account_id, policy_id)
+    before = ctx.view.policies(account_id)
     rec = _record(ctx, account_id, policy_id, body, previous)
     await _write(ctx, rec, account_id, policy_id)
     response.status_code = 200 if previous else 201
-    return rec
+    return _answer(ctx, rec, before)
 
 
 @router.patch(
     _BASE + "/{policy_id}",
-    response_model=PolicyRecord,
+    response_model=PolicyResponse,
     responses=error_responses(401, 404, 422, 503),
 )
 async def patch_policy(
     account_id: AccountId, policy_id: PolicyId, body: PolicyPatchBody, ctx: Ctx,
     caller: CallerDep,
-) -> PolicyRecord:  # fmt: skip
+) -> PolicyResponse:  # fmt: skip
     """Change only the fields the body names (``null`` removes the alert, the block, the
     category or the bot); everything else is kept."""
     account_scope(ctx, caller, account_id)
     current = _existing(ctx, account_id, policy_id)
+    before = ctx.view.policies(account_id)
     rec = _record(ctx, account_id, policy_id, body.over(current), current)
     await _write(ctx, rec, account_id, policy_id)
-    return rec
+    return _answer(ctx, rec, before)
 
 
 @router.delete(_BASE + "/{policy_id}", status_code=204, responses=error_responses(401, 404, 422))

@@ -183,3 +183,24 @@ def test_resume_publishes_who_and_when_for_the_processors_and_the_sink(
     other = new_account("globex")
     assert client.post("/v1/accounts/acme/bots/bot-1/resume", headers=other).status_code == 404
     assert len(memlog.log["unit.resumes"]) == 3
+
+
+def test_the_answer_says_what_a_new_or_changed_policys_window_counts(
+    client: TestClient, new_account: Any
+) -> None:
+    """Issue 18.8: a policy created at 15:00 with a 1-hour window counts 14:00-15:00 where the
+    processors keep a window of the same metric; where not, the answer says so."""
+    h = new_account("acme", bots=("bot-1",))
+    first = client.post(BASE, json={**BODY, "policy_id": "day", "window_seconds": 86_400},
+                        headers=h)  # fmt: skip
+    assert first.status_code == 201, first.text
+    assert first.json()["window_seeding"]["kind"] == "none"
+    assert "not counted" in first.json()["window_seeding"]["message"]
+    hourly = client.post(BASE, json={**BODY, "policy_id": "hour"}, headers=h).json()
+    seeding = hourly["window_seeding"]
+    assert (seeding["kind"], seeding["source_window_seconds"]) == ("wider_buckets", 86_400)
+    assert "at once" in seeding["message"]
+    same = client.patch(f"{BASE}/hour", json={"threshold": 7}, headers=h).json()
+    assert same["window_seeding"]["kind"] == "shared"  # the same window: it keeps its counts
+    other_metric = client.put(f"{BASE}/hour", json={**BODY, "metric": "tokens"}, headers=h)
+    assert other_metric.json()["window_seeding"]["kind"] == "none"
