@@ -76,12 +76,12 @@ def test_a_batch_written_before_v2_is_still_deduplicated_after_it(chdb: Any) -> 
     insert(chdb, "t:0:0-1", usage_value(1), usage_value(2))
     before = totals(chdb)
     assert before == (12, 6, 6)  # 2 records x 3 events, tokens_in 0..2
-    assert migrate(chdb) == [2]
+    assert migrate(chdb, MIGRATIONS[:2]) == [2]
     insert(chdb, "t:0:0-1", usage_value(1), usage_value(2))  # a replay after the upgrade
     assert totals(chdb) == before
     insert(chdb, "t:0:2-2", usage_value(3))  # the view still feeds the table and rollups
     assert totals(chdb) == (18, 9, 9)
-    assert migrate(chdb) == []
+    assert migrate(chdb, MIGRATIONS[:2]) == []
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,54 @@ def test_merge_settings_are_applied_once(chdb: Any) -> None:
             assert current_setting(chdb, table, name) == str(value)
     assert current_setting(chdb, "usage_events", "non_replicated_deduplication_window") == "10000"
     assert apply_merge_settings(chdb, {"usage_events": {"no_such_setting_anywhere": 1}}) == []
+
+
+def rows(client: Any) -> list[tuple[str, str]]:
+    return [
+        (str(r[0]), str(r[1]))
+        for r in client.query(
+            "SELECT event_id, source FROM usage_events ORDER BY event_id"
+        ).result_rows
+    ]
+
+
+def test_v4_keeps_each_event_once_in_the_table_and_the_rollups(chdb: Any) -> None:
+    migrate(chdb)
+    insert(chdb, "t:0:0-1", batch(1), batch(2))
+    # an SDK resend of e1 in another record, on another partition, plus e1 twice in one
+    # record of the same insert, beside a new event
+    insert(chdb, "t:3:7-8", batch(1), batch(3), batch(1))
+    assert rows(chdb) == [("e1", "t:0:0-1"), ("e2", "t:0:0-1"), ("e3", "t:3:7-8")]
+    assert totals(chdb) == (6, 3, 3)  # tokens_in + 1 per event, events in each rollup
+    # the same event_id with another time or bot is another event
+    insert(chdb, "t:1:0-0", batch(1, occurred_at_ms=1_790_000_000_001), batch(2, bot_id="b2"))
+    assert totals(chdb) == (10, 5, 5)
+
+
+def test_v4_replays_add_nothing_and_rewrite_nothing(chdb: Any) -> None:
+    assert migrate(chdb, MIGRATIONS[:2]) == [1, 2]
+    insert(chdb, "t:0:0-0", batch(1))  # written before the upgrade
+    assert migrate(chdb) == [4]
+    insert(chdb, "t:0:0-0", batch(1))  # its replay after it
+    insert(chdb, "t:0:1-1", batch(2), batch(1))  # a batch holding a resend
+    insert(chdb, "t:0:1-1", batch(2), batch(1))  # that batch replayed (kill -9)
+    assert rows(chdb) == [("e1", "t:0:0-0"), ("e2", "t:0:1-1")]
+    assert totals(chdb) == (4, 2, 2)
+    assert migrate(chdb) == []
+
+
+def test_while_v4_replaces_the_view_inserts_fail_with_a_retryable_error(chdb: Any) -> None:
+    from capstream.sinks.ddl import Migration
+    from capstream.sinks.store import StoreUnavailableError
+
+    migrate(chdb, MIGRATIONS[:2])
+    v4 = MIGRATIONS[2]
+    assert v4.version == 4
+    migrate(chdb, (Migration(4, v4.name, v4.statements[:3]),))  # interrupted mid-way
+    with pytest.raises(Exception, match="being replaced") as caught:
+        insert(chdb, "t:0:0-0", batch(1))
+    assert isinstance(classify(caught.value), StoreUnavailableError)  # type: ignore[arg-type]
+    chdb.command("DELETE FROM capstream_migrations WHERE version = 4")
+    assert migrate(chdb) == [4]  # run again from the start
+    insert(chdb, "t:0:0-0", batch(1))
+    assert totals(chdb) == (2, 1, 1)
