@@ -322,7 +322,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "usage inbox checks read the events array once", _V2_USAGE_CHECKS),
     # 3 is left to the API's migration (feed_rows) being written in parallel; renumber at merge.
-    Migration(4, "usage_events keeps each event_id once (resends dropped at insert)", _V4_EVENT_ONCE),
+    Migration(4, "usage_events keeps each event once (resends dropped at insert)", _V4_EVENT_ONCE),
 )
 
 MERGE_SETTINGS: dict[str, dict[str, int]] = {

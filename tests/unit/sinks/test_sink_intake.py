@@ -208,9 +208,13 @@ def test_a_writer_thread_that_dies_stops_the_runner_with_the_error(
     broker, storage = FakeBroker(), MemoryStorage()
     broker.append("unit.usage", 0, record([event("a")]))
     runner, _ = make_runner(broker, storage)
-    with pytest.raises(SinkFailedError, match="RuntimeError: writer defect"):
+
+    def until_it_raises() -> None:
         for _ in range(500):
             runner.step(timeout=0)
             time.sleep(0.01)
+
+    with pytest.raises(SinkFailedError, match="RuntimeError: writer defect"):
+        until_it_raises()
     runner.close()
     assert storage.rows == {} and broker.committed == {}
