@@ -142,8 +142,9 @@ def sink(settings: Settings, progress: Progress) -> Iterator[float]:
 def bench_throughput(bootstrap: str, tmp: Path, events: int) -> None:
     per_record = 50
     settings = fresh_settings(bootstrap, tmp)
-    pool = encoded_records(1000, per_record, seed=1)
     records = events // per_record
+    # distinct events: the sink stores an event once (a repeated record would be resends)
+    pool = encoded_records(records, per_record, seed=1)
     p = producer(settings)
     topic = Topics(settings.topic_prefix).usage
     t0 = time.perf_counter()
@@ -196,7 +197,7 @@ def bench_lag(bootstrap: str, tmp: Path, rate: int, seconds: float) -> None:
     per_record = 20
     settings = fresh_settings(bootstrap, tmp)
     records_per_s = rate / per_record
-    pool = encoded_records(2000, per_record, seed=2)
+    pool = encoded_records(int(records_per_s * seconds) + 1, per_record, seed=2)
     progress = Progress(per_record)
     topic = Topics(settings.topic_prefix).usage
     with sink(settings, progress):

@@ -316,6 +316,61 @@ SELECT account_id, bot_id,
 FROM bot_resumes_inbox""",
 )
 
+# Each event_id once: an SDK resend is the identical event (same event_id, account, bot and
+# occurred_at) in another record, perhaps on another partition or days later, so the offset
+# tokens above do not catch it. The view drops, at insert time, every event already stored
+# by another insert (looked up by the table's primary key: the block's own
+# (account_id, bot_id, occurred_at, event_id) tuples) and repeats inside the block; the
+# rollups read what the view wrote, so they count each event once too. Rows of the insert's
+# own token are not "already stored": a retried or replayed batch computes the same rows,
+# which the token then deduplicates in the table and in each rollup, as before (a batch
+# whose events landed but not its rollups, a kill -9 between two parts, gets them).
+#
+# The view is dropped and created again under its own name, which keeps the dedup identity
+# of its blocks (``ALTER ... MODIFY QUERY`` does not: a replay of a batch written before
+# would land twice). So that no insert can pass while the view is missing, the inbox is
+# first recreated with a check that fails every insert with a retryable error (not a
+# constraint violation, which would dead-letter the rows), then recreated open once the new
+# view is in place: a concurrent sink retries meanwhile. The view and the inbox keep their
+# names, so replays of batches written before still deduplicate. Idempotent: an
+# interrupted run is simply run again.
+_USAGE_EVENTS_SELECT = """SELECT
+    fromUnixTimestamp64Milli(e.occurred_at_ms, 'UTC') AS occurred_at,
+    e.account_id AS account_id, e.bot_id AS bot_id, e.conversation_id AS conversation_id,
+    e.event_id AS event_id, e.category AS category, e.model AS model,
+    toUInt64(e.tokens_in) AS tokens_in, toUInt64(e.tokens_out) AS tokens_out,
+    toUInt32(e.messages) AS messages, e.conversation_started AS conversation_started,
+    toUInt64(e.credits_micro) AS credits_micro, e.attributes AS attributes,
+    batch_id, producer, fromUnixTimestamp64Milli(sent_at_ms, 'UTC') AS sent_at,
+    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
+FROM usage_batches_inbox ARRAY JOIN events AS e"""
+_USAGE_EVENTS_ONCE = """
+WHERE (account_id, bot_id, occurred_at, event_id) NOT IN (
+    SELECT account_id, bot_id, occurred_at, event_id FROM usage_events
+    WHERE (account_id, bot_id, occurred_at, event_id) IN (
+        SELECT e.account_id, e.bot_id, fromUnixTimestamp64Milli(e.occurred_at_ms, 'UTC'),
+            e.event_id
+        FROM usage_batches_inbox ARRAY JOIN events AS e)
+    AND source != getSetting('insert_deduplication_token'))
+LIMIT 1 BY account_id, bot_id, occurred_at, event_id"""
+_CLOSED_INBOX = _V2_USAGE_CHECKS[1].replace(
+    "\n) ENGINE = Null",
+    ",\n    CONSTRAINT migrating CHECK throwIf(1, 'usage_events_mv is being replaced; retry')"
+    "\n) ENGINE = Null",
+)
+_V6_EVENT_ONCE = (
+    "DROP TABLE IF EXISTS usage_batches_inbox",
+    _CLOSED_INBOX,
+    "DROP TABLE IF EXISTS usage_events_mv",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS usage_events_mv TO usage_events AS\n"
+    + _USAGE_EVENTS_SELECT
+    + _USAGE_EVENTS_ONCE,
+    # A Null table's constraints cannot be altered: the open inbox replaces the closed one
+    # (inserts fail as "unknown table", and are retried, for the moment between the two).
+    "DROP TABLE IF EXISTS usage_batches_inbox",
+    _V2_USAGE_CHECKS[1],
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -332,6 +387,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "feed_rows keyed by category too (a row per category)", (_v3_feed,)),
     Migration(4, "usage_daily readable with SELECT *", _V4_USAGE_DAILY_STAR),
     Migration(5, "resumes recorded in the decisions table (who, when)", _V5_RESUMES),
+    Migration(6, "usage_events keeps each event once (resends dropped at insert)", _V6_EVENT_ONCE),
 )
 
 MERGE_SETTINGS: dict[str, dict[str, int]] = {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capstream.core.limits import DEFAULT_MAX_FUTURE_SKEW_MS
 from capstream.errors import ConfigError
+from capstream.processors.options import DEFAULT_MAX_RECORD_BYTES
 
 MIB = 1024 * 1024
 
@@ -40,6 +42,11 @@ class SinkOptions:
     rollup_retention_days: int | None = None
     """TTL of the hourly and daily rollups; None = keep forever."""
     stats_interval_s: float = 30.0
+    max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_MS / 1000
+    """Usage events stamped later than their record's timestamp plus this are dead-lettered
+    (keep it equal to the worker's ``max_future_skew_s``, so both refuse the same events)."""
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    """Usage records larger than this are dead-lettered whole (the worker's limit too)."""
     create_topics: bool = True
     serve_sql: bool = True
     """Answer ``capstream sql`` for other processes while the sink holds the chDB store."""
@@ -55,6 +62,8 @@ class SinkOptions:
             "session_timeout_s": 6 <= self.session_timeout_s <= 300,
             "revoke_timeout_s": self.revoke_timeout_s > 0,
             "shutdown_timeout_s": self.shutdown_timeout_s > 0,
+            "max_future_skew_s": self.max_future_skew_s >= 0,
+            "max_record_bytes": self.max_record_bytes >= 1024,
             "retention_days": self.retention_days is None or self.retention_days >= 0,
             "rollup_retention_days": (
                 self.rollup_retention_days is None or self.rollup_retention_days >= 0
@@ -67,7 +76,8 @@ class SinkOptions:
                 + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
                 + " (batch_bytes >= 1024, max_buffered_bytes >= 2 x batch_bytes, "
                 "flush_interval_s in (0, 3600], session_timeout_s in [6, 300], "
-                "retries 0 < initial <= max, days >= 0)"
+                "retries 0 < initial <= max, days >= 0, max_future_skew_s >= 0, "
+                "max_record_bytes >= 1024)"
             )
 
     def group(self, topic_prefix: str) -> str:

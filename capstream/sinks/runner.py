@@ -11,10 +11,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from capstream.errors import DecodeError
+from capstream.errors import CapstreamError, DecodeError
 from capstream.sinks.batches import Batch, PartitionBuffer
 from capstream.sinks.dead_letters import DeadLetters
 from capstream.sinks.frames import body_of
+from capstream.sinks.intake import Intake, UsageIntake
 from capstream.sinks.options import SinkOptions
 from capstream.sinks.storage import Storage
 from capstream.sinks.store import StoreUnavailableError
@@ -24,6 +25,10 @@ from capstream.streams.codecs import codec
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
+
+
+class SinkFailedError(CapstreamError):
+    """The sink cannot go on (a writer thread died): the process must exit non-zero."""
 
 
 class Consumer(Protocol):
@@ -46,6 +51,14 @@ class SinkStats:
     written: int = 0
     batches: int = 0
     dead_letters: int = 0
+    """Dead letters sent by the intake: whole records and single refused events."""
+    bad_events: int = 0
+    """Usage events refused by the shared validation (each one a dead letter)."""
+    misplaced: int = 0
+    """Usage events of accounts homed on another partition: not stored where they landed
+    (the worker sends them home, where the sink stores them)."""
+    poison: int = 0
+    """Records whose intake raised (a defect): dead-lettered as ``processing_error``."""
     rejected: int = 0
     tombstones: int = 0
     replay_skipped: int = 0
@@ -71,6 +84,7 @@ class SinkRunner:
         options: SinkOptions,
         *,
         on_written: OnWritten | None = None,
+        usage_partitions: int = 0,
     ) -> None:
         self.consumer = consumer
         self.options = options
@@ -78,6 +92,16 @@ class SinkRunner:
         self.dead_letters = dead_letters
         self.tables = {t.topic: t for t in tables}
         self.codecs = {t.topic: codec(t.schema) for t in tables}
+        self.usage = {
+            t.topic: UsageIntake(
+                self.codecs[t.topic],
+                partitions=usage_partitions,
+                max_record_bytes=options.max_record_bytes,
+                max_future_skew_ms=int(options.max_future_skew_s * 1000),
+            )
+            for t in tables
+            if t.schema == "UsageBatch"
+        }
         self.writer = BatchWriter(
             storage,
             dead_letters,
@@ -123,7 +147,16 @@ class SinkRunner:
         return self.stats
 
     def step(self, timeout: float) -> None:
-        """One loop turn: read, batch, hand due batches to the writer, commit, back-pressure."""
+        """One loop turn: read, batch, hand due batches to the writer, commit, back-pressure.
+
+        Raises ``SinkFailedError`` if a writer thread died: nothing would be written or
+        committed any more, so the process must stop (and a supervisor restart it).
+        """
+        crashed = self.writer.crashed
+        if crashed is not None:
+            raise SinkFailedError(
+                f"the sink's writer thread died: {type(crashed).__name__}: {crashed}"
+            ) from crashed
         for msg in self.consumer.consume(self.options.poll_records, timeout):
             err = msg.error()
             if err is not None:
@@ -165,22 +198,49 @@ class SinkRunner:
             self.stats.tombstones += 1
             batch.cover(offset)
         else:
+            kind, ts = msg.timestamp()
+            ts_ms = ts if kind else 0
             try:
-                body = body_of(value, self.codecs[tp[0]])
+                intake = self._intake(tp, value, ts_ms)
             except DecodeError as exc:
-                self.stats.dead_letters += 1
-                self.dead_letters.send(
-                    tp[0], tp[1], offset, key, value, reason=exc.reason, error=str(exc)
-                )
+                self._dead_letter(tp, offset, key, value, exc.reason, str(exc))
+                intake = Intake(None)
+            except Exception as exc:  # a defect must not stop the sink: dead-letter the record
+                self.stats.poison += 1
+                log.error(
+                    "%s[%d]@%d: the sink's intake raised %s; dead-lettered as processing_error",
+                    tp[0], tp[1], offset, type(exc).__name__, exc_info=exc,
+                )  # fmt: skip
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                self._dead_letter(tp, offset, key, value, "processing_error", error)
+                intake = Intake(None)
+            for bad in intake.bad:
+                self.stats.bad_events += 1
+                self._dead_letter(tp, offset, key, bad.raw, bad.reason, bad.error)
+            self.stats.misplaced += intake.misplaced
+            if intake.body is None:
                 batch.cover(offset)
             else:
-                kind, ts = msg.timestamp()
-                batch.add(offset, key, value, body, ts if kind else 0)
+                batch.add(offset, key, value, intake.body, ts_ms)
         sealed_pin = buf.after_record(offset)
         if sealed_pin is not None:
             self._submit(sealed_pin)
         elif batch.pinned_token is None and batch.nbytes >= self.options.batch_bytes:
             self._submit(buf.seal_all(None))
+
+    def _intake(self, tp: TP, value: bytes | None, ts_ms: int) -> Intake:
+        """What to store of one record (a pure function of its bytes, partition and
+        timestamp, so a batch rebuilt after a crash is the same batch)."""
+        usage = self.usage.get(tp[0])
+        if usage is not None:
+            return usage.take(value, tp[1], ts_ms)
+        return Intake(body_of(value, self.codecs[tp[0]]))
+
+    def _dead_letter(
+        self, tp: TP, offset: int, key: bytes | None, value: bytes | None, reason: str, error: str
+    ) -> None:
+        self.stats.dead_letters += 1
+        self.dead_letters.send(tp[0], tp[1], offset, key, value, reason=reason, error=error)
 
     def _submit(self, batch: Batch | None) -> None:
         if batch is not None:

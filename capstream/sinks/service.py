@@ -94,6 +94,7 @@ def run_sink(
             DeadLetters(dead_letter_producer(settings)),
             options,
             on_written=on_written,
+            usage_partitions=settings.usage_partitions,
         )
         restore = _stop_on_signals(stop)
         try:

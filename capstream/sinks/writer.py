@@ -54,6 +54,9 @@ class _Lane:
         self.failures = 0
         self.last_error: str | None = None
         self.rejected = 0
+        self.crashed: BaseException | None = None
+        """Set when the thread died of an unexpected error: the sink must stop (its batches
+        would never be written again, and nothing past them committed)."""
 
     def start(self) -> None:
         self._thread.start()
@@ -97,7 +100,7 @@ class _Lane:
                 (b.topic, b.partition) in wanted for b in self._queue
             ):
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self.crashed is not None:
                     return False
                 self._cond.wait(left)
             return True
@@ -175,6 +178,15 @@ class _Lane:
                 self._storage.announce(upcoming)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            log.critical("sink writer thread %s died", self._thread.name, exc_info=exc)
+            with self._cond:
+                self.crashed = exc
+                self._cond.notify_all()
+
+    def _loop(self) -> None:
         while (batch := self._next()) is not None:
             self._announce_upcoming()
             rejected = self._write(batch)
@@ -290,6 +302,11 @@ class BatchWriter:
     @property
     def failures(self) -> int:
         return sum(lane.failures for lane in self._lanes)
+
+    @property
+    def crashed(self) -> BaseException | None:
+        """The error a writer thread died of, if one did (the sink must then stop)."""
+        return next((lane.crashed for lane in self._lanes if lane.crashed), None)
 
     def take_acks(self) -> list[Batch]:
         """Batches written since the last call (in order within each partition)."""

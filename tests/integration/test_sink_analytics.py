@@ -73,7 +73,11 @@ def _events() -> list[UsageEventRecord]:
 
 def _publish(settings: Settings, events: list[UsageEventRecord]) -> None:
     t = Topics(settings.topic_prefix)
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    # keyed by account with Kafka's murmur2 (the SDK's rule): an event on another partition
+    # than its account's is not stored there (the worker re-sends it home)
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"}
+    )
     for n in range(0, len(events), 7):
         chunk = [e for e in events[n : n + 7] if e.account_id == "acme"]
         rest = [e for e in events[n : n + 7] if e.account_id != "acme"]

@@ -69,14 +69,19 @@ def _raw_usage(events: list[dict[str, object]]) -> bytes:
     return codec("UsageBatch").encode({"batch_id": "raw", "sent_at_ms": 1, "events": events})
 
 
-def test_bad_records_are_dead_lettered_and_a_poison_row_does_not_block_its_batch(
+def test_bad_records_and_bad_events_are_dead_lettered_and_the_rest_of_their_batch_lands(
     topics: Settings,
 ) -> None:
-    records = usage_records(400, per_record=20, seed=3)
+    records = [
+        (a, {**b, "events": [{**e, "account_id": "acct-bad"} for e in b["events"]]})
+        for a, b in usage_records(400, per_record=20, seed=3)
+    ]
     good_event = records[0][1]["events"][0]
     usage = Topics(topics.topic_prefix).usage
-    producer = Producer({"bootstrap.servers": topics.bootstrap_servers})
-    # all on one partition (one key), between good records: one batch holds them all
+    producer = Producer(
+        {"bootstrap.servers": topics.bootstrap_servers, "partitioner": "murmur2_random"}
+    )
+    # all on one partition (one key, the events' account), between good records: one batch
     bad = {
         "not_avro": b'{"json": "not avro"}',
         "truncated": _raw_usage([good_event])[:-7],
@@ -94,13 +99,18 @@ def test_bad_records_are_dead_lettered_and_a_poison_row_does_not_block_its_batch
         wait_for(lambda: count(topics) >= 400, 60, "the good rows")
         letters = read_dead_letters(topics, usage, expected=4)
     assert count(topics) == 400
-    assert sink["stats"].rejected == 3 and sink["stats"].dead_letters == 1
+    stats = sink["stats"]
+    assert (stats.dead_letters, stats.bad_events, stats.rejected) == (4, 2, 0)
     by_value = {letter.raw_value: letter for letter in letters}
-    assert set(by_value) == set(bad.values())
-    assert by_value[bad["not_avro"]].reason == "not_avro"
-    assert {by_value[bad[k]].reason for k in ("truncated", "year_1970", "negative")} == {"rejected"}
-    assert "occurred_in_2000_to_2200" in by_value[bad["year_1970"]].error
-    assert "counts_not_negative" in by_value[bad["negative"]].error
+    assert set(by_value) == set(bad.values())  # a one-event record's letter is the record
+    assert {k: by_value[v].reason for k, v in bad.items()} == {
+        "not_avro": "not_avro",
+        "truncated": "corrupt",
+        "year_1970": "invalid",
+        "negative": "negative_amount",
+    }
+    assert "occurred_at_ms 5 is before 2000-01-01" in by_value[bad["year_1970"]].error
+    assert "tokens_in cannot be negative" in by_value[bad["negative"]].error
     assert sorted(letter.offset for letter in letters) == [10, 11, 12, 13]
     assert run_sql(
         topics, "SELECT count() FROM usage_events WHERE event_id IN ('old', 'neg')"

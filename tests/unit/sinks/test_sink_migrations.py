@@ -143,7 +143,7 @@ def test_v3_keeps_every_categorys_feed_row_of_an_existing_store(chdb: Any) -> No
     feed_insert(chdb, "f1", "text", 3)
     feed_insert(chdb, "f2", "vision", 1)
     assert len(feed_final(chdb)) == 1  # v1's key: FINAL sees one of them
-    assert migrate(chdb) == [3, 4, 5]
+    assert migrate(chdb) == [3, 4, 5, 6]
     assert feed_final(chdb) == [("text", 3), ("vision", 1)]
     feed_insert(chdb, "f3", "vision", 2)  # the view writes into the rebuilt table
     chdb.command("OPTIMIZE TABLE feed_rows FINAL")
@@ -168,7 +168,7 @@ def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> Non
     chdb.command("INSERT INTO feed_rows_v3 SELECT * FROM feed_rows")
     chdb.command("EXCHANGE TABLES feed_rows AND feed_rows_v3")
     rebuild_feed_rows(chdb)
-    assert migrate(chdb) == [3, 4, 5]
+    assert migrate(chdb) == [3, 4, 5, 6]
     feed_insert(chdb, "f3", "audio", 1)
     assert feed_final(chdb) == [("audio", 1), ("text", 3), ("vision", 1)]
     tables = {r[0] for r in chdb.query("SHOW TABLES").result_rows}
@@ -176,7 +176,7 @@ def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> Non
 
 
 def test_a_fresh_store_keys_feed_rows_by_category(chdb: Any) -> None:
-    assert migrate(chdb) == [1, 2, 3, 4, 5]
+    assert migrate(chdb) == [1, 2, 3, 4, 5, 6]
     key = chdb.query(
         "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
         "AND name = 'feed_rows'"
@@ -190,7 +190,7 @@ def test_select_star_reads_usage_daily_and_uniq_merge_still_counts(chdb: Any) ->
     written before and after the migration still merge."""
     assert migrate(chdb, MIGRATIONS[:3]) == [1, 2, 3]
     insert(chdb, "t:0:0-0", batch(1, conversation_id="conv-1"))
-    assert migrate(chdb) == [4, 5]
+    assert migrate(chdb) == [4, 5, 6]
     insert(chdb, "t:0:1-1", batch(2, conversation_id="conv-2"), batch(3))
     res = chdb.query("SELECT * FROM usage_daily WHERE account_id = {a:String}",
                      parameters={"a": "acct-1"})  # fmt: skip
@@ -198,3 +198,54 @@ def test_select_star_reads_usage_daily_and_uniq_merge_still_counts(chdb: Any) ->
     assert sum(dict(zip(res.column_names, r, strict=True))["events"] for r in res.result_rows) == 3
     merged = chdb.query("SELECT uniqMerge(active_conversations) FROM usage_daily").result_rows
     assert merged == [(2,)]
+
+
+def rows(client: Any) -> list[tuple[str, str]]:
+    return [
+        (str(r[0]), str(r[1]))
+        for r in client.query(
+            "SELECT event_id, source FROM usage_events ORDER BY event_id"
+        ).result_rows
+    ]
+
+
+def test_v6_keeps_each_event_once_in_the_table_and_the_rollups(chdb: Any) -> None:
+    migrate(chdb)
+    insert(chdb, "t:0:0-1", batch(1), batch(2))
+    # an SDK resend of e1 in another record, on another partition, plus e1 twice in one
+    # record of the same insert, beside a new event
+    insert(chdb, "t:3:7-8", batch(1), batch(3), batch(1))
+    assert rows(chdb) == [("e1", "t:0:0-1"), ("e2", "t:0:0-1"), ("e3", "t:3:7-8")]
+    assert totals(chdb) == (6, 3, 3)  # tokens_in + 1 per event, events in each rollup
+    # the same event_id with another time or bot is another event
+    insert(chdb, "t:1:0-0", batch(1, occurred_at_ms=1_790_000_000_001), batch(2, bot_id="b2"))
+    assert totals(chdb) == (10, 5, 5)
+
+
+def test_v6_replays_add_nothing_and_rewrite_nothing(chdb: Any) -> None:
+    assert migrate(chdb, MIGRATIONS[:5]) == [1, 2, 3, 4, 5]
+    insert(chdb, "t:0:0-0", batch(1))  # written before the upgrade
+    assert migrate(chdb) == [6]
+    insert(chdb, "t:0:0-0", batch(1))  # its replay after it
+    insert(chdb, "t:0:1-1", batch(2), batch(1))  # a batch holding a resend
+    insert(chdb, "t:0:1-1", batch(2), batch(1))  # that batch replayed (kill -9)
+    assert rows(chdb) == [("e1", "t:0:0-0"), ("e2", "t:0:1-1")]
+    assert totals(chdb) == (4, 2, 2)
+    assert migrate(chdb) == []
+
+
+def test_while_v6_replaces_the_view_inserts_fail_with_a_retryable_error(chdb: Any) -> None:
+    from capstream.sinks.ddl import Migration
+    from capstream.sinks.store import StoreUnavailableError
+
+    migrate(chdb, MIGRATIONS[:5])
+    v6 = MIGRATIONS[5]
+    assert v6.version == 6
+    migrate(chdb, (Migration(6, v6.name, v6.statements[:3]),))  # interrupted mid-way
+    with pytest.raises(Exception, match="being replaced") as caught:
+        insert(chdb, "t:0:0-0", batch(1))
+    assert isinstance(classify(caught.value), StoreUnavailableError)  # type: ignore[arg-type]
+    chdb.command("DELETE FROM capstream_migrations WHERE version = 6")
+    assert migrate(chdb) == [6]  # run again from the start
+    insert(chdb, "t:0:0-0", batch(1))
+    assert totals(chdb) == (2, 1, 1)
