@@ -41,7 +41,21 @@ from capstream.core.models import (
 from capstream.errors import DecodeError
 from capstream.gateway.partitioner import murmur2
 from capstream.gateway.states import decode_state, state_to_avro
-from capstream.gateway.wire import MAX_ID, MAX_INT, MAX_LONG
+from capstream.core.limits import (
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    MAX_CREDITS_MICRO,
+    MAX_ID,
+    MAX_MESSAGES,
+    MAX_MODEL,
+    MAX_OCCURRED_AT_MS,
+    MAX_TOKENS,
+    MIN_OCCURRED_AT_MS,
+    event_problem,
+)
+from capstream.gateway.errors import UnknownCategoryError
 from capstream.streams.codecs import MAGIC, codec
 
 FILES = (
@@ -165,20 +179,20 @@ def _batch_cases() -> list[dict[str, Any]]:
             ],
         },
         {
-            "name": "the largest counts",
+            "name": "the largest counts, the earliest time (core.limits)",
             "events": [
                 _event(
                     30,
-                    tokens_in=SAFE,
-                    tokens_out=MAX_LONG,
-                    messages=MAX_INT,
-                    credits_micro=MAX_LONG,
-                    occurred_at_ms=0,
+                    tokens_in=MAX_TOKENS,
+                    tokens_out=MAX_TOKENS,
+                    messages=MAX_MESSAGES,
+                    credits_micro=MAX_CREDITS_MICRO,
+                    occurred_at_ms=MIN_OCCURRED_AT_MS,
                 )
             ],
         },
         {
-            "name": "ids of the longest length",
+            "name": "ids and model of the longest length",
             "events": [
                 _event(
                     31,
@@ -186,7 +200,21 @@ def _batch_cases() -> list[dict[str, Any]]:
                     account_id="a" * MAX_ID,
                     bot_id="b" * MAX_ID,
                     conversation_id="c" * MAX_ID,
-                    model="m" * MAX_ID,
+                    model="m" * MAX_MODEL,
+                )
+            ],
+        },
+        {
+            "name": "the most attributes, the longest keys and values (non-ASCII counted in "
+            "characters)",
+            "events": [
+                _event(
+                    32,
+                    attributes=[
+                        [f"{i:02d}" + "k" * (MAX_ATTRIBUTE_KEY - 2), "v" * MAX_ATTRIBUTE_VALUE]
+                        for i in range(MAX_ATTRIBUTES - 1)
+                    ]
+                    + [["ü" * MAX_ATTRIBUTE_KEY, "💬" * MAX_ATTRIBUTE_VALUE]],
                 )
             ],
         },
@@ -201,23 +229,65 @@ def _avro_event(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "attributes": dict(event["attributes"])}
 
 
-BAD_EVENTS: tuple[tuple[str, str, Any], ...] = (
-    ("event_id", "event_id", ""),
-    ("event_id", "event_id", None),
-    ("event_id", "event_id", "e" * (MAX_ID + 1)),
-    ("account_id", "account_id", ""),
-    ("bot_id", "bot_id", 7),
-    ("conversation_id", "conversation_id", "\ud800"),
-    ("category", "category", "video"),
-    ("model", "model", "m" * (MAX_ID + 1)),
-    ("tokens_in", "tokens_in", -1),
-    ("tokens_out", "tokens_out", 2.5),
-    ("messages", "messages", MAX_INT + 1),
-    ("credits_micro", "credits_micro", "lots"),
-    ("conversation_started", "conversation_started", "yes"),
-    ("occurred_at_ms", "occurred_at_ms", "now"),
-    ("attributes", "attributes", [["k", 1]]),
+FUTURE_MARGIN_MS = 60_000
+"""How far past the allowed skew the "after now" refusal is stamped: a margin, so that the
+milliseconds between building the event and validating it cannot make it acceptable."""
+
+BAD_EVENTS: tuple[tuple[str, Any], ...] = (
+    ("event_id", ""),
+    ("event_id", None),
+    ("event_id", "e" * (MAX_ID + 1)),
+    ("account_id", ""),
+    ("account_id", "a" * (MAX_ID + 1)),
+    ("bot_id", 7),
+    ("bot_id", "b" * (MAX_ID + 1)),
+    ("conversation_id", "\ud800"),
+    ("conversation_id", "c" * (MAX_ID + 1)),
+    ("conversation_id", "💬" * (MAX_ID + 1)),
+    ("category", "video"),
+    ("model", "m" * (MAX_MODEL + 1)),
+    ("tokens_in", -1),
+    ("tokens_in", MAX_TOKENS + 1),
+    ("tokens_out", 2.5),
+    ("tokens_out", MAX_TOKENS + 1),
+    ("messages", -3),
+    ("messages", MAX_MESSAGES + 1),
+    ("credits_micro", "lots"),
+    ("credits_micro", MAX_CREDITS_MICRO + 1),
+    ("credits_micro", (1 << 63) - 1),
+    ("conversation_started", "yes"),
+    ("occurred_at_ms", "now"),
+    ("occurred_at_ms", 0),
+    ("occurred_at_ms", MIN_OCCURRED_AT_MS - 1),
+    ("occurred_at_ms", MAX_OCCURRED_AT_MS),
+    ("attributes", [["k", 1]]),
+    ("attributes", [[f"k{i}", "v"] for i in range(MAX_ATTRIBUTES + 1)]),
+    ("attributes", [["k" * (MAX_ATTRIBUTE_KEY + 1), "v"]]),
+    ("attributes", [["lang", "v" * (MAX_ATTRIBUTE_VALUE + 1)]]),
+    ("attributes", [["emoji", "💬" * (MAX_ATTRIBUTE_VALUE + 1)]]),
 )
+"""(field, value): one bad field in an otherwise good event."""
+
+
+def _limits_message(event: dict[str, Any], field: str) -> str | None:
+    """The error text a refusal by ``core.limits`` gives (both SDKs must give it word for
+    word), or None when the field fails a type check first, is a missing id (the SDKs say
+    "is required"), or the text depends on the clock (a time too far ahead names the limit
+    it was compared with)."""
+    try:
+        problem = event_problem(
+            event["event_id"], event["account_id"], event["bot_id"], event["conversation_id"],
+            event["model"], event["tokens_in"], event["tokens_out"], event["messages"],
+            event["credits_micro"], event["occurred_at_ms"], dict(event["attributes"]),
+            MAX_OCCURRED_AT_MS,
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        return None
+    if problem is None or problem.field != field:
+        return None
+    if problem.reason in ("future_timestamp", "missing_id"):  # the SDKs say it their own way
+        return None
+    return f"invalid usage event: {problem.field}: {problem.message}"
 
 
 def usage_batch_vectors() -> dict[str, Any]:
@@ -232,18 +302,45 @@ def usage_batch_vectors() -> dict[str, Any]:
         }
         value = batch_codec.encode({**batch, "events": [_avro_event(e) for e in case["events"]]})
         cases.append({"name": case["name"], **_jsonable(batch), "hex": value.hex()})
-    bad = []
-    for name, field, value in BAD_EVENTS:
+    bad: list[dict[str, Any]] = []
+    for field, value in BAD_EVENTS:
         event = _event(0)
         event[field] = value
         if isinstance(value, str) and value.startswith("\ud800"):
             event[field] = None  # JSON cannot hold a lone surrogate: the test builds it
-            bad.append({"field": name, "event": _jsonable(event), "lone_surrogate": True})
+            bad.append({"field": field, "event": _jsonable(event), "lone_surrogate": True})
             continue
-        bad.append({"field": name, "event": _jsonable(event)})
+        case = {"field": field, "event": _jsonable(event)}
+        message = _limits_message(event, field)
+        if message is not None:
+            case["message"] = message
+        bad.append(case)
+    # Later than the clock plus the allowed skew: the test stamps it from its own clock.
+    bad.append(
+        {
+            "field": "occurred_at_ms",
+            "event": _jsonable(_event(0)),
+            "occurred_at_from_now_ms": DEFAULT_MAX_FUTURE_SKEW_MS + FUTURE_MARGIN_MS,
+        }
+    )
     return {
         "about": "UsageBatch single-object records (C3 01, CRC-64-AVRO fingerprint, body) "
-        "and events record() must refuse, naming the field",
+        "and events record() must refuse, naming the field (and, for the bounds of "
+        "core.limits, with the error's whole text); occurred_at_from_now_ms: set "
+        "occurred_at_ms to the test's clock plus that",
+        "limits": {
+            "max_id": MAX_ID,
+            "max_model": MAX_MODEL,
+            "max_tokens": MAX_TOKENS,
+            "max_messages": MAX_MESSAGES,
+            "max_credits_micro": MAX_CREDITS_MICRO,
+            "min_occurred_at_ms": MIN_OCCURRED_AT_MS,
+            "max_occurred_at_ms": MAX_OCCURRED_AT_MS,
+            "max_future_skew_ms": DEFAULT_MAX_FUTURE_SKEW_MS,
+            "max_attributes": MAX_ATTRIBUTES,
+            "max_attribute_key": MAX_ATTRIBUTE_KEY,
+            "max_attribute_value": MAX_ATTRIBUTE_VALUE,
+        },
         "fingerprint_hex": batch_codec.fingerprint.hex(),
         "cases": cases,
         "bad_events": bad,
@@ -400,6 +497,7 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
         "text": v.text,
         "reason": v.reason,
         "reply_at_ms": v.reply_at_ms,
+        "resumes_at_ms": v.resumes_at_ms,
         "cap_hit": None
         if hit is None
         else {
@@ -424,8 +522,8 @@ def reference_verdict(
     else ``allow`` with the default model and 3-second batching (reason ``no_state_yet``)."""
     account, bot, conversation, category, now = step
     state = states.get((account, bot)) or states.get((account, ACCOUNT_WIDE_BOT))
-    if category not in CATEGORY_INDEX:
-        return {"error": "unknown_category"}
+    if category not in CATEGORY_INDEX:  # one error, with a state or without
+        return {"error": "unknown_category", "message": str(UnknownCategoryError(category))}
     if state is None:
         return _verdict_json(
             Verdict("allow", DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, None, "no_state_yet", None)
@@ -624,7 +722,8 @@ def gate_vectors() -> dict[str, Any]:
         )
     return {
         "about": "a gateway holding these states answers these calls, in order, with one "
-        "fresh fallback ledger per sequence (verdict, or error unknown_category)",
+        "fresh fallback ledger per sequence (verdict, or error unknown_category with "
+        "the error's text)",
         "default_model": DEFAULT_PREMIUM_MODEL,
         "sequences": out,
     }

@@ -9,12 +9,21 @@ TypeScript SDK's tests replay the same files (sdk/typescript/test/vectors.test.t
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from capstream.core.errors import CoreError
+from capstream.core.limits import (
+    MAX_CREDITS_MICRO,
+    MAX_ID,
+    MAX_MESSAGES,
+    MAX_MODEL,
+    MAX_OCCURRED_AT_MS,
+    MAX_TOKENS,
+    MIN_OCCURRED_AT_MS,
+)
 from capstream.core.models import CapHit, EnforcementState
 from capstream.errors import DecodeError
 from capstream.gateway import Gateway, UnknownCategoryError, UsageEventError
@@ -87,14 +96,39 @@ def test_the_recorders_encoding_is_the_usage_batch_of_the_vectors() -> None:
 
 def test_the_recorder_refuses_the_bad_events_naming_the_field() -> None:
     bad = load("usage_batches.json")["bad_events"]
-    assert len(bad) >= 10
+    assert len(bad) >= 30
     for case in bad:
         fields = event_fields(case["event"])
         if case.get("lone_surrogate"):
             fields[case["field"]] = "\ud800"
+        if "occurred_at_from_now_ms" in case:
+            fields["occurred_at_ms"] = int(time.time() * 1000) + case["occurred_at_from_now_ms"]
         with pytest.raises(UsageEventError) as info:
             encode_event(**fields)
-        assert info.value.field == case["field"]
+        assert info.value.field == case["field"], case
+        if "message" in case:
+            assert str(info.value) == case["message"]
+
+
+def test_every_bound_of_core_limits_has_a_refusal_vector_and_an_accepted_one() -> None:
+    doc = load("usage_batches.json")
+    limits = doc["limits"]
+    assert limits["max_tokens"] == MAX_TOKENS and limits["max_credits_micro"] == MAX_CREDITS_MICRO
+    refused = {(c["field"], json.dumps(c["event"][c["field"]])) for c in doc["bad_events"]}
+    for field, value in [
+        ("account_id", "a" * (MAX_ID + 1)), ("bot_id", "b" * (MAX_ID + 1)),
+        ("model", "m" * (MAX_MODEL + 1)), ("tokens_in", MAX_TOKENS + 1),
+        ("tokens_out", MAX_TOKENS + 1), ("messages", MAX_MESSAGES + 1),
+        ("credits_micro", MAX_CREDITS_MICRO + 1), ("occurred_at_ms", 0),
+        ("occurred_at_ms", MIN_OCCURRED_AT_MS - 1), ("occurred_at_ms", MAX_OCCURRED_AT_MS),
+    ]:  # fmt: skip
+        assert (field, json.dumps(value)) in refused, field
+    assert any("occurred_at_from_now_ms" in c for c in doc["bad_events"])
+    largest = next(c for c in doc["cases"] if c["name"].startswith("the largest counts"))
+    event = largest["events"][0]
+    assert (event["tokens_in"], event["messages"], long(event["credits_micro"])) == (
+        MAX_TOKENS, MAX_MESSAGES, MAX_CREDITS_MICRO,
+    )  # fmt: skip
 
 
 def test_control_values_decode_to_the_vector_states_and_encode_back() -> None:
@@ -155,6 +189,7 @@ def verdict_json(v: Any) -> dict[str, Any]:
         "text": v.text,
         "reason": v.reason,
         "reply_at_ms": v.reply_at_ms,
+        "resumes_at_ms": v.resumes_at_ms,
         "cap_hit": None
         if hit is None
         else {
@@ -187,9 +222,10 @@ def test_the_gateway_answers_every_gate_sequence_like_the_vectors() -> None:
         for i, step in enumerate(seq["steps"]):
             call = (step["account_id"], step["bot_id"], step["conversation_id"], step["category"])
             if "error" in step["verdict"]:
-                # a bot with a state: the core's CoreError; a bot without: the gateway's
-                with pytest.raises((UnknownCategoryError, CoreError)):
+                # one type and one text, whether or not the gateway holds a state for the bot
+                with pytest.raises(UnknownCategoryError) as info:
                     gateway.gate(*call, step["now"])
+                assert str(info.value) == step["verdict"]["message"]
                 continue
             got = verdict_json(gateway.gate(*call, step["now"]))
             assert got == step["verdict"], f"{seq['name']}: step {i} {call} at {step['now']}"
