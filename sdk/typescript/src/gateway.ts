@@ -5,7 +5,6 @@ import { UnknownCategoryError } from './errors.js'
 import { DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate } from './gate.js'
 import {
   ACCOUNT_WIDE_BOT,
-  CATEGORIES,
   DEFAULT_PREMIUM_MODEL,
   FAST_BATCHING_S,
   isCategory,
@@ -108,9 +107,7 @@ export class Gateway {
       state = view.get(accountId, botId)
     }
     if (state === undefined) {
-      if (!isCategory(category)) {
-        throw new UnknownCategoryError(`unknown category ${JSON.stringify(category)}: use one of ${CATEGORIES.join(', ')}`)
-      }
+      if (!isCategory(category)) throw new UnknownCategoryError(category)
       return this.unknownVerdict
     }
     // The core's own first step, inlined: the state's precomputed verdicts, and the clock
