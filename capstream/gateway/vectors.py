@@ -28,19 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from capstream.core.gate import FallbackLedger, gate
-from capstream.core.models import (
-    ACCOUNT_WIDE_BOT,
-    CATEGORY_INDEX,
-    DEFAULT_PREMIUM_MODEL,
-    FAST_BATCHING_S,
-    CapHit,
-    CapStatus,
-    EnforcementState,
-    Verdict,
-)
-from capstream.errors import DecodeError
-from capstream.gateway.partitioner import murmur2
-from capstream.gateway.states import decode_state, state_to_avro
 from capstream.core.limits import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
     MAX_ATTRIBUTE_KEY,
@@ -55,7 +42,21 @@ from capstream.core.limits import (
     MIN_OCCURRED_AT_MS,
     event_problem,
 )
+from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
+    CATEGORY_INDEX,
+    DEFAULT_PREMIUM_MODEL,
+    FAST_BATCHING_S,
+    CapHit,
+    CapStatus,
+    EnforcementState,
+    Verdict,
+)
+from capstream.errors import DecodeError
 from capstream.gateway.errors import UnknownCategoryError
+from capstream.gateway.partitioner import murmur2
+from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
+from capstream.gateway.states import decode_state, state_to_avro
 from capstream.streams.codecs import MAGIC, codec
 
 FILES = (
@@ -344,7 +345,59 @@ def usage_batch_vectors() -> dict[str, Any]:
         "fingerprint_hex": batch_codec.fingerprint.hex(),
         "cases": cases,
         "bad_events": bad,
+        "default_conversations_tracked": DEFAULT_CONVERSATIONS_TRACKED,
+        "conversation_started": [
+            {**seq, "events": _jsonable(seq["events"])} for seq in _started_sequences()
+        ],
     }
+
+
+def derived_started(tracked: int, events: list[dict[str, Any]]) -> list[bool | None]:
+    """What a recorder sends as ``conversation_started`` for each event recorded in order
+    (None: the event is refused). Left out (None), it is True for the first event of an
+    (account, bot, conversation) not among the last ``tracked`` seen (0: never); a refused
+    event does not count as seen; an explicit value is sent as given and marks nothing."""
+    seen: dict[tuple[str, str, str], None] = {}
+    out: list[bool | None] = []
+    for e in events:
+        if e["category"] not in CATEGORY_INDEX:
+            out.append(None)
+            continue
+        started = e["conversation_started"]
+        if started is None:
+            key = (e["account_id"], e["bot_id"], e["conversation_id"])
+            started = bool(tracked) and key not in seen
+            if started:
+                seen[key] = None
+                if len(seen) > tracked:
+                    del seen[next(iter(seen))]
+        out.append(started)
+    return out
+
+
+def _started_sequences() -> list[dict[str, Any]]:
+    def ev(i: int, conv: str, started: bool | None = None, **changes: Any) -> dict[str, Any]:
+        return _event(i, conversation_id=conv, conversation_started=started, **changes)
+
+    bounded = [ev(0, "c1"), ev(1, "c1"), ev(2, "c2"), ev(3, "c1"), ev(4, "c2", True),
+               ev(5, "c3", category="video"), ev(6, "c3"), ev(7, "c4"), ev(8, "c1"),
+               ev(9, "c4", False), ev(10, "c4")]  # fmt: skip
+    ids = [ev(20, "x", account_id="a/b", bot_id="c"), ev(21, "x", account_id="a", bot_id="b/c"),
+           ev(22, "x", account_id="a", bot_id="b", ), ev(23, "b/x", account_id="a"),
+           ev(24, "x", account_id="a/b", bot_id="c"), ev(25, "x", bot_id="bot-2"),
+           ev(26, "x")]  # fmt: skip
+    seqs = [
+        ("2 conversations tracked: the oldest is forgotten; a refused event is not seen; "
+         "an explicit value is sent as given", 2, bounded),
+        ("0: derivation off, left out is false", 0, [ev(30, "c1"), ev(31, "c1"), ev(32, "c2")]),
+        ("the default: per (account, bot, conversation), ids with '/' never collide",
+         DEFAULT_CONVERSATIONS_TRACKED, ids),
+    ]  # fmt: skip
+    return [
+        {"name": name, "conversations_tracked": n, "events": events,
+         "started": derived_started(n, events)}
+        for name, n, events in seqs
+    ]  # fmt: skip
 
 
 # -- control states ------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 /** capstream's gateway SDK for Node: record usage, gate every AI call from local memory. */
-export { UsageRecorder, type UsageRecorderOptions, type RecorderStats, type Overflow } from './recorder.js'
+export {
+  UsageRecorder,
+  DEFAULT_CONVERSATIONS_TRACKED,
+  type UsageRecorderOptions,
+  type RecorderStats,
+  type Overflow
+} from './recorder.js'
 export {
   ControlView,
   DEFAULT_MAX_DISCONNECTED_S,

@@ -23,6 +23,11 @@ export interface UsageRecorderOptions extends KafkaConfig {
   producerName?: string
   /** The usage topic (default `<prefix>.usage`). */
   topic?: string
+  /**
+   * Conversations remembered to derive `conversationStarted` when an event leaves it out
+   * (default 100,000, oldest forgotten first; 0 turns derivation off: left out is false).
+   */
+  conversationsTracked?: number
   /** `lz4` (default), `none`, `gzip`, `snappy` or `zstd`. */
   compression?: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
   logger?: Logger
@@ -55,6 +60,8 @@ interface Chunk {
   lastSeq: number
 }
 
+/** Conversations a recorder remembers to derive `conversationStarted` (as the Python SDK). */
+export const DEFAULT_CONVERSATIONS_TRACKED = 100_000
 const METADATA_REFRESH_MS = 60_000
 const PARTITION_CACHE = 100_000
 const MAX_DRAIN = 50_000
@@ -94,6 +101,9 @@ export class UsageRecorder {
   readonly onOverflow: Overflow
   readonly maxBatchEvents: number
   readonly producerName: string
+  readonly conversationsTracked: number
+  /** (account, bot, conversation) of the latest conversations recorded, oldest first. */
+  #seen: Map<string, true> | undefined
   #producer: Producer<Buffer, Buffer, Buffer, Buffer>
   #lingerMs: number
   #log: Logger
@@ -129,6 +139,12 @@ export class UsageRecorder {
     if (!(lingerMs >= 0) || !(maxQueue >= 1) || !(maxBatchEvents >= 1)) {
       throw new GatewayError('lingerMs must be >= 0, maxQueue and maxBatchEvents >= 1')
     }
+    const tracked = options.conversationsTracked ?? DEFAULT_CONVERSATIONS_TRACKED
+    if (!Number.isInteger(tracked) || tracked < 0) {
+      throw new GatewayError('conversationsTracked must be a whole number >= 0 (0: do not derive)')
+    }
+    this.conversationsTracked = tracked
+    this.#seen = tracked > 0 ? new Map() : undefined
     const onOverflow = options.onOverflow ?? 'drop'
     if (onOverflow !== 'drop' && onOverflow !== 'raise') {
       throw new GatewayError(`onOverflow must be 'drop' or 'raise', not ${JSON.stringify(onOverflow)}`)
@@ -170,13 +186,42 @@ export class UsageRecorder {
   /**
    * Queue one usage event; true if accepted. Never blocks, never waits on Kafka.
    * Throws `UsageEventError` naming a bad field, `RecorderClosedError` after `close()`.
+   *
+   * `conversationStarted` (what conversations policies count): true on a conversation's
+   * first event; left out, the recorder derives it: true for the first event of an
+   * (account, bot, conversation) it has not seen among the last `conversationsTracked`.
+   * A refused event (invalid, or the queue full) does not count as seen.
    */
   record(event: UsageEvent): boolean {
     if (this.#closed) throw new RecorderClosedError('this UsageRecorder is closed; create a new one to record')
+    let started = event.conversationStarted
+    let claimed: string | undefined
+    const seen = this.#seen
+    if (started === undefined || started === null) {
+      started = false
+      const { accountId, botId, conversationId } = event
+      if (seen !== undefined && typeof accountId === 'string' && typeof botId === 'string' && typeof conversationId === 'string') {
+        const k = `${accountId.length}:${accountId}|${botId.length}:${botId}|${conversationId}`
+        if (!seen.has(k)) {
+          seen.set(k, true)
+          if (seen.size > this.conversationsTracked) seen.delete(seen.keys().next().value as string)
+          started = true
+          claimed = k
+        }
+      }
+    }
     const w = this.#writer
     w.reset()
-    writeEvent(w, event, Date.now())
-    if (this.pending >= this.maxQueue) return this.#refuse()
+    try {
+      writeEvent(w, event, Date.now(), started)
+    } catch (err) {
+      if (claimed !== undefined) seen!.delete(claimed) // not recorded: its next event is the first
+      throw err
+    }
+    if (this.pending >= this.maxQueue) {
+      if (claimed !== undefined) seen!.delete(claimed)
+      return this.#refuse()
+    }
     this.#accounts.push(event.accountId)
     this.#bodies.push(w.bytes())
     this.#seqs.push(++this.#seq)
@@ -203,6 +248,11 @@ export class UsageRecorder {
     let retry = 0
     for (const c of this.#retry) retry += c.events
     return this.#queued + this.#inFlight + retry
+  }
+
+  /** @internal The encoded event bodies not yet produced, oldest first (for tests). */
+  get queuedBodies(): readonly Buffer[] {
+    return this.#bodies.slice(this.#head)
   }
 
   get #queued(): number {

@@ -174,9 +174,10 @@ function id(w: Writer, name: string, value: unknown): void {
 
 /**
  * Append the Avro body of one `UsageEvent` to `w`; throws `UsageEventError` naming the bad
- * field (and leaves `w` as it was).
+ * field (and leaves `w` as it was). `started`: the `conversation_started` to write instead
+ * of the event's (the recorder's derived one).
  */
-export function writeEvent(w: Writer, e: UsageEvent, nowMs: number): void {
+export function writeEvent(w: Writer, e: UsageEvent, nowMs: number, started: unknown = e.conversationStarted): void {
   const start = w.pos
   try {
     const category = CATEGORY_INDEX.get(e.category as string)
@@ -186,7 +187,7 @@ export function writeEvent(w: Writer, e: UsageEvent, nowMs: number): void {
         `must be one of ${CATEGORIES.join(', ')}, not ${JSON.stringify(e.category)}`
       )
     }
-    const started = e.conversationStarted ?? false
+    started ??= false
     if (started !== true && started !== false) {
       throw new UsageEventError('conversation_started', `must be true or false, not ${JSON.stringify(started)}`)
     }

@@ -5,6 +5,7 @@ import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent, enco
 import { murmur2, partitionFor } from '../src/murmur2.js'
 import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
 import { Gateway } from '../src/gateway.js'
+import { DEFAULT_CONVERSATIONS_TRACKED, UsageRecorder } from '../src/recorder.js'
 import { load, long, stateJson, usageEvent, verdictJson } from './helpers.js'
 import {
   DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -170,4 +171,34 @@ test('the gateway answers every gate sequence like the Python core', () => {
     assert.equal(reported.length, hits, seq.name)
   }
   assert.deepEqual([...actions].sort(), ['allow', 'fallback', 'paused', 'skip'])
+})
+
+test('the recorder derives conversationStarted like the Python recorder', async () => {
+  const doc = load('usage_batches.json')
+  assert.equal(DEFAULT_CONVERSATIONS_TRACKED, doc.default_conversations_tracked)
+  for (const seq of doc.conversation_started) {
+    const options = { bootstrap: '127.0.0.1:1', logger: { warn: () => undefined, error: () => undefined } }
+    const recorder = new UsageRecorder(
+      seq.conversations_tracked === DEFAULT_CONVERSATIONS_TRACKED
+        ? options // the default, left out
+        : { ...options, conversationsTracked: seq.conversations_tracked }
+    )
+    const expected: Buffer[] = []
+    seq.events.forEach((e: Record<string, unknown>, i: number) => {
+      const event = usageEvent(e)
+      const started = seq.started[i]
+      if (started === null) {
+        assert.throws(() => recorder.record(event), UsageEventError)
+        return
+      }
+      assert.equal(recorder.record(event), true)
+      expected.push(encodeEvent({ ...event, conversationStarted: started }))
+    })
+    assert.deepEqual(
+      recorder.queuedBodies.map(b => b.toString('hex')),
+      expected.map(b => b.toString('hex')),
+      seq.name
+    )
+    await recorder.destroy()
+  }
 })

@@ -26,12 +26,19 @@ from capstream.core.limits import (
 )
 from capstream.core.models import CapHit, EnforcementState
 from capstream.errors import DecodeError
-from capstream.gateway import Gateway, UnknownCategoryError, UsageEventError
+from capstream.gateway import (
+    Gateway,
+    NotDeliveredError,
+    UnknownCategoryError,
+    UsageEventError,
+    UsageRecorder,
+)
 from capstream.gateway.caphits import encode_cap_hit
 from capstream.gateway.partitioner import murmur2, partition_for
+from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
 from capstream.gateway.states import decode_state, encode_state, state_to_avro
 from capstream.gateway.vectors import FILES, generate, stale, write
-from capstream.gateway.wire import encode_batch, encode_event
+from capstream.gateway.wire import encode_batch, encode_batch_texts, encode_event
 from capstream.streams.codecs import codec
 from capstream.streams.settings import Settings
 
@@ -129,6 +136,31 @@ def test_every_bound_of_core_limits_has_a_refusal_vector_and_an_accepted_one() -
     assert (event["tokens_in"], event["messages"], long(event["credits_micro"])) == (
         MAX_TOKENS, MAX_MESSAGES, MAX_CREDITS_MICRO,
     )  # fmt: skip
+
+
+def test_the_recorder_derives_conversation_started_like_the_vectors() -> None:
+    doc = load("usage_batches.json")
+    assert doc["default_conversations_tracked"] == DEFAULT_CONVERSATIONS_TRACKED
+    nowhere = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="vectors")
+    for seq in doc["conversation_started"]:
+        recorder = UsageRecorder(
+            nowhere,
+            conversations_tracked=seq["conversations_tracked"],
+            producer_config={"log_level": 0},
+        )
+        try:
+            for event, started in zip(seq["events"], seq["started"], strict=True):
+                if started is None:
+                    with pytest.raises(UsageEventError):
+                        recorder.record(**event_fields(event))
+                else:
+                    assert recorder.record(**event_fields(event))
+            value = encode_batch_texts("b", "p", 1, [body for _, body in recorder._queue])
+            flags = [e["conversation_started"] for e in codec("UsageBatch").decode(value)["events"]]
+            assert flags == [s for s in seq["started"] if s is not None], seq["name"]
+        finally:
+            with pytest.raises(NotDeliveredError):  # no broker: the events stay unconfirmed
+                recorder.close(timeout=0.1)
 
 
 def test_control_values_decode_to_the_vector_states_and_encode_back() -> None:
