@@ -17,6 +17,8 @@ decimal strings so that JavaScript reads them exactly):
 - ``control_states.json``: control topic values with the state they decode to, and values
   that must be refused, with the ``DecodeError`` reason.
 - ``cap_hits.json``: ``CapHit`` records of given hits.
+- ``conversation_sent.json``: ``ConversationSent`` records (what gateways sent, shared
+  through the gateway-sent topic) with their topic keys.
 - ``gate_sequences.json``: states held by a gateway, then calls (account, bot, conversation,
   category, now) in order with the verdict of each; one fresh ledger per sequence.
 """
@@ -54,6 +56,7 @@ from capstream.core.models import (
 )
 from capstream.errors import DecodeError
 from capstream.gateway.errors import UnknownCategoryError
+from capstream.gateway.ledger import expires_at, sent_key
 from capstream.gateway.partitioner import murmur2
 from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
 from capstream.gateway.states import decode_state, state_to_avro
@@ -65,6 +68,7 @@ FILES = (
     "control_states.json",
     "cap_hits.json",
     "gate_sequences.json",
+    "conversation_sent.json",
 )
 DEFAULT_DIR = Path("testdata/vectors")
 SAFE = (1 << 53) - 1
@@ -536,6 +540,42 @@ def cap_hit_vectors() -> dict[str, Any]:
     }
 
 
+# -- what gateways sent (gateway-sent topic) -----------------------------------------------
+
+
+def conversation_sent_vectors() -> dict[str, Any]:
+    sent_codec = codec("ConversationSent")
+    sends = [
+        ("fallback", "acct-1", "bot-1", "conv-1", "2026-11-18", T0, "gw-py-1"),
+        ("fallback", "acct-1", "bot-1", "conv-1", "2026-11", T0 + 1, "gw-ts-1"),
+        ("reply", "acct-1", "bot-1", "conv-1", "", T0 + 2, "a1b2c3d4e5f6"),
+        ("fallback", "账户-1", "bot/ü", "💬/2", "2026-11-18", T0 + 3, ""),
+        ("reply", "a/b", "c", "x", "", 0, "g"),
+    ]
+    cases = []
+    for kind, account, bot, conversation, period, at, gateway in sends:
+        record = {
+            "kind": kind, "account_id": account, "bot_id": bot, "conversation_id": conversation,
+            "period_key": period, "at_ms": at, "expires_at_ms": expires_at(kind, period, at),
+            "gateway_id": gateway,
+        }  # fmt: skip
+        cases.append(
+            {
+                "sent": record,
+                "key": sent_key(kind, account, bot, conversation, period),
+                "hex": sent_codec.encode(record).hex(),
+            }
+        )
+    return {
+        "about": "ConversationSent records (gateway-sent topic, compacted): what a gateway "
+        "sent a conversation, published on each fallback claimed and each throttled reply, "
+        "read by every gateway from the beginning; expires_at_ms is at_ms plus 2 days (a "
+        "daily period), 32 days (a monthly one) or the reply spacing (60 s)",
+        "fingerprint_hex": sent_codec.fingerprint.hex(),
+        "cases": cases,
+    }
+
+
 # -- gate sequences ------------------------------------------------------------------------
 
 Step = tuple[str, str, str, str, int]  # account, bot, conversation, category, now
@@ -793,6 +833,7 @@ def generate() -> dict[str, str]:
         "control_states.json": control_state_vectors(),
         "cap_hits.json": cap_hit_vectors(),
         "gate_sequences.json": gate_vectors(),
+        "conversation_sent.json": conversation_sent_vectors(),
     }
     return {
         name: json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=False) + "\n"

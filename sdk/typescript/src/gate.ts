@@ -59,6 +59,11 @@ export class FallbackLedger {
     return true
   }
 
+  /** Did the conversation get its fallback text of `periodKey` (here or, shared, elsewhere)? */
+  fallbackSent(accountId: string, botId: string, conversationId: string, periodKey: string): boolean {
+    return this.#sent.has(key(accountId, botId, conversationId, periodKey))
+  }
+
   lastReply(accountId: string, botId: string, conversationId: string): number | undefined {
     return this.#replies.get(key(accountId, botId, conversationId))
   }

@@ -31,15 +31,21 @@ export {
   type EnforcementStateFields,
   type Verdict
 } from './models.js'
+export { KafkaLedger, expiresAt, type KafkaLedgerOptions, type LedgerStats } from './ledger.js'
 export { murmur2, partitionFor } from './murmur2.js'
 export {
   FINGERPRINTS,
   controlKey,
+  decodeConversationSent,
   decodeState,
   encodeBatch,
+  encodeConversationSent,
   encodeCapHit,
   encodeEvent,
   encodeState,
+  sentKey,
+  type ConversationSent,
+  type SentKind,
   type UsageEvent
 } from './wire.js'
 export { type KafkaConfig, type Logger } from './config.js'

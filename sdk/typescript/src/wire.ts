@@ -34,7 +34,8 @@ export { MAX_ID }
 export const FINGERPRINTS = {
   UsageBatch: fromHex('5e9086849169f487'),
   EnforcementState: fromHex('c66475cfff0a7054'),
-  CapHit: fromHex('27a692b42f8534ed')
+  CapHit: fromHex('27a692b42f8534ed'),
+  ConversationSent: fromHex('7cc362b3b69a0d08')
 } as const
 
 function header(fingerprint: Buffer): Buffer {
@@ -314,26 +315,29 @@ function invalid(message: string): DecodeError {
   return new DecodeError(message, 'invalid')
 }
 
-/** Decode a control topic value into a state; throws `DecodeError` with the Python reason. */
-export function decodeState(value: Uint8Array | null | undefined): EnforcementState {
+/** The single-object header of `value` checked against `name`'s fingerprint (Python's reasons). */
+function checkHeader(value: Uint8Array | null | undefined, name: keyof typeof FINGERPRINTS): Uint8Array {
   if (!value || value.length === 0) {
-    throw new DecodeError('empty bytes where a EnforcementState record was expected', 'empty')
+    throw new DecodeError(`empty bytes where a ${name} record was expected`, 'empty')
   }
   if (value[0] !== MAGIC_0 || value[1] !== MAGIC_1 || value.length < HEADER_BYTES) {
-    throw new DecodeError(
-      'not an Avro single-object EnforcementState: expected C3 01 and a schema fingerprint',
-      'not_avro'
-    )
+    throw new DecodeError(`not an Avro single-object ${name}: expected C3 01 and a schema fingerprint`, 'not_avro')
   }
-  const fp = FINGERPRINTS.EnforcementState
+  const fp = FINGERPRINTS[name]
   for (let i = 0; i < 8; i++) {
     if (value[2 + i] !== fp[i]) {
       throw new DecodeError(
-        `unknown schema fingerprint ${Buffer.from(value.subarray(2, 10)).toString('hex')} for a EnforcementState`,
+        `unknown schema fingerprint ${Buffer.from(value.subarray(2, 10)).toString('hex')} for a ${name}`,
         'unknown_schema'
       )
     }
   }
+  return value
+}
+
+/** Decode a control topic value into a state; throws `DecodeError` with the Python reason. */
+export function decodeState(bytes: Uint8Array | null | undefined): EnforcementState {
+  const value = checkHeader(bytes, 'EnforcementState')
   const r = new Reader(value, HEADER_BYTES, 'EnforcementState')
   const accountId = r.string()
   const botId = r.string()
@@ -388,4 +392,67 @@ export function decodeState(value: Uint8Array | null | undefined): EnforcementSt
     fallbackTextMonthly,
     premiumModel
   })
+}
+
+// -- what gateways sent (the gateway-sent topic) ---------------------------------------------
+
+export const SENT_KINDS = ['fallback', 'reply'] as const
+export type SentKind = (typeof SENT_KINDS)[number]
+
+/**
+ * A `ConversationSent` record: what a gateway sent a conversation (the fallback text of a
+ * cap period, or a throttled reply), shared by gateway replicas through the compacted
+ * gateway-sent topic (as the Python SDK's `ledger.KafkaLedger`).
+ */
+export interface ConversationSent {
+  kind: SentKind
+  accountId: string
+  botId: string
+  conversationId: string
+  /** fallback: the cap period (`2026-11-22` or `2026-11`); reply: empty */
+  periodKey: string
+  /** when it was sent (epoch ms) */
+  atMs: number
+  /** readers ignore it from then on */
+  expiresAtMs: number
+  gatewayId: string
+}
+
+const SENT_HEADER = header(FINGERPRINTS.ConversationSent)
+
+export function encodeConversationSent(sent: ConversationSent): Buffer {
+  const w = new Writer(96 + sent.accountId.length + sent.botId.length + sent.conversationId.length)
+  w.raw(SENT_HEADER)
+  w.long(SENT_KINDS.indexOf(sent.kind))
+  w.string(sent.accountId)
+  w.string(sent.botId)
+  w.string(sent.conversationId)
+  w.string(sent.periodKey)
+  w.long(sent.atMs)
+  w.long(sent.expiresAtMs)
+  w.string(sent.gatewayId)
+  return w.bytes()
+}
+
+export function decodeConversationSent(raw: Uint8Array | null | undefined): ConversationSent {
+  const value = checkHeader(raw, 'ConversationSent')
+  const r = new Reader(value, HEADER_BYTES, 'ConversationSent')
+  const sent: ConversationSent = {
+    kind: r.enumSymbol(SENT_KINDS) as SentKind,
+    accountId: r.string(),
+    botId: r.string(),
+    conversationId: r.string(),
+    periodKey: r.string(),
+    atMs: r.long(),
+    expiresAtMs: r.long(),
+    gatewayId: r.string()
+  }
+  return sent
+}
+
+/** The gateway-sent topic key: `kind/account/bot/conversation[/period]`. */
+export function sentKey(sent: Pick<ConversationSent, 'kind' | 'accountId' | 'botId' | 'conversationId' | 'periodKey'>): Buffer {
+  const parts = [sent.kind, sent.accountId, sent.botId, sent.conversationId]
+  if (sent.periodKey) parts.push(sent.periodKey)
+  return Buffer.from(parts.join('/'), 'utf8')
 }

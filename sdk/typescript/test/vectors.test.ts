@@ -1,7 +1,19 @@
 /** The shared vectors (testdata/vectors/, generated from the Python core and codecs). */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent, encodeState } from '../src/wire.js'
+import {
+  FINGERPRINTS,
+  decodeConversationSent,
+  decodeState,
+  encodeBatch,
+  encodeCapHit,
+  encodeConversationSent,
+  encodeEvent,
+  encodeState,
+  sentKey,
+  type ConversationSent
+} from '../src/wire.js'
+import { expiresAt } from '../src/ledger.js'
 import { murmur2, partitionFor } from '../src/murmur2.js'
 import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
 import { Gateway } from '../src/gateway.js'
@@ -200,5 +212,27 @@ test('the recorder derives conversationStarted like the Python recorder', async 
       seq.name
     )
     await recorder.destroy()
+  }
+})
+
+test('what gateways sent is byte-identical to the Python ConversationSent, with the same key and expiry', () => {
+  const doc = load('conversation_sent.json')
+  assert.equal(FINGERPRINTS.ConversationSent.toString('hex'), doc.fingerprint_hex)
+  for (const c of doc.cases) {
+    const s = c.sent
+    const sent: ConversationSent = {
+      kind: s.kind,
+      accountId: s.account_id,
+      botId: s.bot_id,
+      conversationId: s.conversation_id,
+      periodKey: s.period_key,
+      atMs: s.at_ms,
+      expiresAtMs: s.expires_at_ms,
+      gatewayId: s.gateway_id
+    }
+    assert.equal(encodeConversationSent(sent).toString('hex'), c.hex)
+    assert.deepEqual(decodeConversationSent(Buffer.from(c.hex, 'hex')), sent)
+    assert.equal(sentKey(sent).toString('utf8'), c.key)
+    assert.equal(expiresAt(sent.kind, sent.periodKey, sent.atMs), sent.expiresAtMs)
   }
 })

@@ -34,6 +34,7 @@ from capstream.gateway import (
     UsageRecorder,
 )
 from capstream.gateway.caphits import encode_cap_hit
+from capstream.gateway.ledger import expires_at, sent_key
 from capstream.gateway.partitioner import murmur2, partition_for
 from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
 from capstream.gateway.states import decode_state, encode_state, state_to_avro
@@ -191,6 +192,19 @@ def test_the_reporters_cap_hit_bytes_are_the_vectors() -> None:
             )
         )  # fmt: skip
         assert encoded.hex() == case["hex"]
+
+
+def test_what_gateways_sent_is_the_conversation_sent_of_the_vectors() -> None:
+    doc = load("conversation_sent.json")
+    sent_codec = codec("ConversationSent")
+    assert sent_codec.fingerprint.hex() == doc["fingerprint_hex"]
+    for case in doc["cases"]:
+        sent = case["sent"]
+        assert sent_codec.encode(sent).hex() == case["hex"]
+        assert sent_codec.decode(bytes.fromhex(case["hex"])) == sent
+        assert sent_key(sent["kind"], sent["account_id"], sent["bot_id"],
+                        sent["conversation_id"], sent["period_key"]) == case["key"]  # fmt: skip
+        assert expires_at(sent["kind"], sent["period_key"], sent["at_ms"]) == sent["expires_at_ms"]
 
 
 class _View:
