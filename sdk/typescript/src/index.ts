@@ -34,6 +34,19 @@ export {
 export { KafkaLedger, expiresAt, type KafkaLedgerOptions, type LedgerStats } from './ledger.js'
 export { murmur2, partitionFor } from './murmur2.js'
 export {
+  DEFAULT_MAX_FUTURE_SKEW_MS,
+  MAX_ATTRIBUTES,
+  MAX_ATTRIBUTE_KEY,
+  MAX_ATTRIBUTE_VALUE,
+  MAX_CREDITS_MICRO,
+  MAX_ID,
+  MAX_MESSAGES,
+  MAX_MODEL,
+  MAX_OCCURRED_AT_MS,
+  MAX_TOKENS,
+  MIN_OCCURRED_AT_MS
+} from './limits.js'
+export {
   FINGERPRINTS,
   controlKey,
   decodeConversationSent,
