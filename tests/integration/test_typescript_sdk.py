@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +247,8 @@ def test_a_python_and_a_typescript_gateway_send_one_fallback_per_conversation_be
     try:
         with Gateway(topics) as py:
             assert py.wait_ready(30) and ts.call("ready")["ready"]
-            assert isinstance(py.ledger, KafkaLedger)
+            ledger = py.ledger
+            assert isinstance(ledger, KafkaLedger)
             actions: Counter[tuple[str, str]] = Counter()
             for c in range(12):
                 conv = f"conv-{c}"
@@ -256,10 +258,11 @@ def test_a_python_and_a_typescript_gateway_send_one_fallback_per_conversation_be
                 assert sent["action"] == "fallback", (first, conv)
                 # the other gateway learns of it, then skips the conversation
                 if second == "ts":
-                    wait_for(lambda key=key: ts.call("ledger", fallbacks=[key])["sent"][0], 10,
+                    wait_for(partial(_ts_fallback_sent, ts, key), 10,
                              f"the TypeScript gateway to learn of {conv}'s fallback")  # fmt: skip
                 else:
-                    wait_for(lambda key=key: py.ledger.fallback_sent(tuple(key)), 10,  # type: ignore[attr-defined]
+                    py_key = ("acct-x", "bot-1", conv, period)
+                    wait_for(partial(ledger.fallback_sent, py_key), 10,
                              f"the Python gateway to learn of {conv}'s fallback")  # fmt: skip
                 again = _gate_at(second, py, ts, conv, now + 100 + c)
                 assert (again["action"], again["text"]) == ("skip", None), (second, conv)
@@ -305,6 +308,10 @@ def test_a_python_and_a_typescript_gateway_send_one_fallback_per_conversation_be
         assert {again_py.gate("acct-x", "bot-1", f"conv-{c}", "text", now + 700 + c).action
                 for c in range(12)} == {"skip"}  # fmt: skip
         assert again_py.gate("acct-x", "bot-1", "conv-new", "text", now + 800).action == "skip"
+
+
+def _ts_fallback_sent(ts: Driver, key: list[str]) -> bool:
+    return bool(ts.call("ledger", fallbacks=[key])["sent"][0])
 
 
 def _gate_at(who: str, py: Any, ts: Driver, conversation: str, now: int) -> dict[str, Any]:
@@ -399,7 +406,9 @@ def test_a_typescript_gateway_follows_what_the_python_worker_decides_on_typescri
                     out.append(hit)
             return out
 
-        found = wait_for(lambda: len(hits()) >= 3 and hits(), 30, "the TypeScript cap hits")
+        found = wait_for(
+            lambda: [h for h in [hits()] if len(h) >= 3], 30, "the TypeScript cap hits"
+        )[0]
         assert {(h["conversation_id"], h["category"], h["period"]) for h in found} >= {
             ("c-1", "text", "daily"), ("c-2", "text", "daily"),
         }  # fmt: skip
