@@ -80,6 +80,71 @@ function fatal(err: unknown, depth = 0): boolean {
 }
 
 /**
+ * The (account, bot, conversation)s a recorder has seen, at most `limit`, oldest first seen
+ * forgotten first. Nested maps, so that an event of a known conversation costs three lookups
+ * of strings the caller already holds (no key built per event); only a new conversation
+ * allocates its entry in the order of first sight.
+ */
+class Conversations {
+  readonly #accounts = new Map<string, Map<string, Map<string, number>>>()
+  /** [account, bot, conversation, sequence], oldest first from #head (stale ones skipped) */
+  #order: [string, string, string, number][] = []
+  #head = 0
+  #size = 0
+  #seq = 0
+
+  constructor(readonly limit: number) {}
+
+  /** Mark the conversation seen; true if it was not (its event is its first). */
+  claim(accountId: string, botId: string, conversationId: string): boolean {
+    let bots = this.#accounts.get(accountId)
+    let conversations = bots?.get(botId)
+    if (conversations?.has(conversationId)) return false
+    if (bots === undefined) this.#accounts.set(accountId, (bots = new Map()))
+    if (conversations === undefined) bots.set(botId, (conversations = new Map()))
+    const seq = ++this.#seq
+    conversations.set(conversationId, seq)
+    this.#order.push([accountId, botId, conversationId, seq])
+    if (++this.#size > this.limit) this.#evictOldest()
+    return true
+  }
+
+  /** Unmark a conversation this recorder just claimed but did not record. */
+  forget(accountId: string, botId: string, conversationId: string): void {
+    if (this.#remove(accountId, botId, conversationId, undefined)) this.#size--
+  }
+
+  #evictOldest(): void {
+    const order = this.#order
+    while (this.#head < order.length) {
+      const [a, b, c, seq] = order[this.#head++]!
+      if (this.#remove(a, b, c, seq)) {
+        this.#size--
+        break
+      }
+    }
+    if (this.#head > 65_536 && this.#head * 2 > order.length) {
+      this.#order = order.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /** Remove the entry (only if it is the one of `seq`, when given); true if removed. */
+  #remove(accountId: string, botId: string, conversationId: string, seq: number | undefined): boolean {
+    const bots = this.#accounts.get(accountId)
+    const conversations = bots?.get(botId)
+    const held = conversations?.get(conversationId)
+    if (held === undefined || (seq !== undefined && held !== seq)) return false
+    conversations!.delete(conversationId)
+    if (conversations!.size === 0) {
+      bots!.delete(botId)
+      if (bots!.size === 0) this.#accounts.delete(accountId)
+    }
+    return true
+  }
+}
+
+/**
  * Publish usage events to the usage topic without ever blocking the caller.
  *
  * `record()` validates the event, encodes it to Avro and appends it to a bounded queue, all
@@ -103,7 +168,7 @@ export class UsageRecorder {
   readonly producerName: string
   readonly conversationsTracked: number
   /** (account, bot, conversation) of the latest conversations recorded, oldest first. */
-  #seen: Map<string, true> | undefined
+  #seen: Conversations | undefined
   #producer: Producer<Buffer, Buffer, Buffer, Buffer>
   #lingerMs: number
   #log: Logger
@@ -144,7 +209,7 @@ export class UsageRecorder {
       throw new GatewayError('conversationsTracked must be a whole number >= 0 (0: do not derive)')
     }
     this.conversationsTracked = tracked
-    this.#seen = tracked > 0 ? new Map() : undefined
+    this.#seen = tracked > 0 ? new Conversations(tracked) : undefined
     const onOverflow = options.onOverflow ?? 'drop'
     if (onOverflow !== 'drop' && onOverflow !== 'raise') {
       throw new GatewayError(`onOverflow must be 'drop' or 'raise', not ${JSON.stringify(onOverflow)}`)
@@ -195,31 +260,28 @@ export class UsageRecorder {
   record(event: UsageEvent): boolean {
     if (this.#closed) throw new RecorderClosedError('this UsageRecorder is closed; create a new one to record')
     let started = event.conversationStarted
-    let claimed: string | undefined
+    let claimed = false
     const seen = this.#seen
     if (started === undefined || started === null) {
-      started = false
       const { accountId, botId, conversationId } = event
-      if (seen !== undefined && typeof accountId === 'string' && typeof botId === 'string' && typeof conversationId === 'string') {
-        const k = `${accountId.length}:${accountId}|${botId.length}:${botId}|${conversationId}`
-        if (!seen.has(k)) {
-          seen.set(k, true)
-          if (seen.size > this.conversationsTracked) seen.delete(seen.keys().next().value as string)
-          started = true
-          claimed = k
-        }
-      }
+      claimed =
+        seen !== undefined &&
+        typeof accountId === 'string' &&
+        typeof botId === 'string' &&
+        typeof conversationId === 'string' &&
+        seen.claim(accountId, botId, conversationId)
+      started = claimed
     }
     const w = this.#writer
     w.reset()
     try {
       writeEvent(w, event, Date.now(), started)
     } catch (err) {
-      if (claimed !== undefined) seen!.delete(claimed) // not recorded: its next event is the first
+      if (claimed) seen!.forget(event.accountId, event.botId, event.conversationId) // not recorded: its next event is the first
       throw err
     }
     if (this.pending >= this.maxQueue) {
-      if (claimed !== undefined) seen!.delete(claimed)
+      if (claimed) seen!.forget(event.accountId, event.botId, event.conversationId)
       return this.#refuse()
     }
     this.#accounts.push(event.accountId)
