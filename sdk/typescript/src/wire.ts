@@ -109,7 +109,8 @@ function count(w: Writer, name: string, value: unknown, limit: number): void {
   if (typeof value === 'number') {
     if (Number.isInteger(value)) {
       if (value < 0) throw new UsageEventError(name, `cannot be negative (got ${value})`)
-      if (value > limit) throw new UsageEventError(name, tooLarge(value, limit))
+      // beyond 2**53 a number prints as 1e+21; Python prints every digit, and so does a bigint
+      if (value > limit) throw new UsageEventError(name, tooLarge(Number.isSafeInteger(value) ? value : BigInt(value), limit))
       w.long(value)
       return
     }

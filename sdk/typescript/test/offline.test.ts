@@ -57,6 +57,10 @@ test('a bad event is refused at record() time, naming the field, and takes no ro
     () => recorder.record({ ...event(1), category: 'video' as 'text' }),
     (err: unknown) => err instanceof UsageEventError && err.field === 'category'
   )
+  assert.throws(
+    () => recorder.record({ ...event(1), tokensIn: 1e21 }),
+    (err: unknown) => err instanceof UsageEventError && err.message.includes('1000000000000000000000 is larger than the per-event limit 1,000,000,000')
+  )
   assert.equal(recorder.record(event(2)), true)
   assert.equal(recorder.stats.accepted, 1)
   await recorder.destroy()
