@@ -39,6 +39,22 @@ _DAY_MS = 86_400_000
 _DAILY_KEEP_MS, _MONTHLY_KEEP_MS = 2 * _DAY_MS, 32 * _DAY_MS
 
 
+def expires_at(kind: str, period_key: str, at_ms: int) -> int:
+    """When a record of what was sent at ``at_ms`` stops mattering: a fallback when its cap
+    period surely ended (a day's within 2 days, a month's within 32), a reply after the
+    reply spacing."""
+    if kind == "reply":
+        return at_ms + REPLY_SPACING_MS
+    return at_ms + (_DAILY_KEEP_MS if len(period_key) > 7 else _MONTHLY_KEEP_MS)
+
+
+def sent_key(kind: str, account: str, bot: str, conversation: str, period_key: str) -> str:
+    """The gateway-sent topic key: ``kind/account/bot/conversation[/period]``."""
+    parts = (kind, account, bot, conversation, period_key) if period_key else (
+        kind, account, bot, conversation)  # fmt: skip
+    return "/".join(parts)
+
+
 class SharedLedger(FallbackLedger):
     """A ledger several request threads may share: claims and updates are atomic."""
 
@@ -85,6 +101,9 @@ class KafkaLedger(SharedLedger):
             {
                 **settings.librdkafka_config(),
                 "linger.ms": 1,  # a claim is rare and should reach the replicas at once
+                # Kafka's default (Java, and the TypeScript SDK): one key, one partition,
+                # whichever SDK published it, so compaction keeps only the latest.
+                "partitioner": "murmur2_random",
                 "acks": "all",
                 "enable.idempotence": True,
                 "log_level": 3,
@@ -100,13 +119,14 @@ class KafkaLedger(SharedLedger):
         if not super().claim_fallback(key):
             return False
         now = time_ns() // 1_000_000
-        keep = _DAILY_KEEP_MS if len(key[3]) > 7 else _MONTHLY_KEEP_MS
-        self._publish("fallback", key[0], key[1], key[2], key[3], now, now + keep)
+        self._publish(
+            "fallback", key[0], key[1], key[2], key[3], now, expires_at("fallback", key[3], now)
+        )
         return True
 
     def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
         super().record_reply(key, at_ms)
-        self._publish("reply", key[0], key[1], key[2], "", at_ms, at_ms + REPLY_SPACING_MS)
+        self._publish("reply", key[0], key[1], key[2], "", at_ms, expires_at("reply", "", at_ms))
 
     def _publish(
         self, kind: str, account: str, bot: str, conv: str, period: str, at: int, until: int
@@ -116,7 +136,7 @@ class KafkaLedger(SharedLedger):
              "period_key": period, "at_ms": at, "expires_at_ms": until,
              "gateway_id": self.gateway_id}
         )  # fmt: skip
-        key = "/".join((kind, account, bot, conv, period) if period else (kind, account, bot, conv))
+        key = sent_key(kind, account, bot, conv, period)
         try:
             self._producer.produce(self.topic, value, key.encode("utf-8"))
             self._producer.poll(0)

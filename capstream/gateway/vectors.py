@@ -17,6 +17,8 @@ decimal strings so that JavaScript reads them exactly):
 - ``control_states.json``: control topic values with the state they decode to, and values
   that must be refused, with the ``DecodeError`` reason.
 - ``cap_hits.json``: ``CapHit`` records of given hits.
+- ``conversation_sent.json``: ``ConversationSent`` records (what gateways sent, shared
+  through the gateway-sent topic) with their topic keys.
 - ``gate_sequences.json``: states held by a gateway, then calls (account, bot, conversation,
   category, now) in order with the verdict of each; one fresh ledger per sequence.
 """
@@ -28,6 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from capstream.core.gate import FallbackLedger, gate
+from capstream.core.limits import (
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    MAX_CREDITS_MICRO,
+    MAX_ID,
+    MAX_MESSAGES,
+    MAX_MODEL,
+    MAX_OCCURRED_AT_MS,
+    MAX_TOKENS,
+    MIN_OCCURRED_AT_MS,
+    event_problem,
+)
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
     CATEGORY_INDEX,
@@ -39,9 +55,11 @@ from capstream.core.models import (
     Verdict,
 )
 from capstream.errors import DecodeError
+from capstream.gateway.errors import UnknownCategoryError
+from capstream.gateway.ledger import expires_at, sent_key
 from capstream.gateway.partitioner import murmur2
+from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
 from capstream.gateway.states import decode_state, state_to_avro
-from capstream.gateway.wire import MAX_ID, MAX_INT, MAX_LONG
 from capstream.streams.codecs import MAGIC, codec
 
 FILES = (
@@ -50,6 +68,7 @@ FILES = (
     "control_states.json",
     "cap_hits.json",
     "gate_sequences.json",
+    "conversation_sent.json",
 )
 DEFAULT_DIR = Path("testdata/vectors")
 SAFE = (1 << 53) - 1
@@ -165,20 +184,20 @@ def _batch_cases() -> list[dict[str, Any]]:
             ],
         },
         {
-            "name": "the largest counts",
+            "name": "the largest counts, the earliest time (core.limits)",
             "events": [
                 _event(
                     30,
-                    tokens_in=SAFE,
-                    tokens_out=MAX_LONG,
-                    messages=MAX_INT,
-                    credits_micro=MAX_LONG,
-                    occurred_at_ms=0,
+                    tokens_in=MAX_TOKENS,
+                    tokens_out=MAX_TOKENS,
+                    messages=MAX_MESSAGES,
+                    credits_micro=MAX_CREDITS_MICRO,
+                    occurred_at_ms=MIN_OCCURRED_AT_MS,
                 )
             ],
         },
         {
-            "name": "ids of the longest length",
+            "name": "ids and model of the longest length",
             "events": [
                 _event(
                     31,
@@ -186,7 +205,21 @@ def _batch_cases() -> list[dict[str, Any]]:
                     account_id="a" * MAX_ID,
                     bot_id="b" * MAX_ID,
                     conversation_id="c" * MAX_ID,
-                    model="m" * MAX_ID,
+                    model="m" * MAX_MODEL,
+                )
+            ],
+        },
+        {
+            "name": "the most attributes, the longest keys and values (non-ASCII counted in "
+            "characters)",
+            "events": [
+                _event(
+                    32,
+                    attributes=[
+                        [f"{i:02d}" + "k" * (MAX_ATTRIBUTE_KEY - 2), "v" * MAX_ATTRIBUTE_VALUE]
+                        for i in range(MAX_ATTRIBUTES - 1)
+                    ]
+                    + [["ü" * MAX_ATTRIBUTE_KEY, "💬" * MAX_ATTRIBUTE_VALUE]],
                 )
             ],
         },
@@ -201,23 +234,65 @@ def _avro_event(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "attributes": dict(event["attributes"])}
 
 
-BAD_EVENTS: tuple[tuple[str, str, Any], ...] = (
-    ("event_id", "event_id", ""),
-    ("event_id", "event_id", None),
-    ("event_id", "event_id", "e" * (MAX_ID + 1)),
-    ("account_id", "account_id", ""),
-    ("bot_id", "bot_id", 7),
-    ("conversation_id", "conversation_id", "\ud800"),
-    ("category", "category", "video"),
-    ("model", "model", "m" * (MAX_ID + 1)),
-    ("tokens_in", "tokens_in", -1),
-    ("tokens_out", "tokens_out", 2.5),
-    ("messages", "messages", MAX_INT + 1),
-    ("credits_micro", "credits_micro", "lots"),
-    ("conversation_started", "conversation_started", "yes"),
-    ("occurred_at_ms", "occurred_at_ms", "now"),
-    ("attributes", "attributes", [["k", 1]]),
+FUTURE_MARGIN_MS = 60_000
+"""How far past the allowed skew the "after now" refusal is stamped: a margin, so that the
+milliseconds between building the event and validating it cannot make it acceptable."""
+
+BAD_EVENTS: tuple[tuple[str, Any], ...] = (
+    ("event_id", ""),
+    ("event_id", None),
+    ("event_id", "e" * (MAX_ID + 1)),
+    ("account_id", ""),
+    ("account_id", "a" * (MAX_ID + 1)),
+    ("bot_id", 7),
+    ("bot_id", "b" * (MAX_ID + 1)),
+    ("conversation_id", "\ud800"),
+    ("conversation_id", "c" * (MAX_ID + 1)),
+    ("conversation_id", "💬" * (MAX_ID + 1)),
+    ("category", "video"),
+    ("model", "m" * (MAX_MODEL + 1)),
+    ("tokens_in", -1),
+    ("tokens_in", MAX_TOKENS + 1),
+    ("tokens_out", 2.5),
+    ("tokens_out", MAX_TOKENS + 1),
+    ("messages", -3),
+    ("messages", MAX_MESSAGES + 1),
+    ("credits_micro", "lots"),
+    ("credits_micro", MAX_CREDITS_MICRO + 1),
+    ("credits_micro", (1 << 63) - 1),
+    ("conversation_started", "yes"),
+    ("occurred_at_ms", "now"),
+    ("occurred_at_ms", 0),
+    ("occurred_at_ms", MIN_OCCURRED_AT_MS - 1),
+    ("occurred_at_ms", MAX_OCCURRED_AT_MS),
+    ("attributes", [["k", 1]]),
+    ("attributes", [[f"k{i}", "v"] for i in range(MAX_ATTRIBUTES + 1)]),
+    ("attributes", [["k" * (MAX_ATTRIBUTE_KEY + 1), "v"]]),
+    ("attributes", [["lang", "v" * (MAX_ATTRIBUTE_VALUE + 1)]]),
+    ("attributes", [["emoji", "💬" * (MAX_ATTRIBUTE_VALUE + 1)]]),
 )
+"""(field, value): one bad field in an otherwise good event."""
+
+
+def _limits_message(event: dict[str, Any], field: str) -> str | None:
+    """The error text a refusal by ``core.limits`` gives (both SDKs must give it word for
+    word), or None when the field fails a type check first, is a missing id (the SDKs say
+    "is required"), or the text depends on the clock (a time too far ahead names the limit
+    it was compared with)."""
+    try:
+        problem = event_problem(
+            event["event_id"], event["account_id"], event["bot_id"], event["conversation_id"],
+            event["model"], event["tokens_in"], event["tokens_out"], event["messages"],
+            event["credits_micro"], event["occurred_at_ms"], dict(event["attributes"]),
+            MAX_OCCURRED_AT_MS,
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        return None
+    if problem is None or problem.field != field:
+        return None
+    if problem.reason in ("future_timestamp", "missing_id"):  # the SDKs say it their own way
+        return None
+    return f"invalid usage event: {problem.field}: {problem.message}"
 
 
 def usage_batch_vectors() -> dict[str, Any]:
@@ -232,22 +307,101 @@ def usage_batch_vectors() -> dict[str, Any]:
         }
         value = batch_codec.encode({**batch, "events": [_avro_event(e) for e in case["events"]]})
         cases.append({"name": case["name"], **_jsonable(batch), "hex": value.hex()})
-    bad = []
-    for name, field, value in BAD_EVENTS:
+    bad: list[dict[str, Any]] = []
+    for field, value in BAD_EVENTS:
         event = _event(0)
         event[field] = value
         if isinstance(value, str) and value.startswith("\ud800"):
             event[field] = None  # JSON cannot hold a lone surrogate: the test builds it
-            bad.append({"field": name, "event": _jsonable(event), "lone_surrogate": True})
+            bad.append({"field": field, "event": _jsonable(event), "lone_surrogate": True})
             continue
-        bad.append({"field": name, "event": _jsonable(event)})
+        case = {"field": field, "event": _jsonable(event)}
+        message = _limits_message(event, field)
+        if message is not None:
+            case["message"] = message
+        bad.append(case)
+    # Later than the clock plus the allowed skew: the test stamps it from its own clock.
+    bad.append(
+        {
+            "field": "occurred_at_ms",
+            "event": _jsonable(_event(0)),
+            "occurred_at_from_now_ms": DEFAULT_MAX_FUTURE_SKEW_MS + FUTURE_MARGIN_MS,
+        }
+    )
     return {
         "about": "UsageBatch single-object records (C3 01, CRC-64-AVRO fingerprint, body) "
-        "and events record() must refuse, naming the field",
+        "and events record() must refuse, naming the field (and, for the bounds of "
+        "core.limits, with the error's whole text); occurred_at_from_now_ms: set "
+        "occurred_at_ms to the test's clock plus that",
+        "limits": {
+            "max_id": MAX_ID,
+            "max_model": MAX_MODEL,
+            "max_tokens": MAX_TOKENS,
+            "max_messages": MAX_MESSAGES,
+            "max_credits_micro": MAX_CREDITS_MICRO,
+            "min_occurred_at_ms": MIN_OCCURRED_AT_MS,
+            "max_occurred_at_ms": MAX_OCCURRED_AT_MS,
+            "max_future_skew_ms": DEFAULT_MAX_FUTURE_SKEW_MS,
+            "max_attributes": MAX_ATTRIBUTES,
+            "max_attribute_key": MAX_ATTRIBUTE_KEY,
+            "max_attribute_value": MAX_ATTRIBUTE_VALUE,
+        },
         "fingerprint_hex": batch_codec.fingerprint.hex(),
         "cases": cases,
         "bad_events": bad,
+        "default_conversations_tracked": DEFAULT_CONVERSATIONS_TRACKED,
+        "conversation_started": [
+            {**seq, "events": _jsonable(seq["events"])} for seq in _started_sequences()
+        ],
     }
+
+
+def derived_started(tracked: int, events: list[dict[str, Any]]) -> list[bool | None]:
+    """What a recorder sends as ``conversation_started`` for each event recorded in order
+    (None: the event is refused). Left out (None), it is True for the first event of an
+    (account, bot, conversation) not among the last ``tracked`` seen (0: never); a refused
+    event does not count as seen; an explicit value is sent as given and marks nothing."""
+    seen: dict[tuple[str, str, str], None] = {}
+    out: list[bool | None] = []
+    for e in events:
+        if e["category"] not in CATEGORY_INDEX:
+            out.append(None)
+            continue
+        started = e["conversation_started"]
+        if started is None:
+            key = (e["account_id"], e["bot_id"], e["conversation_id"])
+            started = bool(tracked) and key not in seen
+            if started:
+                seen[key] = None
+                if len(seen) > tracked:
+                    del seen[next(iter(seen))]
+        out.append(started)
+    return out
+
+
+def _started_sequences() -> list[dict[str, Any]]:
+    def ev(i: int, conv: str, started: bool | None = None, **changes: Any) -> dict[str, Any]:
+        return _event(i, conversation_id=conv, conversation_started=started, **changes)
+
+    bounded = [ev(0, "c1"), ev(1, "c1"), ev(2, "c2"), ev(3, "c1"), ev(4, "c2", True),
+               ev(5, "c3", category="video"), ev(6, "c3"), ev(7, "c4"), ev(8, "c1"),
+               ev(9, "c4", False), ev(10, "c4")]  # fmt: skip
+    ids = [ev(20, "x", account_id="a/b", bot_id="c"), ev(21, "x", account_id="a", bot_id="b/c"),
+           ev(22, "x", account_id="a", bot_id="b", ), ev(23, "b/x", account_id="a"),
+           ev(24, "x", account_id="a/b", bot_id="c"), ev(25, "x", bot_id="bot-2"),
+           ev(26, "x")]  # fmt: skip
+    seqs = [
+        ("2 conversations tracked: the oldest is forgotten; a refused event is not seen; "
+         "an explicit value is sent as given", 2, bounded),
+        ("0: derivation off, left out is false", 0, [ev(30, "c1"), ev(31, "c1"), ev(32, "c2")]),
+        ("the default: per (account, bot, conversation), ids with '/' never collide",
+         DEFAULT_CONVERSATIONS_TRACKED, ids),
+    ]  # fmt: skip
+    return [
+        {"name": name, "conversations_tracked": n, "events": events,
+         "started": derived_started(n, events)}
+        for name, n, events in seqs
+    ]  # fmt: skip
 
 
 # -- control states ------------------------------------------------------------------------
@@ -386,6 +540,42 @@ def cap_hit_vectors() -> dict[str, Any]:
     }
 
 
+# -- what gateways sent (gateway-sent topic) -----------------------------------------------
+
+
+def conversation_sent_vectors() -> dict[str, Any]:
+    sent_codec = codec("ConversationSent")
+    sends = [
+        ("fallback", "acct-1", "bot-1", "conv-1", "2026-11-18", T0, "gw-py-1"),
+        ("fallback", "acct-1", "bot-1", "conv-1", "2026-11", T0 + 1, "gw-ts-1"),
+        ("reply", "acct-1", "bot-1", "conv-1", "", T0 + 2, "a1b2c3d4e5f6"),
+        ("fallback", "账户-1", "bot/ü", "💬/2", "2026-11-18", T0 + 3, ""),
+        ("reply", "a/b", "c", "x", "", 0, "g"),
+    ]
+    cases = []
+    for kind, account, bot, conversation, period, at, gateway in sends:
+        record = {
+            "kind": kind, "account_id": account, "bot_id": bot, "conversation_id": conversation,
+            "period_key": period, "at_ms": at, "expires_at_ms": expires_at(kind, period, at),
+            "gateway_id": gateway,
+        }  # fmt: skip
+        cases.append(
+            {
+                "sent": record,
+                "key": sent_key(kind, account, bot, conversation, period),
+                "hex": sent_codec.encode(record).hex(),
+            }
+        )
+    return {
+        "about": "ConversationSent records (gateway-sent topic, compacted): what a gateway "
+        "sent a conversation, published on each fallback claimed and each throttled reply, "
+        "read by every gateway from the beginning; expires_at_ms is at_ms plus 2 days (a "
+        "daily period), 32 days (a monthly one) or the reply spacing (60 s)",
+        "fingerprint_hex": sent_codec.fingerprint.hex(),
+        "cases": cases,
+    }
+
+
 # -- gate sequences ------------------------------------------------------------------------
 
 Step = tuple[str, str, str, str, int]  # account, bot, conversation, category, now
@@ -400,6 +590,7 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
         "text": v.text,
         "reason": v.reason,
         "reply_at_ms": v.reply_at_ms,
+        "resumes_at_ms": v.resumes_at_ms,
         "cap_hit": None
         if hit is None
         else {
@@ -424,8 +615,8 @@ def reference_verdict(
     else ``allow`` with the default model and 3-second batching (reason ``no_state_yet``)."""
     account, bot, conversation, category, now = step
     state = states.get((account, bot)) or states.get((account, ACCOUNT_WIDE_BOT))
-    if category not in CATEGORY_INDEX:
-        return {"error": "unknown_category"}
+    if category not in CATEGORY_INDEX:  # one error, with a state or without
+        return {"error": "unknown_category", "message": str(UnknownCategoryError(category))}
     if state is None:
         return _verdict_json(
             Verdict("allow", DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, None, "no_state_yet", None)
@@ -624,7 +815,8 @@ def gate_vectors() -> dict[str, Any]:
         )
     return {
         "about": "a gateway holding these states answers these calls, in order, with one "
-        "fresh fallback ledger per sequence (verdict, or error unknown_category)",
+        "fresh fallback ledger per sequence (verdict, or error unknown_category with "
+        "the error's text)",
         "default_model": DEFAULT_PREMIUM_MODEL,
         "sequences": out,
     }
@@ -641,6 +833,7 @@ def generate() -> dict[str, str]:
         "control_states.json": control_state_vectors(),
         "cap_hits.json": cap_hit_vectors(),
         "gate_sequences.json": gate_vectors(),
+        "conversation_sent.json": conversation_sent_vectors(),
     }
     return {
         name: json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=False) + "\n"

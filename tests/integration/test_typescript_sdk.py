@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from test_gateway_usage import read_topic
 from test_worker_harness import Config, ControlLog, WorkerProcess, wait_for
 
 from capstream.core import FallbackLedger, gate
-from capstream.core.models import EnforcementState
+from capstream.core.models import CapStatus, EnforcementState
 from capstream.gateway import control_key, partition_for, record_from_state
 from capstream.streams.codecs import codec
 from capstream.streams.settings import Settings
@@ -216,6 +217,110 @@ def test_a_typescript_view_keeps_the_newest_state_per_bot_from_the_beginning(
         d.close()
 
 
+# -- a Python gateway and a TypeScript gateway share what they sent --------------------------
+
+
+def test_a_python_and_a_typescript_gateway_send_one_fallback_per_conversation_between_them(
+    ts_sdk: Path, topics: Settings
+) -> None:
+    """The gateway-sent topic is one ledger for both SDKs: whichever gateway sends a
+    conversation its fallback, the other skips it; a restarted gateway of either language
+    skips them all; a throttled reply at one holds the next at the other for a minute."""
+    from capstream.gateway import Gateway
+    from capstream.gateway.ledger import KafkaLedger
+
+    now = int(time.time() * 1000)
+    period = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
+    capped = _state(
+        "acct-x", "bot-1", 1, caps={"text": CapStatus("daily", period, now + HOUR * 1000)}
+    )
+    throttled = _state("acct-x", "bot-2", 1, batching_interval_s=60, throttle_reason="strict")
+    producer = Producer({"bootstrap.servers": topics.bootstrap_servers, "log_level": 0})
+    control = Topics(topics.topic_prefix).control
+    for s in (capped, throttled):
+        producer.produce(
+            control, record_from_state(s).to_bytes(), control_key(s.account_id, s.bot_id)
+        )
+    assert producer.flush(30) == 0
+
+    ts = Driver(ts_sdk, topics)
+    try:
+        with Gateway(topics) as py:
+            assert py.wait_ready(30) and ts.call("ready")["ready"]
+            ledger = py.ledger
+            assert isinstance(ledger, KafkaLedger)
+            actions: Counter[tuple[str, str]] = Counter()
+            for c in range(12):
+                conv = f"conv-{c}"
+                key = ["acct-x", "bot-1", conv, period]
+                first, second = ("py", "ts") if c % 2 == 0 else ("ts", "py")
+                sent = _gate_at(first, py, ts, conv, now + c)
+                assert sent["action"] == "fallback", (first, conv)
+                # the other gateway learns of it, then skips the conversation
+                if second == "ts":
+                    wait_for(partial(_ts_fallback_sent, ts, key), 10,
+                             f"the TypeScript gateway to learn of {conv}'s fallback")  # fmt: skip
+                else:
+                    py_key = ("acct-x", "bot-1", conv, period)
+                    wait_for(partial(ledger.fallback_sent, py_key), 10,
+                             f"the Python gateway to learn of {conv}'s fallback")  # fmt: skip
+                again = _gate_at(second, py, ts, conv, now + 100 + c)
+                assert (again["action"], again["text"]) == ("skip", None), (second, conv)
+                for who, verdict in ((first, sent), (second, again)):
+                    actions[(who, verdict["action"])] += 1
+            assert actions == {("py", "fallback"): 6, ("ts", "fallback"): 6,
+                               ("py", "skip"): 6, ("ts", "skip"): 6}  # fmt: skip
+
+            # a throttled reply at the TypeScript gateway holds the Python one's next reply
+            now = int(time.time() * 1000)  # a reply matters for a minute: from now
+            reply = ts.gate(("acct-x", "bot-2", "conv-r", "text", now))[0]
+            assert (reply["action"], reply["reply_at_ms"]) == ("allow", None)
+            wait_for(lambda: py.ledger.last_reply(("acct-x", "bot-2", "conv-r")) == now, 10,
+                     "the Python gateway to learn of the TypeScript reply")  # fmt: skip
+            held = py.gate("acct-x", "bot-2", "conv-r", "text", now + 5_000)
+            assert (held.action, held.reply_at_ms) == ("allow", now + 60_000)
+            # and the other way round
+            py.gate("acct-x", "bot-2", "conv-s", "text", now)
+            conv_s = ["acct-x", "bot-2", "conv-s"]
+            wait_for(lambda: ts.call("ledger", replies=[conv_s])["last_reply"][0] == now, 10,
+                     "the TypeScript gateway to learn of the Python reply")  # fmt: skip
+            held_ts = ts.gate(("acct-x", "bot-2", "conv-s", "text", now + 5_000))[0]
+            assert held_ts["reply_at_ms"] == now + 60_000
+            stats = ts.call("ledger")["stats"]
+            assert stats["published"] == 6 + 1 and stats["invalid"] == 0
+    finally:
+        ts.close()
+
+    # restarted, either gateway reads what both sent before it answers
+    again_ts = Driver(ts_sdk, topics)
+    try:
+        assert again_ts.call("ready")["ready"]
+        verdicts = again_ts.gate(*[("acct-x", "bot-1", f"conv-{c}", "text", now + 500 + c)
+                                   for c in range(12)])  # fmt: skip
+        assert {v["action"] for v in verdicts} == {"skip"}
+        assert again_ts.gate(("acct-x", "bot-1", "conv-new", "text", now + 600))[0]["action"] == (
+            "fallback"
+        )
+    finally:
+        again_ts.close()
+    with Gateway(topics) as again_py:
+        assert again_py.wait_ready(30)
+        assert {again_py.gate("acct-x", "bot-1", f"conv-{c}", "text", now + 700 + c).action
+                for c in range(12)} == {"skip"}  # fmt: skip
+        assert again_py.gate("acct-x", "bot-1", "conv-new", "text", now + 800).action == "skip"
+
+
+def _ts_fallback_sent(ts: Driver, key: list[str]) -> bool:
+    return bool(ts.call("ledger", fallbacks=[key])["sent"][0])
+
+
+def _gate_at(who: str, py: Any, ts: Driver, conversation: str, now: int) -> dict[str, Any]:
+    if who == "ts":
+        return ts.gate(("acct-x", "bot-1", conversation, "text", now))[0]
+    v = py.gate("acct-x", "bot-1", conversation, "text", now)
+    return {"action": v.action, "text": v.text}
+
+
 # -- with the Python worker deciding ---------------------------------------------------------
 
 
@@ -301,7 +406,9 @@ def test_a_typescript_gateway_follows_what_the_python_worker_decides_on_typescri
                     out.append(hit)
             return out
 
-        found = wait_for(lambda: len(hits()) >= 3 and hits(), 30, "the TypeScript cap hits")
+        found = wait_for(
+            lambda: [h for h in [hits()] if len(h) >= 3], 30, "the TypeScript cap hits"
+        )[0]
         assert {(h["conversation_id"], h["category"], h["period"]) for h in found} >= {
             ("c-1", "text", "daily"), ("c-2", "text", "daily"),
         }  # fmt: skip

@@ -88,7 +88,7 @@ async function createTopics(prefix: string): Promise<void> {
   const admin = new Admin({ clientId: 'bench-admin', bootstrapBrokers: bootstrap!.split(',') })
   await admin.createTopics({ topics: [`${prefix}.usage`, `${prefix}.caphits`], partitions: 4, replicas: 1 })
   await admin.createTopics({
-    topics: [`${prefix}.control`],
+    topics: [`${prefix}.control`, `${prefix}.gateway-sent`],
     partitions: 4,
     replicas: 1,
     configs: [{ name: 'cleanup.policy', value: 'compact' }]

@@ -39,7 +39,8 @@ export function resolve(config: KafkaConfig = {}): Resolved {
 export const topics = {
   usage: (prefix: string): string => `${prefix}.usage`,
   control: (prefix: string): string => `${prefix}.control`,
-  caphits: (prefix: string): string => `${prefix}.caphits`
+  caphits: (prefix: string): string => `${prefix}.caphits`,
+  gatewaySent: (prefix: string): string => `${prefix}.gateway-sent`
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -20,6 +20,8 @@ export interface ControlViewOptions extends KafkaConfig {
   logger?: Logger
   /** Long-poll wait of each fetch (ms, default 200): bounds how long a stop takes. */
   maxWaitMs?: number
+  /** @internal The Kafka client id's suffix (readers of other topics). */
+  clientSuffix?: string
 }
 
 export interface ViewStats {
@@ -85,9 +87,10 @@ export class ControlView implements StateSource {
   #timer: NodeJS.Timeout
   #warned = false
   #metaWarnedAt = -Infinity
-  #stats = { applied: 0, ignored: 0, invalid: 0, deleted: 0 }
+  /** What the records read did (a subclass applying other records counts here too). */
+  protected readonly counters = { applied: 0, ignored: 0, invalid: 0, deleted: 0 }
   readonly #onUpdate: ((state: EnforcementState) => void) | undefined
-  readonly #log: Logger
+  protected readonly log: Logger
   readonly #maxWaitMs: number
 
   constructor(options: ControlViewOptions = {}) {
@@ -103,11 +106,11 @@ export class ControlView implements StateSource {
     this.maxDisconnectedS = max
     this.closed = onDisconnect === 'closed'
     this.#onUpdate = options.onUpdate
-    this.#log = options.logger ?? consoleLogger
+    this.log = options.logger ?? consoleLogger
     this.#maxWaitMs = options.maxWaitMs ?? 200
     this.#consumer = new Consumer({
       ...cfg.connection,
-      clientId: `${cfg.clientId}-control-view`,
+      clientId: `${cfg.clientId}-${options.clientSuffix ?? 'control-view'}`,
       // Required by the client's type; the view never joins a group nor commits.
       groupId: `capstream-control-view-unused`,
       bootstrapBrokers: cfg.brokers,
@@ -154,7 +157,7 @@ export class ControlView implements StateSource {
   get stats(): ViewStats {
     let states = 0
     for (const bots of this.states.values()) states += bots.size
-    return { states, ...this.#stats }
+    return { states, ...this.counters }
   }
 
   /** Stop reading and disconnect. */
@@ -192,7 +195,7 @@ export class ControlView implements StateSource {
           const now = performance.now()
           if (now - this.#metaWarnedAt > 30_000) {
             this.#metaWarnedAt = now
-            this.#log.warn(`control view: ${describe(err)}; retrying`)
+            this.log.warn(`reading ${this.topic}: ${describe(err)}; retrying`)
           }
           await this.#sleep(delay)
           delay = Math.min(delay * 2, 2000)
@@ -222,7 +225,7 @@ export class ControlView implements StateSource {
     const meta = await this.#consumer.metadata({ topics: [this.topic], forceUpdate: true })
     const topic = meta.topics.get(this.topic)
     if (topic === undefined || topic.partitionsCount === 0) {
-      throw new GatewayError(`the control topic ${this.topic} is missing: run \`capstream topics create\``)
+      throw new GatewayError(`the topic ${this.topic} is missing: run \`capstream topics create\``)
     }
     this.#topicId = topic.id
     const fresh: number[] = []
@@ -287,7 +290,7 @@ export class ControlView implements StateSource {
               for (const record of batch.records) {
                 const offset = batch.firstOffset + BigInt(record.offsetDelta)
                 if (offset < cursor.next) continue
-                this.#apply(record.key, record.value, p.partitionIndex, offset)
+                this.applyRecord(record.key, record.value, p.partitionIndex, offset)
               }
               const after = batch.firstOffset + BigInt(batch.lastOffsetDelta) + 1n
               if (after > cursor.next) cursor.next = after
@@ -305,7 +308,8 @@ export class ControlView implements StateSource {
     if (this.#ready) this.#markCurrent(current && !this.#needMetadata)
   }
 
-  #apply(key: Buffer | null, value: Buffer | null, partition: number, offset: bigint): void {
+  /** Apply one record read (a subclass reading another topic applies its own records). */
+  protected applyRecord(key: Buffer | null, value: Buffer | null, partition: number, offset: bigint): void {
     if (value === null) {
       this.#tombstone(key)
       return
@@ -315,8 +319,8 @@ export class ControlView implements StateSource {
       state = decodeState(value)
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err
-      this.#stats.invalid++
-      this.#log.warn(`control view: skipped record ${this.topic}[${partition}]@${offset}: ${err.message}`)
+      this.counters.invalid++
+      this.log.warn(`control view: skipped record ${this.topic}[${partition}]@${offset}: ${err.message}`)
       return
     }
     let bots = this.states.get(state.accountId)
@@ -326,16 +330,16 @@ export class ControlView implements StateSource {
     }
     const held = bots.get(state.botId)
     if (held !== undefined && held.version >= state.version) {
-      this.#stats.ignored++
+      this.counters.ignored++
       return
     }
     bots.set(state.botId, state)
-    this.#stats.applied++
+    this.counters.applied++
     if (this.#onUpdate !== undefined) {
       try {
         this.#onUpdate(state)
       } catch (err) {
-        this.#log.error(`control view: onUpdate threw ${describe(err)}`)
+        this.log.error(`control view: onUpdate threw ${describe(err)}`)
       }
     }
   }
@@ -347,7 +351,7 @@ export class ControlView implements StateSource {
       const bots = this.states.get(text.slice(0, i))
       if (bots?.delete(text.slice(i + 1))) {
         if (bots.size === 0) this.states.delete(text.slice(0, i))
-        this.#stats.deleted++
+        this.counters.deleted++
         return
       }
     }
@@ -373,12 +377,12 @@ export class ControlView implements StateSource {
     if (this.onDisconnect === 'closed') this.closed = stale || !this.#ready
     if (stale && !this.#warned) {
       this.#warned = true
-      this.#log.warn(
+      this.log.warn(
         `control view: no news from ${this.topic} for ${this.stalenessS.toFixed(0)}s; failing ${this.onDisconnect}`
       )
     } else if (!stale && this.#warned) {
       this.#warned = false
-      this.#log.warn('control view: current again')
+      this.log.warn('control view: current again')
     }
   }
 }

@@ -1,4 +1,5 @@
 /** Errors the capstream gateway SDK throws; each message says what the caller should change. */
+import { pyRepr } from './limits.js'
 
 /** Base of every error this SDK throws on purpose. */
 export class CapstreamError extends Error {
@@ -38,8 +39,19 @@ export class NotDeliveredError extends GatewayError {
   }
 }
 
-/** `gate()` was asked about a category that is not text, vision, audio or documents. */
-export class UnknownCategoryError extends GatewayError {}
+/**
+ * `gate()` was asked about a category that is not text, vision, audio or documents. One
+ * type and one message (the Python SDK's, word for word) whether or not the gateway holds a
+ * state for the bot; `category` is what was asked.
+ */
+export class UnknownCategoryError extends GatewayError {
+  readonly category: unknown
+  constructor(category: unknown) {
+    const shown = typeof category === 'string' ? pyRepr(category) : String(category)
+    super(`unknown category ${shown}: use one of text, vision, audio, documents`)
+    this.category = category
+  }
+}
 
 /** Bytes from a topic could not be decoded; `reason` is the Python SDK's label. */
 export class DecodeError extends CapstreamError {

@@ -11,7 +11,6 @@
  */
 import { UnknownCategoryError } from './errors.js'
 import {
-  CATEGORIES,
   DEFAULT_PREMIUM_MODEL,
   FAST_BATCHING_S,
   THROTTLED_BATCHING_S,
@@ -60,6 +59,11 @@ export class FallbackLedger {
     return true
   }
 
+  /** Did the conversation get its fallback text of `periodKey` (here or, shared, elsewhere)? */
+  fallbackSent(accountId: string, botId: string, conversationId: string, periodKey: string): boolean {
+    return this.#sent.has(key(accountId, botId, conversationId, periodKey))
+  }
+
   lastReply(accountId: string, botId: string, conversationId: string): number | undefined {
     return this.#replies.get(key(accountId, botId, conversationId))
   }
@@ -92,15 +96,6 @@ export function gate(
   return gateSlow(state, category, conversationId, now, ledger)
 }
 
-function unknownCategory(category: unknown): UnknownCategoryError {
-  return new UnknownCategoryError(
-    `unknown category ${JSON.stringify(category)}: use one of ${CATEGORIES.join(', ')}`
-  )
-}
-
-export function checkCategory(category: unknown): void {
-  if (!isCategory(category)) throw unknownCategory(category)
-}
 
 function gateSlow(
   s: EnforcementState,
@@ -109,7 +104,7 @@ function gateSlow(
   now: number,
   ledger: FallbackLedger
 ): Verdict {
-  if (!isCategory(category)) throw unknownCategory(category)
+  if (!isCategory(category)) throw new UnknownCategoryError(category)
   const blocked = s.blockedUntilMs
   if (blocked !== null && now < blocked) return s.paused
   const cap = s.caps.get(category)
@@ -127,9 +122,9 @@ function gateSlow(
     const reason = `cap:${cap.period}:${category}`
     if (category === 'text' && ledger.claimFallback(s.accountId, s.botId, conversationId, cap.periodKey)) {
       const text = cap.period === 'monthly' ? s.fallbackTextMonthly : s.fallbackTextDaily
-      return verdict('fallback', null, 0, text, reason, hit)
+      return verdict('fallback', null, 0, text, reason, hit, null, cap.resumesAtMs)
     }
-    return verdict('skip', null, 0, null, reason, hit)
+    return verdict('skip', null, 0, null, reason, hit, null, cap.resumesAtMs)
   }
   const downgraded = s.downgradedUntilMs
   let model: string

@@ -3,9 +3,9 @@ import { CapHitReporter } from './capHits.js'
 import { ControlView, type ControlViewOptions, type StateSource } from './controlView.js'
 import { UnknownCategoryError } from './errors.js'
 import { DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate } from './gate.js'
+import { KafkaLedger } from './ledger.js'
 import {
   ACCOUNT_WIDE_BOT,
-  CATEGORIES,
   DEFAULT_PREMIUM_MODEL,
   FAST_BATCHING_S,
   isCategory,
@@ -29,6 +29,15 @@ export interface GatewayOptions extends ControlViewOptions {
   view?: StateSource
   /** Report capped attempts here instead of a new CapHitReporter. */
   reporter?: Pick<CapHitReporter, 'report' | 'close'>
+  /**
+   * Share the fallback-once ledger and reply spacing with the other gateways (Python or
+   * TypeScript) through the gateway-sent topic (default true); false keeps it in the process.
+   */
+  shareLedger?: boolean
+  /** Use this ledger instead (tests, tools). */
+  ledger?: FallbackLedger
+  /** Written in what this gateway publishes to the gateway-sent topic (tracing). */
+  gatewayId?: string
 }
 
 /** A fixed set of states (tests, benchmarks, offline tools). */
@@ -75,7 +84,16 @@ export class Gateway {
     this.#reporter = options.reporter ?? new CapHitReporter(options)
     const reporter = this.#reporter
     this.#report = hit => reporter.report(hit)
-    this.ledger = new FallbackLedger(options.ledgerEntries ?? DEFAULT_LEDGER_ENTRIES)
+    const entries = options.ledgerEntries ?? DEFAULT_LEDGER_ENTRIES
+    this.ledger =
+      options.ledger ??
+      ((options.shareLedger ?? true)
+        ? new KafkaLedger(entries, {
+            ...options,
+            topic: undefined, // the control topic's name is not the ledger's
+            ...(options.gatewayId === undefined ? {} : { gatewayId: options.gatewayId })
+          })
+        : new FallbackLedger(entries))
     this.unknownVerdict = Object.freeze(
       verdict('allow', options.defaultModel ?? DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, null, 'no_state_yet', null)
     )
@@ -90,6 +108,7 @@ export class Gateway {
     const onCapHit = options.onCapHit ?? (() => undefined)
     return new Gateway({
       ...options,
+      shareLedger: false,
       view: new FixedStates(states),
       reporter: { report: (hit: CapHit) => (onCapHit(hit), true), close: async () => 0 }
     })
@@ -108,9 +127,7 @@ export class Gateway {
       state = view.get(accountId, botId)
     }
     if (state === undefined) {
-      if (!isCategory(category)) {
-        throw new UnknownCategoryError(`unknown category ${JSON.stringify(category)}: use one of ${CATEGORIES.join(', ')}`)
-      }
+      if (!isCategory(category)) throw new UnknownCategoryError(category)
       return this.unknownVerdict
     }
     // The core's own first step, inlined: the state's precomputed verdicts, and the clock
@@ -126,22 +143,32 @@ export class Gateway {
   }
 
   get ready(): boolean {
-    return this.view.ready
+    const ledger = this.ledger
+    return this.view.ready && (!(ledger instanceof KafkaLedger) || ledger.ready)
   }
 
-  /** Resolves once the control view has read every state (or after `timeoutMs`). */
-  waitReady(timeoutMs = 30_000): Promise<boolean> {
+  /**
+   * Resolves once the control view has read every state and the shared ledger what the
+   * gateways sent before (or with false after `timeoutMs`).
+   */
+  async waitReady(timeoutMs = 30_000): Promise<boolean> {
     const view = this.view
-    return view instanceof ControlView ? view.waitReady(timeoutMs) : Promise.resolve(view.ready)
+    const deadline = performance.now() + timeoutMs
+    const ready = view instanceof ControlView ? await view.waitReady(timeoutMs) : view.ready
+    if (!ready) return false
+    const ledger = this.ledger
+    if (!(ledger instanceof KafkaLedger)) return true
+    return ledger.waitReady(Math.max(0, deadline - performance.now()))
   }
 
   get stalenessS(): number {
     return this.view.stalenessS
   }
 
-  /** Stop following the control topic and deliver the pending cap hits. */
+  /** Stop following the control topic, deliver the pending cap hits and what it sent. */
   async close(): Promise<void> {
     await this.view.close()
     await this.#reporter?.close()
+    if (this.ledger instanceof KafkaLedger) await this.ledger.close()
   }
 }

@@ -1,5 +1,11 @@
 /** capstream's gateway SDK for Node: record usage, gate every AI call from local memory. */
-export { UsageRecorder, type UsageRecorderOptions, type RecorderStats, type Overflow } from './recorder.js'
+export {
+  UsageRecorder,
+  DEFAULT_CONVERSATIONS_TRACKED,
+  type UsageRecorderOptions,
+  type RecorderStats,
+  type Overflow
+} from './recorder.js'
 export {
   ControlView,
   DEFAULT_MAX_DISCONNECTED_S,
@@ -25,15 +31,34 @@ export {
   type EnforcementStateFields,
   type Verdict
 } from './models.js'
+export { KafkaLedger, expiresAt, type KafkaLedgerOptions, type LedgerStats } from './ledger.js'
 export { murmur2, partitionFor } from './murmur2.js'
+export {
+  DEFAULT_MAX_FUTURE_SKEW_MS,
+  MAX_ATTRIBUTES,
+  MAX_ATTRIBUTE_KEY,
+  MAX_ATTRIBUTE_VALUE,
+  MAX_CREDITS_MICRO,
+  MAX_ID,
+  MAX_MESSAGES,
+  MAX_MODEL,
+  MAX_OCCURRED_AT_MS,
+  MAX_TOKENS,
+  MIN_OCCURRED_AT_MS
+} from './limits.js'
 export {
   FINGERPRINTS,
   controlKey,
+  decodeConversationSent,
   decodeState,
   encodeBatch,
+  encodeConversationSent,
   encodeCapHit,
   encodeEvent,
   encodeState,
+  sentKey,
+  type ConversationSent,
+  type SentKind,
   type UsageEvent
 } from './wire.js'
 export { type KafkaConfig, type Logger } from './config.js'

@@ -34,7 +34,10 @@ export interface CapHit {
  * What the gateway does with one AI call: `allow` (use `model` with `batchingIntervalS`),
  * `fallback` (send `text` instead), `skip` (do nothing, silently) or `paused` (a policy
  * block). `replyAtMs` (throttled only): the conversation already got its reply this minute;
- * hold the batch and reply at that instant. Shared instances: treat as read-only.
+ * hold the batch and reply at that instant. `resumesAtMs` (refusals only): when the refusal
+ * ends (the block's end for `paused`, the cap period's end for `fallback` and `skip`), to
+ * tell users "back at 00:00"; null for a fail-closed `control_unavailable`. Shared
+ * instances: treat as read-only.
  */
 export interface Verdict {
   readonly action: Action
@@ -44,6 +47,7 @@ export interface Verdict {
   readonly reason: string | null
   readonly capHit: CapHit | null
   readonly replyAtMs: number | null
+  readonly resumesAtMs: number | null
 }
 
 export function verdict(
@@ -53,9 +57,10 @@ export function verdict(
   text: string | null,
   reason: string | null,
   capHit: CapHit | null,
-  replyAtMs: number | null = null
+  replyAtMs: number | null = null,
+  resumesAtMs: number | null = null
 ): Verdict {
-  return { action, model, batchingIntervalS, text, reason, capHit, replyAtMs }
+  return { action, model, batchingIntervalS, text, reason, capHit, replyAtMs, resumesAtMs }
 }
 
 /** A capped category: which cap, for which local period, and when it resumes. */
@@ -132,7 +137,7 @@ export class EnforcementState implements EnforcementStateFields {
     this.premiumModel = f.premiumModel
     // Python formats a missing policy id as "None"; so do we, to give the same reason.
     const paused = Object.freeze(
-      verdict('paused', null, 0, null, `policy_block:${f.blockPolicyId ?? 'None'}`, null)
+      verdict('paused', null, 0, null, `policy_block:${f.blockPolicyId ?? 'None'}`, null, null, f.blockedUntilMs)
     )
     const fast = new Map<string, Verdict>()
     let until = Infinity

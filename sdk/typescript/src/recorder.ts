@@ -23,6 +23,11 @@ export interface UsageRecorderOptions extends KafkaConfig {
   producerName?: string
   /** The usage topic (default `<prefix>.usage`). */
   topic?: string
+  /**
+   * Conversations remembered to derive `conversationStarted` when an event leaves it out
+   * (default 100,000, oldest forgotten first; 0 turns derivation off: left out is false).
+   */
+  conversationsTracked?: number
   /** `lz4` (default), `none`, `gzip`, `snappy` or `zstd`. */
   compression?: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
   logger?: Logger
@@ -55,6 +60,8 @@ interface Chunk {
   lastSeq: number
 }
 
+/** Conversations a recorder remembers to derive `conversationStarted` (as the Python SDK). */
+export const DEFAULT_CONVERSATIONS_TRACKED = 100_000
 const METADATA_REFRESH_MS = 60_000
 const PARTITION_CACHE = 100_000
 const MAX_DRAIN = 50_000
@@ -70,6 +77,71 @@ function fatal(err: unknown, depth = 0): boolean {
   const e = err as { apiId?: unknown; errors?: unknown[] }
   if (typeof e.apiId === 'string' && FATAL.has(e.apiId)) return true
   return Array.isArray(e.errors) && e.errors.some(inner => fatal(inner, depth + 1))
+}
+
+/**
+ * The (account, bot, conversation)s a recorder has seen, at most `limit`, oldest first seen
+ * forgotten first. Nested maps, so that an event of a known conversation costs three lookups
+ * of strings the caller already holds (no key built per event); only a new conversation
+ * allocates its entry in the order of first sight.
+ */
+class Conversations {
+  readonly #accounts = new Map<string, Map<string, Map<string, number>>>()
+  /** [account, bot, conversation, sequence], oldest first from #head (stale ones skipped) */
+  #order: [string, string, string, number][] = []
+  #head = 0
+  #size = 0
+  #seq = 0
+
+  constructor(readonly limit: number) {}
+
+  /** Mark the conversation seen; true if it was not (its event is its first). */
+  claim(accountId: string, botId: string, conversationId: string): boolean {
+    let bots = this.#accounts.get(accountId)
+    let conversations = bots?.get(botId)
+    if (conversations?.has(conversationId)) return false
+    if (bots === undefined) this.#accounts.set(accountId, (bots = new Map()))
+    if (conversations === undefined) bots.set(botId, (conversations = new Map()))
+    const seq = ++this.#seq
+    conversations.set(conversationId, seq)
+    this.#order.push([accountId, botId, conversationId, seq])
+    if (++this.#size > this.limit) this.#evictOldest()
+    return true
+  }
+
+  /** Unmark a conversation this recorder just claimed but did not record. */
+  forget(accountId: string, botId: string, conversationId: string): void {
+    if (this.#remove(accountId, botId, conversationId, undefined)) this.#size--
+  }
+
+  #evictOldest(): void {
+    const order = this.#order
+    while (this.#head < order.length) {
+      const [a, b, c, seq] = order[this.#head++]!
+      if (this.#remove(a, b, c, seq)) {
+        this.#size--
+        break
+      }
+    }
+    if (this.#head > 65_536 && this.#head * 2 > order.length) {
+      this.#order = order.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /** Remove the entry (only if it is the one of `seq`, when given); true if removed. */
+  #remove(accountId: string, botId: string, conversationId: string, seq: number | undefined): boolean {
+    const bots = this.#accounts.get(accountId)
+    const conversations = bots?.get(botId)
+    const held = conversations?.get(conversationId)
+    if (held === undefined || (seq !== undefined && held !== seq)) return false
+    conversations!.delete(conversationId)
+    if (conversations!.size === 0) {
+      bots!.delete(botId)
+      if (bots!.size === 0) this.#accounts.delete(accountId)
+    }
+    return true
+  }
 }
 
 /**
@@ -94,6 +166,9 @@ export class UsageRecorder {
   readonly onOverflow: Overflow
   readonly maxBatchEvents: number
   readonly producerName: string
+  readonly conversationsTracked: number
+  /** (account, bot, conversation) of the latest conversations recorded, oldest first. */
+  #seen: Conversations | undefined
   #producer: Producer<Buffer, Buffer, Buffer, Buffer>
   #lingerMs: number
   #log: Logger
@@ -129,6 +204,12 @@ export class UsageRecorder {
     if (!(lingerMs >= 0) || !(maxQueue >= 1) || !(maxBatchEvents >= 1)) {
       throw new GatewayError('lingerMs must be >= 0, maxQueue and maxBatchEvents >= 1')
     }
+    const tracked = options.conversationsTracked ?? DEFAULT_CONVERSATIONS_TRACKED
+    if (!Number.isInteger(tracked) || tracked < 0) {
+      throw new GatewayError('conversationsTracked must be a whole number >= 0 (0: do not derive)')
+    }
+    this.conversationsTracked = tracked
+    this.#seen = tracked > 0 ? new Conversations(tracked) : undefined
     const onOverflow = options.onOverflow ?? 'drop'
     if (onOverflow !== 'drop' && onOverflow !== 'raise') {
       throw new GatewayError(`onOverflow must be 'drop' or 'raise', not ${JSON.stringify(onOverflow)}`)
@@ -170,13 +251,39 @@ export class UsageRecorder {
   /**
    * Queue one usage event; true if accepted. Never blocks, never waits on Kafka.
    * Throws `UsageEventError` naming a bad field, `RecorderClosedError` after `close()`.
+   *
+   * `conversationStarted` (what conversations policies count): true on a conversation's
+   * first event; left out, the recorder derives it: true for the first event of an
+   * (account, bot, conversation) it has not seen among the last `conversationsTracked`.
+   * A refused event (invalid, or the queue full) does not count as seen.
    */
   record(event: UsageEvent): boolean {
     if (this.#closed) throw new RecorderClosedError('this UsageRecorder is closed; create a new one to record')
+    let started = event.conversationStarted
+    let claimed = false
+    const seen = this.#seen
+    if (started === undefined || started === null) {
+      const { accountId, botId, conversationId } = event
+      claimed =
+        seen !== undefined &&
+        typeof accountId === 'string' &&
+        typeof botId === 'string' &&
+        typeof conversationId === 'string' &&
+        seen.claim(accountId, botId, conversationId)
+      started = claimed
+    }
     const w = this.#writer
     w.reset()
-    writeEvent(w, event, Date.now())
-    if (this.pending >= this.maxQueue) return this.#refuse()
+    try {
+      writeEvent(w, event, Date.now(), started)
+    } catch (err) {
+      if (claimed) seen!.forget(event.accountId, event.botId, event.conversationId) // not recorded: its next event is the first
+      throw err
+    }
+    if (this.pending >= this.maxQueue) {
+      if (claimed) seen!.forget(event.accountId, event.botId, event.conversationId)
+      return this.#refuse()
+    }
     this.#accounts.push(event.accountId)
     this.#bodies.push(w.bytes())
     this.#seqs.push(++this.#seq)
@@ -203,6 +310,11 @@ export class UsageRecorder {
     let retry = 0
     for (const c of this.#retry) retry += c.events
     return this.#queued + this.#inFlight + retry
+  }
+
+  /** @internal The encoded event bodies not yet produced, oldest first (for tests). */
+  get queuedBodies(): readonly Buffer[] {
+    return this.#bodies.slice(this.#head)
   }
 
   get #queued(): number {

@@ -3,7 +3,7 @@
  * SDK's (`capstream/gateway/wire.py`, `states.py`, `caphits.py`) and its fastavro codecs:
  * the shared vectors in testdata/vectors/ prove it.
  */
-import { HEADER_BYTES, MAGIC_0, MAGIC_1, MAX_INT, MAX_LONG, Reader, Writer, fromHex } from './avro.js'
+import { HEADER_BYTES, MAGIC_0, MAGIC_1, Reader, Writer, fromHex } from './avro.js'
 import { DecodeError, UsageEventError } from './errors.js'
 import {
   CAP_PERIODS,
@@ -15,12 +15,27 @@ import {
   type Category,
   type EnforcementStateFields
 } from './models.js'
+import {
+  DEFAULT_MAX_FUTURE_SKEW_MS,
+  MAX_CREDITS_MICRO,
+  MAX_ID,
+  MAX_MESSAGES,
+  MAX_MODEL,
+  MAX_TOKENS,
+  attributesProblem,
+  timeProblem,
+  tooLarge,
+  tooLong
+} from './limits.js'
+
+export { MAX_ID }
 
 /** CRC-64-AVRO fingerprints of capstream/schemas/*.avsc (checked by the vectors). */
 export const FINGERPRINTS = {
   UsageBatch: fromHex('5e9086849169f487'),
   EnforcementState: fromHex('c66475cfff0a7054'),
-  CapHit: fromHex('27a692b42f8534ed')
+  CapHit: fromHex('27a692b42f8534ed'),
+  ConversationSent: fromHex('7cc362b3b69a0d08')
 } as const
 
 function header(fingerprint: Buffer): Buffer {
@@ -29,8 +44,6 @@ function header(fingerprint: Buffer): Buffer {
 const BATCH_HEADER = header(FINGERPRINTS.UsageBatch)
 const CAP_HIT_HEADER = header(FINGERPRINTS.CapHit)
 
-export const MAX_ID = 200
-const SAFE = Number.MAX_SAFE_INTEGER
 const CACHE_LIMIT = 100_000
 const CATEGORY_INDEX = new Map<string, number>(CATEGORIES.map((c, i) => [c, i]))
 
@@ -45,26 +58,25 @@ export interface UsageEvent {
   category: Category
   /** The model that served the call (may be empty). */
   model: string
+  /** 0 to 1e9 (`MAX_TOKENS`). */
   tokensIn?: number | bigint
+  /** 0 to 1e9 (`MAX_TOKENS`). */
   tokensOut?: number | bigint
+  /** 0 to 1e6 (`MAX_MESSAGES`). */
   messages?: number
-  /** True on the first event of a conversation. */
+  /** True on the first event of a conversation; left out, the recorder derives it. */
   conversationStarted?: boolean
+  /** 0 to 1e15 (`MAX_CREDITS_MICRO`, a billion credits). */
   creditsMicro?: number | bigint
-  /** Epoch milliseconds; defaults to now. */
+  /** Epoch milliseconds from 2000-01-01 to now + 5 minutes (and before 2200); defaults to now. */
   occurredAtMs?: number | bigint
-  /** Free-form string attributes, written in iteration order. */
+  /** Free-form string attributes, written in iteration order: at most 32, keys at most 64
+   * characters, values at most 256. */
   attributes?: Readonly<Record<string, string>> | ReadonlyMap<string, string>
 }
 
-function codePoints(s: string): number {
-  let n = 0
-  for (const _ of s) n++
-  return n
-}
-
-/** A string field: Python's `_text` checks, same words. */
-function checkText(name: string, value: unknown, required: boolean): string {
+/** A string field: Python's `_text` checks, same words (lengths as `core.limits`). */
+function checkText(name: string, value: unknown, required: boolean, limit = MAX_ID): string {
   if ((value === undefined || value === null) && required) {
     throw new UsageEventError(name, 'is required (a non-empty string)')
   }
@@ -72,10 +84,8 @@ function checkText(name: string, value: unknown, required: boolean): string {
     throw new UsageEventError(name, `must be a string, not ${value === null ? 'null' : typeof value}`)
   }
   if (required && value.length === 0) throw new UsageEventError(name, 'is required and cannot be empty')
-  if (value.length > MAX_ID) {
-    const n = codePoints(value) // Python counts code points, JavaScript UTF-16 units
-    if (n > MAX_ID) throw new UsageEventError(name, `is ${n} characters; the limit is ${MAX_ID}`)
-  }
+  const long = tooLong(value, limit) // Python counts code points, JavaScript UTF-16 units
+  if (long !== undefined) throw new UsageEventError(name, long)
   if (!value.isWellFormed()) throw new UsageEventError(name, 'is not valid text (a lone surrogate)')
   return value
 }
@@ -84,39 +94,45 @@ function checkText(name: string, value: unknown, required: boolean): string {
 const ids = new Map<string, Buffer>()
 const models = new Map<string, Buffer>()
 
-function cached(cache: Map<string, Buffer>, name: string, value: unknown, required: boolean): Buffer {
+function cached(cache: Map<string, Buffer>, name: string, value: unknown, required: boolean, limit = MAX_ID): Buffer {
   const hit = typeof value === 'string' ? cache.get(value) : undefined
   if (hit !== undefined) return hit
-  const text = checkText(name, value, required)
+  const text = checkText(name, value, required, limit)
   const bytes = Writer.stringBytes(text)
   if (cache.size >= CACHE_LIMIT) cache.clear()
   cache.set(text, bytes)
   return bytes
 }
 
+/** A count of one event: a whole number from 0 to its `core.limits` bound. */
 function count(w: Writer, name: string, value: unknown, limit: number): void {
   if (typeof value === 'number') {
-    if (Number.isInteger(value) && value >= 0) {
-      if (value <= SAFE) {
-        if (value > limit) throw new UsageEventError(name, `${value} is larger than the limit ${limit}`)
-        w.long(value)
-        return
-      }
-      return bigCount(w, name, BigInt(value), limit)
+    if (Number.isInteger(value)) {
+      if (value < 0) throw new UsageEventError(name, `cannot be negative (got ${value})`)
+      // beyond 2**53 a number prints as 1e+21; Python prints every digit, and so does a bigint
+      if (value > limit) throw new UsageEventError(name, tooLarge(Number.isSafeInteger(value) ? value : BigInt(value), limit))
+      w.long(value)
+      return
     }
-    if (Number.isInteger(value)) throw new UsageEventError(name, `cannot be negative (got ${value})`)
     throw new UsageEventError(name, `must be a whole number, not ${value}`)
   }
-  if (typeof value === 'bigint') return bigCount(w, name, value, limit)
+  if (typeof value === 'bigint') {
+    if (value < 0n) throw new UsageEventError(name, `cannot be negative (got ${value})`)
+    if (value > BigInt(limit)) throw new UsageEventError(name, tooLarge(value, limit))
+    w.long(Number(value))
+    return
+  }
   throw new UsageEventError(name, `must be a whole number, not ${JSON.stringify(value) ?? typeof value}`)
 }
 
-function bigCount(w: Writer, name: string, value: bigint, limit: number): void {
-  if (value < 0n) throw new UsageEventError(name, `cannot be negative (got ${value})`)
-  const max = limit === MAX_INT ? BigInt(MAX_INT) : MAX_LONG
-  if (value > max) throw new UsageEventError(name, `${value} is larger than the limit ${max}`)
-  if (value <= BigInt(SAFE)) w.long(Number(value))
-  else w.bigLong(value)
+/** `occurredAtMs`: epoch milliseconds from 2000-01-01 to the clock plus the allowed skew. */
+function occurredAt(w: Writer, at: unknown, nowMs: number): void {
+  if ((typeof at !== 'number' || !Number.isInteger(at)) && typeof at !== 'bigint') {
+    throw new UsageEventError('occurred_at_ms', `must be epoch milliseconds (an integer), not ${JSON.stringify(at) ?? typeof at}`)
+  }
+  const problem = timeProblem(at, nowMs + DEFAULT_MAX_FUTURE_SKEW_MS)
+  if (problem !== undefined) throw new UsageEventError('occurred_at_ms', problem)
+  w.long(Number(at))
 }
 
 function attributes(w: Writer, attrs: unknown): void {
@@ -138,6 +154,8 @@ function attributes(w: Writer, attrs: unknown): void {
     }
     pairs.push([k, v])
   }
+  const problem = attributesProblem(pairs)
+  if (problem !== undefined) throw new UsageEventError('attributes', problem)
   if (pairs.length > 0) {
     w.long(pairs.length)
     for (const [k, v] of pairs) {
@@ -158,9 +176,10 @@ function id(w: Writer, name: string, value: unknown): void {
 
 /**
  * Append the Avro body of one `UsageEvent` to `w`; throws `UsageEventError` naming the bad
- * field (and leaves `w` as it was).
+ * field (and leaves `w` as it was). `started`: the `conversation_started` to write instead
+ * of the event's (the recorder's derived one).
  */
-export function writeEvent(w: Writer, e: UsageEvent, nowMs: number): void {
+export function writeEvent(w: Writer, e: UsageEvent, nowMs: number, started: unknown = e.conversationStarted): void {
   const start = w.pos
   try {
     const category = CATEGORY_INDEX.get(e.category as string)
@@ -170,7 +189,7 @@ export function writeEvent(w: Writer, e: UsageEvent, nowMs: number): void {
         `must be one of ${CATEGORIES.join(', ')}, not ${JSON.stringify(e.category)}`
       )
     }
-    const started = e.conversationStarted ?? false
+    started ??= false
     if (started !== true && started !== false) {
       throw new UsageEventError('conversation_started', `must be true or false, not ${JSON.stringify(started)}`)
     }
@@ -179,17 +198,14 @@ export function writeEvent(w: Writer, e: UsageEvent, nowMs: number): void {
     w.raw(cached(ids, 'bot_id', e.botId, true))
     id(w, 'conversation_id', e.conversationId)
     w.long(category)
-    w.raw(cached(models, 'model', e.model, false))
-    count(w, 'tokens_in', e.tokensIn ?? 0, SAFE)
-    count(w, 'tokens_out', e.tokensOut ?? 0, SAFE)
-    count(w, 'messages', e.messages ?? 0, MAX_INT)
+    w.raw(cached(models, 'model', e.model, false, MAX_MODEL))
+    count(w, 'tokens_in', e.tokensIn ?? 0, MAX_TOKENS)
+    count(w, 'tokens_out', e.tokensOut ?? 0, MAX_TOKENS)
+    count(w, 'messages', e.messages ?? 0, MAX_MESSAGES)
     w.byte(started ? 1 : 0)
-    count(w, 'credits_micro', e.creditsMicro ?? 0, SAFE)
-    const at = e.occurredAtMs ?? nowMs
-    if (typeof at !== 'number' && typeof at !== 'bigint') {
-      throw new UsageEventError('occurred_at_ms', `must be epoch milliseconds (an integer), not ${JSON.stringify(at)}`)
-    }
-    count(w, 'occurred_at_ms', at, SAFE)
+    count(w, 'credits_micro', e.creditsMicro ?? 0, MAX_CREDITS_MICRO)
+    if (e.occurredAtMs === undefined || e.occurredAtMs === null) w.long(nowMs)
+    else occurredAt(w, e.occurredAtMs, nowMs)
     attributes(w, e.attributes)
   } catch (err) {
     w.pos = start
@@ -300,26 +316,29 @@ function invalid(message: string): DecodeError {
   return new DecodeError(message, 'invalid')
 }
 
-/** Decode a control topic value into a state; throws `DecodeError` with the Python reason. */
-export function decodeState(value: Uint8Array | null | undefined): EnforcementState {
+/** The single-object header of `value` checked against `name`'s fingerprint (Python's reasons). */
+function checkHeader(value: Uint8Array | null | undefined, name: keyof typeof FINGERPRINTS): Uint8Array {
   if (!value || value.length === 0) {
-    throw new DecodeError('empty bytes where a EnforcementState record was expected', 'empty')
+    throw new DecodeError(`empty bytes where a ${name} record was expected`, 'empty')
   }
   if (value[0] !== MAGIC_0 || value[1] !== MAGIC_1 || value.length < HEADER_BYTES) {
-    throw new DecodeError(
-      'not an Avro single-object EnforcementState: expected C3 01 and a schema fingerprint',
-      'not_avro'
-    )
+    throw new DecodeError(`not an Avro single-object ${name}: expected C3 01 and a schema fingerprint`, 'not_avro')
   }
-  const fp = FINGERPRINTS.EnforcementState
+  const fp = FINGERPRINTS[name]
   for (let i = 0; i < 8; i++) {
     if (value[2 + i] !== fp[i]) {
       throw new DecodeError(
-        `unknown schema fingerprint ${Buffer.from(value.subarray(2, 10)).toString('hex')} for a EnforcementState`,
+        `unknown schema fingerprint ${Buffer.from(value.subarray(2, 10)).toString('hex')} for a ${name}`,
         'unknown_schema'
       )
     }
   }
+  return value
+}
+
+/** Decode a control topic value into a state; throws `DecodeError` with the Python reason. */
+export function decodeState(bytes: Uint8Array | null | undefined): EnforcementState {
+  const value = checkHeader(bytes, 'EnforcementState')
   const r = new Reader(value, HEADER_BYTES, 'EnforcementState')
   const accountId = r.string()
   const botId = r.string()
@@ -374,4 +393,67 @@ export function decodeState(value: Uint8Array | null | undefined): EnforcementSt
     fallbackTextMonthly,
     premiumModel
   })
+}
+
+// -- what gateways sent (the gateway-sent topic) ---------------------------------------------
+
+export const SENT_KINDS = ['fallback', 'reply'] as const
+export type SentKind = (typeof SENT_KINDS)[number]
+
+/**
+ * A `ConversationSent` record: what a gateway sent a conversation (the fallback text of a
+ * cap period, or a throttled reply), shared by gateway replicas through the compacted
+ * gateway-sent topic (as the Python SDK's `ledger.KafkaLedger`).
+ */
+export interface ConversationSent {
+  kind: SentKind
+  accountId: string
+  botId: string
+  conversationId: string
+  /** fallback: the cap period (`2026-11-22` or `2026-11`); reply: empty */
+  periodKey: string
+  /** when it was sent (epoch ms) */
+  atMs: number
+  /** readers ignore it from then on */
+  expiresAtMs: number
+  gatewayId: string
+}
+
+const SENT_HEADER = header(FINGERPRINTS.ConversationSent)
+
+export function encodeConversationSent(sent: ConversationSent): Buffer {
+  const w = new Writer(96 + sent.accountId.length + sent.botId.length + sent.conversationId.length)
+  w.raw(SENT_HEADER)
+  w.long(SENT_KINDS.indexOf(sent.kind))
+  w.string(sent.accountId)
+  w.string(sent.botId)
+  w.string(sent.conversationId)
+  w.string(sent.periodKey)
+  w.long(sent.atMs)
+  w.long(sent.expiresAtMs)
+  w.string(sent.gatewayId)
+  return w.bytes()
+}
+
+export function decodeConversationSent(raw: Uint8Array | null | undefined): ConversationSent {
+  const value = checkHeader(raw, 'ConversationSent')
+  const r = new Reader(value, HEADER_BYTES, 'ConversationSent')
+  const sent: ConversationSent = {
+    kind: r.enumSymbol(SENT_KINDS) as SentKind,
+    accountId: r.string(),
+    botId: r.string(),
+    conversationId: r.string(),
+    periodKey: r.string(),
+    atMs: r.long(),
+    expiresAtMs: r.long(),
+    gatewayId: r.string()
+  }
+  return sent
+}
+
+/** The gateway-sent topic key: `kind/account/bot/conversation[/period]`. */
+export function sentKey(sent: Pick<ConversationSent, 'kind' | 'accountId' | 'botId' | 'conversationId' | 'periodKey'>): Buffer {
+  const parts = [sent.kind, sent.accountId, sent.botId, sent.conversationId]
+  if (sent.periodKey) parts.push(sent.periodKey)
+  return Buffer.from(parts.join('/'), 'utf8')
 }

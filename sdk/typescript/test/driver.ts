@@ -5,16 +5,18 @@
  *
  * Commands: {"op": "record", "events": [...]}, {"op": "flush"}, {"op": "gate", "calls":
  * [[account, bot, conversation, category, now?], ...]}, {"op": "ready"}, {"op": "states"},
- * {"op": "stats"}, {"op": "close"}. Configuration from CAPSTREAM_* variables.
+ * {"op": "stats"}, {"op": "ledger", "fallbacks": [[account, bot, conversation, period], ...],
+ * "replies": [[account, bot, conversation], ...]}, {"op": "close"}. Configuration from
+ * CAPSTREAM_* variables.
  */
 import { createInterface } from 'node:readline'
-import { Gateway, UsageRecorder, type Verdict } from '../src/index.js'
+import { Gateway, KafkaLedger, UsageRecorder, type Verdict } from '../src/index.js'
 import { usageEvent, verdictJson } from './helpers.js'
 
 const onDisconnect = (process.env['CAPSTREAM_TS_ON_DISCONNECT'] ?? 'open') as 'open' | 'closed'
 const maxDisconnectedS = Number(process.env['CAPSTREAM_TS_MAX_DISCONNECTED_S'] ?? '300')
 const recorder = new UsageRecorder({ lingerMs: Number(process.env['CAPSTREAM_TS_LINGER_MS'] ?? '5'), producerName: 'ts-driver' })
-const gateway = new Gateway({ onDisconnect, maxDisconnectedS })
+const gateway = new Gateway({ onDisconnect, maxDisconnectedS, gatewayId: process.env['CAPSTREAM_TS_GATEWAY_ID'] ?? 'ts-driver' })
 
 function answer(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n')
@@ -43,6 +45,14 @@ async function handle(cmd: Record<string, any>): Promise<unknown> {
       const view = gateway.view as unknown as { states: Map<string, Map<string, { version: number }>> }
       for (const [account, bots] of view.states) for (const [bot, s] of bots) out[`${account}/${bot}`] = s.version
       return { states: out, stats: (gateway.view as unknown as { stats: unknown }).stats }
+    }
+    case 'ledger': {
+      const ledger = gateway.ledger
+      return {
+        sent: (cmd['fallbacks'] ?? []).map((k: [string, string, string, string]) => ledger.fallbackSent(...k)),
+        last_reply: (cmd['replies'] ?? []).map((k: [string, string, string]) => ledger.lastReply(...k) ?? null),
+        stats: ledger instanceof KafkaLedger ? ledger.stats : null
+      }
     }
     case 'stats':
       return { recorder: recorder.stats, staleness_s: gateway.stalenessS, closed: gateway.view.closed }

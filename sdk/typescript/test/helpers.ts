@@ -90,6 +90,7 @@ export function verdictJson(v: Verdict): Record<string, unknown> {
     text: v.text,
     reason: v.reason,
     reply_at_ms: v.replyAtMs,
+    resumes_at_ms: v.resumesAtMs,
     cap_hit:
       h === null
         ? null

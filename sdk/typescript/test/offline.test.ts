@@ -5,12 +5,15 @@ import {
   CONTROL_UNAVAILABLE,
   FallbackLedger,
   Gateway,
+  KafkaLedger,
   NotDeliveredError,
   QueueFullError,
   RecorderClosedError,
   UnknownCategoryError,
   UsageEventError,
   UsageRecorder,
+  EnforcementState,
+  gate,
   type UsageEvent
 } from '../src/index.js'
 
@@ -54,6 +57,10 @@ test('a bad event is refused at record() time, naming the field, and takes no ro
     () => recorder.record({ ...event(1), category: 'video' as 'text' }),
     (err: unknown) => err instanceof UsageEventError && err.field === 'category'
   )
+  assert.throws(
+    () => recorder.record({ ...event(1), tokensIn: 1e21 }),
+    (err: unknown) => err instanceof UsageEventError && err.message.includes('1000000000000000000000 is larger than the per-event limit 1,000,000,000')
+  )
   assert.equal(recorder.record(event(2)), true)
   assert.equal(recorder.stats.accepted, 1)
   await recorder.destroy()
@@ -81,6 +88,52 @@ test('a fail-open gateway allows with the default model while it knows nothing',
   assert.deepEqual([v.action, v.model, v.batchingIntervalS, v.reason], ['allow', 'claude-haiku', 3, 'no_state_yet'])
   assert.throws(() => gateway.gate('acct-1', 'bot-1', 'c-1', 'video'), UnknownCategoryError)
   await gateway.close()
+})
+
+test('an unknown category is one error with one message, with or without a state', () => {
+  const state = new EnforcementState({
+    accountId: 'acct-1', botId: 'bot-1', version: 1, updatedAtMs: 0, blockedUntilMs: null, blockPolicyId: null,
+    model: 'm', downgradedUntilMs: null, batchingIntervalS: 60, throttledUntilMs: null, throttleReason: 'strict',
+    caps: new Map(), plan: 'pro', fallbackTextDaily: '', fallbackTextMonthly: '', premiumModel: ''
+  })
+  const gateway = Gateway.fromStates([state])
+  const messages = [
+    () => gateway.gate('acct-1', 'bot-1', 'c', "it's"), // a state (the core's gate)
+    () => gateway.gate('acct-2', 'bot-1', 'c', "it's"), // none
+    () => gate(state, "it's", 'c', 0, new FallbackLedger())
+  ].map(call => {
+    try {
+      call()
+    } catch (err) {
+      assert.ok(err instanceof UnknownCategoryError)
+      return err.message
+    }
+    return 'no error'
+  })
+  assert.deepEqual(new Set(messages), new Set([`unknown category "it's": use one of text, vision, audio, documents`]))
+})
+
+test('the shared ledger applies what other gateways sent until it expires, and publishes what it sends', async () => {
+  const ledger = new KafkaLedger(100, { bootstrap: NOWHERE, logger: quiet, gatewayId: 'gw-1' })
+  const now = Date.now()
+  const fallback = {
+    kind: 'fallback' as const, accountId: 'a', botId: 'b', conversationId: 'c', periodKey: '2026-11-18',
+    atMs: now, expiresAtMs: now + 1000, gatewayId: 'other'
+  }
+  assert.equal(ledger.apply({ ...fallback, expiresAtMs: now }, now), false) // expired: ignored
+  assert.equal(ledger.fallbackSent('a', 'b', 'c', '2026-11-18'), false)
+  assert.equal(ledger.apply(fallback, now), true)
+  assert.equal(ledger.apply(fallback, now), false) // known already
+  assert.equal(ledger.claimFallback('a', 'b', 'c', '2026-11-18'), false) // another gateway sent it
+  const reply = { ...fallback, kind: 'reply' as const, periodKey: '', atMs: now - 10, expiresAtMs: now + 59_990 }
+  assert.equal(ledger.apply(reply, now), true)
+  assert.equal(ledger.apply({ ...reply, atMs: now - 20 }, now), false) // older than the one held
+  assert.equal(ledger.lastReply('a', 'b', 'c'), now - 10)
+  assert.equal(ledger.claimFallback('a', 'b', 'c2', '2026-11-18'), true) // ours: published
+  ledger.recordReply('a', 'b', 'c2', now)
+  assert.equal(ledger.stats.published, 2)
+  assert.equal(ledger.ready, false) // nothing read yet: Kafka is away
+  assert.equal(await ledger.close(100), 2) // not delivered, reported
 })
 
 test('the fallback ledger forgets the oldest conversation first when full', () => {

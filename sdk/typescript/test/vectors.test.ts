@@ -1,11 +1,37 @@
 /** The shared vectors (testdata/vectors/, generated from the Python core and codecs). */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { FINGERPRINTS, decodeState, encodeBatch, encodeCapHit, encodeEvent, encodeState } from '../src/wire.js'
+import {
+  FINGERPRINTS,
+  decodeConversationSent,
+  decodeState,
+  encodeBatch,
+  encodeCapHit,
+  encodeConversationSent,
+  encodeEvent,
+  encodeState,
+  sentKey,
+  type ConversationSent
+} from '../src/wire.js'
+import { expiresAt } from '../src/ledger.js'
 import { murmur2, partitionFor } from '../src/murmur2.js'
 import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
 import { Gateway } from '../src/gateway.js'
+import { DEFAULT_CONVERSATIONS_TRACKED, UsageRecorder } from '../src/recorder.js'
 import { load, long, stateJson, usageEvent, verdictJson } from './helpers.js'
+import {
+  DEFAULT_MAX_FUTURE_SKEW_MS,
+  MAX_ATTRIBUTES,
+  MAX_ATTRIBUTE_KEY,
+  MAX_ATTRIBUTE_VALUE,
+  MAX_CREDITS_MICRO,
+  MAX_ID,
+  MAX_MESSAGES,
+  MAX_MODEL,
+  MAX_OCCURRED_AT_MS,
+  MAX_TOKENS,
+  MIN_OCCURRED_AT_MS
+} from '../src/limits.js'
 
 test('murmur2 and partitions match Kafka for every vector key', () => {
   const { cases } = load('partitions.json')
@@ -29,16 +55,54 @@ test('UsageBatch records are byte-identical to the Python codec', () => {
 
 test('record() refuses the bad events, naming the same field as Python', () => {
   const { bad_events } = load('usage_batches.json')
-  assert.ok(bad_events.length >= 10)
+  assert.ok(bad_events.length >= 30)
+  let messages = 0
   for (const c of bad_events) {
     const event = usageEvent(c.event)
     if (c.lone_surrogate) event[usageEventKey(c.field)] = '\ud800'
+    if (c.occurred_at_from_now_ms !== undefined) event.occurredAtMs = Date.now() + c.occurred_at_from_now_ms
     assert.throws(
       () => encodeEvent(event),
-      (err: unknown) => err instanceof UsageEventError && err.field === c.field,
-      `${c.field}: ${JSON.stringify(c.event[c.field])}`
+      (err: unknown) => {
+        assert.ok(err instanceof UsageEventError, String(err))
+        assert.equal(err.field, c.field)
+        if (c.message !== undefined) {
+          assert.equal(err.message, c.message) // the core.limits bounds: word for word
+          messages++
+        }
+        return true
+      },
+      `${c.field}: ${JSON.stringify(c.event[c.field])?.slice(0, 80)}`
     )
   }
+  assert.ok(messages >= 15)
+})
+
+test('the limits are the Python core\'s, and an event at every limit is accepted', () => {
+  const { limits, cases } = load('usage_batches.json')
+  assert.deepEqual(
+    {
+      max_id: MAX_ID,
+      max_model: MAX_MODEL,
+      max_tokens: MAX_TOKENS,
+      max_messages: MAX_MESSAGES,
+      max_credits_micro: MAX_CREDITS_MICRO,
+      min_occurred_at_ms: MIN_OCCURRED_AT_MS,
+      max_occurred_at_ms: MAX_OCCURRED_AT_MS,
+      max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+      max_attributes: MAX_ATTRIBUTES,
+      max_attribute_key: MAX_ATTRIBUTE_KEY,
+      max_attribute_value: MAX_ATTRIBUTE_VALUE
+    },
+    limits
+  )
+  const largest = cases.find((c: { name: string }) => c.name.startsWith('the largest counts'))
+  assert.equal(largest.events[0].credits_micro, MAX_CREDITS_MICRO)
+  // the clock plus the skew is accepted, a millisecond later is not
+  const now = Date.now()
+  const event = { ...usageEvent(largest.events[0]), occurredAtMs: now + DEFAULT_MAX_FUTURE_SKEW_MS }
+  assert.ok(encodeEvent(event, now).length > 0)
+  assert.throws(() => encodeEvent({ ...event, occurredAtMs: now + DEFAULT_MAX_FUTURE_SKEW_MS + 1 }, now), /later than/)
 })
 
 function usageEventKey(field: string): string {
@@ -104,7 +168,11 @@ test('the gateway answers every gate sequence like the Python core', () => {
     seq.steps.forEach((step: Record<string, any>, i: number) => {
       const call = [step.account_id, step.bot_id, step.conversation_id, step.category] as const
       if ('error' in step.verdict) {
-        assert.throws(() => gateway.gate(...call, step.now), UnknownCategoryError)
+        // one type and one text, whether or not the gateway holds a state for the bot
+        assert.throws(
+          () => gateway.gate(...call, step.now),
+          (err: unknown) => err instanceof UnknownCategoryError && err.message === step.verdict.message
+        )
         return
       }
       const got = verdictJson(gateway.gate(...call, step.now))
@@ -115,4 +183,56 @@ test('the gateway answers every gate sequence like the Python core', () => {
     assert.equal(reported.length, hits, seq.name)
   }
   assert.deepEqual([...actions].sort(), ['allow', 'fallback', 'paused', 'skip'])
+})
+
+test('the recorder derives conversationStarted like the Python recorder', async () => {
+  const doc = load('usage_batches.json')
+  assert.equal(DEFAULT_CONVERSATIONS_TRACKED, doc.default_conversations_tracked)
+  for (const seq of doc.conversation_started) {
+    const options = { bootstrap: '127.0.0.1:1', logger: { warn: () => undefined, error: () => undefined } }
+    const recorder = new UsageRecorder(
+      seq.conversations_tracked === DEFAULT_CONVERSATIONS_TRACKED
+        ? options // the default, left out
+        : { ...options, conversationsTracked: seq.conversations_tracked }
+    )
+    const expected: Buffer[] = []
+    seq.events.forEach((e: Record<string, unknown>, i: number) => {
+      const event = usageEvent(e)
+      const started = seq.started[i]
+      if (started === null) {
+        assert.throws(() => recorder.record(event), UsageEventError)
+        return
+      }
+      assert.equal(recorder.record(event), true)
+      expected.push(encodeEvent({ ...event, conversationStarted: started }))
+    })
+    assert.deepEqual(
+      recorder.queuedBodies.map(b => b.toString('hex')),
+      expected.map(b => b.toString('hex')),
+      seq.name
+    )
+    await recorder.destroy()
+  }
+})
+
+test('what gateways sent is byte-identical to the Python ConversationSent, with the same key and expiry', () => {
+  const doc = load('conversation_sent.json')
+  assert.equal(FINGERPRINTS.ConversationSent.toString('hex'), doc.fingerprint_hex)
+  for (const c of doc.cases) {
+    const s = c.sent
+    const sent: ConversationSent = {
+      kind: s.kind,
+      accountId: s.account_id,
+      botId: s.bot_id,
+      conversationId: s.conversation_id,
+      periodKey: s.period_key,
+      atMs: s.at_ms,
+      expiresAtMs: s.expires_at_ms,
+      gatewayId: s.gateway_id
+    }
+    assert.equal(encodeConversationSent(sent).toString('hex'), c.hex)
+    assert.deepEqual(decodeConversationSent(Buffer.from(c.hex, 'hex')), sent)
+    assert.equal(sentKey(sent).toString('utf8'), c.key)
+    assert.equal(expiresAt(sent.kind, sent.periodKey, sent.atMs), sent.expiresAtMs)
+  }
 })

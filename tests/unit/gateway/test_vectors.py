@@ -9,20 +9,37 @@ TypeScript SDK's tests replay the same files (sdk/typescript/test/vectors.test.t
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from capstream.core.errors import CoreError
+from capstream.core.limits import (
+    MAX_CREDITS_MICRO,
+    MAX_ID,
+    MAX_MESSAGES,
+    MAX_MODEL,
+    MAX_OCCURRED_AT_MS,
+    MAX_TOKENS,
+    MIN_OCCURRED_AT_MS,
+)
 from capstream.core.models import CapHit, EnforcementState
 from capstream.errors import DecodeError
-from capstream.gateway import Gateway, UnknownCategoryError, UsageEventError
+from capstream.gateway import (
+    Gateway,
+    NotDeliveredError,
+    UnknownCategoryError,
+    UsageEventError,
+    UsageRecorder,
+)
 from capstream.gateway.caphits import encode_cap_hit
+from capstream.gateway.ledger import expires_at, sent_key
 from capstream.gateway.partitioner import murmur2, partition_for
+from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
 from capstream.gateway.states import decode_state, encode_state, state_to_avro
 from capstream.gateway.vectors import FILES, generate, stale, write
-from capstream.gateway.wire import encode_batch, encode_event
+from capstream.gateway.wire import encode_batch, encode_batch_texts, encode_event
 from capstream.streams.codecs import codec
 from capstream.streams.settings import Settings
 
@@ -87,14 +104,64 @@ def test_the_recorders_encoding_is_the_usage_batch_of_the_vectors() -> None:
 
 def test_the_recorder_refuses_the_bad_events_naming_the_field() -> None:
     bad = load("usage_batches.json")["bad_events"]
-    assert len(bad) >= 10
+    assert len(bad) >= 30
     for case in bad:
         fields = event_fields(case["event"])
         if case.get("lone_surrogate"):
             fields[case["field"]] = "\ud800"
+        if "occurred_at_from_now_ms" in case:
+            fields["occurred_at_ms"] = int(time.time() * 1000) + case["occurred_at_from_now_ms"]
         with pytest.raises(UsageEventError) as info:
             encode_event(**fields)
-        assert info.value.field == case["field"]
+        assert info.value.field == case["field"], case
+        if "message" in case:
+            assert str(info.value) == case["message"]
+
+
+def test_every_bound_of_core_limits_has_a_refusal_vector_and_an_accepted_one() -> None:
+    doc = load("usage_batches.json")
+    limits = doc["limits"]
+    assert limits["max_tokens"] == MAX_TOKENS and limits["max_credits_micro"] == MAX_CREDITS_MICRO
+    refused = {(c["field"], json.dumps(c["event"][c["field"]])) for c in doc["bad_events"]}
+    for field, value in [
+        ("account_id", "a" * (MAX_ID + 1)), ("bot_id", "b" * (MAX_ID + 1)),
+        ("model", "m" * (MAX_MODEL + 1)), ("tokens_in", MAX_TOKENS + 1),
+        ("tokens_out", MAX_TOKENS + 1), ("messages", MAX_MESSAGES + 1),
+        ("credits_micro", MAX_CREDITS_MICRO + 1), ("occurred_at_ms", 0),
+        ("occurred_at_ms", MIN_OCCURRED_AT_MS - 1), ("occurred_at_ms", MAX_OCCURRED_AT_MS),
+    ]:  # fmt: skip
+        assert (field, json.dumps(value)) in refused, field
+    assert any("occurred_at_from_now_ms" in c for c in doc["bad_events"])
+    largest = next(c for c in doc["cases"] if c["name"].startswith("the largest counts"))
+    event = largest["events"][0]
+    assert (event["tokens_in"], event["messages"], long(event["credits_micro"])) == (
+        MAX_TOKENS, MAX_MESSAGES, MAX_CREDITS_MICRO,
+    )  # fmt: skip
+
+
+def test_the_recorder_derives_conversation_started_like_the_vectors() -> None:
+    doc = load("usage_batches.json")
+    assert doc["default_conversations_tracked"] == DEFAULT_CONVERSATIONS_TRACKED
+    nowhere = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="vectors")
+    for seq in doc["conversation_started"]:
+        recorder = UsageRecorder(
+            nowhere,
+            conversations_tracked=seq["conversations_tracked"],
+            producer_config={"log_level": 0},
+        )
+        try:
+            for event, started in zip(seq["events"], seq["started"], strict=True):
+                if started is None:
+                    with pytest.raises(UsageEventError):
+                        recorder.record(**event_fields(event))
+                else:
+                    assert recorder.record(**event_fields(event))
+            value = encode_batch_texts("b", "p", 1, [body for _, body in recorder._queue])
+            flags = [e["conversation_started"] for e in codec("UsageBatch").decode(value)["events"]]
+            assert flags == [s for s in seq["started"] if s is not None], seq["name"]
+        finally:
+            with pytest.raises(NotDeliveredError):  # no broker: the events stay unconfirmed
+                recorder.close(timeout=0.1)
 
 
 def test_control_values_decode_to_the_vector_states_and_encode_back() -> None:
@@ -127,6 +194,19 @@ def test_the_reporters_cap_hit_bytes_are_the_vectors() -> None:
         assert encoded.hex() == case["hex"]
 
 
+def test_what_gateways_sent_is_the_conversation_sent_of_the_vectors() -> None:
+    doc = load("conversation_sent.json")
+    sent_codec = codec("ConversationSent")
+    assert sent_codec.fingerprint.hex() == doc["fingerprint_hex"]
+    for case in doc["cases"]:
+        sent = case["sent"]
+        assert sent_codec.encode(sent).hex() == case["hex"]
+        assert sent_codec.decode(bytes.fromhex(case["hex"])) == sent
+        assert sent_key(sent["kind"], sent["account_id"], sent["bot_id"],
+                        sent["conversation_id"], sent["period_key"]) == case["key"]  # fmt: skip
+        assert expires_at(sent["kind"], sent["period_key"], sent["at_ms"]) == sent["expires_at_ms"]
+
+
 class _View:
     closed = False
 
@@ -155,6 +235,7 @@ def verdict_json(v: Any) -> dict[str, Any]:
         "text": v.text,
         "reason": v.reason,
         "reply_at_ms": v.reply_at_ms,
+        "resumes_at_ms": v.resumes_at_ms,
         "cap_hit": None
         if hit is None
         else {
@@ -187,9 +268,10 @@ def test_the_gateway_answers_every_gate_sequence_like_the_vectors() -> None:
         for i, step in enumerate(seq["steps"]):
             call = (step["account_id"], step["bot_id"], step["conversation_id"], step["category"])
             if "error" in step["verdict"]:
-                # a bot with a state: the core's CoreError; a bot without: the gateway's
-                with pytest.raises((UnknownCategoryError, CoreError)):
+                # one type and one text, whether or not the gateway holds a state for the bot
+                with pytest.raises(UnknownCategoryError) as info:
                     gateway.gate(*call, step["now"])
+                assert str(info.value) == step["verdict"]["message"]
                 continue
             got = verdict_json(gateway.gate(*call, step["now"]))
             assert got == step["verdict"], f"{seq['name']}: step {i} {call} at {step['now']}"
