@@ -79,7 +79,7 @@ and holds no cycles."""
 def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "warning") -> None:
     """Run one processors worker in the foreground until SIGTERM/SIGINT."""
     if options.create_topics:
-        create_topics(settings)
+        create_topics(settings, processors=options.app_id(settings.topic_prefix))
     gc.set_threshold(*GC_THRESHOLDS)
     processors = Processors(settings, options)
     processors.metrics.watch_gc()

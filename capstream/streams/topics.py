@@ -124,13 +124,40 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
-    """Create every missing topic; return ``{name: "created" | "exists"}``. Idempotent."""
+PROCESSOR_TABLES = ("accounts", "bots", "feed")
+"""The worker's Faust tables, each with a compacted changelog topic."""
+
+
+def changelog_specs(settings: Settings, app_id: str) -> list[TopicSpec]:
+    """The changelog topics of the worker group ``app_id``'s tables (Faust names them
+    ``<app id>-<table>-changelog``). Created with the rest, before any worker starts: two
+    workers started together on a fresh deployment otherwise race to create them, and the
+    one that loses never reads the bots changelog (found by the chaos run)."""
+    return [
+        TopicSpec(
+            f"{app_id}-{table}-changelog",
+            settings.usage_partitions,
+            dict(_COMPACTED),
+            f"changelog of the worker table {table} (usage state per partition)",
+        )
+        for table in PROCESSOR_TABLES
+    ]
+
+
+def create_topics(
+    settings: Settings, timeout: float = 30.0, processors: str | None = None
+) -> dict[str, str]:
+    """Create every missing topic; return ``{name: "created" | "exists"}``. Idempotent.
+
+    ``processors``: the worker group's app id (default ``<prefix>.processors``) whose table
+    changelogs are created too."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka import admin as kafka_admin
 
     admin = kafka_admin.AdminClient({**settings.librdkafka_config(), "log_level": 0})
-    specs = topic_specs(settings)
+    specs = topic_specs(settings) + changelog_specs(
+        settings, processors or f"{settings.topic_prefix}.processors"
+    )
     rf = settings.replication_factor
     futures = admin.create_topics(
         [

@@ -88,3 +88,23 @@ def test_usage_batches_round_trip_and_land_on_the_account_partition(topics: Sett
     assert got == sent
     # murmur2 on the account id: every record of an account is on one partition
     assert all(len(parts) == 1 for parts in partition_of.values())
+
+
+def test_create_topics_creates_the_worker_tables_changelogs_compacted(settings: Settings) -> None:
+    """Pre-created with the rest: two workers started together on a fresh deployment raced
+    to create them, and the loser never read the bots changelog (found by the chaos run)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from capstream.streams.topics import create_topics
+
+    outcome = create_topics(settings)
+    group = f"{settings.topic_prefix}.processors"
+    names = [f"{group}-{t}-changelog" for t in ("accounts", "bots", "feed")]
+    assert all(outcome[n] == "created" for n in names)
+    admin = AdminClient(settings.librdkafka_config())
+    meta = admin.list_topics(timeout=10).topics
+    assert all(len(meta[n].partitions) == settings.usage_partitions for n in names)
+    res = ConfigResource(ConfigResource.Type.TOPIC, names[1])
+    config = admin.describe_configs([res])[res].result(timeout=10)
+    assert config["cleanup.policy"].value == "compact"
+    assert all(v == "exists" for k, v in create_topics(settings).items() if k in names)

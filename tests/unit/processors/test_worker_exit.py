@@ -37,7 +37,7 @@ def test_capstream_worker_exits_non_zero_with_the_reason_after_a_crash(
     monkeypatch.setattr(worker_module, "_Worker", fake)
     monkeypatch.setenv("CAPSTREAM_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CAPSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:1")
-    monkeypatch.setattr(worker_module, "create_topics", lambda settings: {})
+    monkeypatch.setattr(worker_module, "create_topics", lambda settings, **kw: {})
     monkeypatch.setattr(worker_module.gc, "set_threshold", lambda *a: None)
     result = CliRunner().invoke(app, ["worker", "--metrics-port", "-1"])
     if code:
@@ -55,7 +55,7 @@ def test_the_cli_entry_point_turns_the_crash_into_exit_1_and_a_message(
     monkeypatch.setattr(worker_module, "_Worker", _Crashing)
     monkeypatch.setenv("CAPSTREAM_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CAPSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:1")
-    monkeypatch.setattr(worker_module, "create_topics", lambda settings: {})
+    monkeypatch.setattr(worker_module, "create_topics", lambda settings, **kw: {})
     monkeypatch.setattr(worker_module.gc, "set_threshold", lambda *a: None)
     monkeypatch.setattr("sys.argv", ["capstream", "worker", "--metrics-port", "-1"])
     with pytest.raises(SystemExit) as exited:
