@@ -95,7 +95,12 @@ def test_our_murmur2_places_events_where_librdkafka_does(kafka_bootstrap: str) -
 
 
 def _body(event: dict[str, Any]) -> bytes:
-    full = {"conversation_started": False, "occurred_at_ms": 1, "attributes": None, **event}
+    full = {
+        "conversation_started": False,
+        "occurred_at_ms": 1_790_000_000_000,
+        "attributes": None,
+        **event,
+    }
     return encode_event(*(full[f] for f in EVENT_FIELDS))
 
 
