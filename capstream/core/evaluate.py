@@ -102,17 +102,24 @@ def evaluate(
             acct_fresh = False
         else:
             acct.watermarks[partition] = pos
+    recent = acct.recent_set
     if acct_fresh:
         eid = event.event_id
-        recent = acct.recent_set
         if eid in recent:
             return state, collect_effects(states, notes, duplicate=True)
         order = acct.recent_ids
         if len(order) >= acct.recent_capacity:
-            recent.discard(order.popleft())
+            del recent[order.popleft()]
         order.append(eid)
-        recent.add(eid)
+        recent[eid] = pos
         state.account_dirty = True
+    else:
+        # The account's value is from a later point than this replayed event (the bot's may
+        # be older): if its id was first applied at another position, it was a client resend
+        # that was dropped then, so it must not count in the bot now either.
+        first = recent.get(event.event_id, -1)
+        if first >= 0 and first != pos:
+            return state, collect_effects(states, notes, duplicate=True)
 
     bot_id = event.bot_id
     bot = state.bots.get(bot_id)

@@ -313,8 +313,10 @@ class AccountUsage(UsageBase):
     recent_capacity: int = DEFAULT_RECENT_IDS
     recent_ids: deque[str] = field(default_factory=deque)
     """The last ``recent_capacity`` event ids applied, oldest first (drops client resends)."""
-    recent_set: set[str] = field(default_factory=set, compare=False, repr=False)
-    """The same ids as a set, for membership tests."""
+    recent_set: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """The same ids, each with the position (offset * 65536 + index) it was applied at (-1:
+    unknown, read from a v2 state): a replayed event whose id was first applied at another
+    position was a resend, dropped then, whatever table it is replayed into."""
     caps: dict[str, CapStatus] = field(default_factory=dict)
     """Categories capped now, as last derived."""
     downgraded_until_ms: int | None = None
@@ -335,7 +337,10 @@ class AccountUsage(UsageBase):
             opt(self.risk_until_ms), len(caps),
         )  # fmt: skip
         _write_caps(w, caps)
-        w.texts(self.recent_ids)
+        recent = self.recent_ids
+        w.texts(recent)
+        at = self.recent_set
+        w.i64_list([at.get(eid, -1) for eid in recent])
         return w.bytes()
 
     @classmethod
@@ -354,8 +359,12 @@ class AccountUsage(UsageBase):
         u.recent_capacity = capacity
         u.downgraded_until_ms, u.risk_until_ms = unopt(downgraded), unopt(risk)
         u.caps = _read_caps(r, n_caps)
-        u.recent_ids = deque(r.texts())
-        u.recent_set = set(u.recent_ids)
+        ids = r.texts()
+        u.recent_ids = deque(ids)
+        if v2:
+            u.recent_set = dict.fromkeys(ids, -1)
+        else:
+            u.recent_set = dict(zip(ids, r.i64_array(len(ids)), strict=True))
         r.done()
         return u
 

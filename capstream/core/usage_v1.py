@@ -33,7 +33,7 @@ def read_account_v1(u: AccountUsage, r: Reader) -> None:
     _read_common(u, r)
     u.recent_capacity = r.u32()
     u.recent_ids = deque(r.text() for _ in range(r.u32()))
-    u.recent_set = set(u.recent_ids)
+    u.recent_set = dict.fromkeys(u.recent_ids, -1)
     u.caps = dict(_read_cap(r) for _ in range(r.u32()))
     u.downgraded_until_ms = r.opt_i64()
     u.risk_until_ms = r.opt_i64()
