@@ -16,9 +16,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from capstream.api.errors import InvalidError
 from capstream.api.models import ID_PATTERN, NewPolicyBody, SettingsBody
+from capstream.api.validation import checked_policy, checked_settings
 from capstream.core import Policy, PolicySet, TenantSettings
-from capstream.core.errors import CoreError
 from capstream.errors import CapstreamError
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
@@ -132,6 +133,14 @@ def _pydantic_error(exc: ValidationError, prefix: str = "") -> SimulationError:
     return SimulationError(f"{field}: {e.get('msg')}", field=field)
 
 
+def _core_error(exc: InvalidError, prefix: str) -> SimulationError:
+    """The core's refusal with the field it is about (as the API names it on a write)."""
+    field = exc.fields[0].field if exc.fields else "body"
+    return SimulationError(
+        f"{prefix}: {exc.message}", field=prefix if field == "body" else f"{prefix}.{field}"
+    )
+
+
 def check_draft(
     account_id: str,
     body: SimulationBody,
@@ -159,9 +168,10 @@ def check_draft(
             )
         rec = body.settings.record(current_settings, current_settings.version + 1, now_ms)
         try:
-            return Draft(settings=core_settings(rec))
-        except CoreError as exc:
-            raise SimulationError(f"settings: {exc}", field="settings") from exc
+            checked_settings(rec)
+        except InvalidError as exc:
+            raise _core_error(exc, "settings") from exc
+        return Draft(settings=core_settings(rec))
     assert body.policy is not None
     held = {p.policy_id for p in current_policies}
     if body.replaces is not None and body.replaces not in held:
@@ -184,9 +194,9 @@ def check_draft(
         )
     rec = body.policy.record(account_id, pid, 0, now_ms)
     try:
-        policy = core_policy(rec)
-    except CoreError as exc:
-        raise SimulationError(f"policy: {exc}", field="policy") from exc
+        policy = core_policy(checked_policy(rec))
+    except InvalidError as exc:
+        raise _core_error(exc, "policy") from exc
     if not policy.enabled:
         raise SimulationError(
             "the draft policy is disabled: a disabled policy does nothing to simulate",

@@ -34,8 +34,10 @@ class MemoryEvents:
         elif sql != FIRST_SQL:
             raise ValueError("MemoryEvents answers only the simulation's statements")
         return [
-            {"t": e.occurred_at_ms, "b": e.bot_id, "c": e.conversation_id, "e": e.event_id,
-             "k": e.category, "m": e.model, "ti": e.tokens_in, "tx": e.tokens_out,
-             "n": e.messages, "s": int(e.conversation_started), "cr": e.credits_micro}
+            {"event_id": e.event_id, "account_id": e.account_id, "bot_id": e.bot_id,
+             "conversation_id": e.conversation_id, "category": e.category, "model": e.model,
+             "tokens_in": e.tokens_in, "tokens_out": e.tokens_out, "messages": e.messages,
+             "conversation_started": e.conversation_started,
+             "credits_micro": e.credits_micro, "t": e.occurred_at_ms}
             for e in rows[: int(params["limit"])]
         ]  # fmt: skip

@@ -34,10 +34,10 @@ COUNT_SQL = (
     f"FROM usage_events WHERE {_WHERE} GROUP BY hour ORDER BY hour"
 )
 _COLUMNS = (
-    "toUnixTimestamp64Milli(occurred_at) AS t, bot_id AS b, conversation_id AS c, "
-    "event_id AS e, category AS k, model AS m, tokens_in AS ti, tokens_out AS tx, "
-    "messages AS n, toUInt8(conversation_started) AS s, credits_micro AS cr"
+    "event_id, account_id, bot_id, conversation_id, category, model, tokens_in, tokens_out, "
+    "messages, conversation_started, credits_micro, toUnixTimestamp64Milli(occurred_at) AS t"
 )
+"""In the order of ``UsageEvent``'s arguments: a row's values are its arguments as they are."""
 FIRST_SQL = (
     f"SELECT {_COLUMNS} FROM usage_events WHERE {_WHERE} "
     "ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
@@ -103,24 +103,19 @@ class EventSource:
 
     def chunks(self, plan: Plan | None = None) -> Iterator[list[UsageEvent]]:
         """The events, a chunk (at most ``chunk_rows``) at a time, in time order."""
-        account, limit = self.account_id, self.chunk_rows
+        limit = self.chunk_rows
         for lo, hi in (plan or self.plan()).slices:
             params: dict[str, Any] = {"lo": lo, "hi": hi, "limit": limit}
             rows = self._run(FIRST_SQL, params)
             while True:
                 if rows:
-                    yield [
-                        UsageEvent(
-                            r["e"], account, r["b"], r["c"], r["k"], r["m"], int(r["ti"]),
-                            int(r["tx"]), int(r["n"]), int(r["s"]) != 0, int(r["cr"]), int(r["t"]),
-                        )  # fmt: skip
-                        for r in rows
-                    ]
+                    yield [UsageEvent(*r.values()) for r in rows]
                 if len(rows) < limit:
                     break
                 last = rows[-1]
-                rows = self._run(NEXT_SQL, {**params, "after_t": int(last["t"]),
-                                            "after_e": last["e"]})  # fmt: skip
+                rows = self._run(
+                    NEXT_SQL, {**params, "after_t": last["t"], "after_e": last["event_id"]}
+                )
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.queries += 1

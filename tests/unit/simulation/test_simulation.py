@@ -208,7 +208,8 @@ def test_replacing_a_policy_runs_the_draft_in_its_place() -> None:
         ({"policy": {**DRAFT_POLICY, "threshold": -1}}, "policy.threshold", "greater than 0"),
         ({"settings": {"auto_downgrade": True}, "replaces": "x"}, "replaces", "goes with"),
         ({"settings": {"plan": "enterprise"}}, "settings.plan", "keeps the plan"),
-        ({"settings": {"timezone": "Mars/Base"}}, "settings", "Mars/Base"),
+        ({"settings": {"timezone": "Mars/Base"}}, "settings.timezone", "Mars/Base"),
+        ({"settings": {"language": "xx"}}, "settings.language", "'en'"),
         ({"policy": DRAFT_POLICY, "colour": "red"}, "colour", "Extra inputs"),
     ],
 )
