@@ -30,10 +30,12 @@ DAY_MS = 86_400_000
 GENERATE = """INSERT INTO usage_events (occurred_at, account_id, bot_id, conversation_id,
     event_id, category, model, tokens_in, tokens_out, messages, conversation_started,
     credits_micro, attributes, batch_id, producer, sent_at, ingested_at, source)
-SELECT fromUnixTimestamp64Milli(toInt64({start:Int64} + intDiv(number * {span:Int64}, {n:Int64})), 'UTC'),
+SELECT fromUnixTimestamp64Milli(
+        toInt64({start:Int64} + intDiv(number * {span:Int64}, {n:Int64})), 'UTC'),
     {account:String}, concat('bot-', toString(number % 10)),
     concat('c', toString(intHash32(number) % 5000)), concat('e', toString(number)),
-    ['text','text','text','text','text','text','text','vision','audio','documents'][number % 10 + 1],
+    ['text','text','text','text','text','text','text','vision','audio','documents']
+        [number % 10 + 1],
     'claude-sonnet-4-6', 200 + number % 400, 80 + number % 90, 1, number % 17 = 0,
     2000 + (number % 7) * 500, map(), 'b', 'bench', now64(3), now64(3), 'bench'
 FROM numbers({n:Int64})"""
@@ -84,7 +86,8 @@ def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
     ]  # fmt: skip
     body = {"policy": {"policy_id": "hourly", "metric": "tokens", "threshold": bot_hour * 500,
                        "window_seconds": 3600, "scope": "account_each_bot",
-                       "block": {"duration_seconds": 900}, "alert": {"recipients": []}}}  # fmt: skip
+                       "block": {"duration_seconds": 900},
+                       "alert": {"recipients": []}}}  # fmt: skip
     end = START_MS + days * DAY_MS
     draft = check_draft(ACCOUNT, parse_body(body), current, tenant, end)
     cur, dra = configs(current, tenant, draft)
@@ -145,8 +148,10 @@ def main() -> None:
             base = [sys.executable, __file__, "--child", str(n), "--days", str(args.days),
                     "--chunk", str(args.chunk), "--store", store]  # fmt: skip
             gen = subprocess.run([*base, "--generate"], capture_output=True, text=True, check=False)
-            out = gen if gen.returncode else subprocess.run(
-                base, capture_output=True, text=True, check=False
+            out = (
+                gen
+                if gen.returncode
+                else subprocess.run(base, capture_output=True, text=True, check=False)
             )
         finally:
             shutil.rmtree(store, ignore_errors=True)

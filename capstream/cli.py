@@ -309,7 +309,8 @@ def simulate(
         str | None, typer.Option("--replaces", help="The policy the draft stands in for.")
     ] = None,
     from_: Annotated[
-        str | None, typer.Option("--from", help="Start (ISO 8601 or epoch ms; default 30 days ago).")
+        str | None,
+        typer.Option("--from", help="Start (ISO 8601 or epoch ms; default 30 days ago)."),
     ] = None,
     to: Annotated[str | None, typer.Option("--to", help="End (default now).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",

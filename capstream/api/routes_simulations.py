@@ -150,7 +150,9 @@ def _run(job: Job, ctx_source: EventSource, plan: Plan, args: tuple[Any, ...]) -
     except Exception as exc:  # a defect: the job fails, the API keeps serving
         with job.lock:
             job.status = "failed"
-            job.error = ErrorBody(code="failed", message=f"simulation failed ({type(exc).__name__})")
+            job.error = ErrorBody(
+                code="failed", message=f"simulation failed ({type(exc).__name__})"
+            )
         return
     with job.lock:
         job.status, job.result = "done", result

@@ -136,7 +136,8 @@ def print_report(result: dict[str, Any], out: Console) -> None:
     cur, sim = result["current"], result["simulated"]
     out.print(
         f"account [bold]{result['account_id']}[/]: {result['events']} events, "
-        f"{_day(result['from_ms'], result['timezone'])} to {_day(result['to_ms'], result['timezone'])} "
+        f"{_day(result['from_ms'], result['timezone'])} to "
+        f"{_day(result['to_ms'], result['timezone'])} "
         f"({result['timezone']})"
     )
     table = Table(header_style="bold")
@@ -161,7 +162,8 @@ def print_report(result: dict[str, Any], out: Console) -> None:
     out.print(table)
     for title, side in (("with the draft", sim), ("current", cur)):
         lines = [f"  alert {a['at']} policy {a['policy_id']} bot {a['bot_id']} -> "
-                 f"{', '.join(a['recipients']) or 'owner'}" for a in side["alerts"][:20]]  # fmt: skip
+                 f"{', '.join(a['recipients']) or 'owner'}"
+                 for a in side["alerts"][:20]]  # fmt: skip
         lines += [f"  block {b['from']} until {b['until']} policy {b['policy_id']} bots "
                   f"{', '.join(b['bots'])}" for b in side["blocks"][:20]]  # fmt: skip
         lines += [f"  cap {c['period']} {c['category']} reached {c['from']}, resumes {c['until']}"

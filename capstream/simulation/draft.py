@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,7 +103,7 @@ def parse_instant(value: str | int | None, what: str) -> int | None:
             field=what,
         ) from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -166,12 +166,12 @@ def check_draft(
                 "'plan' out)",
                 field="settings.plan",
             )
-        rec = body.settings.record(current_settings, current_settings.version + 1, now_ms)
+        srec = body.settings.record(current_settings, current_settings.version + 1, now_ms)
         try:
-            checked_settings(rec)
+            checked_settings(srec)
         except InvalidError as exc:
             raise _core_error(exc, "settings") from exc
-        return Draft(settings=core_settings(rec))
+        return Draft(settings=core_settings(srec))
     assert body.policy is not None
     held = {p.policy_id for p in current_policies}
     if body.replaces is not None and body.replaces not in held:

@@ -20,9 +20,7 @@ class MemoryEvents:
     def __call__(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.calls.append((sql, params))
         account, lo, hi = params["account"], int(params["lo"]), int(params["hi"])
-        rows = [
-            e for e in self.events if e.account_id == account and lo <= e.occurred_at_ms < hi
-        ]
+        rows = [e for e in self.events if e.account_id == account and lo <= e.occurred_at_ms < hi]
         if sql == COUNT_SQL:
             hours: dict[int, int] = {}
             for e in rows:

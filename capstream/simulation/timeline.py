@@ -98,9 +98,7 @@ class Timeline:
         self._period(self._open_block, self._blocks, bot, t, blocked, e.block_policy_id or "")
         throttled = e.batching_interval_s >= THROTTLED_BATCHING_S
         until = (e.throttled_until_ms or 0) if throttled else None
-        self._period(
-            self._open_throttle, self._throttles, bot, t, until, e.throttle_reason or ""
-        )
+        self._period(self._open_throttle, self._throttles, bot, t, until, e.throttle_reason or "")
         if bot != ACCOUNT_WIDE_BOT:
             return
         down = e.downgraded_until_ms
@@ -165,7 +163,12 @@ class Timeline:
             return
         end = p.until if open_ or p.until <= t else t
         self.caps.append(
-            {"category": cat, "period": p.label, "period_key": key, **self._span(p.start, end, open_)}
+            {
+                "category": cat,
+                "period": p.label,
+                "period_key": key,
+                **self._span(p.start, end, open_),
+            }
         )
 
     def _span(self, start: int, end: int, open_: bool) -> dict[str, Any]:
@@ -209,7 +212,9 @@ class Timeline:
         key = (p.start, -(p.until or end_ms) - 1, p.label)  # open: marked by a negative end
         done.setdefault(key, []).append(bot)
 
-    def _grouped(self, done: dict[tuple[int, int, str], list[str]], label: str) -> list[dict[str, Any]]:
+    def _grouped(
+        self, done: dict[tuple[int, int, str], list[str]], label: str
+    ) -> list[dict[str, Any]]:
         out = []
         for (start, end, lab), bots in sorted(done.items()):
             open_ = end < 0

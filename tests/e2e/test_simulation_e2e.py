@@ -49,7 +49,9 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
     panel = page.locator("#policy-form").get_by_test_id("simulation")
     expect(panel.get_by_test_id("simulation-table")).to_be_visible(timeout=60_000)
     expect(panel.get_by_test_id("simulation-timeline").locator("polyline")).to_be_attached()
-    expect(panel.get_by_test_id("simulation-timeline").locator("rect.sim-block").first).to_be_attached()
+    expect(
+        panel.get_by_test_id("simulation-timeline").locator("rect.sim-block").first
+    ).to_be_attached()
     expect(panel.get_by_test_id("simulation-events")).to_contain_text("pause")
     expect(panel.get_by_test_id("simulation-table")).to_contain_text("blocks")
     shot("policy-draft-timeline")
@@ -61,7 +63,9 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
     page.fill("#cap-text-daily", "0.001")
     page.locator("#settings-form").get_by_test_id("simulate").click()
     panel = page.locator("#settings-form").get_by_test_id("simulation")
-    expect(panel.get_by_test_id("simulation-table")).to_contain_text("fallback texts", timeout=60_000)
+    expect(panel.get_by_test_id("simulation-table")).to_contain_text(
+        "fallback texts", timeout=60_000
+    )
     expect(panel.get_by_test_id("simulation-events")).to_contain_text("daily text cap reached")
     shot("cap-draft-timeline")
     # a malformed cap is refused next to its field

@@ -70,13 +70,11 @@ def _history(acct: str) -> list[UsageEvent]:
     while t < end:
         burst = 7 if i % 13 == 0 else 1
         for b in range(burst):
-            events.append(
-                UsageEvent(
-                    f"e{i:05d}-{b}", acct, f"bot-{i % 3}", f"c{i % 5}",
-                    "text" if i % 4 else "vision", "m", 250 + 40 * (i % 7), 90, 1,
-                    i % 9 == 0, 1_100 + 150 * (i % 5), t + b,
-                )  # fmt: skip
-            )
+            cat = "text" if i % 4 else "vision"
+            ev = UsageEvent(f"e{i:05d}-{b}", acct, f"bot-{i % 3}", f"c{i % 5}", cat, "m",
+                            250 + 40 * (i % 7), 90, 1, i % 9 == 0, 1_100 + 150 * (i % 5),
+                            t + b)  # fmt: skip
+            events.append(ev)
         t += 3 * 60_000 + (i % 4) * 11_000
         i += 1
     return events

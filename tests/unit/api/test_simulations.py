@@ -20,11 +20,12 @@ POLICY = {"metric": "messages", "threshold": 5, "window_seconds": 600,
 
 def _events(account: str = "acme", n: int = 60) -> list[UsageEvent]:
     t0 = NOW_MS - 2 * 86_400_000
-    return [
-        UsageEvent(f"{account}-{i}", account, "bot-1", f"c{i % 3}", "text", "m", 10, 5, 1,
-                   False, 1_000, t0 + i * 30_000)  # fmt: skip
-        for i in range(n)
-    ]
+    out = []
+    for i in range(n):
+        ev = UsageEvent(f"{account}-{i}", account, "bot-1", f"c{i % 3}", "text", "m", 10, 5, 1,
+                        False, 1_000, t0 + i * 30_000)  # fmt: skip
+        out.append(ev)
+    return out
 
 
 @pytest.fixture

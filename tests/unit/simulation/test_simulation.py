@@ -49,13 +49,10 @@ def history(days: int = 3) -> list[UsageEvent]:
         while t < end:
             burst = 8 if (t - T0) % DAY == 2 * 60 * MIN else 1
             for b in range(burst):
-                out.append(
-                    UsageEvent(
-                        f"e{i:06d}", ACCT, f"bot-{i % 3 if burst == 1 else 1}", f"c{i % 7}",
-                        "vision" if i % 5 == 0 else "text", "m", 200 + i % 50, 80, 1,
-                        i % 11 == 0, 20_000 + 1_000 * (i % 4), t + b,
-                    )  # fmt: skip
-                )
+                bot, cat = f"bot-{i % 3 if burst == 1 else 1}", "vision" if i % 5 == 0 else "text"
+                ev = UsageEvent(f"e{i:06d}", ACCT, bot, f"c{i % 7}", cat, "m", 200 + i % 50, 80,
+                                1, i % 11 == 0, 20_000 + 1_000 * (i % 4), t + b)  # fmt: skip
+                out.append(ev)
                 i += 1
             t += 3 * MIN
     return out
