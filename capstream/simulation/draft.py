@@ -92,19 +92,19 @@ def parse_instant(value: str | int | None, what: str) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     text = str(value).strip()
-    if text.lstrip("-").isdigit():
+    if text.lstrip("-").isdecimal():
         return int(text)
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1000)
+    except (ValueError, OverflowError):
         raise SimulationError(
             f"{what}: {text!r} is not a date or time; use ISO 8601 such as 2026-11-01 or "
             "2026-11-01T00:00:00Z, or epoch milliseconds",
             field=what,
         ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
 
 
 def check_range(from_ms: int | None, to_ms: int | None, now_ms: int) -> tuple[int, int]:
