@@ -268,3 +268,30 @@ def test_the_cli_prints_the_side_by_side_table(tmp_path: Path) -> None:
 def test_the_cli_refuses_bad_input_clearly(tmp_path: Path, kw: Any, words: str) -> None:
     with pytest.raises(SimulationError, match=words):
         _cli(tmp_path, **kw)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--policy", "missing.json"], "cannot read missing.json"),
+        (["--policy", "p.json", "--settings", "p.json"], "exactly one draft"),
+        (["--policy", "p.json", "--from", "2026-01-01", "--to", "2026-06-01"], "at most 93 days"),
+        (["--policy", "p.json", "--format", "xml"], "--format must be table or json"),
+    ],
+)
+def test_capstream_simulate_exits_1_with_one_clear_line(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "p.json").write_text(__import__("json").dumps(DRAFT_POLICY))
+    env = {**os.environ, "CAPSTREAM_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "capstream.cli", "simulate", ACCT, *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert words in proc.stderr and proc.stderr.startswith("error:")
+    assert "Traceback" not in proc.stderr
