@@ -1,7 +1,7 @@
 // "Try on past traffic": run the draft in a form (a policy, or cap behaviour) on the account's
 // past events through POST /v1/accounts/{a}/simulations, before saving; draw a timeline of
 // usage against the threshold with markers where the draft would have fired.
-import { clearErrors, h, num, replace, showErrors, svg } from "./dom.js";
+import { clearErrors, credits, h, num, replace, showErrors, svg } from "./dom.js";
 
 const RANGES = [["7", "last 7 days"], ["30", "last 30 days"], ["93", "last 93 days"]];
 const DAY_MS = 86_400_000;
@@ -99,7 +99,11 @@ function timeline(side, r) {
   const points = chart ? chart.points : [];
   const peak = Math.max(1, chart && chart.threshold ? chart.threshold * 1.2 : 0, ...points.map((p) => p[1]));
   const y = (v) => pad.t + (1 - v / peak) * (height - pad.t - pad.b);
-  root.append(svg("line", { class: "axis", x1: pad.l, x2: width - pad.r, y1: y(0), y2: y(0) }));
+  // caps and credits policies count micro-credits: show credits
+  const fmt = chart && (chart.kind !== "policy" || chart.label.startsWith("credits")) ? credits : num;
+  root.append(svg("line", { class: "axis", x1: pad.l, x2: width - pad.r, y1: y(0), y2: y(0) }),
+    svg("text", { x: pad.l - 6, y: y(peak) + 8, "text-anchor": "end" }, fmt(peak)),
+    svg("text", { x: pad.l - 6, y: y(0) + 4, "text-anchor": "end" }, "0"));
   for (const b of side.blocks) {
     root.append(svg("rect", { class: "sim-block", x: x(b.from_ms), y: pad.t, height: height - pad.t - pad.b,
       width: Math.max(1.5, x(Math.min(b.until_ms, r.to_ms)) - x(b.from_ms)) }));
@@ -114,7 +118,7 @@ function timeline(side, r) {
   }
   if (chart && chart.threshold) {
     root.append(svg("line", { class: "sim-threshold", x1: pad.l, x2: width - pad.r, y1: y(chart.threshold), y2: y(chart.threshold) }),
-      svg("text", { x: pad.l - 6, y: y(chart.threshold) + 4, "text-anchor": "end" }, num(chart.threshold)));
+      svg("text", { x: pad.l - 6, y: y(chart.threshold) + 4, "text-anchor": "end" }, fmt(chart.threshold)));
   }
   for (const a of side.alerts) {
     root.append(svg("circle", { class: "sim-alert", cx: x(a.at_ms), cy: pad.t + 6, r: 4 }));
