@@ -102,8 +102,7 @@ function timeline(side, r) {
   // caps and credits policies count micro-credits: show credits
   const fmt = chart && (chart.kind !== "policy" || chart.label.startsWith("credits")) ? credits : num;
   root.append(svg("line", { class: "axis", x1: pad.l, x2: width - pad.r, y1: y(0), y2: y(0) }),
-    svg("text", { x: pad.l - 6, y: y(peak) + 8, "text-anchor": "end" }, fmt(peak)),
-    svg("text", { x: pad.l - 6, y: y(0) + 4, "text-anchor": "end" }, "0"));
+    svg("text", { x: pad.l - 6, y: y(peak) + 8, "text-anchor": "end" }, fmt(peak)));
   for (const b of side.blocks) {
     root.append(svg("rect", { class: "sim-block", x: x(b.from_ms), y: pad.t, height: height - pad.t - pad.b,
       width: Math.max(1.5, x(Math.min(b.until_ms, r.to_ms)) - x(b.from_ms)) }));
