@@ -134,13 +134,13 @@ def _invalid(exc: SimulationError) -> InvalidError:
     return InvalidError(exc.message, fields=[FieldError(field=exc.field, message=exc.message)])
 
 
-def _run(job: Job, ctx_source: EventSource, plan: Plan, args: tuple[Any, ...]) -> None:
+def _run(job: Job, source: EventSource, plan: Plan, args: tuple[Any, ...]) -> None:
     def progress(done: int, total: int) -> None:
         with job.lock:
             job.done, job.total = done, total
 
     try:
-        result = simulate(ctx_source, *args, progress=progress, plan=plan)
+        result = simulate(source, *args, progress=progress, plan=plan)
     except CapstreamError as exc:
         body = exc.body()["error"] if isinstance(exc, UnavailableError) else None
         with job.lock:

@@ -4,6 +4,7 @@ trying the engine without a store. Anything else raises ``ValueError``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from capstream.core import UsageEvent
@@ -13,7 +14,7 @@ from capstream.simulation.source import COUNT_SQL, FIRST_SQL, HOUR_MS, NEXT_SQL,
 class MemoryEvents:
     """``query(sql, params) -> rows`` over a list of ``UsageEvent`` (any order)."""
 
-    def __init__(self, events: list[UsageEvent] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, events: Sequence[UsageEvent] = ()) -> None:
         self.events = sorted(events, key=lambda e: (e.occurred_at_ms, e.event_id))
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
