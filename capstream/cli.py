@@ -338,6 +338,36 @@ def vectors_check(
     out.print(f"test vectors in {out_dir} are current")
 
 
+@app.command("simulate")
+def simulate(
+    account: Annotated[str, typer.Argument(help="account_id")],
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="A draft usage policy (JSON file).")
+    ] = None,
+    settings_file: Annotated[
+        str | None, typer.Option("--settings", help="Draft cap behaviour (JSON file).")
+    ] = None,
+    replaces: Annotated[
+        str | None, typer.Option("--replaces", help="The policy the draft stands in for.")
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Start (ISO 8601 or epoch ms; default 30 days ago)."),
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End (default now).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Try a draft policy or cap behaviour on the account's past traffic (at most 93 days)."""
+    from pathlib import Path
+
+    from capstream.simulation.commands import simulate_command
+
+    simulate_command(
+        load_settings(), account, Path(policy) if policy else None,
+        Path(settings_file) if settings_file else None, replaces, from_, to, fmt, out,
+    )  # fmt: skip
+
+
 @app.command("bench")
 def bench(
     quick: Annotated[bool, typer.Option(help="Small backlog, short phases (< 3 min).")] = False,

@@ -117,6 +117,8 @@ ROUTES = [
     ("GET", "/v1/accounts/tenant-b/live", None),
     ("GET", "/v1/accounts/tenant-b/usage/series", None),
     ("GET", "/v1/accounts/tenant-b/mailbox", None),
+    ("POST", "/v1/accounts/tenant-b/simulations", {"policy": POLICY}),
+    ("GET", "/v1/accounts/tenant-b/simulations/" + "0" * 32, None),
     # B's ids through A's own account: ids never resolve across tenants.
     ("GET", "/v1/accounts/tenant-a/policies/pb", None),
     ("POST", "/v1/accounts/tenant-a/policies/pb/disable", None),

@@ -1,6 +1,7 @@
 // Policies: list, create, edit, enable/disable, delete; presets; errors next to the fields.
 import { query } from "./api.js";
 import { amount, clearErrors, duration, h, replace, showErrors } from "./dom.js";
+import { attachTryOnPast } from "./simulate.js";
 
 const SCOPES = { bot: "one bot", account_each_bot: "every bot, each on its own", account_total: "all bots together" };
 
@@ -29,6 +30,10 @@ export class Policies {
     $("policy-new").addEventListener("click", () => this.open(null));
     $("policy-cancel").addEventListener("click", () => this.close());
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
+    attachTryOnPast(app, {
+      form: this.form, anchor: this.f.save, kind: "policy",
+      draft: () => ({ policy: this.body(), replaces: this.editing ? this.editing.policy_id : null }),
+    });
     for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block]) {
       el.addEventListener("change", () => this.sync());
     }

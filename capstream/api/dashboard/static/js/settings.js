@@ -2,6 +2,7 @@
 // auto-downgrade (Pro+), throttle, daily and monthly caps per category.
 import { query } from "./api.js";
 import { clearErrors, h, replace, showErrors } from "./dom.js";
+import { attachTryOnPast } from "./simulate.js";
 
 const CATEGORIES = ["text", "vision", "audio", "documents"];
 const DOWNGRADE_PLANS = ["pro", "enterprise"];
@@ -32,6 +33,9 @@ export class CapSettings {
     this.previewTimer = null;
     this.previewSeq = 0;
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
+    attachTryOnPast(app, {
+      form: this.form, anchor: this.f.save, kind: "settings", draft: () => ({ settings: this.body() }),
+    });
     this.f.fallback.addEventListener("input", () => this.schedulePreview());
     this.f.language.addEventListener("change", () => this.schedulePreview(0));
     $("s-insert-timeframe").addEventListener("click", () => this.insertToken());

@@ -1,0 +1,169 @@
+"""Simulation on history: events/s and peak memory for 1, 10 and 50 million events of one
+account, read from an embedded chDB store through the API's query port.
+
+Run: ``.venv/bin/python benchmarks/bench_simulation.py [--sizes 1e6,1e7,5e7] [--days 30]``.
+Each size runs in a fresh child process (its own store, generated server-side with
+``INSERT ... SELECT FROM numbers()`` into the sink's schema), so each peak RSS is that
+size's own. A row per size: events, seconds, events/s (each event goes through both sides:
+the current configuration and the draft), the read-only rate (the same chunks, no core),
+peak RSS. Target: >= 300,000 events/s, memory flat in the range size. Prints figures; not a
+test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ACCOUNT = "acct-bench"
+START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+DAY_MS = 86_400_000
+
+GENERATE = """INSERT INTO usage_events (occurred_at, account_id, bot_id, conversation_id,
+    event_id, category, model, tokens_in, tokens_out, messages, conversation_started,
+    credits_micro, attributes, batch_id, producer, sent_at, ingested_at, source)
+SELECT fromUnixTimestamp64Milli(
+        toInt64({start:Int64} + intDiv(number * {span:Int64}, {n:Int64})), 'UTC'),
+    {account:String}, concat('bot-', toString(number % 10)),
+    concat('c', toString(intHash32(number) % 5000)), concat('e', toString(number)),
+    ['text','text','text','text','text','text','text','vision','audio','documents']
+        [number % 10 + 1],
+    'claude-sonnet-4-6', 200 + number % 400, 80 + number % 90, 1, number % 17 = 0,
+    2000 + (number % 7) * 500, map(), 'b', 'bench', now64(3), now64(3), 'bench'
+FROM numbers({n:Int64})"""
+
+
+def generate(root: Path, n: int, days: int) -> float:
+    """Fill a fresh store with ``n`` events (in its own process: chDB's memory for the insert
+    is not the simulation's)."""
+    from capstream.sinks.migrations import migrate
+    from capstream.sinks.store import open_client
+    from capstream.streams.settings import Settings
+
+    client = open_client(Settings(data_dir=root))
+    migrate(client)
+    t = time.perf_counter()
+    client.command(
+        GENERATE,
+        parameters={"start": START_MS, "span": days * DAY_MS, "n": n, "account": ACCOUNT},
+    )
+    client.close()
+    return time.perf_counter() - t
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
+    from capstream.api.clickhouse import clickhouse_query
+    from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
+    from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+    from capstream.streams.settings import Settings
+
+    settings = Settings(data_dir=root)
+
+    # a day's text credits (70% of events, 3,500 on average); the caps are reached mid-day
+    text_day = n // days * 7 // 10 * 3_500
+    bot_hour = max(1, n // days // 24 // 10)  # events per bot per hour, ~525 tokens each
+    tenant = TenantSettingsRecord(
+        account_id=ACCOUNT, plan="pro", timezone="Europe/Berlin", auto_downgrade=True,
+        caps={"text": {"daily_micro": text_day * 6 // 10, "monthly_micro": 10**15},
+              "vision": {"daily_micro": text_day // 10}},
+    )  # fmt: skip
+    current = [
+        PolicyRecord(policy_id="day", account_id=ACCOUNT, metric="credits", threshold=10**12,
+                     window_seconds=86_400, scope="account_total", alert={"recipients": []}),
+    ]  # fmt: skip
+    body = {"policy": {"policy_id": "hourly", "metric": "tokens", "threshold": bot_hour * 500,
+                       "window_seconds": 3600, "scope": "account_each_bot",
+                       "block": {"duration_seconds": 900},
+                       "alert": {"recipients": []}}}  # fmt: skip
+    end = START_MS + days * DAY_MS
+    draft = check_draft(ACCOUNT, parse_body(body), current, tenant, end)
+    cur, dra = configs(current, tenant, draft)
+    query = clickhouse_query(settings)
+    query("SELECT 1 AS one", {})  # open the store: its baseline memory is not the run's
+    base = rss_mb()
+
+    t = time.perf_counter()
+    read = 0
+    for rows in EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk).chunks():
+        read += len(rows)
+    read_s = time.perf_counter() - t
+    rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    t = time.perf_counter()
+    cpu = time.process_time()
+    result = simulate(EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk), cur, dra, draft)
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert result["events"] == n == read, (result["events"], n, read)
+    return {
+        "events": n, "read_s": read_s, "seconds": took, "cpu_s": cpu, "base_mb": base,
+        "rss_read_mb": rss_read, "rss_mb": rss,
+        "blocks": len(result["simulated"]["blocks"]), "caps": len(result["simulated"]["caps"]),
+        "paused": result["simulated"]["gated"]["paused"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1e6,1e7,5e7")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--chunk", type=int, default=20_000)
+    ap.add_argument("--child", type=float)
+    ap.add_argument("--generate", action="store_true")
+    ap.add_argument("--store")
+    args = ap.parse_args()
+    if args.child:
+        root = Path(args.store)
+        if args.generate:
+            print(json.dumps({"generate_s": generate(root, int(args.child), args.days)}))
+        else:
+            print(json.dumps(child(root, int(args.child), args.days, args.chunk)))
+        return
+    compiled = os.environ.get("CAPSTREAM_PURE") != "1"
+    print(f"simulation bench: one account, {args.days} days, chunks of {args.chunk} rows, "
+          f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print("columns: wall seconds and events/s of the simulation; events/s by its CPU time; "
+          "events/s of reading alone; RSS once the store is open, peak RSS while only reading, "
+          "peak RSS of the whole run")  # fmt: skip
+    print(f"{'events':>11} {'seconds':>8} {'events/s':>9} {'cpu ev/s':>9} {'read ev/s':>10} "
+          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused")  # fmt: skip
+    for size in args.sizes.split(","):
+        n = int(float(size))
+        store = tempfile.mkdtemp(prefix="bench-sim-")
+        try:
+            base = [sys.executable, __file__, "--child", str(n), "--days", str(args.days),
+                    "--chunk", str(args.chunk), "--store", store]  # fmt: skip
+            gen = subprocess.run([*base, "--generate"], capture_output=True, text=True, check=False)
+            out = (
+                gen
+                if gen.returncode
+                else subprocess.run(base, capture_output=True, text=True, check=False)
+            )
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+        if out.returncode != 0:
+            print(f"{n:>11,} failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{n:>11,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} {n / r['cpu_s']:>9,.0f} "
+              f"{n / r['read_s']:>10,.0f} {r['base_mb']:>7.0f}MB {r['rss_read_mb']:>7.0f}MB "
+              f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6}",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

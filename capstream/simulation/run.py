@@ -1,0 +1,267 @@
+"""Replays an account's past events through the core twice: the current configuration and
+the draft, side by side, in event time.
+
+Per event and per side it is the worker's per-event path (``EventClock``: expiries the
+event's time brings, then ``evaluate``) plus one ``gate()`` call: before the event is applied
+the simulation asks ``gate()`` what a gateway holding that side's enforcement state would
+have answered for this AI call (the bot's state, or the account-wide ``*`` state for a bot
+with none yet), with a ``FallbackLedger`` per side. A call answered ``fallback`` (the
+fallback text: the first text call of a conversation per cap period), ``skip`` (silently:
+later text calls of that conversation, every capped vision/audio/documents call) or
+``paused`` (a running block) is a *gated call*; ``allow`` with ``reply_at_ms`` is *delayed*
+(throttled: a second reply within a minute waits).
+
+What a gated call does next is the ``gated`` mode:
+
+* ``drop`` (default, what would have happened): the call is not made, so its usage is not
+  counted and it decides nothing.
+* ``keep`` (what the worker did with the recorded stream): every event is applied as
+  recorded, whatever the gate said. The decisions are then exactly those a worker in
+  event-time mode publishes for the same events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from capstream.core import AccountState, Effects, FallbackLedger, UsageEvent, gate
+from capstream.core.clock import EventClock
+from capstream.core.errors import CoreError
+from capstream.core.models import CATEGORIES, CATEGORY_INDEX, PolicyScope
+from capstream.core.usage import SERIES_BY_CATEGORY, series_of
+from capstream.simulation.draft import Config, Draft
+from capstream.simulation.source import EventSource, Plan
+from capstream.simulation.timeline import Timeline
+
+Gated = Literal["drop", "keep"]
+Progress = Callable[[int, int], None]
+"""Called after each chunk with (events read, events in the range)."""
+SAMPLES = 240
+"""About this many points per chart series over the range."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """What a side's chart follows: a policy's window total, or a category's calendar total."""
+
+    label: str
+    kind: str  # "policy" | "daily" | "monthly"
+    threshold: int | None
+    series: int = 0
+    window_ms: int = 0
+    scope: str = ""
+    bot_id: str | None = None
+
+
+class Side:
+    """One configuration being replayed."""
+
+    def __init__(
+        self,
+        name: str,
+        account_id: str,
+        config: Config,
+        charts: list[Chart],
+        *,
+        drop: bool,
+        on_effects: Callable[[Effects], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.clock = EventClock()
+        self.state = AccountState(account_id)
+        self.policies = config.policies
+        self.settings = config.settings
+        self.ledger = FallbackLedger()
+        self.timeline = Timeline(config.settings.timezone)
+        self.drop = drop
+        self.on_effects = on_effects
+        self.charts = charts
+        self.points: list[list[list[int]]] = [[] for _ in charts]
+        self.fallback = self.skip = self.paused = self.delayed = self.refused = 0
+        self.events = self.tokens = self.messages = self.conversations = 0
+        self.credits = [0, 0, 0, 0]
+
+    def step(self, ev: UsageEvent, t: int) -> None:
+        """Gate and apply one event (the per-event path: keep it lean)."""
+        clock = self.clock
+        if t > clock.now_ms:
+            out = clock.advance(t)
+            if out:
+                self._record(out)
+        state = self.state
+        try:
+            bot = state.bots.get(ev.bot_id)
+            es = bot.enforcement if bot is not None else None
+            if es is None:
+                es = state.account.enforcement
+            if es is not None:
+                v = gate(es, ev.category, ev.conversation_id, t, self.ledger)
+                action = v.action
+                if action != "allow":
+                    if action == "skip":
+                        self.skip += 1
+                    elif action == "fallback":
+                        self.fallback += 1
+                    else:
+                        self.paused += 1
+                    if self.drop:
+                        return
+                elif v.reply_at_ms is not None:
+                    self.delayed += 1
+            out = clock.evaluate(state, ev, self.policies, self.settings)
+        except CoreError:
+            self.refused += 1  # the worker dead-letters it
+            return
+        if out:
+            self._record(out)
+        self.events += 1
+        self.tokens += ev.tokens_in + ev.tokens_out
+        self.messages += ev.messages
+        if ev.conversation_started:
+            self.conversations += 1
+        self.credits[CATEGORY_INDEX[ev.category]] += ev.credits_micro
+
+    def _record(self, out: list[Effects]) -> None:
+        timeline, hook = self.timeline, self.on_effects
+        for effects in out:
+            if hook is not None:
+                hook(effects)
+            for s in effects.enforcement:
+                timeline.state(s)
+            for n in effects.notifications:
+                timeline.note(n, n.recipients)
+
+    def sample(self, t: int) -> None:
+        """One chart point per series at ``t`` (read after the event at ``t``)."""
+        acct = self.state.account
+        for chart, points in zip(self.charts, self.points, strict=True):
+            if chart.kind == "daily":
+                value = acct.day[chart.series]
+            elif chart.kind == "monthly":
+                value = acct.month_base[chart.series] + acct.day[chart.series]
+            else:
+                key = (chart.series, chart.window_ms)
+                if chart.scope == PolicyScope.ACCOUNT_TOTAL:
+                    ring = acct.rings.get(key)
+                    value = ring.total_at(t) if ring is not None else 0
+                else:
+                    value = 0
+                    for bot_id, bot in self.state.bots.items():
+                        if chart.bot_id is not None and bot_id != chart.bot_id:
+                            continue
+                        ring = bot.rings.get(key)
+                        if ring is not None:
+                            value = max(value, ring.total_at(t))
+            points.append([t, value])
+
+    def report(self, end_ms: int) -> dict[str, Any]:
+        return {
+            **self.timeline.finish(end_ms),
+            "gated": {
+                "fallback": self.fallback,
+                "skip": self.skip,
+                "paused": self.paused,
+                "delayed": self.delayed,
+                "total": self.fallback + self.skip + self.paused,
+            },
+            "refused": self.refused,
+            "usage": {
+                "events": self.events,
+                "tokens": self.tokens,
+                "messages": self.messages,
+                "conversations": self.conversations,
+                "credits_micro": dict(zip(CATEGORIES, self.credits, strict=True)),
+            },
+            "charts": [
+                {"label": c.label, "kind": c.kind, "threshold": c.threshold, "points": p}
+                for c, p in zip(self.charts, self.points, strict=True)
+            ],
+        }
+
+
+def charts_for(draft: Draft, config: Config) -> list[Chart]:
+    """The series a side's chart follows: the draft policy's window (the policy as that side
+    has it), or each category the settings cap, daily and monthly."""
+    p = draft.policy
+    if p is not None:
+        pid = draft.replaces or p.policy_id
+        held = next((q for q in config.policies.policies if q.policy_id == pid), None)
+        if held is None:
+            return []
+        return [
+            Chart(
+                f"{held.metric}{' ' + held.category if held.category else ''} in "
+                f"{held.window_seconds}s ({held.scope})",
+                "policy", held.threshold, series_of(held.metric, held.category),
+                held.window_seconds * 1000, held.scope, held.bot_id,
+            )
+        ]  # fmt: skip
+    out = []
+    shown = draft.settings.caps if draft.settings is not None else {}
+    for cat in CATEGORIES:
+        caps = config.settings.caps.get(cat)
+        if cat not in shown and caps is None:
+            continue
+        series = SERIES_BY_CATEGORY + CATEGORY_INDEX[cat]
+        daily = caps.daily_micro if caps is not None else None
+        monthly = caps.monthly_micro if caps is not None else None
+        out.append(Chart(f"{cat} credits today", "daily", daily or None, series))
+        out.append(Chart(f"{cat} credits this month", "monthly", monthly or None, series))
+    return out
+
+
+def simulate(
+    source: EventSource,
+    current: Config,
+    drafted: Config,
+    draft: Draft,
+    *,
+    gated: Gated = "drop",
+    progress: Progress | None = None,
+    on_effects: dict[str, Callable[[Effects], None]] | None = None,
+    plan: Plan | None = None,
+) -> dict[str, Any]:
+    """Replay ``source`` through both configurations; the report (JSON-ready)."""
+    if gated not in ("drop", "keep"):
+        raise ValueError("gated must be 'drop' or 'keep'")
+    hooks = on_effects or {}
+    account_id = source.account_id
+    sides = [
+        Side(name, account_id, config, charts_for(draft, config), drop=gated == "drop",
+             on_effects=hooks.get(name))
+        for name, config in (("current", current), ("draft", drafted))
+    ]  # fmt: skip
+    if plan is None:
+        plan = source.plan()
+    span = source.to_ms - source.from_ms
+    every = max(60_000, span // SAMPLES)
+    next_sample = source.from_ms
+    done = 0
+    if progress is not None:
+        progress(0, plan.total)
+    cur, dra = sides
+    for chunk in source.chunks(plan):
+        for ev in chunk:
+            t = ev.occurred_at_ms
+            cur.step(ev, t)
+            dra.step(ev, t)
+            if t >= next_sample:
+                cur.sample(t)
+                dra.sample(t)
+                next_sample = t - t % every + every
+        done += len(chunk)
+        if progress is not None:
+            progress(done, plan.total)
+    return {
+        "account_id": account_id,
+        "from_ms": source.from_ms,
+        "to_ms": source.to_ms,
+        "timezone": current.settings.timezone,
+        "events": plan.total,
+        "gated_mode": gated,
+        "draft": draft.describe(),
+        "current": cur.report(source.to_ms),
+        "simulated": dra.report(source.to_ms),
+    }

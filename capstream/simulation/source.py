@@ -1,0 +1,122 @@
+"""An account's raw events from ClickHouse, in time order, in bounded chunks.
+
+Reads ``usage_events`` through a read-only ``Query`` port (``(sql, params) -> rows``, see
+``capstream.api.clickhouse``: the embedded chDB store through the sink that owns it, or a
+ClickHouse server URL). Every statement is parameterised and filtered by the account.
+
+First one query counts the account's events per hour of the range (at most 93 × 24 rows):
+that gives the total for progress and lets consecutive hours be read together, about
+``chunk_rows`` events at a time. A slice is read with keyset pagination on
+``(occurred_at, event_id)`` and ``LIMIT chunk_rows``, so an hour holding more events than a
+chunk is read in several pieces: at most one chunk is in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from capstream.core import UsageEvent
+
+Row = dict[str, Any]
+Query = Callable[[str, dict[str, Any]], list[Row]]
+HOUR_MS = 3_600_000
+DEFAULT_CHUNK_ROWS = 20_000
+
+_WHERE = (
+    "account_id = {account:String} "
+    "AND occurred_at >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+    "AND occurred_at < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+)
+COUNT_SQL = (
+    "SELECT intDiv(toUnixTimestamp64Milli(occurred_at), 3600000) AS hour, count() AS n "
+    f"FROM usage_events WHERE {_WHERE} GROUP BY hour ORDER BY hour"
+)
+_COLUMNS = (
+    "event_id, account_id, bot_id, conversation_id, category, model, tokens_in, tokens_out, "
+    "messages, conversation_started, credits_micro, toUnixTimestamp64Milli(occurred_at) AS t"
+)
+"""In the order of ``UsageEvent``'s arguments: a row's values are its arguments as they are."""
+FIRST_SQL = (
+    f"SELECT {_COLUMNS} FROM usage_events WHERE {_WHERE} "
+    "ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
+)
+NEXT_SQL = (
+    f"SELECT {_COLUMNS} FROM usage_events WHERE {_WHERE} "
+    "AND (occurred_at, event_id) > (fromUnixTimestamp64Milli({after_t:Int64}, 'UTC'), "
+    "{after_e:String}) ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Time slices ``[lo, hi)`` to read in order, and how many events the range holds."""
+
+    slices: tuple[tuple[int, int], ...]
+    total: int
+
+
+class EventSource:
+    """One account's events of ``[from_ms, to_ms)`` in time order (ties by event id)."""
+
+    def __init__(
+        self,
+        query: Query,
+        account_id: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> None:
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be positive")
+        self.query = query
+        self.account_id = account_id
+        self.from_ms = from_ms
+        self.to_ms = to_ms
+        self.chunk_rows = chunk_rows
+        self.queries = 0
+        """Statements run so far (the count, then one per chunk)."""
+
+    def plan(self) -> Plan:
+        """Count the events per hour; group consecutive hours into slices of about a chunk."""
+        rows = self._run(COUNT_SQL, {"lo": self.from_ms, "hi": self.to_ms})
+        slices: list[tuple[int, int]] = []
+        total = 0
+        lo = hi = -1
+        held = 0
+        for row in rows:
+            hour, n = int(row["hour"]), int(row["n"])
+            start = max(hour * HOUR_MS, self.from_ms)
+            end = min((hour + 1) * HOUR_MS, self.to_ms)
+            total += n
+            if lo >= 0 and held + n > self.chunk_rows:
+                slices.append((lo, hi))
+                lo, held = -1, 0
+            if lo < 0:
+                lo = start
+            hi, held = end, held + n
+        if lo >= 0:
+            slices.append((lo, hi))
+        return Plan(tuple(slices), total)
+
+    def chunks(self, plan: Plan | None = None) -> Iterator[list[UsageEvent]]:
+        """The events, a chunk (at most ``chunk_rows``) at a time, in time order."""
+        limit = self.chunk_rows
+        for lo, hi in (plan or self.plan()).slices:
+            params: dict[str, Any] = {"lo": lo, "hi": hi, "limit": limit}
+            rows = self._run(FIRST_SQL, params)
+            while True:
+                if rows:
+                    yield [UsageEvent(*r.values()) for r in rows]
+                if len(rows) < limit:
+                    break
+                last = rows[-1]
+                rows = self._run(
+                    NEXT_SQL, {**params, "after_t": last["t"], "after_e": last["event_id"]}
+                )
+
+    def _run(self, sql: str, params: dict[str, Any]) -> list[Row]:
+        self.queries += 1
+        return self.query(sql, {"account": self.account_id, **params})
