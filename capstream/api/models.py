@@ -35,6 +35,8 @@ Text = Annotated[str, AfterValidator(_utf8)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
 Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+WarnPercents = Annotated[list[Annotated[int, Field(ge=1, le=99)]], Field(max_length=10)]
+"""Warning levels in percent (soft thresholds); null or left out: 50, 80, 90; []: none."""
 Metric = Literal["tokens", "messages", "conversations", "credits"]
 Scope = Literal["bot", "account_each_bot", "account_total"]
 Plan = Literal["free", "starter", "pro", "enterprise"]
@@ -80,6 +82,9 @@ class PolicyBody(_Body):
     alert: AlertAction | None = None
     block: BlockAction | None = None
     enabled: bool = True
+    warn_percents: WarnPercents | None = None
+    """Soft thresholds in percent of ``threshold``, one warning per level per window
+    (null or left out: 50, 80, 90; []: none)."""
 
     def record(self, account_id: str, policy_id: str, version: int, now_ms: int) -> PolicyRecord:
         """The wire record of this policy."""
@@ -100,6 +105,7 @@ class PolicyBody(_Body):
             enabled=self.enabled,
             version=version,
             updated_at_ms=now_ms,
+            warn_percents=self.warn_percents,
         )
 
 
@@ -139,6 +145,7 @@ class PolicyPatchBody(_Body):
     alert: AlertAction | None = None
     block: BlockAction | None = None
     enabled: bool | None = None
+    warn_percents: WarnPercents | None = None
 
     def over(self, current: PolicyRecord) -> PolicyBody:
         """``current`` with the fields this body names changed."""
@@ -155,6 +162,10 @@ class CategoryCaps(_Body):
 
     daily_micro: Int64 | None = None
     monthly_micro: Int64 | None = None
+    daily_warn_percents: WarnPercents | None = None
+    """Warning levels in percent of the daily cap, one warning per level per local day
+    (null or left out: 50, 80, 90; []: none)."""
+    monthly_warn_percents: WarnPercents | None = None
 
 
 class SettingsBody(_Body):
@@ -187,7 +198,12 @@ class SettingsBody(_Body):
             plan=self.plan or current.plan,
             owner_email=self.owner_email or current.owner_email,
             caps={
-                c: CategoryCapsRecord(daily_micro=v.daily_micro, monthly_micro=v.monthly_micro)
+                c: CategoryCapsRecord(
+                    daily_micro=v.daily_micro,
+                    monthly_micro=v.monthly_micro,
+                    daily_warn_percents=v.daily_warn_percents,
+                    monthly_warn_percents=v.monthly_warn_percents,
+                )
                 for c, v in self.caps.items()
             },
             fallback_message=self.fallback_message,

@@ -12,6 +12,7 @@ from capstream.core.caps import (
     MONTHLY_PERIOD,
     RISK_CHECK_EVERY_MS,
     check_risk,
+    check_warnings,
     loop_suspected,
     refresh_account,
     update_caps,
@@ -205,6 +206,9 @@ def evaluate(
         daily, monthly = view.limits[ci]
         today = acct.day[series]
         month_total = acct.month_base[series] + today
+        warn_next = acct.warn_next
+        if today >= warn_next[2 * ci] or month_total >= warn_next[2 * ci + 1]:
+            check_warnings(acct, view, ci, now, notes)  # a soft threshold: no state change
         if today >= daily or month_total >= monthly:
             # Already capped for this period: only the monthly cap can still take over from
             # the daily one (a period change rolls the day first and refreshes every cap).

@@ -1,4 +1,5 @@
-"""Notifications with deterministic ids: policy alerts, cap reached, top-up requests."""
+"""Notifications with deterministic ids: policy alerts and warnings, caps reached and their
+warnings, top-up requests."""
 
 from __future__ import annotations
 
@@ -84,6 +85,83 @@ def policy_alert(
         previous_ids=(
             notification_id("policy", policy.policy_id, bot_id, at // window_ms * window_ms),
         ),
+    )
+
+
+def policy_warning(
+    policy: Policy,
+    percent: int,
+    level: int,
+    bot_id: str,
+    total: int,
+    at: int,
+    now: int,
+    settings: TenantSettings | None,
+) -> Notification:
+    """The warning that a policy's window total reached ``percent``% (``level``) of its
+    threshold at ``at`` (the crossing event's time).
+
+    One id per (account, policy, level, bot, ``at``), like the alert's: a replay of the same
+    events gives the same id whatever the clock. Sent to the alert's recipients, else the
+    account owner.
+    """
+    who = "all bots of the account" if bot_id == ACCOUNT_WIDE_BOT else f"bot {bot_id}"
+    name = policy.name or policy.policy_id
+    metric = policy.metric if policy.category is None else f"{policy.category} {policy.metric}"
+    actions = []
+    if policy.block is not None:
+        actions.append(f"pauses the bot for {_duration(policy.block.duration_seconds)}")
+    if policy.alert is not None:
+        actions.append("sends an alert")
+    lines = [
+        f"Usage policy '{name}' is at {percent}% of its threshold for {who}.",
+        f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
+        f"{metric}: {total} in the last {_duration(policy.window_seconds)} up to {_iso(at)} "
+        f"(warning at {level}, threshold {policy.threshold}).",
+        f"At the threshold the policy {' and '.join(actions)}.",
+        f"You get at most one {percent}% warning per {_duration(policy.window_seconds)}.",
+    ]
+    recipients = policy.alert.recipients if policy.alert is not None else ()
+    return Notification(
+        notification_id=notification_id(
+            "policy_warning", policy.account_id, policy.policy_id, percent, bot_id, at
+        ),
+        account_id=policy.account_id,
+        kind="policy_warning",
+        policy_id=policy.policy_id,
+        recipients=tuple(recipients) or owner_recipients(settings),
+        subject=f"Usage policy '{name}' at {percent}% ({who})",
+        body="\n".join(lines),
+        created_at_ms=now,
+        window_start_ms=at - policy.window_seconds * 1000,
+        bot_id=bot_id,
+    )
+
+
+def cap_warning(
+    settings: TenantSettings, category: str, period: str, period_key: str, percent: int,
+    total: int, cap: int, resets_at_ms: int, now: int,
+) -> Notification:  # fmt: skip
+    """Tell the owner a credit cap is ``percent``% used; one id per (account, category,
+    period, period key, percent)."""
+    span = "today" if period == CapPeriod.DAILY else "this month"
+    body = (
+        f"{category.title()} AI credits {span} ({period_key}) reached {percent}% of the "
+        f"{period} cap: {total / 1e6:g} of {cap / 1e6:g} credits. At the cap, {category} AI "
+        f"pauses until the period resets ({_iso(resets_at_ms)})."
+    )
+    return Notification(
+        notification_id=notification_id(
+            "cap_warning", settings.account_id, category, period, period_key, percent
+        ),
+        account_id=settings.account_id,
+        kind="cap_warning",
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=f"{period.title()} {category} AI credits at {percent}% of the cap",
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
     )
 
 

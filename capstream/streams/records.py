@@ -135,12 +135,17 @@ class PolicyRecord(WireRecord):
     enabled: bool = True
     version: NonNeg = 0
     updated_at_ms: EpochMs = 0
+    warn_percents: list[int] | None = None
+    """Soft thresholds in percent of ``threshold``; None: 50, 80, 90; empty: none."""
 
 
 class CategoryCapsRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     daily_micro: NonNeg | None = None
     monthly_micro: NonNeg | None = None
+    daily_warn_percents: list[int] | None = None
+    """Warning levels in percent of the daily cap; None: 50, 80, 90; empty: none."""
+    monthly_warn_percents: list[int] | None = None
 
 
 class TenantSettingsRecord(WireRecord):

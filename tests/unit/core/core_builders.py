@@ -78,7 +78,9 @@ def policy(
     block_s: int | None = None,
     category: str | None = None,
     enabled: bool = True,
+    warn: tuple[int, ...] | None = (),
 ) -> Policy:
+    """A policy; warning levels off unless ``warn`` says (``None``: the default levels)."""
     return Policy(
         policy_id=pid,
         account_id=ACC,
@@ -91,6 +93,7 @@ def policy(
         alert=AlertAction(recipients) if alert else None,
         block=BlockAction(block_s) if block_s else None,
         enabled=enabled,
+        warn_percents=warn,
         category=category,
     )
 
