@@ -35,6 +35,11 @@ Text = Annotated[str, AfterValidator(_utf8)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
 Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+MutableKind = Literal[
+    "policy_warning", "cap_warning", "downgrade_started", "downgrade_ended", "throttle_engaged",
+    "block_lifted",
+]  # fmt: skip
+"""Notification kinds a tenant may switch off (``core.models.OPTIONAL_KINDS``)."""
 WarnPercents = Annotated[list[Annotated[int, Field(ge=1, le=99)]], Field(max_length=10)]
 """Warning levels in percent (soft thresholds); null or left out: 50, 80, 90; []: none."""
 Metric = Literal["tokens", "messages", "conversations", "credits"]
@@ -186,6 +191,8 @@ class SettingsBody(_Body):
     premium_model: Annotated[Text, Field(min_length=1, max_length=200)]
     downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)]
     throttle: Throttle
+    muted_notifications: list[MutableKind] | None = None
+    """Notification kinds switched off; left out: kept as they are."""
 
     def record(
         self, current: TenantSettingsRecord, version: int, now_ms: int
@@ -211,6 +218,9 @@ class SettingsBody(_Body):
             premium_model=self.premium_model,
             downgrade_model=self.downgrade_model,
             throttle=self.throttle,
+            muted_notifications=current.muted_notifications
+            if self.muted_notifications is None
+            else sorted(set(self.muted_notifications)),
             version=version,
             updated_at_ms=now_ms,
         )
@@ -230,6 +240,7 @@ class SettingsPatchBody(_Body):
     premium_model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
     downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
     throttle: Throttle | None = None
+    muted_notifications: list[MutableKind] | None = None
 
     def over(self, current: TenantSettingsRecord) -> SettingsBody:
         """``current`` with the fields this body names changed (as a whole body)."""

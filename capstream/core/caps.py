@@ -35,6 +35,7 @@ from typing import Final
 
 from capstream.core.messages import fallback_text
 from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
     CATEGORIES,
     DOWNGRADE_PLANS,
     FAST_BATCHING_S,
@@ -47,7 +48,12 @@ from capstream.core.models import (
     Throttle,
     warn_levels,
 )
-from capstream.core.notifications import cap_reached, cap_warning
+from capstream.core.notifications import (
+    cap_reached,
+    cap_warning,
+    downgrade_changed,
+    throttle_engaged,
+)
 from capstream.core.usage import CAP_WARN, N_CATEGORIES, AccountUsage, BotUsage
 
 DOWNGRADE_PERCENT = 80
@@ -84,6 +90,8 @@ class SettingsView:
     strict: bool
     batching_s: int
     budget_rings: tuple[tuple[int, int], ...]
+    muted: frozenset[str]
+    """Notification kinds the tenant switched off."""
     warnings: tuple[tuple[tuple[int, int], ...], ...]
     """Per category and period (index ``2 * category + (0 daily, 1 monthly)``), the cap's
     warning levels as (percent, credits at which it fires), ascending."""
@@ -137,6 +145,7 @@ def view_of(settings: TenantSettings) -> SettingsView:
         strict=strict,
         batching_s=THROTTLED_BATCHING_S if strict else FAST_BATCHING_S,
         budget_rings=tuple(budget),
+        muted=frozenset(settings.muted_notifications),
         warnings=tuple(warnings),
     )
 
@@ -242,7 +251,13 @@ def refresh_account(
         acct.caps = caps
         changed = True
     downgraded = downgraded_until(view, acct)
-    if downgraded != acct.downgraded_until_ms:
+    old = acct.downgraded_until_ms
+    if downgraded != old:
+        if old is not None:
+            ended_at = old if old <= now else now
+            notes.append(downgrade_changed(view.settings, False, old, ended_at, now))
+        if downgraded is not None:
+            notes.append(downgrade_changed(view.settings, True, downgraded, now, now))
         acct.downgraded_until_ms = downgraded
         changed = True
     arm_warnings(acct, view)
@@ -275,6 +290,7 @@ def update_caps(
         downgraded = downgraded_until(view, acct)
         if downgraded is not None:
             acct.downgraded_until_ms = downgraded
+            notes.append(downgrade_changed(view.settings, True, downgraded, now, now))
             changed = True
     return changed
 
@@ -351,8 +367,11 @@ def check_warnings(
         arm_warnings(acct, view)
 
 
-def check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int) -> bool:
-    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast."""
+def check_risk(
+    acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int, notes: list[Notification]
+) -> bool:
+    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast (a
+    ``throttle_engaged`` notification when it was not held)."""
     acct.risk_checked_ms[ci] = t
     risk = acct.risk_until_ms
     if (
@@ -360,7 +379,12 @@ def check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int
         and CATEGORIES[ci] not in acct.caps
         and budget_at_risk(view, acct, ci, now)
     ):
-        acct.risk_until_ms = now + RISK_HOLD_MS
+        acct.risk_until_ms = until = now + RISK_HOLD_MS
+        if risk is None or risk <= now:
+            note = throttle_engaged(
+                view.settings, "budget_at_risk", ACCOUNT_WIDE_BOT, CATEGORIES[ci], until, t, now
+            )
+            notes.append(note)
         return True
     return False
 

@@ -92,6 +92,16 @@ NEVER = 1 << 62
 DEFAULT_WARN_PERCENTS: tuple[int, ...] = (50, 80, 90)
 """Warning levels of a policy or a cap left at its default (``warn_percents`` None)."""
 MAX_WARN_LEVELS = 10
+NOTIFICATION_KINDS: tuple[str, ...] = (
+    "policy_alert", "policy_warning", "cap_reached", "cap_warning", "topup_request",
+    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted",
+)  # fmt: skip
+"""Every notification kind the core builds."""
+OPTIONAL_KINDS: frozenset[str] = frozenset(
+    {"policy_warning", "cap_warning", "downgrade_started", "downgrade_ended",
+     "throttle_engaged", "block_lifted"}
+)  # fmt: skip
+"""The kinds a tenant may switch off (``TenantSettings.muted_notifications``)."""
 
 
 def warn_problem(levels: tuple[int, ...] | None) -> str | None:
@@ -278,12 +288,20 @@ class TenantSettings:
     throttle: str = "smart"
     version: int = 0
     updated_at_ms: int = 0
+    muted_notifications: tuple[str, ...] = ()
+    """Notification kinds the tenant switched off (of ``OPTIONAL_KINDS``)."""
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the setting to fix."""
+        for kind in self.muted_notifications:
+            if kind not in OPTIONAL_KINDS:
+                raise SettingsError(
+                    f"muted_notifications: {kind!r} cannot be switched off; "
+                    f"use any of {sorted(OPTIONAL_KINDS)}"
+                )
         if not self.account_id:
             raise SettingsError("tenant settings need an account_id")
         zone(self.timezone)

@@ -165,6 +165,98 @@ def cap_warning(
     )
 
 
+def downgrade_changed(
+    settings: TenantSettings, started: bool, until_ms: int, at: int, now: int
+) -> Notification:
+    """The auto-downgrade of the local day ending at ``until_ms`` started or ended; one id
+    per (account, kind, that day's end)."""
+    kind = "downgrade_started" if started else "downgrade_ended"
+    premium, cheap = settings.premium_model, settings.downgrade_model
+    if started:
+        subject = f"AI replies switched to {cheap} for the rest of the day"
+        body = (
+            f"Text AI credits reached 80% of today's cap at {_iso(at)}: {cheap} replaces "
+            f"{premium} until {_iso(until_ms)} (local midnight), then {premium} is back."
+        )
+    else:
+        subject = f"AI replies back on {premium}"
+        body = f"The auto-downgrade to {cheap} ended at {_iso(at)}: {premium} answers again."
+    return Notification(
+        notification_id=notification_id(kind, settings.account_id, until_ms),
+        account_id=settings.account_id,
+        kind=kind,
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=subject,
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+    )
+
+
+def throttle_engaged(
+    settings: TenantSettings, reason: str, bot_id: str, detail: str, until_ms: int, at: int,
+    now: int,
+) -> Notification:  # fmt: skip
+    """The smart throttle engaged: ``reason`` ``budget_at_risk`` (``detail``: the category;
+    ``bot_id`` ``*``) or ``loop_suspected`` (``detail``: the conversation). One id per
+    (account, reason, bot, detail, ``at``: the event time that engaged it)."""
+    if reason == "budget_at_risk":
+        subject = f"Replies slowed down: the {detail} AI credit budget is at risk"
+        what = (
+            f"At the current burn rate the {detail} AI credits would reach a cap before the "
+            f"period ends (checked at {_iso(at)})."
+        )
+    else:
+        subject = f"Replies slowed down for bot {bot_id}: a conversation looks like a loop"
+        what = (
+            f"Conversation {detail} of bot {bot_id} sent more than 20 messages within a minute "
+            f"(at {_iso(at)})."
+        )
+    body = (
+        f"{what} The smart throttle batches replies every 60 s and gives each conversation at "
+        f"most one AI reply a minute until {_iso(until_ms)} (longer while it lasts)."
+    )
+    return Notification(
+        notification_id=notification_id(
+            "throttle", settings.account_id, reason, bot_id, detail, at
+        ),
+        account_id=settings.account_id,
+        kind="throttle_engaged",
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=subject,
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+        bot_id=bot_id,
+    )
+
+
+def block_lifted(
+    settings: TenantSettings | None, account_id: str, bot_id: str, resumed_at_ms: int,
+    policy_ids: list[str], now: int,
+) -> Notification:  # fmt: skip
+    """A person resumed ``bot_id`` at ``resumed_at_ms`` and that lifted the blocks of
+    ``policy_ids``; one id per (account, bot, resume instant)."""
+    return Notification(
+        notification_id=notification_id("block_lifted", account_id, bot_id, resumed_at_ms),
+        account_id=account_id,
+        kind="block_lifted",
+        policy_id=policy_ids[0] if len(policy_ids) == 1 else None,
+        recipients=owner_recipients(settings),
+        subject=f"Bot {bot_id} resumed by hand",
+        body=(
+            f"Bot {bot_id} was resumed at {_iso(resumed_at_ms)}: the block of "
+            f"{', '.join(repr(p) for p in policy_ids)} no longer pauses it (those policies "
+            "stay quiet until their block would have ended)."
+        ),
+        created_at_ms=now,
+        window_start_ms=None,
+        bot_id=bot_id,
+    )
+
+
 def cap_reached(
     settings: TenantSettings, category: str, period: str, period_key: str, resumes_at_ms: int,
     now: int,

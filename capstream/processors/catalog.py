@@ -202,6 +202,7 @@ def core_settings(rec: TenantSettingsRecord) -> TenantSettings:
         premium_model=rec.premium_model,
         downgrade_model=rec.downgrade_model,
         throttle=rec.throttle,
+        muted_notifications=tuple(rec.muted_notifications),
         version=rec.version,
         updated_at_ms=rec.updated_at_ms,
     )

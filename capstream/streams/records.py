@@ -162,6 +162,8 @@ class TenantSettingsRecord(WireRecord):
     premium_model: str = "claude-sonnet-4-6"
     downgrade_model: str = "claude-haiku"
     throttle: Literal["off", "smart", "strict"] = "smart"
+    muted_notifications: list[str] = Field(default_factory=list)
+    """Notification kinds the tenant switched off (``core.models.OPTIONAL_KINDS``)."""
     version: NonNeg = 0
     updated_at_ms: EpochMs = 0
 

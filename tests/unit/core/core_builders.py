@@ -104,8 +104,9 @@ def settings(**kw: object) -> TenantSettings:
     return TenantSettings(ACC, **base)  # type: ignore[arg-type]
 
 
-def caps(**per_category: tuple[int | None, int | None]) -> dict[str, CategoryCaps]:
-    return {c: CategoryCaps(d, m) for c, (d, m) in per_category.items()}
+def caps(**per_category: tuple[object, ...]) -> dict[str, CategoryCaps]:
+    """Per category (daily, monthly[, daily warning levels, monthly warning levels])."""
+    return {c: CategoryCaps(*v) for c, v in per_category.items()}  # type: ignore[arg-type]
 
 
 @dataclass
