@@ -99,6 +99,9 @@ def create_app(
     app.include_router(routes_accounts.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
+    from capstream.api import routes_channels
+
+    app.include_router(routes_channels.router_for(settings))
     from capstream.api.dashboard import mount_dashboard
 
     mount_dashboard(app, settings.data_dir)
