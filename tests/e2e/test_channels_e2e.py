@@ -6,10 +6,12 @@ tests/e2e/screenshots/channels/."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from capstream.notifier.webhook import SIGNATURE_HEADER, verify
@@ -98,5 +100,24 @@ def test_add_a_webhook_send_a_test_and_see_its_delivery_log(
     assert len(ids) == 1
     for headers, body in endpoint.requests:
         assert verify(secret.encode(), headers[SIGNATURE_HEADER], body)
+    # Switch a kind off: the tenant settings keep it (read back through the API)
+    box = page.locator('[data-testid="receive-throttle_engaged"]')
+    expect(box).to_be_checked()
+    box.uncheck()
+    key = demo.key(account)
+    settings_url = f"{demo.info['url'].split('/dashboard')[0]}/v1/accounts/{account}/settings"
+    deadline = time.monotonic() + 10
+    muted: list[str] = []
+    while time.monotonic() < deadline and muted != ["throttle_engaged"]:
+        muted = httpx.get(settings_url, headers={"Authorization": f"Bearer {key}"}).json()[
+            "muted_notifications"
+        ]
+        time.sleep(0.2)
+    assert muted == ["throttle_engaged"]
+    page.reload()
+    page.click('a[data-tab="channels"]')
+    expect(page.locator('[data-testid="receive-throttle_engaged"]')).not_to_be_checked()
+    expect(page.locator('[data-testid="receive-cap_warning"]')).to_be_checked()
+    shots("kinds")
     assert not errors, errors
     page.close()

@@ -103,6 +103,7 @@ class App {
     for (const s of document.querySelectorAll(".tab")) s.hidden = s.dataset.tab !== tab;
     if (tab === "policies") this.guard(this.policies.refresh());
     if (tab === "settings") this.guard(this.settings.refresh());
+    if (tab === "channels") this.guard(this.channels.refreshKinds());
     this.lastChart = 0;
     this.tick();
   }

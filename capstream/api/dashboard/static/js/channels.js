@@ -11,6 +11,8 @@ const KINDS = [
   ["throttle_engaged", "throttle engaged"], ["block_lifted", "block lifted"],
   ["topup_request", "top-up request"],
 ];
+const OPTIONAL = ["policy_warning", "cap_warning", "downgrade_started", "downgrade_ended",
+  "throttle_engaged", "block_lifted"];
 const $ = (id) => document.getElementById(id);
 
 function newSecret() {
@@ -29,6 +31,31 @@ export class Channels {
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.add(); });
     $("c-secret").value = newSecret();
     this.showFields();
+  }
+
+  // The kinds the tenant receives: a checkbox per kind that can be switched off; each click
+  // PATCHes the settings' muted_notifications (the server validates, the box shows its answer).
+  async refreshKinds() {
+    const url = `/v1/accounts/${encodeURIComponent(this.app.account)}/settings`;
+    const s = await this.app.api.get(url);
+    const muted = new Set(s.muted_notifications || []);
+    const label = Object.fromEntries(KINDS);
+    const boxes = OPTIONAL.map((k) => h("input", {
+      type: "checkbox", checked: !muted.has(k), "data-kind": k, "data-testid": `receive-${k}`,
+    }));
+    const save = async () => {
+      $("muted-error").textContent = "";
+      const off = boxes.filter((b) => !b.checked).map((b) => b.dataset.kind);
+      try {
+        const saved = await this.app.api.patch(url, { muted_notifications: off });
+        const now = new Set(saved.muted_notifications);
+        for (const b of boxes) b.checked = !now.has(b.dataset.kind);
+      } catch (e) {
+        $("muted-error").textContent = e.message;
+      }
+    };
+    for (const b of boxes) b.addEventListener("change", save);
+    replace($("muted-kinds"), boxes.map((b) => h("label", { class: "check" }, b, label[b.dataset.kind])));
   }
 
   base() {
