@@ -147,7 +147,7 @@ def test_rotate_patch_delete_and_what_is_refused(
     # refusals: 422 naming the field
     for bad, field in (
         ({"type": "webhook", "url": "https://x.test/h"}, "secret"),
-        ({"type": "webhook", "url": "https://x.test/h", "secret": "short"}, "secret"),
+        ({"type": "webhook", "url": "https://x.test/h", "secret": "whsec_short"}, "secret"),
         ({"type": "email", "emails": []}, "emails"),
         ({"type": "email", "emails": ["not-an-email"]}, "emails"),
         ({"type": "slack", "slack_url": "http://hooks.slack.com/x"}, "slack_url"),
@@ -156,6 +156,7 @@ def test_rotate_patch_delete_and_what_is_refused(
         r = client.post(B, json=bad, headers=h)
         assert r.status_code == 422, (bad, r.text)
         assert r.json()["error"]["fields"][0]["field"].startswith(field), (bad, r.text)
+        assert "whsec_short" not in r.text and "hooks.slack.com/x" not in r.text  # no echo
     r = client.post(f"{B}/s/rotate", json={"secret": "x" * 20}, headers=h)
     assert r.status_code == 422
     assert client.post(B, json={"channel_id": "s", "type": "slack", "slack_url": SLACK},

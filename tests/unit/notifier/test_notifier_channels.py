@@ -248,3 +248,26 @@ def test_sealed_secrets_open_only_with_their_key_and_unaltered(tmp_path: Path) -
     assert key == channel_key(s)  # created once, then read
     assert stat.S_IMODE(os.stat(tmp_path / "channel.key").st_mode) == 0o600
     assert channel_key(Settings(data_dir=tmp_path, channel_key="deployment-key")) != key
+
+
+def test_notifications_written_before_channel_ids_decode_as_routed_by_kind() -> None:
+    from capstream.streams.codecs import SCHEMA_DIR, Codec, _named_schemas
+
+    old_schema = json.loads((SCHEMA_DIR / "history" / "Notification.2.avsc").read_text())
+    fp = Codec("Notification").register_writer(old_schema)
+    import io
+
+    import fastavro
+
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + fp)
+    _, named = _named_schemas()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(old_schema, named_schemas=dict(named)), {
+        "notification_id": "n1", "account_id": "acme", "kind": "cap_warning", "policy_id": None,
+        "recipients": [], "subject": "s", "body": "b", "created_at_ms": T0,
+        "window_start_ms": None, "bot_id": None, "previous_ids": [],
+    })  # fmt: skip
+    rec = NotificationRecord.from_bytes(buf.getvalue())
+    assert rec.channel_id is None
+    hook = webhook("acme", "w1", "https://a.example/hook", SECRET_A)
+    assert route(rec, Directory(hook), ("email",)) == ("ch:w1",)
