@@ -212,3 +212,18 @@ def test_a_replay_sends_cap_warnings_under_the_same_ids() -> None:
     assert [n.notification_id for n in notes(replay) if n.kind == "cap_warning"] == first
     _, eff = expire(replay.state, T0 + 3 * HOUR)
     assert not eff.notifications
+
+
+def test_a_cap_changed_mid_day_keeps_the_levels_sent_and_arms_the_rest_on_the_new_cap() -> None:
+    h = Harness(tenant=cap_settings())
+    for i in range(6):  # 60 of 100: 50% sent
+        h.send(ev(i, T0 + i * MIN, credits=10 * CR))
+    assert warnings(notes(h), "cap_warning") == ["Daily 50"]
+    h.tenant = settings(plan="pro", caps={"text": CategoryCaps(200 * CR, 1000 * CR)})
+    h.send(ev(6, T0 + 6 * MIN, credits=1))  # 60 of 200 now: 30%, nothing new
+    assert warnings(notes(h), "cap_warning") == ["Daily 50"]
+    for i in range(7, 17):  # 160 of 200: 80% (50% was sent today already)
+        h.send(ev(i, T0 + i * MIN, credits=10 * CR))
+    assert warnings(notes(h), "cap_warning") == ["Daily 50", "Daily 80"]
+    sent = [n for n in notes(h) if n.kind == "cap_warning"]
+    assert "160 of 200 credits" in sent[-1].body
