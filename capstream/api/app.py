@@ -94,14 +94,19 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    from capstream.api import routes_accounts, routes_policies, routes_tenant
+    from capstream.api import (
+        routes_accounts,
+        routes_channels,
+        routes_policies,
+        routes_simulations,
+        routes_tenant,
+    )
 
     app.include_router(routes_accounts.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
-    from capstream.api import routes_simulations
-
     app.include_router(routes_simulations.router)
+    app.include_router(routes_channels.router_for(settings))
     from capstream.api.dashboard import mount_dashboard
 
     mount_dashboard(app, settings.data_dir)

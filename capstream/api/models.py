@@ -35,6 +35,13 @@ Text = Annotated[str, AfterValidator(_utf8)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
 Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+MutableKind = Literal[
+    "policy_warning", "cap_warning", "downgrade_started", "downgrade_ended", "throttle_engaged",
+    "block_lifted",
+]  # fmt: skip
+"""Notification kinds a tenant may switch off (``core.models.OPTIONAL_KINDS``)."""
+WarnPercents = Annotated[list[Annotated[int, Field(ge=1, le=99)]], Field(max_length=10)]
+"""Warning levels in percent (soft thresholds); null or left out: 50, 80, 90; []: none."""
 Metric = Literal["tokens", "messages", "conversations", "credits"]
 Scope = Literal["bot", "account_each_bot", "account_total"]
 Plan = Literal["free", "starter", "pro", "enterprise"]
@@ -80,6 +87,9 @@ class PolicyBody(_Body):
     alert: AlertAction | None = None
     block: BlockAction | None = None
     enabled: bool = True
+    warn_percents: WarnPercents | None = None
+    """Soft thresholds in percent of ``threshold``, one warning per level per window
+    (null or left out: 50, 80, 90; []: none)."""
 
     def record(self, account_id: str, policy_id: str, version: int, now_ms: int) -> PolicyRecord:
         """The wire record of this policy."""
@@ -100,6 +110,7 @@ class PolicyBody(_Body):
             enabled=self.enabled,
             version=version,
             updated_at_ms=now_ms,
+            warn_percents=self.warn_percents,
         )
 
 
@@ -139,6 +150,7 @@ class PolicyPatchBody(_Body):
     alert: AlertAction | None = None
     block: BlockAction | None = None
     enabled: bool | None = None
+    warn_percents: WarnPercents | None = None
 
     def over(self, current: PolicyRecord) -> PolicyBody:
         """``current`` with the fields this body names changed."""
@@ -155,6 +167,10 @@ class CategoryCaps(_Body):
 
     daily_micro: Int64 | None = None
     monthly_micro: Int64 | None = None
+    daily_warn_percents: WarnPercents | None = None
+    """Warning levels in percent of the daily cap, one warning per level per local day
+    (null or left out: 50, 80, 90; []: none)."""
+    monthly_warn_percents: WarnPercents | None = None
 
 
 class SettingsBody(_Body):
@@ -175,6 +191,8 @@ class SettingsBody(_Body):
     premium_model: Annotated[Text, Field(min_length=1, max_length=200)]
     downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)]
     throttle: Throttle
+    muted_notifications: list[MutableKind] | None = None
+    """Notification kinds switched off; left out: kept as they are."""
 
     def record(
         self, current: TenantSettingsRecord, version: int, now_ms: int
@@ -187,7 +205,12 @@ class SettingsBody(_Body):
             plan=self.plan or current.plan,
             owner_email=self.owner_email or current.owner_email,
             caps={
-                c: CategoryCapsRecord(daily_micro=v.daily_micro, monthly_micro=v.monthly_micro)
+                c: CategoryCapsRecord(
+                    daily_micro=v.daily_micro,
+                    monthly_micro=v.monthly_micro,
+                    daily_warn_percents=v.daily_warn_percents,
+                    monthly_warn_percents=v.monthly_warn_percents,
+                )
                 for c, v in self.caps.items()
             },
             fallback_message=self.fallback_message,
@@ -195,6 +218,9 @@ class SettingsBody(_Body):
             premium_model=self.premium_model,
             downgrade_model=self.downgrade_model,
             throttle=self.throttle,
+            muted_notifications=current.muted_notifications
+            if self.muted_notifications is None
+            else sorted(set(self.muted_notifications)),
             version=version,
             updated_at_ms=now_ms,
         )
@@ -214,6 +240,7 @@ class SettingsPatchBody(_Body):
     premium_model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
     downgrade_model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
     throttle: Throttle | None = None
+    muted_notifications: list[MutableKind] | None = None
 
     def over(self, current: TenantSettingsRecord) -> SettingsBody:
         """``current`` with the fields this body names changed (as a whole body)."""

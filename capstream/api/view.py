@@ -1,20 +1,29 @@
-"""The API's read view of the compacted policies and tenants topics (the source of truth)."""
+"""The API's read view of the compacted policies, tenants and channels topics (the source of
+truth), and of the latest delivery attempts to tenants' channels."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from capstream.api.errors import UnavailableError
 from capstream.errors import DecodeError
-from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.records import (
+    ChannelRecord,
+    DeliveryAttemptRecord,
+    PolicyRecord,
+    TenantSettingsRecord,
+)
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
+DELIVERY_LOG_SIZE = 200
+"""Attempts kept per channel for the delivery log."""
 
 
 class TopicView:
@@ -25,7 +34,12 @@ class TopicView:
     so a read right after a write sees the write.
     """
 
-    def __init__(self, settings: Settings, *, include: Iterable[str] = ("policies", "tenants")):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        include: Iterable[str] = ("policies", "tenants", "channels", "deliveries"),
+    ):
         self._topics = Topics(settings.topic_prefix)
         self._conf = {
             **settings.librdkafka_config(),
@@ -35,10 +49,17 @@ class TopicView:
             "auto.offset.reset": "earliest",
             "log_level": 3,
         }
-        names = {"policies": self._topics.policies, "tenants": self._topics.tenants}
+        names = {
+            "policies": self._topics.policies,
+            "tenants": self._topics.tenants,
+            "channels": self._topics.channels,
+            "deliveries": self._topics.deliveries,
+        }
         self._watch = [names[i] for i in include]
         self._policies: dict[str, dict[str, PolicyRecord]] = {}
         self._tenants: dict[str, TenantSettingsRecord] = {}
+        self._channels: dict[str, dict[str, ChannelRecord]] = {}
+        self._deliveries: dict[tuple[str, str], deque[DeliveryAttemptRecord]] = {}
         self._applied: dict[tuple[str, int], int] = {}  # next offset to read, per partition
         self._eof: set[tuple[str, int]] = set()
         self._partitions: set[tuple[str, int]] = set()
@@ -115,6 +136,22 @@ class TopicView:
                     return
                 rec = PolicyRecord.from_bytes(value)
                 self._policies.setdefault(rec.account_id, {})[rec.policy_id] = rec
+            elif topic == self._topics.channels:
+                account_id, _, channel_id = (key or b"").decode().partition("/")
+                if value is None:
+                    self._channels.get(account_id, {}).pop(channel_id, None)
+                    return
+                ch = ChannelRecord.from_bytes(value)
+                self._channels.setdefault(ch.account_id, {})[ch.channel_id] = ch
+            elif topic == self._topics.deliveries:
+                if value is not None:
+                    a = DeliveryAttemptRecord.from_bytes(value)
+                    log_ = self._deliveries.get((a.account_id, a.channel_id))
+                    if log_ is None:
+                        log_ = self._deliveries[(a.account_id, a.channel_id)] = deque(
+                            maxlen=DELIVERY_LOG_SIZE
+                        )
+                    log_.append(a)
             elif value is not None:
                 t = TenantSettingsRecord.from_bytes(value)
                 self._tenants[t.account_id] = t
@@ -147,3 +184,17 @@ class TopicView:
     def tenant(self, account_id: str) -> TenantSettingsRecord | None:
         with self._cond:
             return self._tenants.get(account_id)
+
+    def channels(self, account_id: str) -> list[ChannelRecord]:
+        """The account's notification channels (``include`` must name ``channels``)."""
+        with self._cond:
+            return sorted(self._channels.get(account_id, {}).values(), key=lambda c: c.channel_id)
+
+    def channel(self, account_id: str, channel_id: str) -> ChannelRecord | None:
+        with self._cond:
+            return self._channels.get(account_id, {}).get(channel_id)
+
+    def deliveries(self, account_id: str, channel_id: str) -> list[DeliveryAttemptRecord]:
+        """The latest attempts to deliver to a channel, newest first (``deliveries``)."""
+        with self._cond:
+            return list(reversed(self._deliveries.get((account_id, channel_id), ())))

@@ -15,6 +15,14 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
   credits. The throttle then holds for 15 minutes; an at-risk check in its second half
   extends it (no flapping while the risk lasts).
   (The hourly rate comes from a 1 h window that starts counting when the tenant sets a cap.)
+* Warnings (soft thresholds): each cap has warning levels in percent (default 50, 80, 90;
+  ``CategoryCaps.daily_warn_percents`` / ``monthly_warn_percents``). A level sends one
+  ``cap_warning`` per local day (daily cap) or month (monthly cap) when the period's total
+  reaches it; when one event crosses several levels only the highest sends (the cap itself
+  covers the levels when it is reached at once). Sent levels are kept in ``alerted`` under
+  ``cap_warn_key`` with the period's start, so a restart or a replay sends none again.
+  The hot path compares the total with ``AccountUsage.warn_next`` (one per category and
+  period: the lowest level not sent yet).
 * Smart throttle, loop suspected: one conversation sends more than 20 messages within 60
   seconds. The bot is throttled for 10 minutes; a burst in the second half extends it.
 """
@@ -27,6 +35,7 @@ from typing import Final
 
 from capstream.core.messages import fallback_text
 from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
     CATEGORIES,
     DOWNGRADE_PLANS,
     FAST_BATCHING_S,
@@ -37,9 +46,15 @@ from capstream.core.models import (
     Notification,
     TenantSettings,
     Throttle,
+    warn_levels,
 )
-from capstream.core.notifications import cap_reached
-from capstream.core.usage import AccountUsage, BotUsage
+from capstream.core.notifications import (
+    cap_reached,
+    cap_warning,
+    downgrade_changed,
+    throttle_engaged,
+)
+from capstream.core.usage import CAP_WARN, N_CATEGORIES, AccountUsage, BotUsage
 
 DOWNGRADE_PERCENT = 80
 LOOP_MESSAGES_PER_MINUTE = 20
@@ -75,6 +90,11 @@ class SettingsView:
     strict: bool
     batching_s: int
     budget_rings: tuple[tuple[int, int], ...]
+    muted: frozenset[str]
+    """Notification kinds the tenant switched off."""
+    warnings: tuple[tuple[tuple[int, int], ...], ...]
+    """Per category and period (index ``2 * category + (0 daily, 1 monthly)``), the cap's
+    warning levels as (percent, credits at which it fires), ascending."""
 
 
 def view_of(settings: TenantSettings) -> SettingsView:
@@ -95,6 +115,20 @@ def view_of(settings: TenantSettings) -> SettingsView:
             if capped:
                 budget.append((4 + ci, RATE_SHORT_MS))
     template, lang = settings.fallback_message, settings.language
+    warnings: list[tuple[tuple[int, int], ...]] = []
+    for ci, cat in enumerate(CATEGORIES):
+        cc = settings.caps.get(cat)
+        for cap, pcts in (
+            (daily[ci], cc.daily_warn_percents if cc is not None else None),
+            (monthly[ci], cc.monthly_warn_percents if cc is not None else None),
+        ):
+            levels: list[tuple[int, int]] = []
+            if cap:
+                for pct in warn_levels(pcts):
+                    amount = max(1, -(-cap * pct // 100))
+                    if amount < cap and (not levels or amount > levels[-1][1]):
+                        levels.append((pct, amount))
+            warnings.append(tuple(levels))
     return SettingsView(
         settings=settings,
         daily=daily,
@@ -111,6 +145,8 @@ def view_of(settings: TenantSettings) -> SettingsView:
         strict=strict,
         batching_s=THROTTLED_BATCHING_S if strict else FAST_BATCHING_S,
         budget_rings=tuple(budget),
+        muted=frozenset(settings.muted_notifications),
+        warnings=tuple(warnings),
     )
 
 
@@ -215,9 +251,18 @@ def refresh_account(
         acct.caps = caps
         changed = True
     downgraded = downgraded_until(view, acct)
-    if downgraded != acct.downgraded_until_ms:
+    old = acct.downgraded_until_ms
+    if downgraded != old:
+        if old is not None:
+            ended_at = old if old <= now else now
+            notes.append(downgrade_changed(view.settings, False, old, ended_at, now))
+        if downgraded is not None:
+            notes.append(downgrade_changed(view.settings, True, downgraded, now, now))
         acct.downgraded_until_ms = downgraded
         changed = True
+    arm_warnings(acct, view)
+    for ci in range(N_CATEGORIES):
+        check_warnings(acct, view, ci, now, notes)
     risk = acct.risk_until_ms
     if risk is not None and (risk <= now or not view.smart):
         acct.risk_until_ms = None
@@ -245,12 +290,88 @@ def update_caps(
         downgraded = downgraded_until(view, acct)
         if downgraded is not None:
             acct.downgraded_until_ms = downgraded
+            notes.append(downgrade_changed(view.settings, True, downgraded, now, now))
             changed = True
     return changed
 
 
-def check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int) -> bool:
-    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast."""
+def cap_warn_key(category: str, period: str, percent: int) -> str:
+    """The key of a cap warning level in ``AccountUsage.alerted``."""
+    return f"{CAP_WARN}{category}\x1f{period}\x1f{percent}"
+
+
+def arm_warnings(acct: AccountUsage, view: SettingsView) -> None:
+    """Set ``acct.warn_next`` (the lowest level of each cap not sent this period) and forget
+    the levels sent in earlier periods."""
+    alerted = acct.alerted
+    day, month = acct.day_start_ms, acct.month_start_ms
+    stale = [
+        k for k, start in alerted.items()
+        if k.startswith(CAP_WARN) and start != (day if f"\x1f{DAILY_PERIOD}\x1f" in k else month)
+    ]  # fmt: skip
+    for k in stale:
+        del alerted[k]
+    nxt = [NEVER] * (2 * N_CATEGORIES)
+    for slot, levels in enumerate(view.warnings):
+        if not levels:
+            continue
+        period = MONTHLY_PERIOD if slot & 1 else DAILY_PERIOD
+        cat = CATEGORIES[slot >> 1]
+        start = acct.month_start_ms if slot & 1 else acct.day_start_ms
+        for pct, amount in levels:
+            if alerted.get(cap_warn_key(cat, period, pct)) != start:
+                nxt[slot] = amount
+                break
+    acct.warn_next = nxt
+
+
+def check_warnings(
+    acct: AccountUsage, view: SettingsView, ci: int, now: int, notes: list[Notification]
+) -> None:
+    """Send the warning levels of category ``ci``'s caps its totals reached this period
+    (each once; of several reached at once only the highest); re-arm ``warn_next``."""
+    series = 4 + ci
+    cat = CATEGORIES[ci]
+    alerted = acct.alerted
+    sent = False
+    for slot in (2 * ci, 2 * ci + 1):
+        levels = view.warnings[slot]
+        if not levels:
+            continue
+        if slot & 1:
+            period, key, start, end = (
+                MONTHLY_PERIOD, acct.month_key, acct.month_start_ms, acct.month_end_ms
+            )  # fmt: skip
+            total = acct.month_base[series] + acct.day[series]
+            cap = view.monthly[ci]
+        else:
+            period, key, start, end = DAILY_PERIOD, acct.day_key, acct.day_start_ms, acct.day_end_ms
+            total = acct.day[series]
+            cap = view.daily[ci]
+        assert cap is not None
+        if total < acct.warn_next[slot]:
+            continue
+        for i, (pct, amount) in enumerate(levels):
+            if total < amount:
+                break
+            k = cap_warn_key(cat, period, pct)
+            if alerted.get(k) == start:
+                continue
+            alerted[k] = start
+            sent = True
+            above = levels[i + 1][1] if i + 1 < len(levels) else cap
+            if total < above:
+                note = cap_warning(view.settings, cat, period, key, pct, total, cap, end, now)
+                notes.append(note)
+    if sent:
+        arm_warnings(acct, view)
+
+
+def check_risk(
+    acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int, notes: list[Notification]
+) -> bool:
+    """Smart throttle: arm the budget-risk hold if category ``ci`` burns too fast (a
+    ``throttle_engaged`` notification when it was not held)."""
     acct.risk_checked_ms[ci] = t
     risk = acct.risk_until_ms
     if (
@@ -258,7 +379,12 @@ def check_risk(acct: AccountUsage, view: SettingsView, ci: int, t: int, now: int
         and CATEGORIES[ci] not in acct.caps
         and budget_at_risk(view, acct, ci, now)
     ):
-        acct.risk_until_ms = now + RISK_HOLD_MS
+        acct.risk_until_ms = until = now + RISK_HOLD_MS
+        if risk is None or risk <= now:
+            note = throttle_engaged(
+                view.settings, "budget_at_risk", ACCOUNT_WIDE_BOT, CATEGORIES[ci], until, t, now
+            )
+            notes.append(note)
         return True
     return False
 

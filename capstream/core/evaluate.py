@@ -12,6 +12,7 @@ from capstream.core.caps import (
     MONTHLY_PERIOD,
     RISK_CHECK_EVERY_MS,
     check_risk,
+    check_warnings,
     loop_suspected,
     refresh_account,
     update_caps,
@@ -29,6 +30,7 @@ from capstream.core.models import (
     TenantSettings,
     UsageEvent,
 )
+from capstream.core.notifications import downgrade_changed, throttle_engaged
 from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks, fire, mute
 from capstream.core.resume import lift_blocks
 from capstream.core.state import (
@@ -106,7 +108,7 @@ def evaluate(
     if acct_fresh:
         eid = event.event_id
         if eid in recent:
-            return state, collect_effects(states, notes, duplicate=True)
+            return state, collect_effects(states, notes, duplicate=True, view=state.view)
         order = acct.recent_ids
         if len(order) >= acct.recent_capacity:
             del recent[order.popleft()]
@@ -133,7 +135,7 @@ def evaluate(
             bot.watermarks[partition] = pos
         state.dirty_bots.add(bot_id)
     elif not acct_fresh:
-        return state, collect_effects(states, notes, duplicate=True)
+        return state, collect_effects(states, notes, duplicate=True, view=state.view)
 
     if not state.quiet_from_ms <= now < state.quiet_until_ms:
         unmute_all(state)  # a quiet policy's alert window or block may have ended
@@ -204,6 +206,13 @@ def evaluate(
         if loop is None or loop - now < LOOP_HOLD_MS // 2:  # arm, or extend before it lapses
             bot.loop_until_ms = now + LOOP_HOLD_MS
             bot_changed = True
+            if loop is None or loop <= now:  # engaged (not extended)
+                notes.append(
+                    throttle_engaged(
+                        settings, "loop_suspected", bot_id, event.conversation_id,
+                        bot.loop_until_ms, t, now,
+                    )
+                )  # fmt: skip
 
     if acct_changed:
         refresh_account(acct, view, now, notes)
@@ -212,6 +221,9 @@ def evaluate(
         daily, monthly = view.limits[ci]
         today = acct.day[series]
         month_total = acct.month_base[series] + today
+        warn_next = acct.warn_next
+        if today >= warn_next[2 * ci] or month_total >= warn_next[2 * ci + 1]:
+            check_warnings(acct, view, ci, now, notes)  # a soft threshold: no state change
         if today >= daily or month_total >= monthly:
             # Already capped for this period: only the monthly cap can still take over from
             # the daily one (a period change rolls the day first and refreshes every cap).
@@ -224,11 +236,12 @@ def evaluate(
                 acct_changed = True
         elif ci == 0 and acct.day[4] >= view.downgrade_at and acct.downgraded_until_ms is None:
             acct.downgraded_until_ms = acct.day_end_ms
+            notes.append(downgrade_changed(settings, True, acct.day_end_ms, t, now))
             acct_changed = True
         if (
             view.watch_risk[ci]
             and t - acct.risk_checked_ms[ci] >= RISK_CHECK_EVERY_MS
-            and check_risk(acct, view, ci, t, now)
+            and check_risk(acct, view, ci, t, now, notes)
         ):
             acct_changed = True
 
@@ -241,7 +254,7 @@ def evaluate(
             states.append(e)
         state.deadline_ms = min(state.deadline_ms, bot_deadline(bot))
     if states or notes:
-        return state, collect_effects(states, notes)
+        return state, collect_effects(states, notes, view=state.view)
     return state, NO_EFFECTS
 
 
@@ -263,7 +276,7 @@ def reevaluate(
     states: list[EnforcementState] = []
     notes: list[Notification] = []
     _full(state, policies, settings, now, states, notes, alerts)
-    return state, collect_effects(states, notes)
+    return state, collect_effects(states, notes, view=state.view)
 
 
 def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
@@ -274,7 +287,7 @@ def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
     states: list[EnforcementState] = []
     notes: list[Notification] = []
     _expire(state, now, states, notes)
-    return state, collect_effects(states, notes)
+    return state, collect_effects(states, notes, view=state.view)
 
 
 def next_deadline(state: AccountState) -> int | None:
@@ -345,7 +358,9 @@ def _full(
         bot.roll_to(now)
         build_watch(bot, policies.for_bot(bot_id), now)
         check_all(bot, bot_id, now, settings, out)
-    lift_blocks(state, policies)  # after check_all: a lifted block keeps its policy quiet
+    lift_blocks(
+        state, policies, notes, now
+    )  # after check_all: a lifted block keeps its policy quiet
     refresh_account(acct, view, now, notes)
     derive_all(state, view, now, states)
     state.account_dirty = True

@@ -89,6 +89,40 @@ ACCOUNT_WIDE_BOT = "*"
 """``bot_id`` of the account-level enforcement state: what applies to a bot with no state yet."""
 NEVER = 1 << 62
 """Larger than any instant, amount or threshold: "no deadline", "no cap"."""
+DEFAULT_WARN_PERCENTS: tuple[int, ...] = (50, 80, 90)
+"""Warning levels of a policy or a cap left at its default (``warn_percents`` None)."""
+MAX_WARN_LEVELS = 10
+NOTIFICATION_KINDS: tuple[str, ...] = (
+    "policy_alert", "policy_warning", "cap_reached", "cap_warning", "topup_request",
+    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted",
+)  # fmt: skip
+"""Every notification kind the core builds."""
+OPTIONAL_KINDS: frozenset[str] = frozenset(
+    {"policy_warning", "cap_warning", "downgrade_started", "downgrade_ended",
+     "throttle_engaged", "block_lifted"}
+)  # fmt: skip
+"""The kinds a tenant may switch off (``TenantSettings.muted_notifications``)."""
+
+
+def warn_problem(levels: tuple[int, ...] | None) -> str | None:
+    """What is wrong with a list of warning levels (percent of a threshold or cap), or None.
+
+    ``None`` means the default (50, 80, 90); an empty tuple switches warnings off."""
+    if levels is None:
+        return None
+    if len(levels) > MAX_WARN_LEVELS:
+        return f"at most {MAX_WARN_LEVELS} warning levels, not {len(levels)}"
+    for pct in levels:
+        if isinstance(pct, bool) or not isinstance(pct, int) or not 1 <= pct <= 99:
+            return f"warning levels are whole percentages from 1 to 99, not {pct!r}"
+    if len(set(levels)) != len(levels):
+        return f"warning levels repeat a value: {list(levels)}"
+    return None
+
+
+def warn_levels(levels: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The effective warning levels, ascending (``None``: the default)."""
+    return DEFAULT_WARN_PERCENTS if levels is None else tuple(sorted(levels))
 
 
 @dataclass(slots=True, init=False)  # __init__ by hand: compiled, unlike a generated one
@@ -176,6 +210,9 @@ class Policy:
     category: str | None = None
     version: int = 0
     updated_at_ms: int = 0
+    warn_percents: tuple[int, ...] | None = None
+    """Soft thresholds, in percent of ``threshold``: one warning per level per window
+    (``None``: 50, 80 and 90; empty: none)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -217,14 +254,21 @@ class Policy:
                 raise PolicyError(f"{who}: category is only allowed with the credits metric")
             if self.category not in CATEGORY_INDEX:
                 raise PolicyError(f"{who}: category must be one of {list(CATEGORIES)}")
+        problem = warn_problem(self.warn_percents)
+        if problem is not None:
+            raise PolicyError(f"{who}: warn_percents: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
 class CategoryCaps:
-    """Daily and monthly credit caps of one category (micro-credits; None = no cap)."""
+    """Daily and monthly credit caps of one category (micro-credits; None = no cap), with
+    their warning levels in percent of each cap (``None``: 50, 80 and 90; empty: none):
+    one warning per level per local day (daily) or month (monthly)."""
 
     daily_micro: int | None = None
     monthly_micro: int | None = None
+    daily_warn_percents: tuple[int, ...] | None = None
+    monthly_warn_percents: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,12 +288,20 @@ class TenantSettings:
     throttle: str = "smart"
     version: int = 0
     updated_at_ms: int = 0
+    muted_notifications: tuple[str, ...] = ()
+    """Notification kinds the tenant switched off (of ``OPTIONAL_KINDS``)."""
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the setting to fix."""
+        for kind in self.muted_notifications:
+            if kind not in OPTIONAL_KINDS:
+                raise SettingsError(
+                    f"muted_notifications: {kind!r} cannot be switched off; "
+                    f"use any of {sorted(OPTIONAL_KINDS)}"
+                )
         if not self.account_id:
             raise SettingsError("tenant settings need an account_id")
         zone(self.timezone)
@@ -275,6 +327,13 @@ class TenantSettings:
             for name, value in (("daily", caps.daily_micro), ("monthly", caps.monthly_micro)):
                 if value is not None and value < 0:
                     raise SettingsError(f"caps: the {name} {cat} cap cannot be negative")
+            for name, levels in (
+                ("daily", caps.daily_warn_percents),
+                ("monthly", caps.monthly_warn_percents),
+            ):
+                problem = warn_problem(levels)
+                if problem is not None:
+                    raise SettingsError(f"caps: the {name} {cat} cap's warn_percents: {problem}")
 
 
 @dataclass(slots=True, init=False, eq=False)

@@ -1,4 +1,5 @@
-"""Notifications with deterministic ids: policy alerts, cap reached, top-up requests."""
+"""Notifications with deterministic ids: policy alerts and warnings, caps reached and their
+warnings, top-up requests."""
 
 from __future__ import annotations
 
@@ -84,6 +85,175 @@ def policy_alert(
         previous_ids=(
             notification_id("policy", policy.policy_id, bot_id, at // window_ms * window_ms),
         ),
+    )
+
+
+def policy_warning(
+    policy: Policy,
+    percent: int,
+    level: int,
+    bot_id: str,
+    total: int,
+    at: int,
+    now: int,
+    settings: TenantSettings | None,
+) -> Notification:
+    """The warning that a policy's window total reached ``percent``% (``level``) of its
+    threshold at ``at`` (the crossing event's time).
+
+    One id per (account, policy, level, bot, ``at``), like the alert's: a replay of the same
+    events gives the same id whatever the clock. Sent to the alert's recipients, else the
+    account owner.
+    """
+    who = "all bots of the account" if bot_id == ACCOUNT_WIDE_BOT else f"bot {bot_id}"
+    name = policy.name or policy.policy_id
+    metric = policy.metric if policy.category is None else f"{policy.category} {policy.metric}"
+    actions = []
+    if policy.block is not None:
+        actions.append(f"pauses the bot for {_duration(policy.block.duration_seconds)}")
+    if policy.alert is not None:
+        actions.append("sends an alert")
+    lines = [
+        f"Usage policy '{name}' is at {percent}% of its threshold for {who}.",
+        f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
+        f"{metric}: {total} in the last {_duration(policy.window_seconds)} up to {_iso(at)} "
+        f"(warning at {level}, threshold {policy.threshold}).",
+        f"At the threshold the policy {' and '.join(actions)}.",
+        f"You get at most one {percent}% warning per {_duration(policy.window_seconds)}.",
+    ]
+    recipients = policy.alert.recipients if policy.alert is not None else ()
+    return Notification(
+        notification_id=notification_id(
+            "policy_warning", policy.account_id, policy.policy_id, percent, bot_id, at
+        ),
+        account_id=policy.account_id,
+        kind="policy_warning",
+        policy_id=policy.policy_id,
+        recipients=tuple(recipients) or owner_recipients(settings),
+        subject=f"Usage policy '{name}' at {percent}% ({who})",
+        body="\n".join(lines),
+        created_at_ms=now,
+        window_start_ms=at - policy.window_seconds * 1000,
+        bot_id=bot_id,
+    )
+
+
+def cap_warning(
+    settings: TenantSettings, category: str, period: str, period_key: str, percent: int,
+    total: int, cap: int, resets_at_ms: int, now: int,
+) -> Notification:  # fmt: skip
+    """Tell the owner a credit cap is ``percent``% used; one id per (account, category,
+    period, period key, percent)."""
+    span = "today" if period == CapPeriod.DAILY else "this month"
+    body = (
+        f"{category.title()} AI credits {span} ({period_key}) reached {percent}% of the "
+        f"{period} cap: {total / 1e6:g} of {cap / 1e6:g} credits. At the cap, {category} AI "
+        f"pauses until the period resets ({_iso(resets_at_ms)})."
+    )
+    return Notification(
+        notification_id=notification_id(
+            "cap_warning", settings.account_id, category, period, period_key, percent
+        ),
+        account_id=settings.account_id,
+        kind="cap_warning",
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=f"{period.title()} {category} AI credits at {percent}% of the cap",
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+    )
+
+
+def downgrade_changed(
+    settings: TenantSettings, started: bool, until_ms: int, at: int, now: int
+) -> Notification:
+    """The auto-downgrade of the local day ending at ``until_ms`` started or ended; one id
+    per (account, kind, that day's end)."""
+    kind = "downgrade_started" if started else "downgrade_ended"
+    premium, cheap = settings.premium_model, settings.downgrade_model
+    if started:
+        subject = f"AI replies switched to {cheap} for the rest of the day"
+        body = (
+            f"Text AI credits reached 80% of today's cap at {_iso(at)}: {cheap} replaces "
+            f"{premium} until {_iso(until_ms)} (local midnight), then {premium} is back."
+        )
+    else:
+        subject = f"AI replies back on {premium}"
+        body = f"The auto-downgrade to {cheap} ended at {_iso(at)}: {premium} answers again."
+    return Notification(
+        notification_id=notification_id(kind, settings.account_id, until_ms),
+        account_id=settings.account_id,
+        kind=kind,
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=subject,
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+    )
+
+
+def throttle_engaged(
+    settings: TenantSettings, reason: str, bot_id: str, detail: str, until_ms: int, at: int,
+    now: int,
+) -> Notification:  # fmt: skip
+    """The smart throttle engaged: ``reason`` ``budget_at_risk`` (``detail``: the category;
+    ``bot_id`` ``*``) or ``loop_suspected`` (``detail``: the conversation). One id per
+    (account, reason, bot, detail, ``at``: the event time that engaged it)."""
+    if reason == "budget_at_risk":
+        subject = f"Replies slowed down: the {detail} AI credit budget is at risk"
+        what = (
+            f"At the current burn rate the {detail} AI credits would reach a cap before the "
+            f"period ends (checked at {_iso(at)})."
+        )
+    else:
+        subject = f"Replies slowed down for bot {bot_id}: a conversation looks like a loop"
+        what = (
+            f"Conversation {detail} of bot {bot_id} sent more than 20 messages within a minute "
+            f"(at {_iso(at)})."
+        )
+    body = (
+        f"{what} The smart throttle batches replies every 60 s and gives each conversation at "
+        f"most one AI reply a minute until {_iso(until_ms)} (longer while it lasts)."
+    )
+    return Notification(
+        notification_id=notification_id(
+            "throttle", settings.account_id, reason, bot_id, detail, at
+        ),
+        account_id=settings.account_id,
+        kind="throttle_engaged",
+        policy_id=None,
+        recipients=owner_recipients(settings),
+        subject=subject,
+        body=body,
+        created_at_ms=now,
+        window_start_ms=None,
+        bot_id=bot_id,
+    )
+
+
+def block_lifted(
+    settings: TenantSettings | None, account_id: str, bot_id: str, resumed_at_ms: int,
+    policy_ids: list[str], now: int,
+) -> Notification:  # fmt: skip
+    """A person resumed ``bot_id`` at ``resumed_at_ms`` and that lifted the blocks of
+    ``policy_ids``; one id per (account, bot, resume instant)."""
+    return Notification(
+        notification_id=notification_id("block_lifted", account_id, bot_id, resumed_at_ms),
+        account_id=account_id,
+        kind="block_lifted",
+        policy_id=policy_ids[0] if len(policy_ids) == 1 else None,
+        recipients=owner_recipients(settings),
+        subject=f"Bot {bot_id} resumed by hand",
+        body=(
+            f"Bot {bot_id} was resumed at {_iso(resumed_at_ms)}: the block of "
+            f"{', '.join(repr(p) for p in policy_ids)} no longer pauses it (those policies "
+            "stay quiet until their block would have ended)."
+        ),
+        created_at_ms=now,
+        window_start_ms=None,
+        bot_id=bot_id,
     )
 
 

@@ -11,6 +11,14 @@ yields the same id whatever the clock. Its block pauses the bot (``bot``,
 own duration: each policy keeps its own block (``UsageBase.blocks``), the bot is paused until
 the latest ends (``blocked_until_ms``, named by ``block_policy_id``), a running block is not
 extended by its own policy, and blocks end by themselves.
+
+Soft thresholds: each warning level of a policy (``Policy.warn_percents``, default 50, 80
+and 90%) is compiled as one more alert-only entry of the same watched window, with the
+level's lower threshold (so the hot path is the one of alerts: the window's lowest
+threshold, the quiet mechanism). Its sent time is kept in ``UsageBase.alerted`` under
+``warn_key(policy, percent)``; it goes out once per full window like an alert. When one
+event crosses several levels (or the policy's own alerting threshold) only the highest
+sends: the lower ones are recorded as sent without a notification.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from capstream.core.models import (
     Policy,
     PolicyScope,
     TenantSettings,
+    warn_levels,
 )
-from capstream.core.notifications import policy_alert
+from capstream.core.notifications import policy_alert, policy_warning
 from capstream.core.usage import (
+    CAP_WARN,
     N_CATEGORIES,
     SERIES_BY_CATEGORY,
     UsageBase,
@@ -48,11 +58,60 @@ class CompiledPolicy:
     threshold: int
     block_ms: int
     alerts: bool
+    warn_percent: int = 0
+    """A warning level's percent (0: the policy itself); its ``policy_id`` is the
+    ``warn_key`` and its ``threshold`` the level's."""
+    above: int = NEVER
+    """Warning levels: the next threshold up that notifies (the next level, or the
+    policy's own if it alerts); a total at or above it records this level silently."""
+
+
+def warn_key(policy_id: str, percent: int) -> str:
+    """The key of a policy's warning level in ``UsageBase.alerted`` (and ``quiet``)."""
+    return f"{policy_id}\x1f{percent}"
+
+
+def compile_policy(p: Policy) -> list[CompiledPolicy]:
+    """The compiled policy followed by its warning levels (lowest first)."""
+    series = series_of(p.metric, p.category)
+    window_ms = p.window_seconds * 1000
+    cp = CompiledPolicy(
+        policy=p,
+        policy_id=p.policy_id,
+        series=series,
+        window_ms=window_ms,
+        threshold=p.threshold,
+        block_ms=p.block.duration_seconds * 1000 if p.block is not None else 0,
+        alerts=p.alert is not None,
+    )
+    levels: list[tuple[int, int]] = []
+    for pct in warn_levels(p.warn_percents):
+        level = max(1, -(-p.threshold * pct // 100))
+        if level < p.threshold and (not levels or level > levels[-1][1]):
+            levels.append((pct, level))
+    out = [cp]
+    for i, (pct, level) in enumerate(levels):
+        above = levels[i + 1][1] if i + 1 < len(levels) else (p.threshold if cp.alerts else NEVER)
+        out.append(
+            CompiledPolicy(
+                policy=p,
+                policy_id=warn_key(p.policy_id, pct),
+                series=series,
+                window_ms=window_ms,
+                threshold=level,
+                block_ms=0,
+                alerts=True,
+                warn_percent=pct,
+                above=above,
+            )
+        )
+    return out
 
 
 class PolicySet:
-    """The enabled policies of one account, indexed by scope. Immutable; build a new one on
-    change (evaluate() rebuilds its windows when it is handed a different set).
+    """The enabled policies of one account, indexed by scope (each policy followed by its
+    warning levels). Immutable; build a new one on change (evaluate() rebuilds its windows
+    when it is handed a different set).
 
     ``resumes``: per bot, the instant a person last resumed it (lifts the blocks that
     started before; see :mod:`capstream.core.resume`).
@@ -73,22 +132,14 @@ class PolicySet:
         for p in self.policies:
             if not p.enabled:
                 continue
-            cp = CompiledPolicy(
-                policy=p,
-                policy_id=p.policy_id,
-                series=series_of(p.metric, p.category),
-                window_ms=p.window_seconds * 1000,
-                threshold=p.threshold,
-                block_ms=p.block.duration_seconds * 1000 if p.block is not None else 0,
-                alerts=p.alert is not None,
-            )
+            cps = compile_policy(p)
             if p.scope == PolicyScope.BOT:
                 assert p.bot_id is not None
-                by_bot.setdefault(p.bot_id, []).append(cp)
+                by_bot.setdefault(p.bot_id, []).extend(cps)
             elif p.scope == PolicyScope.ACCOUNT_EACH_BOT:
-                each_bot.append(cp)
+                each_bot.extend(cps)
             else:
-                total.append(cp)
+                total.extend(cps)
         self.by_bot = {b: tuple(cps) for b, cps in by_bot.items()}
         self.each_bot = tuple(each_bot)
         self.total = tuple(total)
@@ -150,7 +201,9 @@ def build_watch(
             if pid in windows:
                 usage.alerted[pid] = epoch * windows[pid]
         usage.legacy_alerted = {}
-    usage.alerted = {pid: t for pid, t in usage.alerted.items() if pid in windows}
+    usage.alerted = {
+        pid: t for pid, t in usage.alerted.items() if pid in windows or pid.startswith(CAP_WARN)
+    }
 
 
 def seed_source(series: int, window_ms: int, held: Iterable[tuple[int, int, int]]) -> int | None:
@@ -278,6 +331,15 @@ def fire(
         last = usage.alerted.get(pid)
         if last is None or at >= last + cp.window_ms:
             usage.alerted[pid] = at
+            if cp.warn_percent:
+                if total < cp.above:
+                    notes.append(
+                        policy_warning(
+                            cp.policy, cp.warn_percent, cp.threshold, bot_id, total, at, now,
+                            settings,
+                        )
+                    )  # fmt: skip
+                return blocked
             paused = usage.blocked_until_ms if cp.block_ms else None
             if paused is not None and paused <= now:
                 paused = None

@@ -132,9 +132,16 @@ class AccountState:
 
 
 def collect_effects(
-    states: list[EnforcementState], notes: list[Notification], *, duplicate: bool = False
+    states: list[EnforcementState],
+    notes: list[Notification],
+    *,
+    duplicate: bool = False,
+    view: SettingsView | None = None,
 ) -> Effects:
-    """Freeze what a call collected; a bot derived twice in one call keeps its last state."""
+    """Freeze what a call collected; a bot derived twice in one call keeps its last state.
+    Notifications of the kinds the tenant switched off (``view.muted``) are left out."""
+    if notes and view is not None and view.muted:
+        notes = [n for n in notes if n.kind not in view.muted]
     if len(states) > 1:  # one call may derive a bot twice (settings, then the event)
         states = list({e.bot_id: e for e in states}.values())
     return Effects(tuple(states), tuple(notes), duplicate)

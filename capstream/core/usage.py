@@ -20,6 +20,7 @@ from capstream.core.codec import Reader, Writer, opt, unopt
 from capstream.core.errors import StateFormatError
 from capstream.core.models import (
     CATEGORY_INDEX,
+    NEVER,
     CapStatus,
     EnforcementState,
     Metric,
@@ -62,6 +63,9 @@ throttled until, has a throttle reason, how many caps."""
 _PRESENT = struct.Struct("<B")
 _Q = struct.Struct("<q")
 DEFAULT_RECENT_IDS = 512
+CAP_WARN = "\x1fcap\x1f"
+"""Prefix of a cap warning level's key in ``AccountUsage.alerted`` (see
+``caps.cap_warn_key``); its value is the start of the period it was sent in."""
 
 
 class WatchEntry:
@@ -108,7 +112,10 @@ class UsageBase:
     watermarks: dict[int, int] = field(default_factory=dict)
     """Per source partition, the highest position applied (offset * 65536 + index)."""
     alerted: dict[str, int] = field(default_factory=dict)
-    """Per policy, the (event) time its last alert was sent at."""
+    """Per policy, the (event) time its last alert was sent at; per policy warning level
+    (``policies.warn_key``) the same; per cap warning level (``caps.cap_warn_key``, account
+    only) the start of the local day or month it was sent in. Warning levels share the
+    alerts' encoding, so states written before them read unchanged."""
     blocks: dict[str, int] = field(default_factory=dict)
     """Per policy whose block was started (and the pause not yet over), when it ends."""
     blocked_until_ms: int | None = None
@@ -326,6 +333,11 @@ class AccountUsage(UsageBase):
         default_factory=lambda: [0] * N_CATEGORIES, compare=False, repr=False
     )
     """Per category, when the budget risk was last checked (transient)."""
+    warn_next: list[int] = field(
+        default_factory=lambda: [NEVER] * (2 * N_CATEGORIES), compare=False, repr=False
+    )
+    """Per category, (daily, monthly): the lowest credit total at which a cap warning level
+    not yet sent this period fires (``NEVER``: none); transient, see ``caps.arm_warnings``."""
 
     def to_bytes(self) -> bytes:
         """Versioned compact encoding (``CSUA`` v3; v2 and v1 are still read)."""

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from capstream.notifier.channels import CHANNEL_PREFIX, ChannelSender
 from capstream.notifier.outcome import Outcome, backoff_s
-from capstream.notifier.sentlog import EXPIRED, FAILED, UNCERTAIN, Delivery, SentLog
-from capstream.streams.records import NotificationRecord
+from capstream.notifier.sentlog import EXPIRED, FAILED, UNCERTAIN, Attempt, Delivery, SentLog
+from capstream.streams.records import DeliveryAttemptRecord, NotificationRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class NotifierStats:
 
 DeadLetter = Callable[[Delivery, str, str], None]
 """``dead_letter(delivery, reason, error)``: publish the failed delivery to the DLQ."""
+OnAttempt = Callable[[DeliveryAttemptRecord], None]
+"""``on_attempt(record)``: publish an attempt to a tenant's channel (the delivery log)."""
 
 
 def _now_ms() -> int:
@@ -66,7 +69,11 @@ class Dispatcher:
         max_backoff_s: float = 300.0,
         base_backoff_s: float = 1.0,
         clock: Callable[[], int] = _now_ms,
+        channels: ChannelSender | None = None,
+        on_attempt: OnAttempt = lambda a: None,
     ) -> None:
+        self.channels = channels
+        self.on_attempt = on_attempt
         self.log = sentlog
         self.email = email
         self.webhook = webhook
@@ -103,7 +110,12 @@ class Dispatcher:
             recipients = [owner]
         if not self.log.mark_sending(d, now):
             return  # someone else claimed it
-        if d.channel == "email" and not recipients:
+        if d.channel.startswith(CHANNEL_PREFIX):
+            if self.channels is None:
+                outcome = Outcome("refused", "tenant channels are not configured")
+            else:
+                outcome = await self.channels.send(rec, d.channel[len(CHANNEL_PREFIX) :], now)
+        elif d.channel == "email" and not recipients:
             outcome = Outcome("retry", f"no recipient: account {rec.account_id!r} has no owner")
         elif d.channel == "email":
             outcome = await self.email.send(rec, recipients)
@@ -111,9 +123,27 @@ class Dispatcher:
             outcome = await self.webhook.send(rec, recipients, now // 1000)
         else:
             outcome = Outcome("refused", "webhooks are not configured")
-        self._record(d, outcome)
+        next_ms = self._record(d, outcome)
+        self._log_attempt(d, rec, outcome, now, next_ms)
 
-    def _record(self, d: Delivery, outcome: Outcome) -> None:
+    def _log_attempt(
+        self, d: Delivery, rec: NotificationRecord, outcome: Outcome, at: int, next_ms: int | None
+    ) -> None:
+        attempt = d.attempts + 1
+        self.log.log_attempt(Attempt(
+            d.notification_id, d.channel, d.account_id, attempt, at, outcome.kind,
+            outcome.status_code, outcome.error,
+        ))  # fmt: skip
+        if d.channel.startswith(CHANNEL_PREFIX):
+            self.on_attempt(DeliveryAttemptRecord(
+                account_id=d.account_id, channel_id=d.channel[len(CHANNEL_PREFIX) :],
+                notification_id=d.notification_id, kind=rec.kind, attempt=attempt, at_ms=at,
+                outcome=outcome.kind, status_code=outcome.status_code, error=outcome.error,
+                next_attempt_ms=next_ms,
+            ))  # fmt: skip
+
+    def _record(self, d: Delivery, outcome: Outcome) -> int | None:
+        """Record the outcome; returns when the next attempt is due (a retry), else None."""
         now = self.clock()
         if outcome.kind == "delivered":
             self.log.mark_sent(d, now)
@@ -132,6 +162,7 @@ class Dispatcher:
                     "%s by %s not delivered (%s); retry in %.1fs",
                     d.notification_id, d.channel, outcome.error, wait_ms / 1000,
                 )  # fmt: skip
+                return now + wait_ms
         else:
             status = FAILED if outcome.kind == "refused" else UNCERTAIN
             self.log.mark_final(d, status, outcome.error, now)
@@ -140,6 +171,7 @@ class Dispatcher:
             else:
                 self.stats.uncertain += 1
             self._dead(d, status, outcome.error)
+        return None
 
     def _dead(self, d: Delivery, reason: str, error: str) -> None:
         log.error("notification %s by %s: %s (%s)", d.notification_id, d.channel, reason, error)

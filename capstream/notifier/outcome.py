@@ -16,6 +16,8 @@ class Outcome:
 
     kind: Kind
     error: str = ""
+    status_code: int | None = None
+    """The HTTP status the endpoint answered (webhooks, Slack); None: no answer, or email."""
 
 
 DELIVERED = Outcome("delivered")

@@ -33,7 +33,32 @@ CREATE TABLE IF NOT EXISTS deliveries (
   PRIMARY KEY (notification_id, channel)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_ms);
+CREATE TABLE IF NOT EXISTS attempts (
+  notification_id TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  account_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  status_code INTEGER,
+  error TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (notification_id, channel, attempt)
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delivery attempt: its number, when, the outcome and the HTTP status answered."""
+
+    notification_id: str
+    channel: str
+    account_id: str
+    attempt: int
+    at_ms: int
+    outcome: str
+    status_code: int | None
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +209,27 @@ class SentLog:
                 (UNCERTAIN, now_ms, SENDING),
             )
         return [Delivery(*r) for r in rows]
+
+    def log_attempt(self, a: Attempt) -> None:
+        """Keep one attempt of a delivery (the delivery log)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO attempts (notification_id, channel, account_id, attempt, "
+                "at_ms, outcome, status_code, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (a.notification_id, a.channel, a.account_id, a.attempt, a.at_ms, a.outcome,
+                 a.status_code, a.error),
+            )  # fmt: skip
+
+    def attempts(self, notification_id: str, channel: str) -> list[Attempt]:
+        """The attempts of one delivery, first first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT notification_id, channel, account_id, attempt, at_ms, outcome, "
+                "status_code, error FROM attempts WHERE notification_id = ? AND channel = ? "
+                "ORDER BY attempt",
+                (notification_id, channel),
+            ).fetchall()
+        return [Attempt(*r) for r in rows]
 
     def status(self, notification_id: str, channel: str) -> str | None:
         with self._lock:

@@ -14,12 +14,14 @@ from typing import Any
 import httpx
 
 from capstream.errors import CapstreamError, DecodeError
+from capstream.notifier.channels import ChannelDirectory, ChannelSender, route
 from capstream.notifier.dispatcher import Dispatcher, EmailPort, NotifierStats, WebhookPort
 from capstream.notifier.email import SmtpSender
 from capstream.notifier.metrics import NotifierCollector, serve_metrics
+from capstream.notifier.secretbox import channel_key
 from capstream.notifier.sentlog import Delivery, SentLog
 from capstream.notifier.webhook import WebhookSender
-from capstream.streams.records import DeadLetterRecord, NotificationRecord
+from capstream.streams.records import DeadLetterRecord, DeliveryAttemptRecord, NotificationRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
@@ -66,6 +68,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._producer: Any = None
         self._sentlog: SentLog | None = None
+        self._directory: ChannelDirectory | None = None
         self._undelivered: list[str] = []
 
     def delivery_counts(self) -> dict[str, int]:
@@ -79,7 +82,8 @@ class Notifier:
         except sqlite3.ProgrammingError:  # closed meanwhile
             return {}
 
-    def _channels(self) -> tuple[str, ...]:
+    def _defaults(self) -> tuple[str, ...]:
+        """Where a notification goes when its tenant routed its kind nowhere."""
         has_webhook = self._webhook is not None or self.settings.webhook_url
         return ("email", "webhook") if has_webhook else ("email",)
 
@@ -90,8 +94,9 @@ class Notifier:
         from capstream.api.view import TopicView
 
         s = self.settings
-        tenants = TopicView(s, include=("tenants",))
+        tenants = TopicView(s, include=("tenants", "channels"))
         await asyncio.to_thread(tenants.start)
+        self._directory = tenants
         self._producer = Producer({**s.librdkafka_config(), "acks": "all",
                                    "enable.idempotence": True, "log_level": 3})  # fmt: skip
         consumer: Any = Consumer({
@@ -103,12 +108,12 @@ class Notifier:
         })  # fmt: skip
         consumer.subscribe([self.topics.notifications])
         sentlog = self._sentlog = SentLog(sentlog_path(s.data_dir))
-        http: httpx.AsyncClient | None = None
+        http = httpx.AsyncClient(timeout=10.0)
         webhook = self._webhook
         if webhook is None and s.webhook_url:
-            http = httpx.AsyncClient(timeout=10.0)
             secret = s.webhook_secret.get_secret_value().encode() if s.webhook_secret else None
             webhook = WebhookSender(s.webhook_url, secret, http)
+        channels = ChannelSender(tenants, channel_key(s), http, self._email)
         dispatcher = Dispatcher(
             sentlog,
             self._email,
@@ -118,6 +123,8 @@ class Notifier:
             stats=self.stats,
             max_backoff_s=s.notify_max_backoff_s,
             base_backoff_s=self._base_backoff_s,
+            channels=channels,
+            on_attempt=self._attempted,
         )
         dispatcher.recover()
         log.info(
@@ -141,8 +148,7 @@ class Notifier:
             tenants.stop()
             self._sentlog = None
             sentlog.close()
-            if http is not None:
-                await http.aclose()
+            await http.aclose()
             log.info("notifier stopped: %s", self.stats.as_dict())
 
     async def _consume(self, consumer: Any, sentlog: SentLog, stop: asyncio.Event) -> None:
@@ -187,8 +193,13 @@ class Notifier:
             return
         self.stats.received += 1
         expires = rec.created_at_ms + self.settings.notify_expire_s * 1000
+        channels = route(rec, self._directory, self._defaults())
+        if not channels:
+            log.warning("notification %s names a channel its account does not have: dropped",
+                        rec.notification_id)  # fmt: skip
+            return
         added = sentlog.enqueue(
-            rec.notification_id, rec.account_id, self._channels(), raw, expires,
+            rec.notification_id, rec.account_id, channels, raw, expires,
             (msg.partition(), msg.offset()), _now_ms(), rec.previous_ids,
         )  # fmt: skip
         if not added:
@@ -210,6 +221,12 @@ class Notifier:
                 await asyncio.wait_for(stop.wait(), self._stats_every_s)
             except TimeoutError:
                 log.info("notifier: %s", self.stats.as_dict())
+
+    def _attempted(self, attempt: DeliveryAttemptRecord) -> None:
+        """Publish an attempt to a tenant's channel to the delivery log topic."""
+        key = f"{attempt.account_id}/{attempt.channel_id}".encode()
+        self._producer.produce(self.topics.deliveries, key=key, value=attempt.to_bytes())
+        self._producer.poll(0)
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:

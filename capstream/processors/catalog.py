@@ -176,6 +176,7 @@ def core_policy(rec: PolicyRecord) -> Policy:
         category=rec.category,
         version=rec.version,
         updated_at_ms=rec.updated_at_ms,
+        warn_percents=None if rec.warn_percents is None else tuple(rec.warn_percents),
     )
 
 
@@ -187,12 +188,21 @@ def core_settings(rec: TenantSettingsRecord) -> TenantSettings:
         language=rec.language,
         plan=rec.plan,
         owner_email=rec.owner_email,
-        caps={c: CategoryCaps(v.daily_micro, v.monthly_micro) for c, v in rec.caps.items()},
+        caps={
+            c: CategoryCaps(
+                v.daily_micro,
+                v.monthly_micro,
+                None if v.daily_warn_percents is None else tuple(v.daily_warn_percents),
+                None if v.monthly_warn_percents is None else tuple(v.monthly_warn_percents),
+            )
+            for c, v in rec.caps.items()
+        },
         fallback_message=rec.fallback_message,
         auto_downgrade=rec.auto_downgrade,
         premium_model=rec.premium_model,
         downgrade_model=rec.downgrade_model,
         throttle=rec.throttle,
+        muted_notifications=tuple(rec.muted_notifications),
         version=rec.version,
         updated_at_ms=rec.updated_at_ms,
     )

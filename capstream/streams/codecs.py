@@ -35,6 +35,8 @@ _ORDER = (
     "DeadLetter",
     "ConversationSent",
     "BotResume",
+    "Channel",
+    "DeliveryAttempt",
 )
 
 Record = dict[str, Any]

@@ -135,12 +135,17 @@ class PolicyRecord(WireRecord):
     enabled: bool = True
     version: NonNeg = 0
     updated_at_ms: EpochMs = 0
+    warn_percents: list[int] | None = None
+    """Soft thresholds in percent of ``threshold``; None: 50, 80, 90; empty: none."""
 
 
 class CategoryCapsRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     daily_micro: NonNeg | None = None
     monthly_micro: NonNeg | None = None
+    daily_warn_percents: list[int] | None = None
+    """Warning levels in percent of the daily cap; None: 50, 80, 90; empty: none."""
+    monthly_warn_percents: list[int] | None = None
 
 
 class TenantSettingsRecord(WireRecord):
@@ -157,6 +162,8 @@ class TenantSettingsRecord(WireRecord):
     premium_model: str = "claude-sonnet-4-6"
     downgrade_model: str = "claude-haiku"
     throttle: Literal["off", "smart", "strict"] = "smart"
+    muted_notifications: list[str] = Field(default_factory=list)
+    """Notification kinds the tenant switched off (``core.models.OPTIONAL_KINDS``)."""
     version: NonNeg = 0
     updated_at_ms: EpochMs = 0
 
@@ -202,6 +209,51 @@ class NotificationRecord(WireRecord):
     """policy_alert: the bot it is about (``*``: every bot of the account)."""
     previous_ids: list[str] = Field(default_factory=list)
     """Ids this notification had in earlier releases (see the notifier's sent-log)."""
+    channel_id: str | None = None
+    """Deliver to this channel of the account only (a "send test"); None: route by kind."""
+
+
+class ChannelRecord(WireRecord):
+    """A tenant's notification destination; its secret (a webhook's signing secret, a Slack
+    URL) only sealed (``capstream.notifier.secretbox``)."""
+
+    schema_name: ClassVar[str] = "Channel"
+
+    account_id: Id
+    channel_id: Id
+    type: Literal["email", "webhook", "slack"]
+    name: str = ""
+    emails: list[str] = Field(default_factory=list)
+    url: str = ""
+    secret_box: str = ""
+    previous_secret_box: str = ""
+    previous_until_ms: EpochMs = 0
+    secret_hint: str = ""
+    kinds: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    version: NonNeg = 0
+    updated_at_ms: EpochMs = 0
+
+    def routes(self, kind: str) -> bool:
+        """Does this channel take notifications of ``kind``?"""
+        return self.enabled and (not self.kinds or kind in self.kinds)
+
+
+class DeliveryAttemptRecord(WireRecord):
+    """One delivery attempt to a tenant's channel (the delivery log)."""
+
+    schema_name: ClassVar[str] = "DeliveryAttempt"
+
+    account_id: Id
+    channel_id: Id
+    notification_id: Id
+    kind: str
+    attempt: Annotated[int, Field(ge=1)]
+    at_ms: EpochMs
+    outcome: Literal["delivered", "retry", "refused", "uncertain"]
+    status_code: int | None = None
+    error: str = ""
+    next_attempt_ms: int | None = None
 
 
 class CapHitRecord(WireRecord):

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     webhook_url: str | None = Field(default=None, description="POST every notification here.")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key.")
+    channel_key: SecretStr | None = Field(
+        default=None,
+        description="Key sealing tenants' channel secrets (API and notifier); unset = "
+        "<data dir>/channel.key, created once.",
+    )
     notify_expire_s: int = Field(
         default=86_400, ge=1, description="Give up on a notification this long after creation."
     )

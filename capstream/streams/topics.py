@@ -69,6 +69,16 @@ class Topics:
         """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
         return f"{self.prefix}.gateway-sent"
 
+    @property
+    def channels(self) -> str:
+        """Tenants' notification destinations (Policy API -> notifier), compacted."""
+        return f"{self.prefix}.channels"
+
+    @property
+    def deliveries(self) -> str:
+        """The notifier's attempts to deliver to tenants' channels (the delivery log)."""
+        return f"{self.prefix}.deliveries"
+
     @staticmethod
     def dlq(topic: str) -> str:
         """The dead-letter topic of ``topic``."""
@@ -95,6 +105,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
         TopicSpec(t.resumes, 1, dict(_COMPACTED), "BotResume per account_id/bot_id, latest wins"),
         TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
+        TopicSpec(t.channels, 1, dict(_COMPACTED), "Channel per account_id/channel_id"),
+        TopicSpec(t.deliveries, 1, week, "DeliveryAttempt keyed by account_id/channel_id"),
         TopicSpec(t.caphits, data, stamped, "CapHit keyed by account_id"),
         TopicSpec(
             t.feed,

@@ -28,7 +28,8 @@ def test_the_dashboard_is_served_with_a_strict_content_security_policy(client: T
 
 def test_the_dashboard_pages_reference_no_outside_resources(client: TestClient) -> None:
     for asset in ("", "style.css", "js/app.js", "js/api.js", "js/dom.js", "js/chart.js",
-                  "js/live.js", "js/policies.js", "js/settings.js", "js/inbox.js"):  # fmt: skip
+                  "js/live.js", "js/policies.js", "js/settings.js", "js/inbox.js",
+                  "js/channels.js"):  # fmt: skip
         text = client.get(f"/dashboard/{asset}").text
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", ""), asset
         assert "https://" not in text, asset

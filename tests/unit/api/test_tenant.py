@@ -203,6 +203,12 @@ def test_a_partial_put_is_refused_naming_what_is_missing_and_changes_nothing(
     assert kept["caps"]["text"]["daily_micro"] == 5_000_000
 
 
+def _default_levels(caps: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Caps as the API returns them: warning levels left at their default are null."""
+    levels = {"daily_warn_percents": None, "monthly_warn_percents": None}
+    return {cat: {**c, **levels} for cat, c in caps.items()}
+
+
 def test_patch_changes_only_what_it_names(client: TestClient, new_account: Any) -> None:
     h = new_account("acme")
     both = {"text": {"daily_micro": 5_000_000, "monthly_micro": 90_000_000},
@@ -212,15 +218,15 @@ def test_patch_changes_only_what_it_names(client: TestClient, new_account: Any) 
     assert r.status_code == 200, r.text
     s = r.json()
     assert (s["language"], s["timezone"], s["throttle"]) == ("ar", "Asia/Karachi", "strict")
-    assert s["caps"] == both
+    assert s["caps"] == _default_levels(both)
     assert s["fallback_message"] == "Back {{TIMEFRAME}}!"
     # caps: only the category and period named; null removes that one cap
     r = client.patch(S, json={"caps": {"text": {"monthly_micro": None}}}, headers=h)
     assert r.status_code == 200, r.text
-    assert r.json()["caps"] == {
+    assert r.json()["caps"] == _default_levels({
         "text": {"daily_micro": 5_000_000, "monthly_micro": None},
         "vision": {"daily_micro": 1_000, "monthly_micro": None},
-    }
+    })  # fmt: skip
     r = client.patch(S, json={"timezone": None}, headers=h)
     assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "timezone"
 

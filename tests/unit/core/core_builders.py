@@ -78,7 +78,9 @@ def policy(
     block_s: int | None = None,
     category: str | None = None,
     enabled: bool = True,
+    warn: tuple[int, ...] | None = (),
 ) -> Policy:
+    """A policy; warning levels off unless ``warn`` says (``None``: the default levels)."""
     return Policy(
         policy_id=pid,
         account_id=ACC,
@@ -91,6 +93,7 @@ def policy(
         alert=AlertAction(recipients) if alert else None,
         block=BlockAction(block_s) if block_s else None,
         enabled=enabled,
+        warn_percents=warn,
         category=category,
     )
 
@@ -101,8 +104,9 @@ def settings(**kw: object) -> TenantSettings:
     return TenantSettings(ACC, **base)  # type: ignore[arg-type]
 
 
-def caps(**per_category: tuple[int | None, int | None]) -> dict[str, CategoryCaps]:
-    return {c: CategoryCaps(d, m) for c, (d, m) in per_category.items()}
+def caps(**per_category: tuple[object, ...]) -> dict[str, CategoryCaps]:
+    """Per category (daily, monthly[, daily warning levels, monthly warning levels])."""
+    return {c: CategoryCaps(*v) for c, v in per_category.items()}  # type: ignore[arg-type]
 
 
 @dataclass

@@ -1,5 +1,6 @@
 // The dashboard: log in with an account key, tabs, and polling that keeps the live view current.
 import { Api, ApiError, query } from "./api.js";
+import { Channels } from "./channels.js";
 import { drawChart } from "./chart.js";
 import { clock, h, today } from "./dom.js";
 import { refreshInbox } from "./inbox.js";
@@ -24,6 +25,7 @@ class App {
     this.lastChart = 0;
     this.policies = new Policies(this);
     this.settings = new CapSettings(this);
+    this.channels = new Channels(this);
     $("login-form").addEventListener("submit", (e) => { e.preventDefault(); this.login($("api-key").value.trim()); });
     $("logout").addEventListener("click", () => this.logout());
     window.addEventListener("hashchange", () => this.show(this.route()));
@@ -91,7 +93,7 @@ class App {
 
   route() {
     const tab = (location.hash || "#live").slice(1);
-    return ["live", "policies", "settings", "inbox"].includes(tab) ? tab : "live";
+    return ["live", "policies", "settings", "channels", "inbox"].includes(tab) ? tab : "live";
   }
 
   show(tab) {
@@ -101,6 +103,7 @@ class App {
     for (const s of document.querySelectorAll(".tab")) s.hidden = s.dataset.tab !== tab;
     if (tab === "policies") this.guard(this.policies.refresh());
     if (tab === "settings") this.guard(this.settings.refresh());
+    if (tab === "channels") this.guard(this.channels.refreshKinds());
     this.lastChart = 0;
     this.tick();
   }
@@ -125,6 +128,8 @@ class App {
         if (Date.now() - this.lastChart > CHART_EVERY_MS) await this.refreshChart();
       } else if (this.tab === "inbox") {
         await refreshInbox(this, $("inbox"), $("inbox-note"));
+      } else if (this.tab === "channels") {
+        await this.channels.refresh();  // the delivery logs move while the notifier works
       }
       status.textContent = `live · ${clock(Date.now(), this.tz)}`;
       status.classList.remove("stale");

@@ -25,7 +25,7 @@ export class Policies {
       threshold: $("p-threshold"), window: $("p-window"), windowUnit: $("p-window-unit"),
       scope: $("p-scope"), bot: $("p-bot"), alert: $("p-alert"), recipients: $("p-recipients"),
       block: $("p-block"), blockDuration: $("p-block-duration"), blockUnit: $("p-block-unit"),
-      enabled: $("p-enabled"), save: $("policy-save"),
+      enabled: $("p-enabled"), save: $("policy-save"), warn: $("p-warn"),
     };
     $("policy-new").addEventListener("click", () => this.open(null));
     $("policy-cancel").addEventListener("click", () => this.close());
@@ -117,6 +117,7 @@ export class Policies {
     this.fill(policy || {
       name: "", metric: "tokens", threshold: "", window_seconds: 3600, scope: "account_each_bot",
       bot_id: null, category: null, alert: { recipients: [] }, block: null, enabled: true,
+      warn_percents: null,
     });
     this.presets.hidden = !!policy;
     if (!policy) this.loadPresets();
@@ -153,6 +154,8 @@ export class Policies {
       f.blockUnit.value = "60";
     }
     f.enabled.checked = p.enabled !== false;
+    // null: the default levels (shown as they are); []: none (blank)
+    f.warn.value = (p.warn_percents === null || p.warn_percents === undefined ? [50, 80, 90] : p.warn_percents).join(", ");
     this.sync();
   }
 
@@ -183,6 +186,9 @@ export class Policies {
       block: f.block.checked
         ? { duration_seconds: blockValue === null ? null : blockValue * Number(f.blockUnit.value) } : null,
       enabled: f.enabled.checked,
+      // the server validates (whole percentages 1-99): a typo comes back as a field error
+      warn_percents: f.warn.value.split(",").map((s) => s.trim()).filter(Boolean)
+        .map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
     };
   }
 
