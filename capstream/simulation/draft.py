@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capstream.api.errors import InvalidError
-from capstream.api.models import ID_PATTERN, NewPolicyBody, SettingsBody
+from capstream.api.models import ID_PATTERN, NewPolicyBody, SettingsPatchBody
 from capstream.api.validation import checked_policy, checked_settings
 from capstream.core import Policy, PolicySet, TenantSettings
 from capstream.errors import CapstreamError
@@ -46,8 +46,9 @@ class SimulationBody(BaseModel):
 
     Exactly one of ``policy`` (a usage policy as ``POST .../policies`` takes it; with
     ``replaces`` it stands in for that existing policy, otherwise it is added to the current
-    ones) and ``settings`` (cap behaviour as ``PUT .../settings`` takes it: caps per
-    category, auto-downgrade, throttle; it replaces the current settings). ``from`` and
+    ones) and ``settings`` (cap behaviour as ``PATCH .../settings`` takes it: caps per
+    category, auto-downgrade, throttle; it changes only what it names in the current
+    settings). ``from`` and
     ``to``: ISO 8601 instants or epoch milliseconds; default the last 30 days, at most 93.
     """
 
@@ -55,7 +56,7 @@ class SimulationBody(BaseModel):
 
     policy: NewPolicyBody | None = None
     replaces: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
-    settings: SettingsBody | None = None
+    settings: SettingsPatchBody | None = None
     from_: Annotated[str | int | None, Field(alias="from")] = None
     to: str | int | None = None
 
@@ -166,8 +167,9 @@ def check_draft(
                 "'plan' out)",
                 field="settings.plan",
             )
-        srec = body.settings.record(current_settings, current_settings.version + 1, now_ms)
         try:
+            whole = body.settings.over(current_settings)
+            srec = whole.record(current_settings, current_settings.version + 1, now_ms)
             checked_settings(srec)
         except InvalidError as exc:
             raise _core_error(exc, "settings") from exc

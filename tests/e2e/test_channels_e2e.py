@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import SHOTS
+from test_dashboard_e2e import Shots, login
 
 from capstream.notifier.webhook import SIGNATURE_HEADER, verify
-from tests.e2e.conftest import SHOTS
-from tests.e2e.test_dashboard_e2e import Shots, login
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
+from test_notifier import Running, publish, wait_until
 
 from capstream.notifier.secretbox import channel_key, seal
 from capstream.notifier.webhook import SIGNATURE_HEADER, verify
 from capstream.streams.records import ChannelRecord, DeliveryAttemptRecord, NotificationRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
-from tests.integration.test_notifier import Running, publish, wait_until
 
 NOW = int(time.time() * 1000)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ADMIN, NOW_MS, MemoryLog
 from fastapi.testclient import TestClient
 
 from capstream.api.accounts import AccountStore
@@ -17,7 +18,6 @@ from capstream.api.publisher import Written
 from capstream.notifier.secretbox import channel_key, open_box
 from capstream.streams.records import ChannelRecord, DeliveryAttemptRecord, NotificationRecord
 from capstream.streams.settings import Settings
-from tests.unit.api.conftest import ADMIN, NOW_MS, MemoryLog
 
 SECRET = "whsec_0123456789abcdefWXYZ"
 SLACK = "https://hooks.slack.com/services/T1/B2/verysecretSLK9"

@@ -5,9 +5,7 @@ the tenant can switch off."""
 from __future__ import annotations
 
 import pytest
-
-from capstream.core import AccountState, Notification, PolicySet, SettingsError, reevaluate
-from tests.unit.core.core_builders import (
+from core_builders import (
     MIN,
     T0,
     Harness,
@@ -17,6 +15,8 @@ from tests.unit.core.core_builders import (
     policy,
     settings,
 )
+
+from capstream.core import AccountState, Notification, PolicySet, SettingsError, reevaluate
 
 NY = "America/New_York"
 

@@ -4,6 +4,7 @@ each sent once, across restarts (state through bytes) and replays (same ids)."""
 from __future__ import annotations
 
 import pytest
+from core_builders import ACC, HOUR, MIN, T0, Harness, ev, ms, policy, settings
 
 from capstream.core import (
     AccountState,
@@ -18,7 +19,6 @@ from capstream.core import (
     expire,
     reevaluate,
 )
-from tests.unit.core.core_builders import ACC, HOUR, MIN, T0, Harness, ev, ms, policy, settings
 
 DAY = 24 * HOUR
 CR = 1_000_000  # one credit in micro-credits

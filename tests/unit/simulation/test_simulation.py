@@ -158,7 +158,12 @@ def test_small_chunks_and_a_hot_hour_read_in_pieces_give_the_same_result() -> No
 
 def test_a_cap_draft_reports_cap_periods_in_local_time_and_fallback_or_skip_decisions() -> None:
     events = history(2)
-    body = {"settings": {"timezone": TZ, "caps": {"text": {"daily_micro": 400_000}}}}
+    body = {
+        "settings": {
+            "timezone": TZ,
+            "caps": {"text": {"daily_micro": 400_000}, "vision": {"daily_micro": None}},
+        }
+    }
     result, _ = run(events, body)
     sim = result["simulated"]
     text = [c for c in sim["caps"] if c["category"] == "text"]
@@ -179,7 +184,7 @@ def test_a_cap_draft_reports_cap_periods_in_local_time_and_fallback_or_skip_deci
                 skips += conv in seen
                 seen.add(conv)
     assert sim["gated"]["fallback"] == sum(len(s) for s in text_after.values())
-    assert sim["gated"]["skip"] == skips  # the draft replaces the settings: no vision cap
+    assert sim["gated"]["skip"] == skips  # the draft removes the vision cap (PATCH: null)
     assert not [c for c in result["current"]["caps"] if c["category"] == "text"]
     chart = next(c for c in sim["charts"] if c["label"] == "text credits today")
     assert chart["threshold"] == 400_000 and max(p[1] for p in chart["points"]) >= 400_000
