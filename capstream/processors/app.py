@@ -91,6 +91,7 @@ class Processors:
         """True from the recovery of an assignment until its revoke or a lapse of the
         membership: only then is state processed and written (see ``fencing``)."""
         self._epoch = 0
+        self._owned_since = 0.0
         """Counts ownerships: a changelog producer sends only in the one it was made in."""
         self._gated = False
         self._expected: dict[tuple[str, int], int] = {}
@@ -639,10 +640,13 @@ class Processors:
                 committed = consumer._committed_offset.get(tp)
                 if committed is not None:
                     self._expected[(tp.topic, tp.partition)] = committed
-        self._owner = True
         for tp in self.app.consumer.assignment():
             if tp.topic == self.topics.usage and tp.partition not in self.partitions:
                 self._load(tp.partition)
+        # Owner only now: loading large partitions may hold the loop for a while, which the
+        # watchdog must not take for a freeze.
+        self._owner = True
+        self._owned_since = time.monotonic()
         self.metrics.partitions.set(len(self.partitions))
         await self.drain()
 
@@ -727,8 +731,8 @@ class Processors:
         while True:
             await asyncio.sleep(_WATCH_S)
             now = time.monotonic()
-            stalled, last = now - last - _WATCH_S, now
-            if not self._owner:
+            stalled, since, last = now - last - _WATCH_S, last, now
+            if not self._owner or since < self._owned_since:
                 continue
             if stalled > m.session_timeout_s - m.margin_s:
                 self._lapse(f"the event loop stalled for {stalled:.1f} s")
