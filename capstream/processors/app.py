@@ -91,8 +91,8 @@ class Processors:
         """True from the recovery of an assignment until its revoke or a lapse of the
         membership: only then is state processed and written (see ``fencing``)."""
         self._epoch = 0
-        self._owned_since = 0.0
         """Counts ownerships: a changelog producer sends only in the one it was made in."""
+        self._owned_since = 0.0
         self._gated = False
         self._expected: dict[tuple[str, int], int] = {}
         """Per (topic, partition), the offset of the next record to process."""
