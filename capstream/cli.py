@@ -258,6 +258,13 @@ def worker(
         typer.Option(envvar="CAPSTREAM_WORKER_GROUP", help="Faust app id (<prefix>.processors)."),
     ] = None,
     loglevel: Annotated[str, typer.Option(envvar="CAPSTREAM_WORKER_LOGLEVEL")] = "warning",
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="CAPSTREAM_WORKER_SESSION_TIMEOUT",
+            help="Group session timeout (s): a silent worker loses its partitions after it.",
+        ),
+    ] = 10.0,
     profile_to: Annotated[
         str | None, typer.Option(help="Write cProfile stats of the run here (benchmarks).")
     ] = None,
@@ -274,6 +281,7 @@ def worker(
         event_time=event_time,
         max_future_skew_s=max_skew,
         metrics_port=None if metrics_port < 0 else metrics_port,
+        session_timeout_s=session_timeout,
         profile_to=Path(profile_to) if profile_to else None,
     )
     run_worker(load_settings(), options, loglevel=loglevel)

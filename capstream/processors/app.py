@@ -26,6 +26,7 @@ from capstream.processors.catalog import Catalog
 from capstream.processors.catalog_reader import CatalogReader
 from capstream.processors.deadletters import DeadLetters
 from capstream.processors.decode import UsageDecoder, decode_cap_hit
+from capstream.processors.fencing import Membership, gate_client, watch
 from capstream.processors.metrics import Metrics
 from capstream.processors.options import WorkerOptions
 from capstream.processors.outbox import Outbox, Outgoing
@@ -43,10 +44,16 @@ _PAUSE_S = 0.006
 slice, and the stream gets the loop to itself two thirds of the time while a flush runs."""
 _DECISION_LINGER_S = 0.002
 """The decisions producer's linger."""
+_WATCH_S = 0.25
+"""The watchdog looks at the membership lease and the event loop's stalls this often."""
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class _LapsedError(Exception):
+    """The membership lease lapsed in the middle of a flush."""
 
 
 class Processors:
@@ -77,6 +84,25 @@ class Processors:
         self._yielded = 0.0
         self._record_done = 0.0
         self._producer: Any = None
+        self.membership = Membership(
+            options.app_id(settings.topic_prefix), options.session_timeout_s
+        )
+        watch(self.membership)
+        self._owner = False
+        """True from the recovery of an assignment until its revoke or a lapse of the
+        membership: only then is state processed and written (see ``fencing``)."""
+        self._epoch = 0
+        """Counts ownerships: a changelog producer sends only in the one it was made in."""
+        self._owned_since = 0.0
+        self._gated = False
+        self._expected: dict[tuple[str, int], int] = {}
+        """Per (topic, partition), the offset of the next record to process."""
+        self._sought: dict[tuple[str, int], int] = {}
+        self._commits_owned = False
+        self._stopping_producer: asyncio.Future[None] | None = None
+        self._state_topics = frozenset(
+            (self.topics.control, self.topics.notifications, self.topics.feed)
+        )
         self.app = self._build_app()
         self.dead_letters = DeadLetters(self.outbox, self.metrics)
         self.catalog_reader = CatalogReader(
@@ -101,7 +127,10 @@ class Processors:
             topic_partitions=s.usage_partitions,
             topic_replication_factor=s.replication_factor,
             consumer_auto_offset_reset="earliest",
-            broker_commit_interval=o.commit_interval_s,
+            # Offsets are committed by the flusher (``_commit``), never by Faust's own
+            # bookkeeping: these only set how often Faust would look (it finds nothing).
+            broker_commit_interval=3600.0,
+            broker_commit_every=1 << 62,
             broker_session_timeout=o.session_timeout_s,
             broker_heartbeat_interval=min(3.0, o.session_timeout_s / 3),
             producer_acks=-1,
@@ -132,6 +161,7 @@ class Processors:
         app.agent(usage, name="usage")(self._usage_agent)
         app.agent(caphits, name="caphits")(self._caphits_agent)
         app.task(self._flusher)
+        app.task(self._watchdog)
         if not o.event_time:
             app.task(self._timers)
         app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
@@ -144,6 +174,12 @@ class Processors:
             self._flush_lock = asyncio.Lock()
             self._flush_now = asyncio.Event()
             self._wake = asyncio.Event()
+        if not self._commits_owned:
+            # Faust's bookkeeping of acked offsets can count offsets as acked that no agent
+            # has processed (see ``_commit``): it never commits, the flusher does.
+            consumer = self.app.consumer
+            consumer._filter_committable_offsets = _nothing_to_commit
+            self._commits_owned = True
         if self._catalog_task is None:
             # Started by whichever comes first (an agent, or the tables' recovery callback,
             # which Faust awaits before it starts app tasks): both wait for it.
@@ -159,12 +195,14 @@ class Processors:
         records = self.metrics.records.labels(topic=topic)
         record_delay = self.metrics.record_delay.observe
         async for event in s.events():
-            if self.stopping:
-                continue  # not acked: read again after the restart
+            if self.stopping or not self._owner:
+                continue  # not acked: read again after the restart (or by the next owner)
             started = time.perf_counter()
             if started - self._record_done > 0.0005:
                 self._yielded = started  # the stream suspended in between: others ran
             msg = event.message
+            if not await self._in_order(msg):
+                continue
             records.inc()
             self._records_seen += 1
             part = self._partition(msg.partition)
@@ -258,9 +296,11 @@ class Processors:
         topic = self.topics.caphits
         records = self.metrics.records.labels(topic=topic)
         async for event in s.events():
-            if self.stopping:
+            if self.stopping or not self._owner:
                 continue
             msg = event.message
+            if not await self._in_order(msg):
+                continue
             records.inc()
             self._records_seen += 1
             part = self._partition(msg.partition)
@@ -294,6 +334,44 @@ class Processors:
         self.outbox.add_feed_row(p, row)
         self.metrics.decisions.labels(kind="feed_row").inc()
 
+    async def _in_order(self, msg: Any) -> bool:
+        """True if ``msg`` is the next record of its partition in this ownership.
+
+        Faust resumes the partitions of a new assignment before it seeks them to the
+        committed offsets, so records from wherever the fetcher stood can arrive first, and
+        the same and earlier ones again after the seek (Faust itself then drops records
+        below the highest offset it handed over). Applying a later record first would make
+        the earlier ones look like replays to the core's watermarks (dropped: an
+        undercount), and a commit after it would skip them. So each partition is taken
+        strictly in order from its committed offset: an earlier offset was processed
+        already (skipped); a later one means records in between were not handed over: it is
+        skipped and the partition sought back to the expected offset (once per offset; the
+        records already buffered drain meanwhile). The usage and cap-hit topics are written
+        without transactions, so their offsets have no holes; only retention can remove the
+        expected offset, and then the partition's first offset is expected instead.
+        """
+        key = (msg.topic, msg.partition)
+        expected = self._expected.get(key)
+        offset = msg.offset
+        if expected is not None and offset != expected:
+            if offset < expected:
+                return False
+            if self._sought.get(key) != expected:
+                self._sought[key] = expected
+                consumer = self.app.consumer
+                tp = faust.types.TP(msg.topic, msg.partition)
+                earliest = (await consumer.earliest_offsets(tp)).get(tp)
+                if earliest is not None and expected < earliest:
+                    self._expected[key] = expected = earliest
+                if offset != expected:
+                    log.info("%s[%d]: offset %d before %d: sought back", *key, offset, expected)
+                    await consumer.seek(tp, expected)
+                    return False
+            else:
+                return False
+        self._expected[key] = offset + 1
+        return True
+
     def _partition(self, p: int) -> PartitionState:
         part = self.partitions.get(p)
         if part is None:
@@ -316,6 +394,13 @@ class Processors:
         if not queue:
             return
         async with self._drain_lock:
+            if not self._gated:
+                # Control states, notifications and feed rows are state: a worker whose
+                # membership may have lapsed never sends them (dead letters of the policy
+                # reader may go out before the first assignment).
+                client = self.app.producer._ensure_producer().client
+                gate_client(client, self._may_write, self._state_topics)
+                self._gated = True
             send = self.app.producer.send
             observe = self.metrics.latency.observe
             states = self.metrics.decisions.labels(kind="state")
@@ -323,6 +408,9 @@ class Processors:
             live = not self.options.event_time
             while queue:
                 out = queue[0]
+                if out.topic in self._state_topics and not self._may_write():
+                    self._lapse("membership lease lapsed before a decision went out")
+                    return
                 try:
                     fut = await send(out.topic, out.key, out.value, out.to_partition, None, None)
                 except Exception as exc:
@@ -386,65 +474,127 @@ class Processors:
         self._events()
         assert self._flush_lock is not None
         async with self._flush_lock:
-            started = time.perf_counter()
-            acks, self._acks = self._acks, []
-            # The event clock persisted is the one of the acked records: every state written
-            # below includes at least those records, so a restart's replay rebuilds the same
-            # clock (one taken later could run ahead of a state written earlier).
-            targets = list(partitions if partitions is not None else self.partitions)
-            clocks: dict[int, int] = {}
-            for p in targets:
-                part = self.partitions.get(p)
-                if part is not None and part.clock_dirty:
-                    part.clock_dirty = False
-                    clocks[p] = part.clock_ms
-            await self.drain()
-            futures, self._sends = self._sends, []
-            producer = await self._changelog_producer()
-            written = 0
-            paused = 0.0
-            slice_end = time.perf_counter() + _SLICE_S
-            for p in targets:
-                part = self.partitions.get(p)
-                if part is None:
-                    continue
-                rows = part.take_feed()
-                futures.append(await self.feed.write(p, [(k, v) for k, v, _ in rows], producer))
-                dirty = part.take_dirty()
-                account_values: list[tuple[bytes, bytes]] = []
-                bot_values: list[tuple[bytes, bytes]] = []
-                for n, account_id in enumerate(dirty, 1):
-                    account, bots = part.serialize(account_id)
-                    if account is not None:
-                        account_values.append((account_id.encode(), account))
-                    bot_values.extend(bots)
-                    if n == len(dirty) or (now := time.perf_counter()) >= slice_end:
-                        futures.append(await self.bots.write(p, bot_values, producer))
-                        futures.append(await self.accounts.write(p, account_values, producer))
-                        written += len(account_values) + len(bot_values)
-                        account_values, bot_values = [], []
-                        if n < len(dirty) and paced:
-                            await asyncio.sleep(_PAUSE_S)
-                            paused += time.perf_counter() - now
-                        elif n < len(dirty):
-                            await asyncio.sleep(0)
-                        slice_end = time.perf_counter() + _SLICE_S
-                if p in clocks:
-                    clock = [(CLOCK_KEY, str(clocks[p]).encode())]
-                    futures.append(await self.accounts.write(p, clock, producer))
-            busy = time.perf_counter() - started - paused
-            if futures:
-                await asyncio.gather(*futures)
-            if self._failed is not None:  # a record derived from these was never sent
-                raise RuntimeError("a send failed; nothing more is acked") from self._failed
-            for stream, event in acks:
-                await stream.ack(event)
-            if written or acks:
-                self.metrics.flushes.inc()
-                self.metrics.flushed_values.inc(written)
-                self.metrics.flush_seconds.observe(time.perf_counter() - started)
-            self._update_lag()
-            return busy
+            if not self._may_write():
+                self._lapse("membership lease lapsed before a flush")
+                return 0.0
+            pending: list[asyncio.Future[Any]] = []
+            try:
+                return await self._flush(partitions, paced, pending)
+            except _LapsedError:
+                self._lapse("membership lease lapsed during a flush")
+                return 0.0
+            except Exception:
+                if self._may_write():
+                    raise
+                # Refused by the gate (or failed) after the lease lapsed: not a failure of
+                # the broker; the next owner has (or will have) the partitions.
+                self._lapse("membership lease lapsed during a flush")
+                return 0.0
+            finally:
+                for fut in pending:  # refused or not: nobody waits for them any more
+                    fut.add_done_callback(_consume)
+
+    async def _flush(
+        self, partitions: Iterable[int] | None, paced: bool, futures: list[asyncio.Future[Any]]
+    ) -> float:
+        started = time.perf_counter()
+        acks, self._acks = self._acks, []
+        # The event clock persisted is the one of the acked records: every state written
+        # below includes at least those records, so a restart's replay rebuilds the same
+        # clock (one taken later could run ahead of a state written earlier).
+        targets = list(partitions if partitions is not None else self.partitions)
+        clocks: dict[int, int] = {}
+        for p in targets:
+            part = self.partitions.get(p)
+            if part is not None and part.clock_dirty:
+                part.clock_dirty = False
+                clocks[p] = part.clock_ms
+        await self.drain()
+        futures.extend(self._sends)
+        self._sends = []
+        producer = await self._changelog_producer()
+        written = 0
+        paused = 0.0
+        slice_end = time.perf_counter() + _SLICE_S
+        for p in targets:
+            part = self.partitions.get(p)
+            if part is None:
+                continue
+            if not self._may_write():
+                raise _LapsedError
+            rows = part.take_feed()
+            futures.append(await self.feed.write(p, [(k, v) for k, v, _ in rows], producer))
+            dirty = part.take_dirty()
+            account_values: list[tuple[bytes, bytes]] = []
+            bot_values: list[tuple[bytes, bytes]] = []
+            for n, account_id in enumerate(dirty, 1):
+                account, bots = part.serialize(account_id)
+                if account is not None:
+                    account_values.append((account_id.encode(), account))
+                bot_values.extend(bots)
+                if n == len(dirty) or (now := time.perf_counter()) >= slice_end:
+                    if not self._may_write():  # a pause between two slices
+                        raise _LapsedError
+                    futures.append(await self.bots.write(p, bot_values, producer))
+                    futures.append(await self.accounts.write(p, account_values, producer))
+                    written += len(account_values) + len(bot_values)
+                    account_values, bot_values = [], []
+                    if n < len(dirty) and paced:
+                        await asyncio.sleep(_PAUSE_S)
+                        paused += time.perf_counter() - now
+                    elif n < len(dirty):
+                        await asyncio.sleep(0)
+                    slice_end = time.perf_counter() + _SLICE_S
+            if p in clocks:
+                if not self._may_write():
+                    raise _LapsedError
+                clock = [(CLOCK_KEY, str(clocks[p]).encode())]
+                futures.append(await self.accounts.write(p, clock, producer))
+        busy = time.perf_counter() - started - paused
+        if futures:
+            await asyncio.gather(*futures)
+        futures.clear()
+        if self._failed is not None:  # a record derived from these was never sent
+            raise RuntimeError("a send failed; nothing more is acked") from self._failed
+        if not self._may_write():
+            raise _LapsedError  # everything landed, but the next owner replays these records
+        for stream, event in acks:
+            await stream.ack(event)
+        await self._commit(acks)
+        if written or acks:
+            self.metrics.flushes.inc()
+            self.metrics.flushed_values.inc(written)
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        self._update_lag()
+        return busy
+
+    async def _commit(self, acks: list[tuple[Any, Any]]) -> None:
+        """Commit, per partition, the offset after the last record just acked.
+
+        Every record of a partition is processed in order and acked by a flush, so once a
+        flush has acked offset ``n`` every record up to ``n`` is durable. Faust's own
+        bookkeeping of acked offsets is not used: after a takeover its read position is set
+        back by the seek to the committed offsets while records after it were already
+        handed over, so it records the range in between as a "gap" and counts it as acked
+        whether or not an agent processed it (a commit past records nobody processed); and
+        those offsets, acked again, appear twice in its list, so its commits then advance
+        one offset per commit (measured: a new owner's commits ~100 records behind for over
+        a minute while its lag was 0).
+        """
+        offsets: dict[Any, int] = {}
+        for _, event in acks:
+            msg = event.message
+            tp = faust.types.TP(msg.topic, msg.partition)
+            if msg.offset + 1 > offsets.get(tp, -1):
+                offsets[tp] = msg.offset + 1
+        if not offsets or not self._may_write():
+            return
+        consumer = self.app.consumer
+        await consumer._thread.commit(offsets)
+        committed = consumer._committed_offset  # so Faust's own commits never go back
+        for tp, offset in offsets.items():
+            if (committed.get(tp) or -1) < offset:
+                committed[tp] = offset
 
     async def _changelog_producer(self) -> Any:
         """The producer of the tables' changelogs (started on first use, stopped at shutdown)."""
@@ -464,6 +614,10 @@ class Processors:
                 # (aiokafka's lz4 is level 9: 51 MB/s, a tenth of the worker's CPU here.)
                 compression_type="zstd",
             )
+            # Every changelog write is state: refused once the membership may have lapsed,
+            # and after the ownership it was made in (a batch it still holds then is stale).
+            epoch = self._epoch
+            gate_client(producer.client, lambda: self._may_write() and self._epoch == epoch, None)
             await producer.start()
             self._producer = producer
         return self._producer
@@ -545,25 +699,54 @@ class Processors:
         return part
 
     async def _on_recovered(self) -> None:
-        """Tables recovered: load the usage partitions this worker now owns (for timers)."""
+        """Tables recovered: load every usage partition this worker now owns from them."""
         self._events()
         await self.catalog_reader.ready.wait()  # states are re-decided with the real policies
+        # Every revoke (and lapse) dropped the partitions' states: what is loaded here is
+        # what the changelogs hold now, whoever wrote it.
+        if not self._owner:
+            # A decision of a former ownership still queued in the producer (its broker
+            # unreachable since) is refused now, not sent once this ownership begins.
+            await self.app.producer.flush()
+            self._epoch += 1
+            # Each partition is taken from its committed offset on (see ``_in_order``).
+            consumer = self.app.consumer
+            await consumer.perform_seek()
+            self._expected.clear()
+            self._sought.clear()
+            for tp in consumer.assignment():
+                committed = consumer._committed_offset.get(tp)
+                if committed is not None:
+                    self._expected[(tp.topic, tp.partition)] = committed
         for tp in self.app.consumer.assignment():
             if tp.topic == self.topics.usage and tp.partition not in self.partitions:
                 self._load(tp.partition)
+        # Owner only now: loading large partitions may hold the loop for a while, which the
+        # watchdog must not take for a freeze.
+        self._owner = True
+        self._owned_since = time.monotonic()
         self.metrics.partitions.set(len(self.partitions))
         await self.drain()
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """A rebalance started: write and ack everything processed so far."""
+        """A rebalance started: write and ack everything processed so far (only while the
+        membership is certainly valid), then drop every partition's state."""
+        if not self._may_write():
+            self._lapse("revoked after the membership lease lapsed", rejoin=False)
+            return
+        flushed = False
         try:
-            await self.flush()
-            await self.app.consumer.commit()
+            await self.flush()  # commits what it acks
+            flushed = self._owner
         except Exception:
             log.exception("flush on revoke failed; the next owner replays from the last commit")
+        # A flush that did not complete may have put values into the local stores that the
+        # changelog does not have: those stores are rebuilt from the changelog.
+        self._disown(wipe=not flushed)
 
     async def _on_assigned(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Drop the in-memory state of usage partitions that went to another worker."""
+        """Drop the in-memory state of usage partitions that went to another worker (the
+        revoke dropped them all already: rebalances revoke every partition first)."""
         assigned = args[0] if args else kwargs.get("assigned", ())
         mine = {tp.partition for tp in assigned if tp.topic == self.topics.usage}
         for p in list(self.partitions):
@@ -573,12 +756,73 @@ class Processors:
                 log.info("partition %d: revoked, state dropped", p)
         self.metrics.partitions.set(len(self.partitions))
 
+    def _may_write(self) -> bool:
+        """True while this worker owns its partitions and surely is still a group member."""
+        return self._owner and self.membership.valid()
+
+    def _lapse(self, reason: str, *, rejoin: bool = True) -> None:
+        """The membership may have lapsed: treat it as a revoke without the flush.
+
+        Drop every partition's state, the records read since the last flush (not acked: the
+        next owner reads them again) and what waits to be sent; wipe the local stores of
+        those partitions (a flush may have put values there that never reached the
+        changelog); rejoin the group, whose next assignment recovers from the changelogs.
+        """
+        was_owner = self._owner
+        if was_owner:
+            log.warning("%s: dropping every partition's state and rejoining the group", reason)
+            self.metrics.lapses.inc()
+        self._disown(wipe=True)
+        if was_owner and rejoin:
+            self.membership.rejoin()
+
+    def _disown(self, *, wipe: bool) -> None:
+        """End the ownership: drop the partitions' states; the changelog producer of this
+        ownership sends nothing more (the next one gets a new producer)."""
+        self._owner = False
+        self._epoch += 1
+        self._drop(wipe=wipe)
+        self.metrics.partitions.set(0)
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            self._stopping_producer = asyncio.ensure_future(producer.stop())
+
+    def _drop(self, *, wipe: bool) -> None:
+        for p in list(self.partitions):
+            if wipe:
+                for store in (self.accounts, self.bots, self.feed):
+                    store.forget(p)
+            log.info("partition %d: state dropped%s", p, " and wiped" if wipe else "")
+        self.partitions.clear()
+        self._positions.clear()
+        self._acks.clear()
+        self.outbox.queue.clear()
+        for fut in self._sends:  # refused or not, nobody waits for them now
+            fut.add_done_callback(_consume)
+        self._sends.clear()
+
+    async def _watchdog(self) -> None:
+        """Treat a lapse of the membership lease, or a stall of the event loop longer than
+        the lease's span, as a revoke at once (the writes are refused anyway)."""
+        m = self.membership
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(_WATCH_S)
+            now = time.monotonic()
+            stalled, since, last = now - last - _WATCH_S, last, now
+            if not self._owner or since < self._owned_since:
+                continue
+            if stalled > m.session_timeout_s - m.margin_s:
+                self._lapse(f"the event loop stalled for {stalled:.1f} s")
+            elif not m.valid():
+                self._lapse("no heartbeat answered within the session timeout")
+
     async def shutdown(self) -> None:
         """Stop taking records, write and ack what was processed, commit."""
         self.stopping = True
         try:
-            await self.flush()
-            await self.app.consumer.commit()
+            if self._may_write():
+                await self.flush()  # commits what it acks
         except Exception:
             log.exception("final flush failed; the restart replays from the last commit")
         if self._producer is not None:
@@ -612,6 +856,15 @@ def _short_fetch_wait() -> None:
 
     setattr(thread, "_create_worker_consumer", create_worker_consumer)  # noqa: B010
     setattr(thread, "_capstream_fetch_wait", True)  # noqa: B010
+
+
+def _nothing_to_commit(tps: Any) -> dict[Any, int]:
+    return {}
+
+
+def _consume(fut: Any) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _observe(observe: Callable[[float], None], origin_ms: int, _fut: Any) -> None:

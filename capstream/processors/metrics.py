@@ -62,6 +62,11 @@ class Metrics:
         self.flushed_values = Counter(
             "capstream_processor_flushed_values", "Table values written by flushes", registry=r
         )
+        self.lapses = Counter(
+            "capstream_processor_lapses",
+            "Times the membership may have lapsed (a freeze, lost heartbeats): state dropped",
+            registry=r,
+        )
         self.flush_seconds = Histogram(
             "capstream_processor_flush_seconds",
             "Time to serialise and write one flush (to durable)",

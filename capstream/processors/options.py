@@ -38,8 +38,6 @@ class WorkerOptions:
     metrics_host: str = "127.0.0.1"
     session_timeout_s: float = 10.0
     """A worker that died (kill -9) holds its partitions this long before the group moves them."""
-    commit_interval_s: float = 1.0
-    """How often acked offsets are committed."""
     create_topics: bool = True
     republish_on_load: bool = True
     """After loading a partition's states, publish each bot's current enforcement state again
@@ -58,7 +56,6 @@ class WorkerOptions:
             "recent_event_ids": 1 <= self.recent_event_ids <= 1_000_000,
             "metrics_port": self.metrics_port is None or 0 <= self.metrics_port <= 65535,
             "session_timeout_s": 6 <= self.session_timeout_s <= 300,
-            "commit_interval_s": 0.05 <= self.commit_interval_s <= 60,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -68,8 +65,7 @@ class WorkerOptions:
                 + " (flush_interval_s in [0.01, 3600], flush_share in [0.01, 1], "
                 "flush_events >= 1, skew >= 0, "
                 "max_record_bytes >= 1024, recent_event_ids in [1, 1e6], metrics_port in "
-                "[0, 65535] or unset, session_timeout_s in [6, 300], commit_interval_s in "
-                "[0.05, 60])"
+                "[0, 65535] or unset, session_timeout_s in [6, 300])"
             )
 
     def app_id(self, topic_prefix: str) -> str:

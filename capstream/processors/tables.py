@@ -29,6 +29,9 @@ class TableStore:
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self._wiped: dict[int, int] = {}
+        """Per partition, how many times :meth:`forget` emptied it (writes in flight then
+        must not move its persisted offset)."""
 
     @property
     def name(self) -> str:
@@ -49,12 +52,25 @@ class TableStore:
             if key != offset_key:
                 yield bytes(key), bytes(value)
 
+    def forget(self, partition: int) -> None:
+        """Empty the partition's local database, its persisted offset included: the next
+        recovery of the partition reads the whole changelog. For a worker whose membership
+        may have lapsed, whose database may hold values the changelog never got."""
+        db = self._db(partition)
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key in db.keys():  # noqa: SIM118 - a RocksDB iterator
+            batch.delete(key)
+        db.write(batch)
+        self._wiped[partition] = self._wiped.get(partition, 0) + 1
+
     async def write(self, partition: int, values: list[tuple[bytes, bytes]], producer: Any) -> Any:
         """Put ``values`` into the partition's database and hand them to the producer; returns
         an awaitable that completes once the broker has them all (and the persisted offset
         moved). Await it before acking the source records the values include."""
         if not values:
-            return _done()
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in values:
             batch.put(key, value)
@@ -75,16 +91,15 @@ class TableStore:
             count += 1
         if count:
             futures.append((await producer.send_batch(builder, topic, partition=partition), count))
-        return self._persisted(TP(topic, partition), futures)
+        wiped = self._wiped.get(partition, 0)
+        return asyncio.ensure_future(self._persisted(TP(topic, partition), futures, wiped))
 
-    async def _persisted(self, tp: TP, futures: list[tuple[asyncio.Future[Any], int]]) -> None:
+    async def _persisted(
+        self, tp: TP, futures: list[tuple[asyncio.Future[Any], int]], wiped: int
+    ) -> None:
         last = -1
         for fut, count in futures:
             metadata = await fut
             last = max(last, metadata.offset + count - 1)
-        if last >= 0:
+        if last >= 0 and self._wiped.get(tp.partition, 0) == wiped:
             self.table.data.set_persisted_offset(tp, last)
-
-
-async def _done() -> None:
-    return None

@@ -44,7 +44,10 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "conditi
 class WorkerProcess:
     """``capstream worker`` in a subprocess (its own data dir), with metrics and kill."""
 
-    def __init__(self, settings: Settings, *, event_time: bool = False, **env: str) -> None:
+    def __init__(
+        self, settings: Settings, *, event_time: bool = False, argv: list[str] | None = None,
+        **env: str,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         self.log_path = self.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
@@ -64,7 +67,7 @@ class WorkerProcess:
         }
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "capstream.cli", "worker"],
+            argv or [sys.executable, "-m", "capstream.cli", "worker"],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -105,6 +108,18 @@ class WorkerProcess:
                 raise AssertionError(f"worker ignored SIGTERM:\n{self.log()}") from None
         self._log.close()
         return self.proc.returncode
+
+    def pause(self) -> None:
+        """SIGSTOP: the whole process freezes (a long GC pause, a stalled VM)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def paused(self) -> bool:
+        """True while the process is stopped (it may have stopped itself)."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] == "T"
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
