@@ -378,8 +378,9 @@ def _run(spec: ChaosSpec, bootstrap: str, broker: Any, progress: Callable[[str],
             # The truth is the generator's: a dropped event is one the pipeline lost.
             ps = policy_sets(policies)
             ts = {t.account_id: core_settings(t) for t in tenants}
+            zones = {t.account_id: t.timezone for t in tenants}
             want = truth(split_by_partition(events, workload.partition_of, spec.partitions), ps,
-                         ts, r.malformed)  # fmt: skip
+                         ts, r.malformed, zones)  # fmt: skip
             progress(f"  waiting for {len(want.notifications):,} alert emails")
             try:
                 r.until(lambda: caught_up(settings, f"{settings.topic_prefix}.notifier",
