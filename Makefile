@@ -8,7 +8,7 @@ NATIVE := $(VENV)/.native-stamp
 NATIVE_SRC := setup.py capstream/_native.py \
 	$(shell sed -n 's/^    "\(capstream[a-z0-9_.]*\)",$$/\1/p' capstream/_native.py | tr . / | sed 's/$$/.py/')
 
-.PHONY: demo test lint typecheck unit integration bench build clean kafka-up kafka-down ts bench-ts
+.PHONY: demo test lint typecheck unit integration bench chaos build clean kafka-up kafka-down ts bench-ts
 
 # The TypeScript SDK (sdk/typescript): installed with `npm ci` from its lock file, npm only.
 NPM ?= npm
@@ -72,6 +72,13 @@ test: lint typecheck $(NATIVE) ts
 # in bench-results/<timestamp>/). `capstream bench --quick` takes < 3 min.
 bench: $(NATIVE)
 	$(BIN)/capstream bench
+
+# The chaos run (not part of `make test`, < 20 min): its own broker, N workers, the sink and
+# the notifier under 1,000,000 events while faults are injected, the end-to-end checks, then
+# the negative control (a run that drops one event must fail). Results in
+# chaos-results/<timestamp>/; exit 1 if a check fails or the control passes.
+chaos: $(NATIVE)
+	$(BIN)/python -m capstream.chaos
 
 kafka-up: $(STAMP)
 	$(BIN)/capstream kafka up

@@ -37,11 +37,9 @@ from capstream.bench.kafka import cluster, deployment, write_catalog
 from capstream.bench.load import Workload, WorkloadSpec
 from capstream.bench.options import BenchError, BenchOptions, Figures
 from capstream.bench.proc import load_average
-from capstream.bench.truth import capstream_truth, peer_truth, split_by_partition
+from capstream.bench.truth import capstream_truth, peer_truth, policy_sets, split_by_partition
 from capstream.bench.worker import check_states, throughput
-from capstream.core import Policy, PolicySet
-from capstream.processors.catalog import core_policy, core_settings
-from capstream.streams.records import PolicyRecord
+from capstream.processors.catalog import core_settings
 from capstream.streams.settings import Settings
 
 
@@ -165,7 +163,7 @@ def _measure(
         results["systems"]["capstream"] = fig
         ph.note = f"{fig['events_per_s']:,.0f} events/s"
     with d.phase("check capstream against the core", sum(cut)) as ph:
-        ps = _policy_sets(policies)
+        ps = policy_sets(policies)
         ts = {t.account_id: core_settings(t) for t in tenants}
         verdict = check_states(a, capstream_truth(by_partition, cut, ps, ts))
         fig["check"] = verdict.as_dict()
@@ -233,14 +231,6 @@ def _latency(
             results["meta"].setdefault("profiles", []).append("profile-latency.txt")
     except Exception as exc:
         results["errors"]["latency"] = str(exc)
-
-
-def _policy_sets(policies: list[PolicyRecord]) -> dict[str, PolicySet]:
-    """The core's policies per account, ordered as the worker's catalog orders them."""
-    by_account: dict[str, list[Policy]] = {}
-    for p in policies:
-        by_account.setdefault(p.account_id, []).append(core_policy(p))
-    return {a: PolicySet(sorted(ps, key=lambda p: p.policy_id)) for a, ps in by_account.items()}
 
 
 def _offset(phase: Phase, base: int) -> ceilings.Progress:

@@ -19,12 +19,16 @@ from dataclasses import dataclass
 from capstream.core import (
     AccountState,
     EnforcementState,
+    Notification,
+    Policy,
     PolicySet,
     TenantSettings,
     UsageEvent,
     evaluate,
     expire,
 )
+from capstream.processors.catalog import core_policy
+from capstream.streams.records import PolicyRecord
 
 Crossing = tuple[str, int, str]
 """(bot key ``account/bot``, window start in epoch ms, event_id of the crossing event)."""
@@ -100,6 +104,14 @@ def peer_truth(
     return out
 
 
+def policy_sets(policies: Iterable[PolicyRecord]) -> dict[str, PolicySet]:
+    """The core's policies per account, ordered as the worker's catalog orders them."""
+    by_account: dict[str, list[Policy]] = {}
+    for p in policies:
+        by_account.setdefault(p.account_id, []).append(core_policy(p))
+    return {a: PolicySet(sorted(ps, key=lambda p: p.policy_id)) for a, ps in by_account.items()}
+
+
 def compare(expected: set[Crossing], got: Iterable[Crossing]) -> Verdict:
     """Missing and extra crossings (a crossing reported twice counts once)."""
     seen = set(got)
@@ -111,8 +123,10 @@ def capstream_truth(
     cut: Sequence[int],
     policies: Mapping[str, PolicySet],
     settings: Mapping[str, TenantSettings],
+    notifications: list[Notification] | None = None,
 ) -> dict[tuple[str, str], EnforcementState]:
-    """The last enforcement state of every (account, bot) after the prefix ``cut``."""
+    """The last enforcement state of every (account, bot) after the prefix ``cut``; every
+    notification the core emits on the way is appended to ``notifications`` if given."""
     last: dict[tuple[str, str], EnforcementState] = {}
     for events, n in zip(by_partition, cut, strict=True):
         states: dict[str, AccountState] = {}
@@ -131,8 +145,11 @@ def capstream_truth(
                     del queued[account]
                     st = states[account]
                     if st.view is not None and st.deadline_ms <= now:
-                        for s in expire(st, now)[1].enforcement:
+                        effects = expire(st, now)[1]
+                        for s in effects.enforcement:
                             last[(s.account_id, s.bot_id)] = s
+                        if notifications is not None:
+                            notifications.extend(effects.notifications)
                     _queue(heap, queued, account, st, now)
             st = states.get(e.account_id) or states.setdefault(
                 e.account_id, AccountState(e.account_id)
@@ -140,6 +157,8 @@ def capstream_truth(
             _, effects = evaluate(st, e, policies[e.account_id], settings[e.account_id], now)
             for s in effects.enforcement:
                 last[(s.account_id, s.bot_id)] = s
+            if notifications is not None:
+                notifications.extend(effects.notifications)
             _queue(heap, queued, e.account_id, st, now)
     return last
 

@@ -27,10 +27,10 @@ from test_notifier import Smtp
 from test_worker_harness import Config, WorkerProcess, wait_for
 from test_worker_kill9 import read_all, totals_match
 
+from capstream.chaos.faults import malformed as poison
 from capstream.core import AccountState, PolicySet, UsageEvent, evaluate, expire
 from capstream.gateway import UsageRecorder
 from capstream.gateway.partitioner import partition_for
-from capstream.gateway.wire import encode_batch, long_bytes, string_bytes
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.sinks.endpoint import endpoint_file
 from capstream.sinks.sql import run_sql
@@ -75,19 +75,6 @@ def stream() -> list[UsageEvent]:
             )
         )  # fmt: skip
     return out
-
-
-def poison(n: int, account: str, t: int) -> bytes:
-    """Poison: a record of an unknown schema (odd n), or a record whose one event has a
-    negative enum index and a boolean byte of 2 (even n)."""
-    if n % 2:
-        return b"\xc3\x01" + b"\x00" * 8 + os.urandom(40)  # unknown schema
-    bad = b"".join(
-        [*map(string_bytes, (f"bad-{n}", account, "bot-0", "c-0")), long_bytes(-1),
-         string_bytes("m"), long_bytes(1), long_bytes(0), long_bytes(1), b"\x02",
-         long_bytes(0), long_bytes(t), b"\x00"]
-    )  # fmt: skip
-    return encode_batch("poison", "test", 0, [bad])
 
 
 def alerts_expected(events: list[UsageEvent]) -> Counter[tuple[str, str]]:
