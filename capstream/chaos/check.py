@@ -9,6 +9,7 @@ negative control drops one on purpose).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +43,8 @@ class Row:
     expected: str
     got: str
     ok: bool
+    known_defect: bool = False
+    """A check that fails for a known, documented defect (it still fails the run)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,12 +170,15 @@ def check(
         f"{checked:,} totals", f"{len(wrong):,} differ or missing", checked > 0 and not wrong,
     ))  # fmt: skip
 
-    differ, extra = state_diffs(settings, want, notes)
+    differ, extra, backwards = state_diffs(settings, want, notes)
     rows.append(Row(
-        "control topic: every bot's final state = core replay (event time)",
+        "control topic: every bot's final state = core replay (event time), version aside",
         f"{len(want.states):,} states",
         f"{len(differ):,} differ or missing, {extra:,} extra",
         not differ and not extra,
+    ))  # fmt: skip
+    rows.append(Row(
+        VERSIONS_CHECK, "0 keys", f"{backwards:,} keys", backwards == 0, known_defect=True,
     ))  # fmt: skip
 
     got = Counter(mailed)
@@ -209,11 +215,19 @@ def check(
     return rows
 
 
+VERSIONS_CHECK = "control topic: no key's version goes back (a new owner restarts lower)"
+"""A known defect (README of capstream.chaos): a worker publishes a decision before the state
+that holds its version is in the changelog, so after a move the new owner can publish a
+lower version of the same content; a gateway keeping the newest version then ignores the
+new owner's decisions until it passes the old number."""
+
+
 def state_diffs(
     settings: Settings, want: Truth, notes: list[str]
-) -> tuple[list[tuple[str, str]], int]:
-    """(bots whose last control state differs from the core's or is missing, extra bots);
-    the fields that differ are counted in ``notes`` with the first examples."""
+) -> tuple[list[tuple[str, str]], int, int]:
+    """(bots whose last control state differs from the core's, version and time aside, or is
+    missing; extra bots; keys whose version went back on the topic); the fields that differ
+    are counted in ``notes`` with the first examples."""
     got: dict[tuple[str, str], bytes] = {}
     history: dict[tuple[str, str], list[tuple[int, int, bytes]]] = defaultdict(list)
     for p, part in enumerate(read_all(settings, Topics(settings.topic_prefix).control)):
@@ -234,9 +248,9 @@ def state_diffs(
             continue
         a, b = state_to_avro(state), state_to_avro(decode_state(got[k]))
         changed = [f for f in a if a[f] != b[f]]
-        if changed == ["updated_at_ms"]:
-            # The same decision (same version, same fields) published again by a new owner
-            # when it loaded the partition, stamped with its clock then: not a difference.
+        if set(changed) <= {"updated_at_ms", "version"}:
+            # The same decision published again by a new owner when it loaded the partition,
+            # stamped with its clock then (its version: see VERSIONS_CHECK).
             restamped += 1
             continue
         differ.append(k)
@@ -249,8 +263,16 @@ def state_diffs(
     if differ:
         notes.insert(0, f"control states differing: {len(differ)}; by field: {dict(fields)}")
     if restamped:
-        notes.append(f"{restamped} states equal but for updated_at_ms (republished on load)")
-    return differ, sum(1 for k in got if k not in want.states)
+        notes.append(f"{restamped} states equal but for updated_at_ms or version "
+                     "(republished on load)")  # fmt: skip
+    backwards = 0
+    for k, records in history.items():
+        versions = [decode_state(v).version for _, _, v in records]
+        if any(b < a for a, b in itertools.pairwise(versions)):
+            backwards += 1
+            if backwards <= 3:
+                notes.append(f"version went back for {k[0]}/{k[1]}: {_history(records)}")
+    return differ, sum(1 for k in got if k not in want.states), backwards
 
 
 def _history(records: list[tuple[int, int, bytes]]) -> str:
@@ -261,9 +283,14 @@ def _history(records: list[tuple[int, int, bytes]]) -> str:
     return ", ".join(out)
 
 
+def _verdict(row: Row) -> str:
+    if row.ok:
+        return "PASS"
+    return "FAIL (known defect)" if row.known_defect else "FAIL"
+
+
 def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table."""
     out = ["| check | expected | got | result |", "|---|---|---|---|"]
-    out += [f"| {r.check} | {r.expected} | {r.got} | {'PASS' if r.ok else 'FAIL'} |"
-            for r in rows]  # fmt: skip
+    out += [f"| {r.check} | {r.expected} | {r.got} | {_verdict(r)} |" for r in rows]
     return "\n".join(out)
