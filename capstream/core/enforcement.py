@@ -47,7 +47,22 @@ def derive(
     prev = usage.enforcement
     if prev is not None and _content(prev) == content:
         return None
-    state = _state(account, bot, prev.version + 1 if prev is not None else 1, now, content)
+    version = prev.version + 1 if prev is not None else 1
+    if version < account.version_floor:
+        version = account.version_floor
+    state = _state(account, bot, version, now, content)
+    usage.enforcement = state
+    return state
+
+
+def raise_version(account: AccountUsage, usage: UsageBase) -> EnforcementState | None:
+    """The enforcement state of ``usage`` again, at the account's version floor if its
+    version is below it (the same decision, a version no earlier owner published), or None."""
+    prev = usage.enforcement
+    if prev is None or prev.version >= account.version_floor:
+        return None
+    bot = usage if isinstance(usage, BotUsage) else None
+    state = _state(account, bot, account.version_floor, prev.updated_at_ms, _content(prev))
     usage.enforcement = state
     return state
 

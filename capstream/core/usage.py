@@ -333,6 +333,9 @@ class AccountUsage(UsageBase):
         default_factory=lambda: [0] * N_CATEGORIES, compare=False, repr=False
     )
     """Per category, when the budget risk was last checked (transient)."""
+    version_floor: int = field(default=0, compare=False, repr=False)
+    """The lowest version an enforcement state of this account may be published with
+    (transient, set by the owner of its partition: versions never repeat across owners)."""
     warn_next: list[int] = field(
         default_factory=lambda: [NEVER] * (2 * N_CATEGORIES), compare=False, repr=False
     )

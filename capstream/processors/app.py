@@ -30,7 +30,7 @@ from capstream.processors.fencing import Membership, gate_client, watch
 from capstream.processors.metrics import Metrics
 from capstream.processors.options import WorkerOptions
 from capstream.processors.outbox import Outbox, Outgoing
-from capstream.processors.partition import CLOCK_KEY, PartitionState
+from capstream.processors.partition import CLOCK_KEY, EPOCH_KEY, PartitionState
 from capstream.processors.tables import TableStore
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
@@ -550,6 +550,10 @@ class Processors:
                     raise _LapsedError
                 clock = [(CLOCK_KEY, str(clocks[p]).encode())]
                 futures.append(await self.accounts.write(p, clock, producer))
+            if part.epoch_dirty:
+                part.epoch_dirty = False
+                epoch = [(EPOCH_KEY, str(part.epoch).encode())]
+                futures.append(await self.accounts.write(p, epoch, producer))
         busy = time.perf_counter() - started - paused
         if futures:
             await asyncio.gather(*futures)
@@ -718,15 +722,30 @@ class Processors:
                 committed = consumer._committed_offset.get(tp)
                 if committed is not None:
                     self._expected[(tp.topic, tp.partition)] = committed
+        loaded = []
         for tp in self.app.consumer.assignment():
             if tp.topic == self.topics.usage and tp.partition not in self.partitions:
-                self._load(tp.partition)
+                loaded.append(self._load(tp.partition))
         # Owner only now: loading large partitions may hold the loop for a while, which the
         # watchdog must not take for a freeze.
         self._owner = True
         self._owned_since = time.monotonic()
         self.metrics.partitions.set(len(self.partitions))
+        await self._write_epochs(loaded)
         await self.drain()
+
+    async def _write_epochs(self, parts: list[PartitionState]) -> None:
+        """Make each loaded partition's epoch durable before any of its decisions goes out:
+        a next owner then starts above every version this one publishes."""
+        if not parts or not self._may_write():
+            return
+        producer = await self._changelog_producer()
+        futures = []
+        for part in parts:
+            part.epoch_dirty = False
+            epoch = [(EPOCH_KEY, str(part.epoch).encode())]
+            futures.append(await self.accounts.write(part.partition, epoch, producer))
+        await asyncio.gather(*futures)
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         """A rebalance started: write and ack everything processed so far (only while the

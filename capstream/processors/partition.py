@@ -34,6 +34,7 @@ from capstream.core import (
     expire,
     reevaluate,
 )
+from capstream.core.enforcement import raise_version
 from capstream.core.models import NEVER
 from capstream.core.state import NO_EFFECTS
 from capstream.processors.catalog import Catalog
@@ -47,6 +48,8 @@ Emit = Callable[[Effects, int | None], None]
 Refuse = Callable[[UsageEvent, int, str, str], None]
 """Receives an event the core refused: (event, index in record, reason, error)."""
 CLOCK_KEY = b"\xff\xffclock"
+EPOCH_KEY = b"\xff\xffepoch"
+"""The accounts table's key of a partition's load count (see ``PartitionState.epoch``)."""
 """Account-table key of the partition's event-time clock (never valid UTF-8: no account)."""
 
 
@@ -75,6 +78,12 @@ class PartitionState:
         self.clock_ms = 0
         """Event-time mode: the newest occurred_at applied (0 = none yet)."""
         self.clock_dirty = False
+        self.epoch = 1
+        """How many times this partition has been loaded (persisted under ``EPOCH_KEY``):
+        its ``(epoch - 1) << 32`` is the lowest version this ownership publishes, so a new
+        owner never repeats or goes below a version an earlier one published (a decision is
+        published before the state holding its version reaches the changelog)."""
+        self.epoch_dirty = False
         self.dirty: set[str] = set()
         self.feed_dirty: dict[FeedKey, FeedRow] = {}
         self.applied = 0
@@ -112,6 +121,7 @@ class PartitionState:
                 state = accounts[account_id] = AccountState(
                     account_id, recent_capacity=self.recent_ids
                 )
+                state.account.version_floor = self.version_floor
             try:
                 state, effects = evaluate(
                     state, event, catalog.policies(account_id), catalog.settings(account_id),
@@ -257,6 +267,9 @@ class PartitionState:
             if key == CLOCK_KEY:
                 self.clock_ms = max(self.clock_ms, int(raw))
                 continue
+            if key == EPOCH_KEY:
+                self.epoch = max(self.epoch, int(raw) + 1)
+                continue
             try:
                 usage = AccountUsage.from_bytes(raw)
             except StateFormatError as exc:
@@ -273,6 +286,7 @@ class PartitionState:
                 bots=by_account.get(account_id, ()),
             )
             self.accounts[account_id] = state
+            state.account.version_floor = self.version_floor
             if now is not None:
                 # Blocks start at once; alerts wait for the event that crosses (a replay then
                 # sends each under the first run's id, whatever the clock now says).
@@ -285,8 +299,23 @@ class PartitionState:
                     self.emit(effects, None)
                 self.dirty.add(account_id)
                 self._schedule(account_id, state)
+            # The same decisions, at a version no earlier owner published (a decision may
+            # have gone out before the state holding its version reached the changelog).
+            if raise_version(state.account, state.account) is not None:
+                state.account_dirty = True
+                self.dirty.add(account_id)
+            for bot_id, bot in state.bots.items():
+                if raise_version(state.account, bot) is not None:
+                    state.dirty_bots.add(bot_id)
+                    self.dirty.add(account_id)
             current.extend(_states(state))
+        self.epoch_dirty = True
         return current
+
+    @property
+    def version_floor(self) -> int:
+        """The lowest version this ownership of the partition publishes (see ``epoch``)."""
+        return (self.epoch - 1) << 32
 
 
 def _states(state: AccountState) -> Iterator[EnforcementState]:

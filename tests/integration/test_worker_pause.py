@@ -24,19 +24,19 @@ from sink_helpers import committed, end_offsets
 from test_worker_harness import Config, WorkerProcess, wait_for
 from test_worker_kill9 import (
     committed_to_end,
+    control_matches,
     oracle,
     publish_tenants,
     read_all,
     stream,
     tenants,
     totals_match,
-    truth,
 )
 
-from capstream.core import AccountUsage, BotUsage, PolicySet, UsageEvent
+from capstream.chaos.check import period_totals
+from capstream.core import AccountUsage, BotUsage, EnforcementState, PolicySet, UsageEvent
 from capstream.gateway import UsageRecorder
 from capstream.gateway.partitioner import partition_for
-from capstream.gateway.states import decode_state, encode_state
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
@@ -143,7 +143,7 @@ def _run(deployment: Settings, workers: contextlib.ExitStack, *, in_flush: bool)
 
     ts = {a: core_settings(r) for a, r in settings_records.items()}
     ps = {a: PolicySet(core_policy(p) for p in pols) for a, pols in policy_records.items()}
-    want = {k: encode_state(s) for k, s in oracle(deployment, ts, ps).items()}
+    want = oracle(deployment, ts, ps)
     # 1. The tables' changelogs hold every account's and bot's exact totals.
     totals_match(deployment, group, events, settings_records)
     # 2. The control topic's last state of every bot is the core's.
@@ -187,26 +187,11 @@ def _wait_committed(
         raise AssertionError(f"{exc}: " + "; ".join(where)) from None
 
 
-def _control_matches(deployment: Settings, want: dict[tuple[str, str], bytes]) -> None:
-    """The last control state of every bot equals the core's, field by field, except
-    ``updated_at_ms``: a partition loaded from the tables is re-decided at the loaded event
-    clock (``PartitionState.load``), and where that re-decision publishes a state again it
-    is stamped with that clock, while the core walking the stream without reloads stamped
-    the same decision (same version, caps, blocks) when it first made it. Loads now happen
-    at every rebalance (issue 25), so the stamp of such a state depends on when the
-    rebalances happened; what the state decides does not."""
-    got = _control(deployment)
-    assert set(got) == set(want)
-    wrong = {}
-    for k in want:
-        if got[k] != want[k]:
-            g, w = decode_state(got[k]), decode_state(want[k])
-            diff = {f: (getattr(g, f), getattr(w, f)) for f in g.__dataclass_fields__
-                    if getattr(g, f) != getattr(w, f)}  # fmt: skip
-            diff.pop("updated_at_ms", None)
-            if diff:
-                wrong[k] = diff
-    assert not wrong, f"control states (got, want): {wrong}"
+def _control_matches(deployment: Settings, want: dict[tuple[str, str], EnforcementState]) -> None:
+    """See ``test_worker_kill9.control_matches``: the core's decisions, versions that never go
+    back (a load raises the partition's version floor; its re-decisions carry the loaded
+    clock)."""
+    control_matches(deployment, want)
 
 
 def _control(deployment: Settings) -> dict[tuple[str, str], bytes]:
@@ -222,7 +207,7 @@ def _tables_match(
     settings: Settings, events: list[UsageEvent], settings_records: dict[str, Any]
 ) -> None:
     """The stopped worker's RocksDB tables hold every account's and bot's exact totals."""
-    expected = truth(events, {a: r.timezone for a, r in settings_records.items()})
+    expected = period_totals(events, {a: r.timezone for a, r in settings_records.items()})
     tables = settings.data_dir / "processors" / "tables"
     checked = 0
     for table in ("accounts", "bots"):

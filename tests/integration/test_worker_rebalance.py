@@ -12,9 +12,9 @@ import contextlib
 from test_worker_harness import Config, WorkerProcess, wait_for
 from test_worker_kill9 import (
     committed_to_end,
+    control_matches,
     oracle,
     publish_tenants,
-    read_all,
     stream,
     tenants,
     totals_match,
@@ -22,10 +22,8 @@ from test_worker_kill9 import (
 
 from capstream.core import PolicySet, UsageEvent
 from capstream.gateway import UsageRecorder
-from capstream.gateway.states import encode_state
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.streams.settings import Settings
-from capstream.streams.topics import Topics
 
 EVENTS = 60_000
 
@@ -72,10 +70,4 @@ def _run(deployment: Settings, events: list[UsageEvent], workers: contextlib.Exi
     totals_match(deployment, group, events, settings_records)
     ts = {a: core_settings(r) for a, r in settings_records.items()}
     ps = {a: PolicySet(core_policy(p) for p in pols) for a, pols in policy_records.items()}
-    want = oracle(deployment, ts, ps)
-    got: dict[tuple[str, str], bytes] = {}
-    for _, key, value in read_all(deployment, Topics(deployment.topic_prefix).control):
-        assert key is not None and value is not None
-        account, _, bot = key.decode().partition("/")
-        got[(account, bot)] = value
-    assert {k: encode_state(s) for k, s in want.items()} == got
+    control_matches(deployment, oracle(deployment, ts, ps))

@@ -135,3 +135,28 @@ def test_cap_hits_roll_up_and_survive_the_feed_table() -> None:
     second = CapHit("acme", "bot-1", "conv", "text", "daily", "2026-11-18", T0 + 1, "h2")
     row = part.apply_cap_hit(second, store.get)
     assert (row.attempts, row.cta) == (2, "Upgrade to Starter →")
+
+
+def test_a_new_owner_never_publishes_a_version_an_earlier_owner_reached() -> None:
+    """A decision goes out before the state holding its version is flushed: the next owner
+    restores an older state, and republished its decisions under lower versions (a gateway
+    keeping the newest ignored them). Each load raises the partition's version floor."""
+    from capstream.processors.partition import EPOCH_KEY
+
+    sink = Sink()
+    catalog = catalog_with_block(threshold=10_000)
+    first = PartitionState(0, catalog, sink)
+    first.load([], [], T0)  # the first ownership: epoch 1, versions as the core counts them
+    assert first.epoch_dirty and first.version_floor == 0
+    first.apply(0, one(ev(1, T0, tokens=600)), T0, refuse)
+    state = first.accounts["acme"]  # what the last flush wrote
+    account, bots = state.account.to_bytes(), [state.bots["bot-1"].to_bytes()]
+    for i in range(2, 6):  # published, never flushed: the owner dies here
+        first.apply(i, one(ev(i, T0 + i * MIN, tokens=6_000 * i)), T0 + i * MIN, refuse)
+    published = max(s.version for e in sink.effects for s in e.enforcement)
+    assert published >= 2
+    second = PartitionState(0, catalog, Sink())
+    current = second.load([(EPOCH_KEY, b"1"), (b"acme", account)], bots, T0)
+    assert second.epoch == 2
+    assert current and min(s.version for s in current) > published
+    assert second.accounts["acme"].account.version_floor == 1 << 32
