@@ -26,6 +26,10 @@ POLICY = {"metric": "messages", "threshold": 50, "window_seconds": 600, "scope":
           "alert": None, "enabled": True}  # fmt: skip
 
 
+CHANNEL = {"channel_id": "cb", "type": "webhook", "url": "https://hooks.b.test/in",
+           "secret": "b-signing-secret-0123456789"}  # fmt: skip
+
+
 class World:
     """Two tenants on one deployment: A (the intruder) and B (the victim, with data)."""
 
@@ -34,6 +38,8 @@ class World:
         self.a = self._account("tenant-a", "bot-a")
         self.b = self._account("tenant-b", "bot-b")
         r = client.put("/v1/accounts/tenant-b/policies/pb", json=POLICY, headers=self.b)
+        assert r.status_code == 201, r.text
+        r = client.post("/v1/accounts/tenant-b/channels", json=CHANNEL, headers=self.b)
         assert r.status_code == 201, r.text
         self.b_key_id = client.get("/v1/accounts/tenant-b", headers=self.b).json()["keys"][0][
             "key_id"
@@ -54,7 +60,8 @@ class World:
 
     def b_snapshot(self) -> dict[str, Any]:
         get = lambda path: self.client.get(f"/v1/accounts/tenant-b{path}", headers=self.b).json()  # noqa: E731
-        return {"account": get(""), "policies": get("/policies"), "settings": get("/settings")}
+        return {"account": get(""), "policies": get("/policies"), "settings": get("/settings"),
+                "channels": get("/channels")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +126,20 @@ ROUTES = [
     ("GET", "/v1/accounts/tenant-b/mailbox", None),
     ("POST", "/v1/accounts/tenant-b/simulations", {"policy": POLICY}),
     ("GET", "/v1/accounts/tenant-b/simulations/" + "0" * 32, None),
+    ("GET", "/v1/accounts/tenant-b/channels", None),
+    ("POST", "/v1/accounts/tenant-b/channels", {**CHANNEL, "channel_id": "evil"}),
+    ("GET", "/v1/accounts/tenant-b/channels/cb", None),
+    ("PATCH", "/v1/accounts/tenant-b/channels/cb", {"url": "https://evil.test/x"}),
+    ("DELETE", "/v1/accounts/tenant-b/channels/cb", None),
+    ("POST", "/v1/accounts/tenant-b/channels/cb/rotate", {"secret": "e" * 20}),
+    ("POST", "/v1/accounts/tenant-b/channels/cb/test", None),
+    ("GET", "/v1/accounts/tenant-b/channels/cb/deliveries", None),
     # B's ids through A's own account: ids never resolve across tenants.
     ("GET", "/v1/accounts/tenant-a/policies/pb", None),
     ("POST", "/v1/accounts/tenant-a/policies/pb/disable", None),
     ("DELETE", "/v1/accounts/tenant-a/keys/{b_key}", None),
+    ("GET", "/v1/accounts/tenant-a/channels/cb", None),
+    ("POST", "/v1/accounts/tenant-a/channels/cb/test", None),
 ]
 
 
