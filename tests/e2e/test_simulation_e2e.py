@@ -22,7 +22,7 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.on("pageerror", lambda e: errors.append(str(e)))
     shot = Shots(page, SHOTS / "simulation")
-    login(page, demo, "acme")
+    login(page, demo, "initech")  # no other browser test changes its policies or caps
     # some traffic first: the demo's simulator writes usage, the sink stores it
     expect(page.locator('[data-testid="chart"] svg polyline').first).to_be_attached(timeout=60_000)
 
