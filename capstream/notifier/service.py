@@ -179,7 +179,7 @@ class Notifier:
                     f"{left + len(self._undelivered)} dead letter(s) not acknowledged by the "
                     f"broker ({'; '.join(self._undelivered[:3])}); offsets not committed"
                 )
-            await asyncio.to_thread(consumer.commit, asynchronous=False)
+            await asyncio.to_thread(_commit, consumer)
             self._wake.set()
 
     def _accept(self, sentlog: SentLog, msg: Any) -> None:
@@ -253,6 +253,22 @@ class Notifier:
         self._producer.produce(Topics.dlq(self.topics.notifications), key=rec.raw_key,
                                value=rec.to_bytes(), on_delivery=self._delivered)  # fmt: skip
         self._producer.poll(0)
+
+
+def _commit(consumer: Any) -> None:
+    """Commit the consumed offsets; a retriable error (the group's coordinator moving, the
+    broker restarting) is logged and left to the next commit, which covers these offsets
+    too (stopping here interrupted deliveries in flight: found by the chaos run's broker
+    bounce, ``NOT_COORDINATOR``). A fatal error still stops the notifier."""
+    from confluent_kafka import KafkaException
+
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if err is None or not hasattr(err, "retriable") or not err.retriable() or err.fatal():
+            raise
+        log.warning("notifications consumer: commit failed (%s); retried at the next", err.str())
 
 
 def metrics_port_file(data_dir: Path) -> Path:
