@@ -60,6 +60,7 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
 
     # 2. A draft text cap from the cap behaviour form.
     page.click("a[data-tab=settings]")
+    expect(page.locator("#s-timezone")).to_have_value("America/New_York")  # loaded
     page.fill("#cap-text-daily", "0.001")
     page.locator("#settings-form").get_by_test_id("simulate").click()
     panel = page.locator("#settings-form").get_by_test_id("simulation")
