@@ -24,7 +24,8 @@ from confluent_kafka import Producer
 
 from capstream.bench.kafka import cluster
 from capstream.core.models import CapStatus, EnforcementState
-from capstream.gateway import ControlView, Gateway, UsageRecorder, control_key, record_from_state
+from capstream.gateway import ControlView, Gateway, UsageRecorder
+from capstream.streams.control_wire import control_key, record_from_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
 

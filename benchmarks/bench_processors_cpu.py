@@ -31,14 +31,14 @@ from collections import defaultdict
 
 from capstream.bench.load import Workload, WorkloadSpec
 from capstream.core import Effects
-from capstream.gateway.partitioner import partition_for
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import Decoded, UsageDecoder
 from capstream.processors.outbox import Outbox
 from capstream.processors.partition import PartitionState
 from capstream.processors.worker import GC_THRESHOLDS
 from capstream.streams.codecs import codec
+from capstream.streams.partitioner import partition_for
 from capstream.streams.topics import Topics
+from capstream.streams.usage_decode import Decoded, UsageDecoder
 
 PARTITIONS = 4
 PER_RECORD = 250

@@ -42,13 +42,19 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.usage",
     "capstream.core.usage_v1",
     "capstream.core.windows",
-    "capstream.gateway.partitioner",
-    "capstream.gateway.states",
     "capstream.gateway.wire",
     "capstream.processors.catalog",
-    "capstream.processors.decode",
     "capstream.processors.outbox",
     "capstream.processors.partition",
+    "capstream.streams.avro_bytes",
+    "capstream.streams.caphit_wire",
+    "capstream.streams.control_wire",
+    "capstream.streams.partitioner",
+    "capstream.streams.usage_decode",
+    "capstream.streams.usage_reroute",
+    "capstream.streams.usage_results",
+    "capstream.streams.usage_strict",
+    "capstream.streams.usage_wire",
 )
 """Modules mypyc compiles (setup.py reads this list)."""
 

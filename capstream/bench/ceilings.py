@@ -23,9 +23,9 @@ from capstream.bench.kafka import BenchKafkaError, create_topic, read_all
 from capstream.bench.options import Figures
 from capstream.core import UsageEvent
 from capstream.gateway import UsageRecorder
-from capstream.processors.decode import UsageDecoder
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.usage_decode import UsageDecoder
 
 Progress = Callable[[int], None]
 _NO_LIMIT = 1 << 62

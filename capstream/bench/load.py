@@ -16,7 +16,7 @@ from typing import Any
 
 from capstream.core import UsageEvent
 from capstream.errors import CapstreamError
-from capstream.gateway.partitioner import partition_for
+from capstream.streams.partitioner import partition_for
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC: in the past, so live events come later

@@ -23,7 +23,7 @@ from capstream.bench.options import BenchError, Figures
 from capstream.bench.proc import Usage, sample
 from capstream.bench.truth import Verdict
 from capstream.core import EnforcementState
-from capstream.gateway.states import encode_state
+from capstream.streams.control_wire import encode_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 

@@ -28,8 +28,8 @@ from capstream.core import (
     month_period,
 )
 from capstream.core.models import CATEGORY_INDEX
-from capstream.gateway.states import decode_state, encode_state, state_to_avro
 from capstream.sinks.sql import run_sql
+from capstream.streams.control_wire import decode_state, encode_state, state_to_avro
 from capstream.streams.records import DeadLetterRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics

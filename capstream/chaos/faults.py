@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from capstream.gateway.wire import encode_batch, long_bytes, string_bytes
+from capstream.streams.avro_bytes import long_bytes, string_bytes
+from capstream.streams.usage_wire import encode_batch
 
 WORKER_KILL = "worker_kill"
 WORKER_JOIN = "worker_join"

@@ -18,14 +18,8 @@ from capstream.gateway.errors import (
     UsageEventError,
 )
 from capstream.gateway.gateway import CONTROL_UNAVAILABLE, Gateway
-from capstream.gateway.partitioner import murmur2, partition_for
 from capstream.gateway.recorder import RecorderStats, UsageRecorder
-from capstream.gateway.states import (
-    control_key,
-    decode_state,
-    record_from_state,
-    state_from_record,
-)
+from capstream.streams.partitioner import murmur2, partition_for
 
 __all__ = [
     "CONTROL_UNAVAILABLE",
@@ -47,10 +41,6 @@ __all__ = [
     "UsageEventError",
     "UsageRecorder",
     "ViewStats",
-    "control_key",
-    "decode_state",
     "murmur2",
     "partition_for",
-    "record_from_state",
-    "state_from_record",
 ]

@@ -10,46 +10,11 @@ from typing import Any, NamedTuple
 from confluent_kafka import Producer
 
 from capstream.core.models import CapHit
-from capstream.gateway.wire import CATEGORIES, long_bytes, string_bytes
-from capstream.streams.codecs import MAGIC, codec
+from capstream.streams.caphit_wire import encode_cap_hit
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
-_HEADER = MAGIC + codec("CapHit").fingerprint
-_CATEGORY = {c: long_bytes(i) for i, c in enumerate(CATEGORIES)}
-_PERIOD = {p: long_bytes(i) for i, p in enumerate(("daily", "monthly"))}  # CapPeriod.avsc
-
-
-def encode_cap_hit(hit: CapHit) -> bytes:
-    """``codec("CapHit").encode`` of ``hit``, byte for byte (tested), in a fifth of the time."""
-    try:
-        return b"".join(
-            (
-                _HEADER,
-                string_bytes(hit.hit_id),
-                string_bytes(hit.account_id),
-                string_bytes(hit.bot_id),
-                string_bytes(hit.conversation_id),
-                _CATEGORY[hit.category],
-                _PERIOD[hit.period],
-                string_bytes(hit.period_key),
-                long_bytes(hit.occurred_at_ms),
-            )
-        )
-    except (KeyError, TypeError, AttributeError, UnicodeEncodeError):  # the codec says why
-        return codec("CapHit").encode(
-            {
-                "hit_id": hit.hit_id,
-                "account_id": hit.account_id,
-                "bot_id": hit.bot_id,
-                "conversation_id": hit.conversation_id,
-                "category": hit.category,
-                "period": hit.period,
-                "period_key": hit.period_key,
-                "occurred_at_ms": hit.occurred_at_ms,
-            }
-        )
 
 
 class ReporterStats(NamedTuple):

@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from capstream.core.models import ACCOUNT_WIDE_BOT, EnforcementState
 from capstream.errors import DecodeError
 from capstream.gateway.errors import GatewayError
-from capstream.gateway.states import decode_state
+from capstream.streams.control_wire import decode_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 

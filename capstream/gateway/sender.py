@@ -13,8 +13,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from capstream.gateway.partitioner import partition_for
 from capstream.gateway.wire import encode_batch_texts
+from capstream.streams.partitioner import partition_for
 
 log = logging.getLogger("capstream.gateway.recorder")
 _METADATA_REFRESH_S = 60.0

@@ -57,10 +57,10 @@ from capstream.core.models import (
 from capstream.errors import DecodeError
 from capstream.gateway.errors import UnknownCategoryError
 from capstream.gateway.ledger import expires_at, sent_key
-from capstream.gateway.partitioner import murmur2
 from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
-from capstream.gateway.states import decode_state, state_to_avro
 from capstream.streams.codecs import MAGIC, codec
+from capstream.streams.control_wire import decode_state, state_to_avro
+from capstream.streams.partitioner import murmur2
 
 FILES = (
     "partitions.json",

@@ -8,7 +8,8 @@ whole batch into bytes with one ``encode("latin-1")``, a copy. Validated account
 model strings are cached with their encoded form, counts come from tables (below 8192 one
 lookup, below 2**20 two), and anything unusual (a non-ASCII id, an odd type, a bad value)
 falls back to :func:`_encode_checked`, which checks every field and says which one is wrong.
-The bytes equal ``codec("UsageBatch")``'s (tested).
+The bytes equal ``codec("UsageBatch")``'s (tested); the record's framing and the Avro
+primitives are :mod:`capstream.streams.usage_wire` and :mod:`capstream.streams.avro_bytes`.
 """
 
 from __future__ import annotations
@@ -26,32 +27,12 @@ from capstream.core.limits import (
     event_problem,
 )
 from capstream.gateway.errors import UsageEventError
-from capstream.streams.codecs import MAGIC, codec
+from capstream.streams.avro_bytes import long_bytes, string_bytes
+from capstream.streams.usage_wire import BATCH_HEADER, CATEGORIES
 
-CATEGORIES = ("text", "vision", "audio", "documents")
 MAX_LONG = (1 << 63) - 1
 _CACHE_LIMIT = 100_000
 _SMALL = 8192
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 127:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def long_bytes(n: int) -> bytes:
-    """Avro ``long``/``int``: zigzag, then a base-128 varint."""
-    return _varint((n << 1) ^ (n >> 63))
-
-
-def string_bytes(s: str) -> bytes:
-    """Avro ``string``: the UTF-8 length as a long, then the bytes."""
-    raw = s.encode()
-    return long_bytes(len(raw)) + raw
 
 
 def _units(raw: bytes) -> str:
@@ -387,29 +368,12 @@ def _attributes(attributes: Any) -> bytes:
     return b"".join(parts)
 
 
-_BATCH_HEADER = MAGIC + codec("UsageBatch").fingerprint
-
-
-def encode_batch(batch_id: str, producer: str, sent_at_ms: int, bodies: list[bytes]) -> bytes:
-    """A ``UsageBatch`` record (single-object encoding) holding the encoded event bodies."""
-    return b"".join(
-        (
-            _BATCH_HEADER,
-            string_bytes(batch_id),
-            string_bytes(producer),
-            long_bytes(sent_at_ms),
-            long_bytes(len(bodies)) if bodies else b"",
-            *bodies,
-            b"\x00",
-        )
-    )
-
-
-_BATCH_HEADER_UNITS = _units(_BATCH_HEADER)
+_BATCH_HEADER_UNITS = _units(BATCH_HEADER)
 
 
 def encode_batch_texts(batch_id: str, producer: str, sent_at_ms: int, texts: list[str]) -> bytes:
-    """:func:`encode_batch` of bodies from :func:`event_text`: one join, one Latin-1 copy."""
+    """``capstream.streams.usage_wire.encode_batch`` of bodies from :func:`event_text`: one
+    join, one Latin-1 copy."""
     return "".join(
         (
             _BATCH_HEADER_UNITS,

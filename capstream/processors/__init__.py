@@ -6,8 +6,8 @@ the pure parts are re-exported here.
 """
 
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import BadEvent, Decoded, UsageDecoder
 from capstream.processors.options import WorkerOptions
 from capstream.processors.partition import PartitionState
+from capstream.streams.usage_decode import BadEvent, Decoded, UsageDecoder
 
 __all__ = ["BadEvent", "Catalog", "Decoded", "PartitionState", "UsageDecoder", "WorkerOptions"]

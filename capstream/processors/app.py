@@ -21,19 +21,20 @@ import faust
 
 from capstream.core import CapHit, Effects, UsageEvent
 from capstream.errors import DecodeError
-from capstream.gateway.partitioner import kafka_partitioner
 from capstream.processors.catalog import Catalog
 from capstream.processors.catalog_reader import CatalogReader
 from capstream.processors.deadletters import DeadLetters
-from capstream.processors.decode import UsageDecoder, decode_cap_hit
 from capstream.processors.fencing import Membership, gate_client, watch
 from capstream.processors.metrics import Metrics
 from capstream.processors.options import WorkerOptions
 from capstream.processors.outbox import Outbox, Outgoing
 from capstream.processors.partition import CLOCK_KEY, EPOCH_KEY, PartitionState
 from capstream.processors.tables import TableStore
+from capstream.streams.caphit_wire import decode_cap_hit
+from capstream.streams.partitioner import kafka_partitioner
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.usage_decode import UsageDecoder
 
 log = logging.getLogger(__name__)
 _YIELD_S = 0.005

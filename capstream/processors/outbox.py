@@ -12,9 +12,9 @@ from collections import deque
 from typing import NamedTuple
 
 from capstream.core import Effects, EnforcementState, FeedRow, Notification
-from capstream.gateway.states import encode_state
 from capstream.processors.feedrows import feed_key_bytes, feed_record
 from capstream.streams.codecs import codec
+from capstream.streams.control_wire import encode_state
 from capstream.streams.topics import Topics
 
 

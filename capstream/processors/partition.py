@@ -38,8 +38,8 @@ from capstream.core.enforcement import raise_version
 from capstream.core.models import NEVER
 from capstream.core.state import NO_EFFECTS
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import Decoded
 from capstream.processors.feedrows import FeedKey, decode_row, encode_row, feed_key_bytes
+from capstream.streams.usage_results import Decoded
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What the sink stores of one record: the header check for every topic, and for usage
 records the one per-event validation the SDK and the worker apply.
 
-A usage record goes through the worker's own decoder (``processors.decode.UsageDecoder``,
+A usage record goes through the worker's own decoder (``streams.usage_decode.UsageDecoder``,
 which calls ``core.limits.event_problem``), so the sink refuses exactly the events the worker
 refuses, one event at a time, with the same reason. Its time bound is the record's
 timestamp (LogAppendTime on the usage topic) plus the allowed skew, never the wall clock:
@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from capstream.core.limits import DEFAULT_MAX_FUTURE_SKEW_MS, MAX_OCCURRED_AT_MS
-from capstream.processors.decode import BadEvent, UsageDecoder, keep_events
 from capstream.processors.options import DEFAULT_MAX_RECORD_BYTES
 from capstream.sinks.frames import HEADER_LEN, Body, body_of
 from capstream.streams.codecs import Codec
+from capstream.streams.usage_decode import BadEvent, UsageDecoder
+from capstream.streams.usage_wire import keep_events
 
 
 class Intake(NamedTuple):

@@ -30,11 +30,11 @@ from test_worker_kill9 import read_all, totals_match
 from capstream.chaos.faults import malformed as poison
 from capstream.core import AccountState, PolicySet, UsageEvent, evaluate, expire
 from capstream.gateway import UsageRecorder
-from capstream.gateway.partitioner import partition_for
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.sinks.endpoint import endpoint_file
 from capstream.sinks.sql import run_sql
 from capstream.sinks.store import chdb_path
+from capstream.streams.partitioner import partition_for
 from capstream.streams.records import DeadLetterRecord, PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from test_gateway_control import LATER, state
 
 from capstream.core.models import CapStatus
-from capstream.gateway import control_key, record_from_state
+from capstream.streams.control_wire import control_key, record_from_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 

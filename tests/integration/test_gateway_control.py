@@ -10,7 +10,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from capstream.core.models import CapStatus, EnforcementState
-from capstream.gateway import ControlView, Gateway, control_key, record_from_state
+from capstream.gateway import ControlView, Gateway
+from capstream.streams.control_wire import control_key, record_from_state
 from capstream.streams.records import CapHitRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics

@@ -13,7 +13,8 @@ from confluent_kafka import Producer
 from test_gateway_control import LATER, state, wait_for
 from test_gateway_usage import read_topic, usage
 
-from capstream.gateway import ControlView, Gateway, UsageRecorder, control_key, record_from_state
+from capstream.gateway import ControlView, Gateway, UsageRecorder
+from capstream.streams.control_wire import control_key, record_from_state
 from capstream.streams.local_kafka import LocalKafka, free_port
 from capstream.streams.records import UsageBatchRecord
 from capstream.streams.settings import Settings

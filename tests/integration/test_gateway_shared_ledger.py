@@ -11,8 +11,9 @@ from typing import Any
 from test_gateway_control import LATER, NOW, control_producer, publish, state, wait_for
 
 from capstream.core.models import CapStatus
-from capstream.gateway import Gateway, control_key
+from capstream.gateway import Gateway
 from capstream.gateway.ledger import KafkaLedger
+from capstream.streams.control_wire import control_key
 from capstream.streams.settings import Settings
 
 

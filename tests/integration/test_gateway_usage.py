@@ -11,10 +11,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from capstream.gateway import AsyncUsageRecorder, UsageRecorder, partition_for
-from capstream.gateway.wire import encode_batch, encode_event
+from capstream.gateway.wire import encode_event
 from capstream.streams.records import UsageBatchRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.usage_wire import encode_batch
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:

@@ -21,12 +21,14 @@ from confluent_kafka import Producer
 from sink_helpers import caught_up
 from test_worker_harness import WorkerProcess, wait_for
 
-from capstream.gateway.wire import encode_batch, encode_event, long_bytes, string_bytes
+from capstream.gateway.wire import encode_event
 from capstream.sinks.endpoint import endpoint_file
 from capstream.sinks.store import chdb_path
+from capstream.streams.avro_bytes import long_bytes, string_bytes
 from capstream.streams.codecs import codec
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.usage_wire import encode_batch
 
 SECONDS = float(os.environ.get("CAPSTREAM_FUZZ_SECONDS", "15"))
 SEED = int(os.environ.get("CAPSTREAM_FUZZ_SEED", "20261204"))

@@ -15,11 +15,13 @@ from test_worker_harness import Config, ControlLog, TopicLog, WorkerProcess, wai
 
 from capstream.core import CapHit, FallbackLedger, gate
 from capstream.gateway import CapHitReporter, UsageRecorder
-from capstream.gateway.wire import encode_batch, encode_event, long_bytes, string_bytes
+from capstream.gateway.wire import encode_event
+from capstream.streams.avro_bytes import long_bytes, string_bytes
 from capstream.streams.codecs import codec
 from capstream.streams.records import DeadLetterRecord, FeedRowRecord, NotificationRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
+from capstream.streams.usage_wire import encode_batch
 
 HOUR = 3600
 

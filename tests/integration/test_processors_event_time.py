@@ -24,8 +24,8 @@ from capstream.core import (
     expire,
 )
 from capstream.gateway import UsageRecorder
-from capstream.gateway.states import encode_state
 from capstream.processors.catalog import core_policy, core_settings
+from capstream.streams.control_wire import encode_state
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import create_topics

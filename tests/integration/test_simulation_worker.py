@@ -27,9 +27,9 @@ from test_worker_harness import Config, TopicLog, WorkerProcess, account_on, wai
 from capstream.api.clickhouse import clickhouse_query
 from capstream.core import Effects, UsageEvent
 from capstream.gateway import UsageRecorder
-from capstream.gateway.states import decode_state, encode_state
 from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
 from capstream.simulation.timeline import Timeline
+from capstream.streams.control_wire import decode_state, encode_state
 from capstream.streams.records import NotificationRecord, PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics

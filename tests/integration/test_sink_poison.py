@@ -18,15 +18,16 @@ from confluent_kafka import Producer
 from sink_helpers import caught_up, count, read_dead_letters, sink_running, wait_for
 
 from capstream.core.limits import MAX_ID
-from capstream.gateway.partitioner import partition_for
-from capstream.processors.decode import UsageDecoder, event_bodies
 from capstream.sinks.intake import UsageIntake
 from capstream.sinks.options import SinkOptions
 from capstream.sinks.service import run_sink
 from capstream.sinks.sql import run_sql
 from capstream.streams.codecs import codec
+from capstream.streams.partitioner import partition_for
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.usage_decode import UsageDecoder
+from capstream.streams.usage_wire import event_bodies
 
 T = 1_790_000_000_000  # 2026-09-21, before any broker timestamp of the test run
 USAGE = codec("UsageBatch")

@@ -27,8 +27,9 @@ from test_worker_harness import Config, ControlLog, WorkerProcess, wait_for
 
 from capstream.core import FallbackLedger, gate
 from capstream.core.models import CapStatus, EnforcementState
-from capstream.gateway import control_key, partition_for, record_from_state
+from capstream.gateway import partition_for
 from capstream.streams.codecs import codec
+from capstream.streams.control_wire import control_key, record_from_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
 

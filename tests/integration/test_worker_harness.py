@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from capstream.core import EnforcementState
-from capstream.gateway.partitioner import partition_for
-from capstream.gateway.states import decode_state
+from capstream.streams.control_wire import decode_state
+from capstream.streams.partitioner import partition_for
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics

@@ -28,12 +28,12 @@ from capstream.core import (
     expire,
 )
 from capstream.gateway import UsageRecorder
-from capstream.gateway.states import decode_state
 from capstream.processors.catalog import core_policy, core_settings
-from capstream.processors.decode import UsageDecoder
+from capstream.streams.control_wire import decode_state
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.usage_decode import UsageDecoder
 
 EVENTS = 120_000
 ACCOUNTS = 60

@@ -36,8 +36,8 @@ from test_worker_kill9 import (
 from capstream.chaos.check import period_totals
 from capstream.core import AccountUsage, BotUsage, EnforcementState, PolicySet, UsageEvent
 from capstream.gateway import UsageRecorder
-from capstream.gateway.partitioner import partition_for
 from capstream.processors.catalog import core_policy, core_settings
+from capstream.streams.partitioner import partition_for
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 

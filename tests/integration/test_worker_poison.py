@@ -16,11 +16,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from test_worker_harness import Config, ControlLog, TopicLog, WorkerProcess, account_on, wait_for
 
-from capstream.gateway.partitioner import partition_for
-from capstream.gateway.wire import encode_batch, long_bytes, string_bytes
+from capstream.streams.avro_bytes import long_bytes, string_bytes
+from capstream.streams.partitioner import partition_for
 from capstream.streams.records import DeadLetterRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
+from capstream.streams.usage_wire import encode_batch
 
 PARTITIONS = 4
 

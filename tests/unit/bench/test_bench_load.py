@@ -10,8 +10,8 @@ import pytest
 from capstream.bench.load import PROBE_THRESHOLD, Workload, WorkloadError, WorkloadSpec
 from capstream.core import PolicySet
 from capstream.errors import CapstreamError
-from capstream.gateway.partitioner import partition_for
 from capstream.processors.catalog import core_policy, core_settings
+from capstream.streams.partitioner import partition_for
 
 SPEC = WorkloadSpec(events=20_000, accounts=100, bots=5)
 

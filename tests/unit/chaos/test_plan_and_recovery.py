@@ -33,7 +33,7 @@ def test_malformed_records_are_refused_as_intended() -> None:
     """Odd: the whole record is refused (unknown schema); even: its one event is."""
     import pytest
 
-    from capstream.processors.decode import UsageDecoder
+    from capstream.streams.usage_decode import UsageDecoder
 
     decoder = UsageDecoder(1 << 30)
     with pytest.raises(Exception, match="schema"):

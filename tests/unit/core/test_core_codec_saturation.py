@@ -7,8 +7,8 @@ import struct
 from capstream.core import UsageEvent
 from capstream.core.codec import Reader, Writer, saturated
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import Decoded
 from capstream.processors.partition import PartitionState
+from capstream.streams.usage_results import Decoded
 
 T0 = 1_795_000_000_000
 

@@ -32,7 +32,7 @@ _USE_THE_SDK = """
 from capstream.gateway import Gateway, ReplyBatcher, UsageRecorder, UsageEventError, murmur2
 from capstream.gateway.wire import event_text
 from capstream.core import FallbackLedger, gate
-from capstream.gateway.states import state_from_record
+from capstream.streams.control_wire import state_from_record
 print(murmur2(b"acct-1"))
 print(sorted({m.split(".")[0] for m in sys.modules} & BLOCKED))
 """

@@ -15,15 +15,10 @@ from capstream.core.limits import (
     MIN_OCCURRED_AT_MS,
 )
 from capstream.gateway import UsageEventError
-from capstream.gateway.wire import (
-    CATEGORIES,
-    encode_batch,
-    encode_batch_texts,
-    encode_event,
-    event_text,
-)
+from capstream.gateway.wire import encode_batch_texts, encode_event, event_text
 from capstream.streams.codecs import codec
 from capstream.streams.records import UsageBatchRecord
+from capstream.streams.usage_wire import CATEGORIES, encode_batch
 
 FIELDS = (
     "event_id",

@@ -33,15 +33,16 @@ from capstream.gateway import (
     UsageEventError,
     UsageRecorder,
 )
-from capstream.gateway.caphits import encode_cap_hit
 from capstream.gateway.ledger import expires_at, sent_key
-from capstream.gateway.partitioner import murmur2, partition_for
 from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
-from capstream.gateway.states import decode_state, encode_state, state_to_avro
 from capstream.gateway.vectors import FILES, generate, stale, write
-from capstream.gateway.wire import encode_batch, encode_batch_texts, encode_event
+from capstream.gateway.wire import encode_batch_texts, encode_event
+from capstream.streams.caphit_wire import encode_cap_hit
 from capstream.streams.codecs import codec
+from capstream.streams.control_wire import decode_state, encode_state, state_to_avro
+from capstream.streams.partitioner import murmur2, partition_for
 from capstream.streams.settings import Settings
+from capstream.streams.usage_wire import encode_batch
 
 VECTORS = Path(__file__).resolve().parents[3] / "testdata" / "vectors"
 

@@ -20,8 +20,8 @@ from capstream.core import (
     UsageEvent,
 )
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import Decoded
 from capstream.processors.partition import PartitionState
+from capstream.streams.usage_results import Decoded
 
 T0 = 1_795_000_000_000
 MIN = 60_000

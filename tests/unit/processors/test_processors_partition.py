@@ -7,10 +7,10 @@ import pytest
 from capstream.core import CapHit, Effects, UsageEvent
 from capstream.errors import DecodeError
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import Decoded
 from capstream.processors.feedrows import decode_row, encode_row
 from capstream.processors.partition import CLOCK_KEY, PartitionState, bot_key
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.usage_results import Decoded
 
 T0 = 1_795_000_000_000
 MIN = 60_000

@@ -10,10 +10,10 @@ import fastavro
 
 from capstream.core import Effects, Notification, UsageEvent
 from capstream.processors.catalog import Catalog
-from capstream.processors.decode import Decoded
 from capstream.processors.partition import CLOCK_KEY, PartitionState
 from capstream.streams.codecs import SCHEMA_DIR, Codec, _named_schemas
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.usage_results import Decoded
 
 T0 = 1_795_000_000_000  # 2026-11-18 11:06:40 UTC
 MIN = 60_000

@@ -10,12 +10,12 @@ from sink_fakes import FakeBroker, FakeProducer, make_runner
 
 from capstream.core.limits import MAX_ID, MAX_MESSAGES
 from capstream.errors import DecodeError
-from capstream.gateway.partitioner import partition_for
-from capstream.processors.decode import UsageDecoder
 from capstream.sinks.frames import HEADER_LEN
 from capstream.sinks.intake import UsageIntake
 from capstream.sinks.storage import MemoryStorage
 from capstream.streams.codecs import MAGIC, codec
+from capstream.streams.partitioner import partition_for
+from capstream.streams.usage_decode import UsageDecoder
 
 TS = 1_790_000_000_000  # the record's (broker) timestamp
 USAGE = codec("UsageBatch")

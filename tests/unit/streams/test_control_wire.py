@@ -9,9 +9,15 @@ from hypothesis import strategies as st
 
 from capstream.core.models import CapStatus, EnforcementState
 from capstream.errors import DecodeError
-from capstream.gateway import control_key, decode_state, record_from_state, state_from_record
-from capstream.gateway.states import encode_state, state_to_avro
 from capstream.streams.codecs import codec
+from capstream.streams.control_wire import (
+    control_key,
+    decode_state,
+    encode_state,
+    record_from_state,
+    state_from_record,
+    state_to_avro,
+)
 from capstream.streams.records import CapStatusRecord, EnforcementStateRecord
 
 

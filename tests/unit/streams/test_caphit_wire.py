@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capstream.core.models import CapHit, CapPeriod, Category
-from capstream.gateway.caphits import encode_cap_hit
+from capstream.streams.caphit_wire import encode_cap_hit
 from capstream.streams.codecs import DecodeError, codec
 
 text = st.text(max_size=60)

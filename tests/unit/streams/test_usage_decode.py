@@ -14,9 +14,11 @@ from capstream.core.limits import (
     MIN_OCCURRED_AT_MS,
 )
 from capstream.errors import DecodeError
-from capstream.gateway.wire import encode_batch, long_bytes, string_bytes
-from capstream.processors.decode import UsageDecoder, decode_cap_hit
+from capstream.streams.avro_bytes import long_bytes, string_bytes
+from capstream.streams.caphit_wire import decode_cap_hit
 from capstream.streams.codecs import codec
+from capstream.streams.usage_decode import UsageDecoder
+from capstream.streams.usage_wire import encode_batch
 
 NOW = 1_795_000_000_000
 LIMIT = NOW + 300_000
@@ -201,7 +203,7 @@ def test_long_strings_are_not_kept_in_the_decoders_cache() -> None:
 
 
 def test_events_of_accounts_homed_elsewhere_are_set_apart_with_their_home() -> None:
-    from capstream.gateway.partitioner import partition_for
+    from capstream.streams.partitioner import partition_for
 
     accounts = [f"acct-{i}" for i in range(12)]
     homes = {a: partition_for(a.encode(), 4) for a in accounts}
@@ -220,7 +222,7 @@ def test_events_of_accounts_homed_elsewhere_are_set_apart_with_their_home() -> N
 
 
 def test_keep_events_rebuilds_a_record_without_the_refused() -> None:
-    from capstream.processors.decode import keep_events
+    from capstream.streams.usage_wire import keep_events
 
     record = encode_batch("b-7", "p", NOW, [raw_body("a"), raw_body("b", t=1), raw_body("c")])
     kept = keep_events(record, [0, 2])

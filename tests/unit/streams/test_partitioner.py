@@ -9,7 +9,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from capstream.gateway import murmur2, partition_for
-from capstream.gateway.partitioner import kafka_partitioner
+from capstream.streams.partitioner import kafka_partitioner
 
 # Apache Kafka's UtilsTest.testMurmur2 vectors (signed 32-bit, as the Java client returns).
 KAFKA_VECTORS = {

@@ -1,4 +1,9 @@
-"""Control topic records <-> the core's ``EnforcementState`` (keys, decoding, light checks)."""
+"""Control topic records <-> the core's ``EnforcementState``: the key, decoding, encoding.
+
+The processors publish each bot's state (:func:`encode_state`, by hand, byte-identical to
+``codec("EnforcementState")``); gateways and the API read them (:func:`decode_state`, with
+the checks Avro cannot make). :func:`control_key` is the one ``account_id/bot_id`` key.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,14 @@ from typing import Any
 
 from capstream.core.models import CATEGORY_INDEX, CapStatus, EnforcementState
 from capstream.errors import DecodeError
-from capstream.gateway.wire import long_bytes, string_bytes
+from capstream.streams.avro_bytes import long_bytes, string_bytes
 from capstream.streams.codecs import MAGIC, codec
 from capstream.streams.records import EnforcementStateRecord
+from capstream.streams.usage_wire import PERIODS
 
-_PERIODS = frozenset({"daily", "monthly"})
+_PERIODS = frozenset(PERIODS)
 _HEADER = MAGIC + codec("EnforcementState").fingerprint
-_PERIOD = {"daily": b"\x00", "monthly": b"\x02"}  # CapPeriod.avsc symbols, as Avro enums
+_PERIOD = {p: long_bytes(i) for i, p in enumerate(PERIODS)}  # CapPeriod.avsc, Avro enums
 _NULL, _SOME = b"\x00", b"\x02"  # the ["null", T] union's branch
 
 

@@ -1,0 +1,75 @@
+"""Avro's binary primitives by hand: what the hand-written codecs of the wire records share.
+
+The hot path (a worker's decoding, the SDK's encoding, the control states) writes and reads
+a few record types often enough that fastavro's generic machinery costs more than the work;
+those codecs are built from these functions and are tested byte for byte against
+``codec(name)``. Readers raise ``IndexError`` when a value overruns the record and
+``OverflowError`` for a number of more than 64 bits; the caller turns both into a
+``DecodeError``.
+"""
+
+from __future__ import annotations
+
+INT64 = 1 << 64
+"""A zigzag varint of 64 bits or fewer is below this before it is unzigzagged."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 127:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def long_bytes(n: int) -> bytes:
+    """Avro ``long``/``int``: zigzag, then a base-128 varint."""
+    return _varint((n << 1) ^ (n >> 63))
+
+
+def string_bytes(s: str) -> bytes:
+    """Avro ``string``: the UTF-8 length as a long, then the bytes."""
+    raw = s.encode()
+    return long_bytes(len(raw)) + raw
+
+
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """Avro zigzag varint at ``pos``: (value, next position); unbounded (see ``INT64``)."""
+    b = data[pos]
+    pos += 1
+    r = b & 0x7F
+    shift = 7
+    while b & 0x80:
+        b = data[pos]
+        pos += 1
+        r |= (b & 0x7F) << shift
+        shift += 7
+    if r >= INT64:
+        raise OverflowError
+    return (r >> 1) ^ -(r & 1), pos
+
+
+def read_string(data: bytes, pos: int) -> tuple[str, int]:
+    """Avro string at ``pos``: (text, next position); IndexError if it overruns the record."""
+    ln, pos = read_long(data, pos)
+    end = pos + ln
+    if ln < 0 or end > len(data):
+        raise IndexError
+    return data[pos:end].decode(), end
+
+
+def skip_string(data: bytes, pos: int) -> int:
+    """The position after the Avro string at ``pos`` (IndexError if it overruns)."""
+    ln, pos = read_long(data, pos)
+    end = pos + ln
+    if ln < 0 or end > len(data):
+        raise IndexError
+    return end
+
+
+def skip_long(data: bytes, pos: int) -> int:
+    """The position after the Avro long at ``pos``."""
+    while data[pos] & 0x80:
+        pos += 1
+    return pos + 1
