@@ -1,6 +1,7 @@
 /**
  * Usage events, batches, cap hits and control states as bytes, identical to the Python
- * SDK's (`capstream/gateway/wire.py`, `states.py`, `caphits.py`) and its fastavro codecs:
+ * side's (`capstream/gateway/wire.py`; `capstream/streams/usage_wire.py`, `control_wire.py`,
+ * `caphit_wire.py`) and its fastavro codecs:
  * the shared vectors in testdata/vectors/ prove it.
  */
 import { HEADER_BYTES, MAGIC_0, MAGIC_1, Reader, Writer, fromHex } from './avro.js'

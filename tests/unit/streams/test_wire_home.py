@@ -66,5 +66,5 @@ def _symbols(name: str) -> tuple[str, ...]:
 
 
 def test_the_category_and_period_tables_are_the_schemas_symbols_in_order() -> None:
-    assert CATEGORIES == _symbols("Category")
-    assert PERIODS == _symbols("CapPeriod")
+    assert _symbols("Category") == CATEGORIES
+    assert _symbols("CapPeriod") == PERIODS
