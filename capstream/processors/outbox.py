@@ -14,7 +14,7 @@ from typing import NamedTuple
 from capstream.core import Effects, EnforcementState, FeedRow, Notification
 from capstream.processors.feedrows import feed_key_bytes, feed_record
 from capstream.streams.codecs import codec
-from capstream.streams.control_wire import encode_state
+from capstream.streams.control_wire import control_key, encode_state
 from capstream.streams.topics import Topics
 
 
@@ -67,7 +67,7 @@ class Outbox:
         """Queue every enforcement state and notification of ``effects``."""
         append = self.queue.append
         for state in effects.enforcement:
-            key = f"{state.account_id}/{state.bot_id}".encode()
+            key = control_key(state.account_id, state.bot_id)
             append(Outgoing(self.control, key, encode_state(state), origin_ms, partition))
         for note in effects.notifications:
             append(
@@ -85,7 +85,7 @@ class Outbox:
     def add_states(self, partition: int, states: list[EnforcementState]) -> None:
         """Queue current states again (after a load: a no-op for readers that have them)."""
         for state in states:
-            key = f"{state.account_id}/{state.bot_id}".encode()
+            key = control_key(state.account_id, state.bot_id)
             self.queue.append(Outgoing(self.control, key, encode_state(state), None, partition))
 
     def add_feed_row(self, partition: int, row: FeedRow) -> None:
