@@ -30,9 +30,8 @@ from capstream.gateway import (
     Gateway,
     ReplyBatch,
     ReplyBatcher,
-    control_key,
-    record_from_state,
 )
+from capstream.streams.control_wire import control_key, record_from_state
 from capstream.streams.local_kafka import LocalKafka
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
