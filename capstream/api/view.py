@@ -4,7 +4,7 @@ truth), and of the latest delivery attempts to tenants' channels."""
 from __future__ import annotations
 
 import logging
-import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -12,6 +12,7 @@ from typing import Any
 
 from capstream.api.errors import UnavailableError
 from capstream.errors import DecodeError
+from capstream.streams.compacted import CompactedReader, ConsumerFactory
 from capstream.streams.records import (
     ChannelRecord,
     DeliveryAttemptRecord,
@@ -27,7 +28,9 @@ DELIVERY_LOG_SIZE = 200
 
 
 class TopicView:
-    """Consumes the policies and tenants topics from the beginning in a background thread.
+    """Consumes the policies and tenants topics from the beginning in a background thread
+    (a :class:`~capstream.streams.compacted.CompactedReader`; ``consumer=`` injects its
+    consumer).
 
     Policies are keyed ``account_id/policy_id`` (a null value deletes); tenant settings are
     keyed ``account_id``. :meth:`wait_for` blocks until the view has applied a given offset,
@@ -39,93 +42,58 @@ class TopicView:
         settings: Settings,
         *,
         include: Iterable[str] = ("policies", "tenants", "channels", "deliveries"),
+        consumer: ConsumerFactory | None = None,
     ):
         self._topics = Topics(settings.topic_prefix)
-        self._conf = {
-            **settings.librdkafka_config(),
-            "group.id": f"capstream-view-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "log_level": 3,
-        }
         names = {
             "policies": self._topics.policies,
             "tenants": self._topics.tenants,
             "channels": self._topics.channels,
             "deliveries": self._topics.deliveries,
         }
-        self._watch = [names[i] for i in include]
         self._policies: dict[str, dict[str, PolicyRecord]] = {}
         self._tenants: dict[str, TenantSettingsRecord] = {}
         self._channels: dict[str, dict[str, ChannelRecord]] = {}
         self._deliveries: dict[tuple[str, str], deque[DeliveryAttemptRecord]] = {}
-        self._applied: dict[tuple[str, int], int] = {}  # next offset to read, per partition
-        self._eof: set[tuple[str, int]] = set()
-        self._partitions: set[tuple[str, int]] = set()
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.skipped = 0
+        options: dict[str, Any] = {} if consumer is None else {"consumer": consumer}
+        self._reader = CompactedReader(
+            {
+                **settings.librdkafka_config(),
+                "group.id": f"capstream-view-{uuid.uuid4().hex[:12]}",
+                "log_level": 3,
+            },
+            [names[i] for i in include],
+            self._apply_record,
+            name="capstream-api-view",
+            **options,
+        )
+        # The reader applies records holding this condition; the getters take it too.
+        self._cond = self._reader.progress
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Assign every partition from the beginning, start consuming, wait until caught up."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer: Any = Consumer(self._conf)
-        meta = consumer.list_topics(timeout=timeout_s)
-        assignment = []
-        for name in self._watch:
-            topic = meta.topics.get(name)
-            if topic is None or topic.error is not None or not topic.partitions:
-                consumer.close()
-                raise UnavailableError(
-                    f"topic {name} does not exist; run `capstream topics create`"
-                )
-            for p in topic.partitions:
-                self._partitions.add((name, p))
-                assignment.append(TopicPartition(name, p, OFFSET_BEGINNING))
-        consumer.assign(assignment)
-        self._thread = threading.Thread(
-            target=self._run, args=(consumer,), name="capstream-api-view", daemon=True
-        )
-        self._thread.start()
-        with self._cond:
-            caught_up = self._cond.wait_for(lambda: self._eof >= self._partitions, timeout_s)
-        if not caught_up:
-            self.stop()
-            raise UnavailableError("the policies/tenants view did not catch up in time")
+        self._reader.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._reader.wait_ready(0.05):
+            problem = self._reader.problem
+            if problem is not None and "does not exist" in problem:
+                self.stop()
+                raise UnavailableError(problem)
+            if time.monotonic() > deadline:
+                self.stop()
+                raise UnavailableError("the policies/tenants view did not catch up in time")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._reader.close()
 
-    def _run(self, consumer: Any) -> None:
-        from confluent_kafka import KafkaError
+    @property
+    def staleness_s(self) -> float:
+        """0.0 while connected and caught up; else seconds since the view last was."""
+        return self._reader.staleness_s
 
-        try:
-            while not self._stop.is_set():
-                msg = consumer.poll(0.2)
-                if msg is None:
-                    continue
-                tp = (msg.topic(), msg.partition())
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        with self._cond:
-                            self._applied[tp] = max(self._applied.get(tp, 0), msg.offset())
-                            self._eof.add(tp)
-                            self._cond.notify_all()
-                    else:
-                        log.warning("view consumer: %s", err.str())
-                    continue
-                with self._cond:
-                    self._apply(msg.topic(), msg.key(), msg.value())
-                    self._applied[tp] = msg.offset() + 1
-                    self._cond.notify_all()
-        finally:
-            consumer.close()
+    def _apply_record(self, msg: Any) -> None:
+        self._apply(msg.topic(), msg.key(), msg.value())
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
@@ -164,11 +132,7 @@ class TopicView:
 
     def wait_for(self, topic: str, partition: int, offset: int, timeout_s: float = 10.0) -> None:
         """Block until the record at ``offset`` is applied (else UnavailableError)."""
-        with self._cond:
-            seen = self._cond.wait_for(
-                lambda: self._applied.get((topic, partition), 0) > offset, timeout_s
-            )
-        if not seen:
+        if not self._reader.wait_for(topic, partition, offset, timeout_s):
             raise UnavailableError(
                 "the write was accepted but is not visible yet; read it again soon"
             )
