@@ -12,7 +12,6 @@ from capstream.core.models import (
     CATEGORY_INDEX,
     DEFAULT_PREMIUM_MODEL,
     FAST_BATCHING_S,
-    NEVER,
     Verdict,
 )
 from capstream.gateway.caphits import CapHitReporter
@@ -86,13 +85,17 @@ class Gateway:
             if category not in CATEGORY_INDEX:
                 raise UnknownCategoryError(category)
             return self.unknown_verdict
-        # The core's own first step (see core.gate: the verdicts its state precomputed),
-        # taken here to save a call per AI call and, while they never expire, the clock.
-        until = state._fast_until_ms
-        if until == NEVER or (time_ns() // 1_000_000 if now is None else now) < until:
-            verdict = state._fast.get(category)
-            if verdict is not None:
-                return verdict
+        # The core's own first step (the verdicts its state precomputed), reading the clock
+        # only for a verdict with an end (a downgrade, a block).
+        if now is None:
+            verdict = state.fast_verdict(category, -1)
+            if verdict is None:
+                now = time_ns() // 1_000_000
+                verdict = state.fast_verdict(category, now)
+        else:
+            verdict = state.fast_verdict(category, now)
+        if verdict is not None:
+            return verdict
         if category not in CATEGORY_INDEX:  # the core's own error would be another type
             raise UnknownCategoryError(category)
         verdict = gate(

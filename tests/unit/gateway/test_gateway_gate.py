@@ -240,3 +240,28 @@ def test_every_refusal_says_when_it_resumes(parts: Any) -> None:
     assert (media.action, media.resumes_at_ms) == ("skip", month_end)
     allowed = gw.gate("acct-1", "bot-1", "c1", "audio", NOW)
     assert (allowed.action, allowed.resumes_at_ms) == ("allow", None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "ends"),
+    [
+        ({}, False),
+        ({"model": "claude-haiku", "downgraded_until_ms": TOMORROW}, True),
+        ({"blocked_until_ms": TOMORROW, "block_policy_id": "p-1"}, True),
+        ({"caps": {"audio": CapStatus("daily", "2026-09-21", TOMORROW)}}, False),
+    ],
+)
+def test_the_public_fast_verdict_is_the_cores_answer_or_none(
+    changes: dict[str, Any], ends: bool
+) -> None:
+    """What gate() (the gateway's) takes instead of the state's private fields: the core's
+    precomputed answer where one holds, else None (then core.gate decides)."""
+    s = state(**changes)
+    for category in ("text", "vision", "audio", "documents"):
+        for at in (NOW, TOMORROW - 1, TOMORROW, TOMORROW + 1):
+            fast = s.fast_verdict(category, at)
+            if fast is not None:
+                assert fast is core_gate(s, category, "c", at, FallbackLedger())
+        # the clock not read yet: only a verdict without an end
+        assert (s.fast_verdict(category, -1) is None) == (ends or category in s.caps)
+    assert s.fast_verdict("text", NOW) is not None
