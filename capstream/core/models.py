@@ -64,6 +64,16 @@ class PolicyScope(StrEnum):
     ACCOUNT_TOTAL = "account_total"
 
 
+class Action(StrEnum):
+    """What a gateway does with one AI call (``Verdict.action``): allow it, send the fallback
+    text instead, skip it silently, or pause (a policy block)."""
+
+    ALLOW = "allow"
+    FALLBACK = "fallback"
+    SKIP = "skip"
+    PAUSED = "paused"
+
+
 class CapPeriod(StrEnum):
     """Calendar cap period in the tenant's timezone."""
 
@@ -400,7 +410,7 @@ class Verdict:
     (not frozen because frozen construction would triple the cost of the slow paths).
     """
 
-    action: str
+    action: Action
     model: str | None
     batching_interval_s: int
     text: str | None
@@ -411,7 +421,7 @@ class Verdict:
 
     def __init__(  # by hand: compiled, unlike a generated one
         self,
-        action: str,
+        action: Action,
         model: str | None,
         batching_interval_s: int,
         text: str | None,
@@ -499,7 +509,7 @@ class EnforcementState:
         # Precompute the verdicts that need neither the ledger nor the clock beyond one
         # deadline, so gate() is a comparison and a dict lookup on the common path.
         paused = Verdict(
-            "paused", None, 0, None, f"policy_block:{self.block_policy_id}", None, None,
+            Action.PAUSED, None, 0, None, f"policy_block:{self.block_policy_id}", None, None,
             self.blocked_until_ms,
         )  # fmt: skip
         fast: dict[str, Verdict] = {}
@@ -512,7 +522,7 @@ class EnforcementState:
             if self.downgraded_until_ms is not None:
                 until = self.downgraded_until_ms
                 reason = "downgraded"
-            allow = Verdict("allow", self.model, self.batching_interval_s, None, reason, None)
+            allow = Verdict(Action.ALLOW, self.model, self.batching_interval_s, None, reason, None)
             fast = {c: allow for c in CATEGORIES if c not in self.caps}
         self._fast_until_ms = until
         self._fast = fast

@@ -12,6 +12,7 @@ from capstream.core.models import (
     CATEGORY_INDEX,
     DEFAULT_PREMIUM_MODEL,
     FAST_BATCHING_S,
+    Action,
     Verdict,
 )
 from capstream.gateway.caphits import CapHitReporter
@@ -24,7 +25,7 @@ from capstream.gateway.errors import UnknownCategoryError
 from capstream.gateway.ledger import KafkaLedger, SharedLedger
 from capstream.streams.settings import Settings
 
-CONTROL_UNAVAILABLE = Verdict("paused", None, 0, None, "control_unavailable", None)
+CONTROL_UNAVAILABLE = Verdict(Action.PAUSED, None, 0, None, "control_unavailable", None)
 """The verdict of a fail-closed gateway whose control view is stale (or not ready yet)."""
 
 
@@ -64,7 +65,7 @@ class Gateway:
             )
         self.ledger: FallbackLedger = ledger
         self.unknown_verdict = Verdict(
-            "allow", default_model, FAST_BATCHING_S, None, "no_state_yet", None
+            Action.ALLOW, default_model, FAST_BATCHING_S, None, "no_state_yet", None
         )
         self._states = self.view.states
 

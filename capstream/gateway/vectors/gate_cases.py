@@ -10,6 +10,7 @@ from capstream.core.models import (
     CATEGORY_INDEX,
     DEFAULT_PREMIUM_MODEL,
     FAST_BATCHING_S,
+    Action,
     CapStatus,
     EnforcementState,
     Verdict,
@@ -63,7 +64,9 @@ def reference_verdict(
         return {"error": "unknown_category", "message": str(UnknownCategoryError(category))}
     if state is None:
         return _verdict_json(
-            Verdict("allow", DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, None, "no_state_yet", None)
+            Verdict(
+                Action.ALLOW, DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, None, "no_state_yet", None
+            )
         )
     return _verdict_json(gate(state, category, conversation, now, ledger))
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from rich.console import Console
 
-from capstream.core.models import CapStatus, EnforcementState, Verdict
+from capstream.core.models import Action, CapStatus, EnforcementState, Verdict
 from capstream.demo.display import Counters, Progress, bot_story
 from capstream.demo.processes import Supervisor
 from capstream.simulator import BotTraffic, Simulator, TenantScenario
 
 NOW = 1_780_000_000_000
-ALLOW = Verdict("allow", "claude-sonnet-4-6", 3, None, None, None)
+ALLOW = Verdict(Action.ALLOW, "claude-sonnet-4-6", 3, None, None, None)
 
 
 BASE = EnforcementState(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from capstream.core.models import CapHit, Verdict
+from capstream.core.models import Action, CapHit, Verdict
 from capstream.simulator import DEMO_TENANTS, BotTraffic, Simulator, TenantScenario
 
-ALLOW = Verdict("allow", "claude-sonnet-4-6", 3, None, None, None)
+ALLOW = Verdict(Action.ALLOW, "claude-sonnet-4-6", 3, None, None, None)
 
 
 class FakeGateway:
@@ -71,7 +71,7 @@ def test_allowed_messages_become_one_recorded_ai_call_per_batching_interval() ->
 
 def test_throttled_conversations_get_at_most_one_reply_a_minute() -> None:
     gw, rec = (
-        FakeGateway(Verdict("allow", "claude-haiku", 60, None, "throttle", None)),
+        FakeGateway(Verdict(Action.ALLOW, "claude-haiku", 60, None, "throttle", None)),
         FakeRecorder(),
     )
     t0 = 5_000_000
@@ -91,9 +91,9 @@ def test_fallback_skip_and_paused_send_no_ai_call_and_record_nothing() -> None:
     hit = CapHit("acme", "bot-1", "c", "text", "daily", "2026-05-28", t0, "h1")
     bot = BotTraffic("bot-1", "Bot", conversations=2, mean_gap_s=0.5)
     for verdict, counter in (
-        (Verdict("fallback", None, 0, "Back tomorrow!", "cap:daily:text", hit), "fallbacks"),
-        (Verdict("skip", None, 0, None, "cap:daily:text", hit), "skipped"),
-        (Verdict("paused", None, 0, None, "policy_block:p1", None), "paused"),
+        (Verdict(Action.FALLBACK, None, 0, "Back tomorrow!", "cap:daily:text", hit), "fallbacks"),
+        (Verdict(Action.SKIP, None, 0, None, "cap:daily:text", hit), "skipped"),
+        (Verdict(Action.PAUSED, None, 0, None, "policy_block:p1", None), "paused"),
     ):
         gw, rec = FakeGateway(verdict), FakeRecorder()
         sim = Simulator(gw, rec, (tenant(bot),), clock=lambda: t0, seed=3)

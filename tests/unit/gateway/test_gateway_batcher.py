@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from capstream.core.models import Verdict
+from capstream.core.models import Action, Verdict
 from capstream.gateway import GatewayError, ReplyBatch, ReplyBatcher
 
 
@@ -19,8 +19,8 @@ class Clock:
         return self.now
 
 
-FAST = Verdict("allow", "claude-sonnet-4-6", 3, None, None, None)
-SLOW = Verdict("allow", "claude-haiku", 60, None, "throttled:budget", None)
+FAST = Verdict(Action.ALLOW, "claude-sonnet-4-6", 3, None, None, None)
+SLOW = Verdict(Action.ALLOW, "claude-haiku", 60, None, "throttled:budget", None)
 
 
 def test_messages_within_three_seconds_become_one_call() -> None:
@@ -79,7 +79,7 @@ def test_a_batch_that_gets_throttled_waits_the_full_minute() -> None:
 def test_reply_at_from_the_verdict_is_respected() -> None:
     clock = Clock()
     batcher: ReplyBatcher[str] = ReplyBatcher(clock)
-    held = Verdict("allow", "claude-haiku", 60, None, None, None, clock.now + 90_000)
+    held = Verdict(Action.ALLOW, "claude-haiku", 60, None, None, None, clock.now + 90_000)
     batch = batcher.add("c1", "x", held)
     assert batch.due_at_ms == clock.now + 90_000
     assert batcher.next_due_ms() == clock.now + 90_000
@@ -87,7 +87,7 @@ def test_reply_at_from_the_verdict_is_respected() -> None:
 
 def test_only_allowed_calls_are_batched() -> None:
     batcher: ReplyBatcher[str] = ReplyBatcher(Clock())
-    fallback = Verdict("fallback", None, 0, "back tomorrow", "cap", None)
+    fallback = Verdict(Action.FALLBACK, None, 0, "back tomorrow", "cap", None)
     with pytest.raises(GatewayError, match="fallback"):
         batcher.add("c1", "x", fallback)
 
@@ -101,7 +101,7 @@ async def test_serve_calls_the_handler_when_batches_are_due() -> None:
         handled.append(batch)
         stop.set()
 
-    quick = Verdict("allow", "m", 0, None, None, None)  # due at once
+    quick = Verdict(Action.ALLOW, "m", 0, None, None, None)  # due at once
     task = asyncio.create_task(batcher.serve(handle, stop))
     await asyncio.sleep(0.01)
     batcher.add("c1", "hello", quick)

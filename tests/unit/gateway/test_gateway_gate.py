@@ -9,7 +9,7 @@ import pytest
 
 from capstream.core.gate import FallbackLedger
 from capstream.core.gate import gate as core_gate
-from capstream.core.models import CapHit, CapStatus, EnforcementState
+from capstream.core.models import Action, CapHit, CapStatus, EnforcementState
 from capstream.errors import CapstreamError
 from capstream.gateway import CONTROL_UNAVAILABLE, Gateway, UnknownCategoryError
 
@@ -265,3 +265,15 @@ def test_the_public_fast_verdict_is_the_cores_answer_or_none(
         # the clock not read yet: only a verdict without an end
         assert (s.fast_verdict(category, -1) is None) == (ends or category in s.caps)
     assert s.fast_verdict("text", NOW) is not None
+
+
+def test_a_verdicts_action_is_typed_and_still_its_string(parts: Any) -> None:
+    gw, view, _ = parts
+    view.put(state(caps={"audio": CapStatus("daily", "2026-09-21", TOMORROW)}))
+    allow = gw.gate("acct-1", "bot-1", "c1", "text", NOW)
+    skip = gw.gate("acct-1", "bot-1", "c1", "audio", NOW)
+    assert (allow.action, skip.action) == (Action.ALLOW, Action.SKIP)
+    assert isinstance(allow.action, Action) and isinstance(skip.action, Action)
+    assert allow.action == "allow" and f"{skip.action}" == "skip"
+    assert CONTROL_UNAVAILABLE.action is Action.PAUSED
+    assert [a.value for a in Action] == ["allow", "fallback", "skip", "paused"]
