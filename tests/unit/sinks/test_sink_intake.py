@@ -14,7 +14,7 @@ from capstream.gateway.partitioner import partition_for
 from capstream.processors.decode import UsageDecoder
 from capstream.sinks.frames import HEADER_LEN
 from capstream.sinks.intake import UsageIntake
-from capstream.sinks.storage import MemoryStorage
+from capstream.sinks.port import MemoryStorage
 from capstream.streams.codecs import MAGIC, codec
 
 TS = 1_790_000_000_000  # the record's (broker) timestamp
