@@ -33,9 +33,9 @@ from confluent_kafka import Producer
 from capstream.bench.kafka import cluster
 from capstream.sinks.batches import Batch
 from capstream.sinks.options import SinkOptions
+from capstream.sinks.port import Rejected
 from capstream.sinks.service import run_sink
 from capstream.sinks.sql import run_sql
-from capstream.sinks.storage import Rejected
 from capstream.streams.codecs import codec
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics

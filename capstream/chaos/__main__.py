@@ -13,7 +13,8 @@ from pathlib import Path
 
 from capstream.chaos.check import table
 from capstream.chaos.faults import FaultCounts
-from capstream.chaos.run import ChaosSpec, fault_table, run
+from capstream.chaos.report import fault_table
+from capstream.chaos.run import ChaosSpec, run
 
 
 def main(argv: list[str] | None = None) -> int:

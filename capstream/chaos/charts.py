@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from capstream.chaos.run import Outcome
+    from capstream.chaos.report import Outcome
 
 COLORS = {
     "worker_kill": "#d62728",

@@ -3,14 +3,12 @@ a paced seeded stream, faults at planned moments, the checks, and the results.""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +19,14 @@ from capstream.bench.load import Workload, WorkloadSpec
 from capstream.bench.proc import load_average, sample
 from capstream.bench.truth import policy_sets, split_by_partition
 from capstream.chaos import faults as f
-from capstream.chaos.check import Row, check, table, truth
+from capstream.chaos.check import check, truth
 from capstream.chaos.monitor import Monitor
+from capstream.chaos.publisher import Publisher
+from capstream.chaos.report import PROCESSORS, SINK, FaultRecord, Outcome, write_results
 from capstream.chaos.services import ChaosError, Service, SmtpCatcher, wait_until
-from capstream.core import UsageEvent
-from capstream.gateway import UsageRecorder
 from capstream.processors.catalog import core_settings
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics, create_topics
-
-PROCESSORS = "workers"
-SINK = "sink"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,69 +49,6 @@ class ChaosSpec:
     restart_delay_s: float = 1.0
     """A crashed process is restarted this long after the crash (its supervisor)."""
     drain_timeout_s: float = 600.0
-
-
-@dataclass(slots=True)
-class FaultRecord:
-    at_s: float
-    kind: str
-    target: str
-    took_s: float
-    """How long the injection itself took (a restart until ready, a bounce until up)."""
-    recovery: dict[str, float | None] = field(default_factory=dict)
-    """Per consumer group: seconds until every partition with records waiting committed past
-    where it stood at the fault (the time to recover a moved partition)."""
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What a run found: the table, the faults and their recovery, the figures."""
-
-    rows: list[Row]
-    faults: list[FaultRecord]
-    notes: list[str]
-    figures: dict[str, Any]
-    out: Path
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.rows)
-
-
-class _Publisher(threading.Thread):
-    """The SDK's UsageRecorder fed at a steady rate from the generator."""
-
-    def __init__(self, settings: Settings, events: list[UsageEvent], rate: float,
-                 drop: int | None) -> None:  # fmt: skip
-        super().__init__(name="chaos-publisher", daemon=True)
-        self.settings, self.events, self.rate, self.drop = settings, events, rate, drop
-        self.sent = 0
-        self.refused = 0
-        self.pending = -1
-        self.last: UsageEvent | None = None
-        self.error: BaseException | None = None
-        self.started_at = 0.0
-        self.finished_at = 0.0
-
-    def run(self) -> None:
-        try:
-            with UsageRecorder(self.settings, max_queue=400_000) as rec:  # the SDK defaults
-                self.started_at = time.monotonic()
-                for i, e in enumerate(self.events):
-                    if i % 200 == 0:  # pace in steps of 200 events
-                        ahead = self.started_at + i / self.rate - time.monotonic()
-                        if ahead > 0:
-                            time.sleep(ahead)
-                    if i == self.drop:
-                        continue
-                    if not rec.record(e):
-                        self.refused += 1
-                    self.sent += 1
-                    self.last = e
-                self.pending = rec.flush(300)
-                self.finished_at = time.monotonic()
-        except BaseException as exc:  # reported by the run
-            self.error = exc
 
 
 class Run:
@@ -216,7 +148,7 @@ class Run:
 
     # -- faults ----------------------------------------------------------------------------
 
-    def inject(self, fault: f.Fault, publisher: _Publisher) -> tuple[str, float]:
+    def inject(self, fault: f.Fault, publisher: Publisher) -> tuple[str, float]:
         t = time.monotonic()
         kind = fault.kind
         if kind == f.WORKER_KILL:
@@ -254,7 +186,7 @@ class Run:
             raise ChaosError(f"unknown fault {kind!r}")
         return target, round(time.monotonic() - t, 2)
 
-    def burst(self, publisher: _Publisher) -> None:
+    def burst(self, publisher: Publisher) -> None:
         """Malformed records, keyed by the account of the last event published (so their
         times are that partition's newest: a refused event's time moves no clock further)."""
         usage = Topics(self.settings.topic_prefix).usage
@@ -356,7 +288,7 @@ def _run(spec: ChaosSpec, bootstrap: str, broker: Any, progress: Callable[[str],
                       SINK: f"{settings.topic_prefix}.sink"}  # fmt: skip
             mon = Monitor(settings, topics.usage, spec.partitions, groups, t0)
             mon.start()
-            pub = _Publisher(settings, events, spec.rate, spec.drop_event)
+            pub = Publisher(settings, events, spec.rate, spec.drop_event)
             pub.start()
             done: list[FaultRecord] = []
             for fault in schedule:
@@ -422,54 +354,3 @@ def _run(spec: ChaosSpec, bootstrap: str, broker: Any, progress: Callable[[str],
             return outcome
         finally:
             r.close()
-
-
-def write_results(outcome: Outcome, mon: Monitor) -> None:
-    """results.json, summary.md and the charts (matplotlib, if installed) under ``out``."""
-    out = outcome.out
-    lags = {label: mon.lag_series(label) for label in (PROCESSORS, SINK)}
-    data = {"ok": outcome.ok, "rows": [r.as_dict() for r in outcome.rows],
-            "faults": [asdict(x) for x in outcome.faults], "notes": outcome.notes,
-            "figures": outcome.figures,
-            "lag": {k: {"t": t, "lag": v} for k, (t, v) in lags.items()}}  # fmt: skip
-    (out / "results.json").write_text(json.dumps(data, indent=1, default=str))
-    (out / "summary.md").write_text(summary(outcome))
-    try:
-        from capstream.chaos.charts import charts
-    except ImportError:  # matplotlib is in the dev extra
-        return
-    charts(outcome, lags, out)
-
-
-def fault_table(faults: list[FaultRecord]) -> str:
-    lines = ["| at (s) | fault | target | injection took (s) | recovery: workers (s) | "
-             "recovery: sink (s) |", "|---|---|---|---|---|---|"]  # fmt: skip
-
-    def fmt(v: float | str | None) -> str:
-        return "-" if v == "-" else ("never" if v is None else f"{v:.1f}")
-
-    for x in faults:
-        lines.append(f"| {x.at_s:.1f} | {x.kind} | {x.target} | {x.took_s:.1f} | "
-                     f"{fmt(x.recovery.get(PROCESSORS, '-'))} | "
-                     f"{fmt(x.recovery.get(SINK, '-'))} |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def summary(outcome: Outcome) -> str:
-    fig = outcome.figures
-    verdict = "PASS" if outcome.ok else "FAIL"
-    return "\n".join([
-        f"# Chaos run: {verdict}", "",
-        f"seed {fig['seed']}, {fig['events']:,} events ({fig['published']:,} published), "
-        f"{fig['accounts']:,} accounts, {fig['partitions']} partitions, {fig['workers']} "
-        f"workers at start; published in {fig['publish_s']} s, drained {fig['drain_s']} s "
-        f"later; load average {fig['load_avg_start'][0]:.1f} -> {fig['load_avg_end'][0]:.1f}",
-        "", table(outcome.rows), "", *(f"- {n}" for n in outcome.notes[:40]), "",
-        "## Faults", "", fault_table(outcome.faults), "",
-        "Recovery: seconds from the fault until every partition that had records waiting "
-        "had its group's commit move again (sampled every 0.5 s).", "",
-        f"Processes that exited on their own (restarted): {fig['unexpected_exits'] or 'none'}",
-        "", f"Worker CPU: {fig['worker_cpu_s']} s for {fig['events']:,} events "
-        f"({fig['events_per_worker_cpu_s']} events per worker CPU-second, replays included)",
-        "",
-    ])  # fmt: skip

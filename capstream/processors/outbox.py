@@ -94,5 +94,18 @@ class Outbox:
             Outgoing(self.feed, feed_key_bytes(key), feed_record(row), None, partition)
         )
 
+    def add_dead_letter(
+        self, topic: str, partition: int, key: bytes, value: bytes, reason: str
+    ) -> None:
+        """Queue a dead letter (a ``DeadLetterRecord``) of a record of ``topic``; it is
+        counted once the broker acknowledges it."""
+        self.queue.append(
+            Outgoing(Topics.dlq(topic), key, value, None, partition, dead_letter=(topic, reason))
+        )
+
+    def add_reroute(self, topic: str, key: bytes, value: bytes, partition: int, home: int) -> None:
+        """Queue a record read on ``partition`` that belongs on ``home`` (its account's)."""
+        self.queue.append(Outgoing(topic, key, value, None, partition, to_partition=home))
+
     def __len__(self) -> int:
         return len(self.queue)

@@ -76,7 +76,7 @@ scanned 2.5 million objects: seconds.) The state adds few containers per event (
 and holds no cycles."""
 
 
-def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "warning") -> None:
+def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Run one processors worker in the foreground until SIGTERM/SIGINT."""
     if options.create_topics:
         create_topics(settings, processors=options.app_id(settings.topic_prefix))
@@ -88,7 +88,7 @@ def run_worker(settings: Settings, options: WorkerOptions, *, loglevel: str = "w
         server, _ = processors.metrics.serve(
             options.metrics_host, options.metrics_port, settings.data_dir
         )
-    worker = _Worker(processors, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = _Worker(processors, loglevel=options.loglevel, quiet=True, redirect_stdouts=False)
     profile = cProfile.Profile() if options.profile_to is not None else None
     try:
         if profile is not None:

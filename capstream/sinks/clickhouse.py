@@ -8,7 +8,7 @@ from typing import Any
 
 from capstream.sinks.batches import Batch, Intent
 from capstream.sinks.frames import ContainerWriter
-from capstream.sinks.storage import Rejected, TopicPartition, insert_isolating
+from capstream.sinks.port import Rejected, TopicPartition, insert_isolating
 from capstream.sinks.store import RowsRejectedError, StoreUnavailableError, classify, short_error
 
 _INSERT_SETTINGS = {

@@ -7,37 +7,17 @@ import sys
 
 from rich.console import Console
 
-from capstream.sinks.options import MIB, SinkOptions
+from capstream.sinks.options import SinkOptions
 from capstream.sinks.query import QueryError, parse_params, to_csv, to_json, to_table
 from capstream.streams.settings import Settings
 
 FORMATS = ("table", "csv", "json")
 
 
-def sink_command(
-    settings: Settings,
-    console: Console,
-    *,
-    batch_mib: float,
-    flush_interval_s: float,
-    max_buffer_mib: float,
-    retention_days: int,
-    rollup_retention_days: int,
-    group: str | None,
-    session_timeout_s: float = 10.0,
-) -> None:
+def sink_command(settings: Settings, console: Console, options: SinkOptions) -> None:
     """Run the sink in the foreground until SIGINT/SIGTERM; log to stderr."""
     from capstream.sinks.service import run_sink
 
-    options = SinkOptions(
-        group_id=group or None,
-        batch_bytes=int(batch_mib * MIB),
-        flush_interval_s=flush_interval_s,
-        max_buffered_bytes=int(max_buffer_mib * MIB),
-        retention_days=retention_days or None,
-        rollup_retention_days=rollup_retention_days or None,
-        session_timeout_s=session_timeout_s,
-    )
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -1,5 +1,7 @@
 """The DDL of capstream's ClickHouse schema, as numbered migrations (never edit a shipped one).
 
+Migration 1 (the tables as first shipped) is in ``ddl_v1.py``; the later steps are here.
+
 Every data and rollup table sets ``non_replicated_deduplication_window``: deduplication of
 retried inserts is off by default on a non-replicated MergeTree. Inserts go into Null-engine
 ``*_inbox`` tables shaped like the Avro records; materialized views fan them out, so one
@@ -12,12 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-DEDUP_WINDOW = 10_000
-"""Recent insert blocks whose tokens each table remembers (retries inside it are dropped)."""
-
-_DEDUP = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
-_MS = "DateTime64(3, 'UTC')"
-
+from capstream.sinks.ddl_v1 import DEDUP, MS, USAGE_EVENT, V1_FEED, V1_STATEMENTS
 
 Step = str | Callable[[Any], None]
 """A statement, or a function of the client for a step SQL alone cannot make idempotent."""
@@ -32,211 +29,6 @@ class Migration:
     statements: tuple[Step, ...]
 
 
-_USAGE_EVENT = (
-    "Tuple(event_id String, account_id String, bot_id String, conversation_id String, "
-    "category String, model String, tokens_in Int64, tokens_out Int64, messages Int32, "
-    "conversation_started Bool, credits_micro Int64, occurred_at_ms Int64, "
-    "attributes Map(String, String))"
-)
-
-_V1_USAGE = (
-    f"""CREATE TABLE IF NOT EXISTS usage_batches_inbox (
-    batch_id String, producer String, sent_at_ms Int64, events Array({_USAGE_EVENT}),
-    CONSTRAINT events_have_ids CHECK NOT (has(events.event_id, '') OR has(events.account_id, '')
-        OR has(events.bot_id, '') OR has(events.conversation_id, '')),
-    CONSTRAINT counts_not_negative CHECK arrayAll(x -> x >= 0, events.tokens_in)
-        AND arrayAll(x -> x >= 0, events.tokens_out) AND arrayAll(x -> x >= 0, events.messages)
-        AND arrayAll(x -> x >= 0, events.credits_micro),
-    CONSTRAINT occurred_in_2000_to_2200 CHECK
-        arrayAll(t -> t >= 946684800000 AND t < 7258118400000, events.occurred_at_ms)
-) ENGINE = Null""",
-    f"""CREATE TABLE IF NOT EXISTS usage_events (
-    occurred_at {_MS} CODEC(Delta, LZ4),
-    account_id String,
-    bot_id String,
-    conversation_id String,
-    event_id String,
-    category LowCardinality(String),
-    model LowCardinality(String),
-    tokens_in UInt64,
-    tokens_out UInt64,
-    messages UInt32,
-    conversation_started Bool,
-    credits_micro UInt64,
-    attributes Map(LowCardinality(String), String),
-    batch_id String,
-    producer LowCardinality(String),
-    sent_at {_MS},
-    ingested_at {_MS},
-    source String
-) ENGINE = MergeTree
-PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (account_id, bot_id, occurred_at)
-{_DEDUP}""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS usage_events_mv TO usage_events AS
-SELECT
-    fromUnixTimestamp64Milli(e.occurred_at_ms, 'UTC') AS occurred_at,
-    e.account_id AS account_id, e.bot_id AS bot_id, e.conversation_id AS conversation_id,
-    e.event_id AS event_id, e.category AS category, e.model AS model,
-    toUInt64(e.tokens_in) AS tokens_in, toUInt64(e.tokens_out) AS tokens_out,
-    toUInt32(e.messages) AS messages, e.conversation_started AS conversation_started,
-    toUInt64(e.credits_micro) AS credits_micro, e.attributes AS attributes,
-    batch_id, producer, fromUnixTimestamp64Milli(sent_at_ms, 'UTC') AS sent_at,
-    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
-FROM usage_batches_inbox ARRAY JOIN events AS e""",
-)
-
-_SUMS = (
-    "count() AS events, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out, "
-    "sum(messages) AS messages, countIf(conversation_started) AS conversations, "
-    "sum(credits_micro) AS credits_micro"
-)
-_V1_ROLLUPS = (
-    f"""CREATE TABLE IF NOT EXISTS usage_hourly (
-    hour DateTime('UTC'),
-    account_id String, bot_id String,
-    category LowCardinality(String), model LowCardinality(String),
-    events UInt64, tokens_in UInt64, tokens_out UInt64, messages UInt64,
-    conversations UInt64, credits_micro UInt64
-) ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (account_id, bot_id, hour, category, model)
-{_DEDUP}""",
-    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS usage_hourly_mv TO usage_hourly AS
-SELECT toStartOfHour(toDateTime(occurred_at, 'UTC')) AS hour,
-    account_id, bot_id, category, model, {_SUMS}
-FROM usage_events GROUP BY hour, account_id, bot_id, category, model""",
-    f"""CREATE TABLE IF NOT EXISTS usage_daily (
-    day Date,
-    account_id String, bot_id String,
-    category LowCardinality(String), model LowCardinality(String),
-    events SimpleAggregateFunction(sum, UInt64),
-    tokens_in SimpleAggregateFunction(sum, UInt64),
-    tokens_out SimpleAggregateFunction(sum, UInt64),
-    messages SimpleAggregateFunction(sum, UInt64),
-    conversations SimpleAggregateFunction(sum, UInt64),
-    credits_micro SimpleAggregateFunction(sum, UInt64),
-    active_conversations AggregateFunction(uniq, String)
-) ENGINE = AggregatingMergeTree
-PARTITION BY toYYYYMM(day)
-ORDER BY (account_id, bot_id, day, category, model)
-{_DEDUP}""",
-    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS usage_daily_mv TO usage_daily AS
-SELECT toDate(occurred_at, 'UTC') AS day, account_id, bot_id, category, model, {_SUMS},
-    uniqState(conversation_id) AS active_conversations
-FROM usage_events GROUP BY day, account_id, bot_id, category, model""",
-)
-
-_CAP = "Tuple(period String, period_key String, resumes_at_ms Int64)"
-_V1_DECISIONS = (
-    f"""CREATE TABLE IF NOT EXISTS decisions_inbox (
-    account_id String, bot_id String, version Int64, updated_at_ms Int64,
-    blocked_until_ms Nullable(Int64), block_policy_id Nullable(String), model String,
-    downgraded_until_ms Nullable(Int64), batching_interval_s Int32,
-    throttled_until_ms Nullable(Int64), throttle_reason Nullable(String),
-    caps Map(String, {_CAP}), plan String, fallback_text_daily String,
-    fallback_text_monthly String
-) ENGINE = Null""",
-    f"""CREATE TABLE IF NOT EXISTS decisions (
-    account_id String, bot_id String, version UInt64, updated_at {_MS},
-    blocked_until Nullable({_MS}), block_policy_id Nullable(String),
-    model LowCardinality(String), downgraded_until Nullable({_MS}),
-    batching_interval_s UInt16, throttled_until Nullable({_MS}),
-    throttle_reason LowCardinality(Nullable(String)),
-    caps Map(LowCardinality(String), Tuple(period LowCardinality(String), period_key String,
-        resumes_at {_MS})),
-    plan LowCardinality(String), fallback_text_daily String, fallback_text_monthly String,
-    ingested_at {_MS}, source String
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(updated_at)
-ORDER BY (account_id, bot_id, version)
-{_DEDUP}""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS decisions_mv TO decisions AS
-SELECT account_id, bot_id, toUInt64(version) AS version,
-    fromUnixTimestamp64Milli(updated_at_ms, 'UTC') AS updated_at,
-    fromUnixTimestamp64Milli(blocked_until_ms, 'UTC') AS blocked_until, block_policy_id, model,
-    fromUnixTimestamp64Milli(downgraded_until_ms, 'UTC') AS downgraded_until,
-    toUInt16(batching_interval_s) AS batching_interval_s,
-    fromUnixTimestamp64Milli(throttled_until_ms, 'UTC') AS throttled_until, throttle_reason,
-    mapApply((k, v) -> (k, (v.period, v.period_key,
-        fromUnixTimestamp64Milli(v.resumes_at_ms, 'UTC'))), caps) AS caps,
-    plan, fallback_text_daily, fallback_text_monthly,
-    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
-FROM decisions_inbox""",
-)
-
-_V1_CAP_HITS = (
-    """CREATE TABLE IF NOT EXISTS cap_hits_inbox (
-    hit_id String, account_id String, bot_id String, conversation_id String,
-    category String, period String, period_key String, occurred_at_ms Int64
-) ENGINE = Null""",
-    f"""CREATE TABLE IF NOT EXISTS cap_hits (
-    occurred_at {_MS}, account_id String, bot_id String, conversation_id String,
-    hit_id String, category LowCardinality(String), period LowCardinality(String),
-    period_key String, ingested_at {_MS}, source String
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (account_id, bot_id, occurred_at, hit_id)
-{_DEDUP}""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS cap_hits_mv TO cap_hits AS
-SELECT fromUnixTimestamp64Milli(occurred_at_ms, 'UTC') AS occurred_at, account_id, bot_id,
-    conversation_id, hit_id, category, period, period_key,
-    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
-FROM cap_hits_inbox""",
-)
-
-_V1_NOTIFICATIONS = (
-    """CREATE TABLE IF NOT EXISTS notifications_inbox (
-    notification_id String, account_id String, kind String, policy_id Nullable(String),
-    recipients Array(String), subject String, body String, created_at_ms Int64,
-    window_start_ms Nullable(Int64)
-) ENGINE = Null""",
-    f"""CREATE TABLE IF NOT EXISTS notifications (
-    created_at {_MS}, account_id String, notification_id String,
-    kind LowCardinality(String), policy_id Nullable(String), recipients Array(String),
-    subject String, body String, window_start Nullable({_MS}),
-    ingested_at {_MS}, source String
-) ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(created_at)
-ORDER BY (account_id, notification_id)
-{_DEDUP}""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS notifications_mv TO notifications AS
-SELECT fromUnixTimestamp64Milli(created_at_ms, 'UTC') AS created_at, account_id,
-    notification_id, kind, policy_id, recipients, subject, body,
-    fromUnixTimestamp64Milli(window_start_ms, 'UTC') AS window_start,
-    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
-FROM notifications_inbox""",
-)
-
-_V1_FEED = (
-    """CREATE TABLE IF NOT EXISTS feed_rows_inbox (
-    account_id String, bot_id String, conversation_id String, local_day String,
-    category String, period String, attempts Int32, message String, cta Nullable(String),
-    CONSTRAINT attempts_positive CHECK attempts >= 1
-) ENGINE = Null""",
-    f"""CREATE TABLE IF NOT EXISTS feed_rows (
-    local_day Date, account_id String, bot_id String, conversation_id String,
-    category LowCardinality(String), period LowCardinality(String), attempts UInt32,
-    message String, cta Nullable(String), ingested_at {_MS}, source String
-) ENGINE = ReplacingMergeTree(attempts)
-PARTITION BY toYYYYMM(local_day)
-ORDER BY (account_id, bot_id, conversation_id, local_day)
-{_DEDUP}""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS feed_rows_mv TO feed_rows AS
-SELECT toDate(local_day) AS local_day, account_id, bot_id, conversation_id, category,
-    period, toUInt32(attempts) AS attempts, message, cta,
-    now64(3, 'UTC') AS ingested_at, getSetting('insert_deduplication_token') AS source
-FROM feed_rows_inbox""",
-)
-
-_V1_INTENTS = (
-    """CREATE TABLE IF NOT EXISTS sink_intents (
-    topic String, partition UInt32, first_offset UInt64, last_offset UInt64,
-    token String, records UInt32, at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
-) ENGINE = ReplacingMergeTree(last_offset)
-ORDER BY (topic, partition)""",
-)
-
 # The same three checks as v1, each reading the events array once through one lambda: every
 # ``events.<field>`` subcolumn a CHECK names costs about 1 ms of analysis per insert (v1's
 # checks took 10 of the ~55 ms of CPU a small usage insert costs). The inbox is dropped and
@@ -246,7 +38,7 @@ ORDER BY (topic, partition)""",
 _V2_USAGE_CHECKS = (
     "DROP TABLE IF EXISTS usage_batches_inbox",
     f"""CREATE TABLE IF NOT EXISTS usage_batches_inbox (
-    batch_id String, producer String, sent_at_ms Int64, events Array({_USAGE_EVENT}),
+    batch_id String, producer String, sent_at_ms Int64, events Array({USAGE_EVENT}),
     CONSTRAINT events_have_ids CHECK NOT arrayExists(e -> tupleElement(e, 'event_id') = ''
         OR tupleElement(e, 'account_id') = '' OR tupleElement(e, 'bot_id') = ''
         OR tupleElement(e, 'conversation_id') = '', events),
@@ -272,12 +64,12 @@ FEED_ROWS_KEY = "account_id, bot_id, conversation_id, local_day, category"
 FEED_ROWS_V3 = f"""CREATE TABLE IF NOT EXISTS {{name}} (
     local_day Date, account_id String, bot_id String, conversation_id String,
     category LowCardinality(String), period LowCardinality(String), attempts UInt32,
-    message String, cta Nullable(String), ingested_at {_MS}, source String
+    message String, cta Nullable(String), ingested_at {MS}, source String
 ) ENGINE = ReplacingMergeTree(attempts)
 PARTITION BY toYYYYMM(local_day)
 ORDER BY ({FEED_ROWS_KEY})
-{_DEDUP}"""
-FEED_ROWS_INBOX_AND_VIEW = (_V1_FEED[0], _V1_FEED[2])
+{DEDUP}"""
+FEED_ROWS_INBOX_AND_VIEW = (V1_FEED[0], V1_FEED[2])
 
 
 def _v3_feed(client: Any) -> None:
@@ -302,7 +94,7 @@ _V4_USAGE_DAILY_STAR = (
 # state row has resumed_at NULL (the readers of "the latest state" filter on it).
 RESUME_VERSION_BASE = 1 << 63
 _V5_RESUMES = (
-    f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS resumed_at Nullable({_MS}), "
+    f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS resumed_at Nullable({MS}), "
     "ADD COLUMN IF NOT EXISTS resumed_by Nullable(String)",
     """CREATE TABLE IF NOT EXISTS bot_resumes_inbox (
     account_id String, bot_id String, resumed_at_ms Int64, resumed_by String
@@ -375,13 +167,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "usage events, rollups, decisions, cap hits, notifications, feed rows, sink intents",
-        _V1_USAGE
-        + _V1_ROLLUPS
-        + _V1_DECISIONS
-        + _V1_CAP_HITS
-        + _V1_NOTIFICATIONS
-        + _V1_FEED
-        + _V1_INTENTS,
+        V1_STATEMENTS,
     ),
     Migration(2, "usage inbox checks read the events array once", _V2_USAGE_CHECKS),
     Migration(3, "feed_rows keyed by category too (a row per category)", (_v3_feed,)),

@@ -17,7 +17,7 @@ from capstream.sinks.dead_letters import DeadLetters
 from capstream.sinks.frames import body_of
 from capstream.sinks.intake import Intake, UsageIntake
 from capstream.sinks.options import SinkOptions
-from capstream.sinks.storage import Storage
+from capstream.sinks.port import Storage
 from capstream.sinks.store import StoreUnavailableError
 from capstream.sinks.tables import SinkTable
 from capstream.sinks.writer import BatchWriter, OnWritten

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 from capstream.sinks.batches import Batch
 from capstream.sinks.dead_letters import DeadLetters
-from capstream.sinks.storage import Rejected, Storage, TopicPartition
+from capstream.sinks.port import Rejected, Storage, TopicPartition
 from capstream.sinks.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from capstream.chaos.check import table
 from capstream.chaos.faults import FaultCounts
-from capstream.chaos.run import ChaosSpec, fault_table, run
+from capstream.chaos.report import fault_table
+from capstream.chaos.run import ChaosSpec, run
 
 
 def test_short_chaos_run_loses_nothing_counts_nothing_twice_and_mails_each_alert_once(

@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from capstream.sinks.batches import Batch
 from capstream.sinks.dead_letters import DeadLetters
 from capstream.sinks.options import SinkOptions
+from capstream.sinks.port import MemoryStorage
 from capstream.sinks.runner import SinkRunner
-from capstream.sinks.storage import MemoryStorage
 from capstream.sinks.tables import sink_tables
 from capstream.streams.records import (
     DeadLetterRecord,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sink_fakes import USAGE
 
 from capstream.sinks.batches import Batch, Intent, PartitionBuffer
-from capstream.sinks.storage import MemoryStorage, insert_isolating
+from capstream.sinks.port import MemoryStorage, insert_isolating
 from capstream.sinks.store import RowsRejectedError
 
 

@@ -12,7 +12,7 @@ from capstream.core.limits import MAX_ID, MAX_MESSAGES
 from capstream.errors import DecodeError
 from capstream.sinks.frames import HEADER_LEN
 from capstream.sinks.intake import UsageIntake
-from capstream.sinks.storage import MemoryStorage
+from capstream.sinks.port import MemoryStorage
 from capstream.streams.codecs import MAGIC, codec
 from capstream.streams.partitioner import partition_for
 from capstream.streams.usage_decode import UsageDecoder

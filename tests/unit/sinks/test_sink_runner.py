@@ -15,8 +15,8 @@ from sink_fakes import (
     usage_value,
 )
 
+from capstream.sinks.port import MemoryStorage
 from capstream.sinks.runner import SinkRunner
-from capstream.sinks.storage import MemoryStorage
 
 
 def drive(runner: SinkRunner, until: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -216,7 +216,7 @@ def test_while_the_store_is_slow_batches_grow_instead_of_queueing_up() -> None:
     import threading
 
     from capstream.sinks.batches import Batch
-    from capstream.sinks.storage import Rejected
+    from capstream.sinks.port import Rejected
 
     release = threading.Event()
 
@@ -244,7 +244,7 @@ def test_queued_partitions_announce_their_intents_together() -> None:
     import threading
 
     from capstream.sinks.batches import Batch
-    from capstream.sinks.storage import Rejected
+    from capstream.sinks.port import Rejected
 
     release = threading.Event()
 
@@ -277,7 +277,7 @@ def test_an_old_batch_is_sealed_when_its_lane_writes_it_next_oldest_first() -> N
     import threading
 
     from capstream.sinks.batches import Batch
-    from capstream.sinks.storage import Rejected
+    from capstream.sinks.port import Rejected
 
     gate = threading.Semaphore(0)
 

@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from capstream.processors.metrics import Metrics
-from capstream.processors.outbox import Outbox, Outgoing
+from capstream.processors.outbox import Outbox
 from capstream.streams.records import DeadLetterRecord
-from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +61,8 @@ class DeadLetters:
             raw_value=value,
             at_ms=time.time_ns() // 1_000_000,
         )
-        self.outbox.queue.append(
-            Outgoing(
-                Topics.dlq(topic),
-                record.raw_key or b"",
-                record.to_bytes(),
-                None,
-                partition,
-                dead_letter=(topic, reason),
-            )
+        self.outbox.add_dead_letter(
+            topic, partition, record.raw_key or b"", record.to_bytes(), reason
         )
         self.total += 1
         if self.total == 1 or self.total % 1000 == 0:
