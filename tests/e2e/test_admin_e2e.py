@@ -1,0 +1,69 @@
+"""Browser tests of issue 24 on a running ``capstream demo``: strict policy input (a repeated
+recipient is refused next to its field) and the policy list filtered by bot. Screenshots go
+to tests/e2e/screenshots/admin/. Skips cleanly without Chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_dashboard_e2e import Shots, login
+
+SHOTS = Path(__file__).parent / "screenshots"
+pytestmark = pytest.mark.timeout(420)
+
+
+def _new_policy(page: Any, name: str, scope: str, bot: str | None, recipients: str) -> None:
+    page.click("#policy-new")
+    page.fill("#p-name", name)
+    page.select_option("#p-metric", "messages")
+    page.fill("#p-threshold", "5000")
+    page.fill("#p-window", "1")
+    page.select_option("#p-window-unit", "3600")
+    page.select_option("#p-scope", scope)
+    if bot is not None:
+        page.select_option("#p-bot", bot)
+    page.check("#p-alert")
+    page.fill("#p-recipients", recipients)
+    page.click("#policy-save")
+
+
+def test_repeated_recipients_are_refused_and_policies_filter_by_bot(
+    browser: Any, demo: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    shot = Shots(page, SHOTS / "admin-strict")
+    login(page, demo, "umbrella")  # no policies of its own; no other browser test edits it
+    page.click("a[data-tab=policies]")
+
+    # 1. The same address twice: the API's 422 is shown next to the recipients, nothing saved.
+    twice = "it@umbrella.example, IT@umbrella.example"
+    _new_policy(page, "Agent messages", "bot", "agent-bot", twice)
+    expect(page.locator('#policy-form [data-error="alert"]')).to_contain_text(
+        "IT@umbrella.example is listed twice"
+    )
+    expect(page.get_by_test_id("policy-row")).to_have_count(0)
+    shot("duplicate-recipient-refused")
+    page.fill("#p-recipients", "it@umbrella.example")
+    page.click("#policy-save")
+    expect(page.locator('[data-testid="policy-row"]', has_text="Agent messages")).to_be_visible()
+
+    # 2. One policy per scope; the filter asks the API for what watches one bot.
+    _new_policy(page, "Front desk messages", "bot", "frontdesk", "")
+    _new_policy(page, "Every bot", "account_each_bot", None, "")
+    expect(page.get_by_test_id("policy-row")).to_have_count(3)
+    page.get_by_test_id("policy-filter-bot").select_option("frontdesk")
+    rows = page.get_by_test_id("policy-row")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="Front desk messages")).to_have_count(1)
+    expect(rows.filter(has_text="Every bot")).to_have_count(1)
+    expect(rows.filter(has_text="Agent messages")).to_have_count(0)
+    shot("filtered-by-bot")
+    page.get_by_test_id("policy-filter-bot").select_option("")
+    expect(page.get_by_test_id("policy-row")).to_have_count(3)
+    assert not errors, errors
