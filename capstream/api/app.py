@@ -99,6 +99,7 @@ def create_app(
     from capstream.api import (
         routes_accounts,
         routes_channels,
+        routes_grants,
         routes_policies,
         routes_simulations,
         routes_tenant,
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(routes_accounts.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
+    app.include_router(routes_grants.router)
     app.include_router(routes_simulations.router)
     app.include_router(routes_channels.router_for(settings))
     from capstream.api.dashboard import mount_dashboard

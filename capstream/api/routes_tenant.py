@@ -25,6 +25,7 @@ from capstream.api.models import (
 )
 from capstream.api.reads import UsageReport, cap_usage, feed_rows, policy_usage, recent_decisions
 from capstream.api.routes_accounts import publish_tenant, tenant_of
+from capstream.api.routes_grants import raised_tenant
 from capstream.api.validation import checked_caps, checked_settings
 from capstream.core.messages import UPGRADE_CTA
 from capstream.core.notifications import topup_request
@@ -133,11 +134,12 @@ async def request_topup(
 
 @router.get("/usage", response_model=UsageReport, responses=error_responses(401, 404, 422, 503))
 async def usage(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> UsageReport:
-    """Current usage against each policy and each daily/monthly cap."""
+    """Current usage against each policy and each daily/monthly cap (as raised by the credit
+    grants that apply now)."""
     account_scope(ctx, caller, account_id)
     query = ctx.clickhouse()
     now = ctx.clock()
-    tenant = tenant_of(ctx, account_id)
+    tenant = raised_tenant(ctx, tenant_of(ctx, account_id))  # caps as credit grants raise them
     policies = ctx.view.policies(account_id)
 
     def run() -> UsageReport:

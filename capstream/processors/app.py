@@ -655,6 +655,10 @@ class Processors:
                 (d for p in self.partitions.values() if (d := p.next_deadline) is not None),
                 default=None,
             )
+            regranted = self.catalog.refresh(now)  # a credit grant's period ended or expired
+            if regranted and not self.stopping:
+                self._changed(regranted)
+                await self.drain()
             if due is not None and due <= now and not self.stopping:
                 ran = sum(p.tick(now) for p in list(self.partitions.values()))
                 self.metrics.timers.inc(ran)

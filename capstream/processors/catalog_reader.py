@@ -1,4 +1,5 @@
-"""Reads the compacted policies, tenants and resumes topics from the beginning into the catalog.
+"""Reads the compacted policies, tenants, resumes and grants topics from the beginning into the
+catalog.
 
 A plain aiokafka consumer (no group, nothing committed) on every partition of both topics:
 every worker needs every tenant's policies, whichever partitions it owns. ``ready`` is set
@@ -46,6 +47,7 @@ class CatalogReader:
         self.policies_topic = topics.policies
         self.tenants_topic = topics.tenants
         self.resumes_topic = topics.resumes
+        self.grants_topic = topics.grants
         self.ready = asyncio.Event()
 
     async def run(self, drain: Callable[[], Awaitable[None]]) -> None:
@@ -87,7 +89,8 @@ class CatalogReader:
 
     async def _assign(self, consumer: Any) -> list[TopicPartition]:
         tps: list[TopicPartition] = []
-        for topic in (self.policies_topic, self.tenants_topic, self.resumes_topic):
+        for topic in (self.policies_topic, self.tenants_topic, self.resumes_topic,
+                      self.grants_topic):  # fmt: skip
             parts = None
             for _ in range(50):
                 # aiokafka has no public "partitions of any topic" without subscribing.
@@ -110,6 +113,8 @@ class CatalogReader:
                 account = self.catalog.apply_policy(msg.key, msg.value)
             elif topic == self.resumes_topic:
                 account = self.catalog.apply_resume(msg.key, msg.value)
+            elif topic == self.grants_topic:
+                account = self.catalog.apply_grant(msg.key, msg.value)
             else:
                 account = self.catalog.apply_settings(msg.key, msg.value)
         except DecodeError as exc:

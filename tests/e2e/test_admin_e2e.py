@@ -67,3 +67,46 @@ def test_repeated_recipients_are_refused_and_policies_filter_by_bot(
     page.get_by_test_id("policy-filter-bot").select_option("")
     expect(page.get_by_test_id("policy-row")).to_have_count(3)
     assert not errors, errors
+
+
+def test_a_credit_grant_resumes_a_capped_category_at_once(browser: Any, demo: Any) -> None:
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    shot = Shots(page, SHOTS / "admin-grants")
+    # globex (pro): the demo's concierge traffic reaches its daily text cap within a minute
+    login(page, demo, "globex")
+    concierge = page.get_by_test_id("bot-concierge")
+    expect(concierge.get_by_test_id("bot-capped")).to_contain_text(
+        "capped (daily)", timeout=150_000
+    )
+    shot("text-capped")
+
+    # a grant with a bad amount is refused next to the field; then 1 credit for today
+    page.click("a[data-tab=settings]")
+    expect(page.get_by_test_id("grant-list")).to_contain_text("No grants yet")
+    page.select_option("#g-category", "text")
+    page.select_option("#g-period", "daily")
+    page.fill("#g-amount", "0")
+    page.click("#grant-save")
+    expect(page.locator('#grant-form [data-error="amount_micro"]')).to_contain_text(
+        "greater than 0"
+    )
+    page.fill("#g-amount", "1")
+    page.fill("#g-note", "launch day")
+    page.click("#grant-save")
+    row = page.get_by_test_id("grant-row")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("text daily")
+    expect(row).to_contain_text("+1")
+    expect(row).to_contain_text("launch day")
+    expect(row.get_by_test_id("grant-status")).to_contain_text("in force until")
+    shot("grant-recorded")
+
+    # the worker re-decides at once: the live view shows the category allowed again
+    page.click("a[data-tab=live]")
+    expect(concierge.get_by_test_id("bot-capped")).to_have_count(0, timeout=30_000)
+    shot("resumed")
+    assert not errors, errors

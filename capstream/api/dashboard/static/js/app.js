@@ -2,6 +2,7 @@
 import { Api, ApiError, query } from "./api.js";
 import { Channels } from "./channels.js";
 import { drawChart } from "./chart.js";
+import { Grants } from "./grants.js";
 import { clock, h, today } from "./dom.js";
 import { refreshInbox } from "./inbox.js";
 import { renderFeed, renderLive } from "./live.js";
@@ -26,6 +27,7 @@ class App {
     this.policies = new Policies(this);
     this.settings = new CapSettings(this);
     this.channels = new Channels(this);
+    this.grants = new Grants(this);
     $("login-form").addEventListener("submit", (e) => { e.preventDefault(); this.login($("api-key").value.trim()); });
     $("logout").addEventListener("click", () => this.logout());
     window.addEventListener("hashchange", () => this.show(this.route()));
@@ -102,7 +104,7 @@ class App {
     for (const a of document.querySelectorAll(".tabs a")) a.setAttribute("aria-selected", String(a.dataset.tab === tab));
     for (const s of document.querySelectorAll(".tab")) s.hidden = s.dataset.tab !== tab;
     if (tab === "policies") this.guard(this.policies.refresh());
-    if (tab === "settings") this.guard(this.settings.refresh());
+    if (tab === "settings") this.guard(this.settings.refresh().then(() => this.grants.refresh()));
     if (tab === "channels") this.guard(this.channels.refreshKinds());
     this.lastChart = 0;
     this.tick();
