@@ -100,6 +100,7 @@ def create_app(
         routes_accounts,
         routes_channels,
         routes_grants,
+        routes_history,
         routes_policies,
         routes_simulations,
         routes_tenant,
@@ -109,6 +110,7 @@ def create_app(
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
     app.include_router(routes_grants.router)
+    app.include_router(routes_history.router)
     app.include_router(routes_simulations.router)
     app.include_router(routes_channels.router_for(settings))
     from capstream.api.dashboard import mount_dashboard

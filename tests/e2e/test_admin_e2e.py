@@ -109,4 +109,47 @@ def test_a_credit_grant_resumes_a_capped_category_at_once(browser: Any, demo: An
     page.click("a[data-tab=live]")
     expect(concierge.get_by_test_id("bot-capped")).to_have_count(0, timeout=30_000)
     shot("resumed")
+
+    # the history: the cap period, ended by the grant, and the grant itself
+    page.click("a[data-tab=history]")
+    page.get_by_test_id("history-kind").select_option("cap")
+    cap = page.locator('[data-testid="history-row"][data-kind="cap"]').first
+    expect(cap).to_contain_text("text daily cap", timeout=60_000)
+    expect(cap.get_by_test_id("history-outcome")).to_contain_text("by grant", timeout=60_000)
+    page.get_by_test_id("history-kind").select_option("")
+    grant = page.locator('[data-testid="history-row"][data-kind="grant"]')
+    expect(grant).to_contain_text("launch day")
+    shot("history-cap-and-grant")
+    assert not errors, errors
+
+
+def test_the_history_shows_a_block_and_who_lifted_it(browser: Any, demo: Any) -> None:
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    shot = Shots(page, SHOTS / "admin-history")
+    # initech: its per-hour token policy pauses the busy sales-bot and emails the owner
+    login(page, demo, "initech")
+    sales = page.get_by_test_id("bot-sales-bot")
+    expect(sales.get_by_test_id("bot-blocked")).to_be_visible(timeout=150_000)
+    sales.get_by_test_id("bot-resume").click()
+    expect(sales.get_by_test_id("bot-blocked")).to_have_count(0, timeout=30_000)
+
+    page.click("a[data-tab=history]")
+    page.get_by_test_id("history-bot").select_option("sales-bot")
+    block = page.locator('[data-testid="history-row"][data-kind="block"]').first
+    expect(block).to_contain_text("sales-bot paused by policy “Per-hour token cap”",
+                                  timeout=60_000)  # fmt: skip
+    expect(block.get_by_test_id("history-outcome")).to_contain_text("by dashboard (key:",
+                                                                    timeout=60_000)  # fmt: skip
+    alert = page.locator('[data-testid="history-row"][data-kind="alert"]').first
+    expect(alert).to_contain_text("sales-bot", timeout=60_000)
+    # support-bot's filter shows none of sales-bot's rows
+    page.get_by_test_id("history-bot").select_option("support-bot")
+    expect(page.locator('[data-testid="history-row"][data-bot="sales-bot"]')).to_have_count(0)
+    page.get_by_test_id("history-bot").select_option("sales-bot")
+    expect(block).to_be_visible()
+    shot("history-block-lifted")
     assert not errors, errors
