@@ -119,7 +119,7 @@ async def request_topup(
         policy_id=n.policy_id,
         recipients=list(n.recipients),
         subject=n.subject,
-        body=n.body,
+        body=n.body + _approve_hint(account_id, n.notification_id),
         created_at_ms=n.created_at_ms,
         window_start_ms=n.window_start_ms,
     )
@@ -129,6 +129,15 @@ async def request_topup(
         notification_id=rec.notification_id,
         recipients=rec.recipients,
         message=f"the admin ({tenant.owner_email}) has been emailed and decides",
+    )
+
+
+def _approve_hint(account_id: str, request_id: str) -> str:
+    """How the admin approves the request (a grant naming it; approving twice grants once)."""
+    return (
+        f"\n\nTo approve it, grant the credit in the dashboard (Cap behaviour -> Credit "
+        f"grants, top-up request {request_id}) or with POST /v1/accounts/{account_id}/grants "
+        f'and "request_id": "{request_id}". The cap rises at once.'
     )
 
 
