@@ -75,8 +75,10 @@ def _view(ctx: ApiContext, tenant: TenantSettingsRecord, rec: CapGrantRecord) ->
     now = ctx.clock()
     settings = core_settings(tenant)
     grant = core_grant(rec)
-    period = (day_period if rec.period == "daily" else month_period)(now, tenant.timezone)
-    end = period.end_ms if period.key == rec.period_key else rec.granted_at_ms
+    # the end of the local day or month it was granted in (in the tenant's current zone)
+    end = (day_period if rec.period == "daily" else month_period)(
+        rec.granted_at_ms, tenant.timezone
+    ).end_ms
     if rec.expires_at_ms is not None and rec.expires_at_ms < end:
         end = rec.expires_at_ms
     raised = raised_tenant(ctx, tenant).caps.get(rec.category)

@@ -243,8 +243,13 @@ async def list_presets(
     """Ready bodies for POST .../policies: monthly ceiling, per-hour cap, notify-only."""
     import re
 
+    seen: set[str] = set()
     for r in recipient or []:
         if not re.match(EMAIL_PATTERN, r):
             msg = f"{r!r} is not an email address"
             raise InvalidError(msg, fields=[FieldError(field="recipient", message=msg)])
+        if r.casefold() in seen:
+            msg = f"{r} is listed twice (addresses are compared ignoring case); list it once"
+            raise InvalidError(msg, fields=[FieldError(field="recipient", message=msg)])
+        seen.add(r.casefold())
     return presets(bot_id, recipient)

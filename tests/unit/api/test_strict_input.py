@@ -139,6 +139,9 @@ def test_duplicate_recipients_are_refused_naming_the_field(
                      json={"type": "email", "emails": ["a@acme.test", "a@acme.test"]},
                      headers=h)  # fmt: skip
     assert "listed twice" in fields(ch)["emails"]
+    twice_q = [("recipient", "a@acme.test"), ("recipient", "A@acme.test")]
+    presets = client.get("/v1/presets", params=twice_q, headers=h)
+    assert "listed twice" in fields(presets)["recipient"]
 
 
 def test_errors_do_not_name_an_id_the_caller_never_saw(
