@@ -36,6 +36,7 @@ class Catalog:
         self._resumes: dict[str, dict[str, int]] = {}
         self.grants = Grants()
         """Credit grants (issue 24): ``settings()`` hands out the caps they raise."""
+        self._raised = self.grants.raised_settings  # per event: one dict lookup, no call
 
     def policies(self, account_id: str) -> PolicySet:
         """The account's enabled and disabled policies (the same object until one changes)."""
@@ -49,7 +50,7 @@ class Catalog:
     def settings(self, account_id: str) -> TenantSettings:
         """The tenant's settings, or the defaults (free plan, UTC, no caps) if it has none;
         with the caps raised by the credit grants that apply now."""
-        s = self.grants.raised(account_id)
+        s = self._raised.get(account_id)
         if s is not None:
             return s
         s = self._settings.get(account_id)

@@ -45,12 +45,14 @@ class Grants:
     def __init__(self, clock: Callable[[], int] = wall_ms) -> None:
         self.clock = clock
         self._held: dict[str, dict[str, CapGrant]] = {}
-        self._raised: dict[str, TenantSettings] = {}
+        self.raised_settings: dict[str, TenantSettings] = {}
+        """Per account with a grant raising a cap now: its raised settings (the catalog reads
+        it per event; changed in place only)."""
         self._due: dict[str, int] = {}
 
     def raised(self, account_id: str) -> TenantSettings | None:
         """The account's settings with its grants applied, if a grant raises a cap now."""
-        return self._raised.get(account_id)
+        return self.raised_settings.get(account_id)
 
     def holds(self, account_id: str) -> bool:
         return account_id in self._held
@@ -89,7 +91,7 @@ class Grants:
         """Rebuild the account's raised settings over ``base``; True if what the catalog
         hands out for it changed (its next evaluation must re-decide)."""
         now = self.clock() if now is None else now
-        before = self._raised.get(account_id)
+        before = self.raised_settings.get(account_id)
         grants = self.of(account_id)
         raised = granted_caps(base, grants, now) if grants else base
         due = grants_change_at(base, grants, now) if grants else None
@@ -98,12 +100,12 @@ class Grants:
         else:
             self._due[account_id] = due
         if raised is base:
-            self._raised.pop(account_id, None)
+            self.raised_settings.pop(account_id, None)
             changed = before is not None
         elif before is not None and before == raised:
             changed = False  # same caps: keep handing out the same object
         else:
-            self._raised[account_id] = raised
+            self.raised_settings[account_id] = raised
             changed = True
         return changed
 
