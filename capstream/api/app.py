@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from capstream.api.accounts import AccountStore
 from capstream.api.context import ApiContext, RecordPublisher, RecordView
 from capstream.api.errors import ApiError, ErrorBody, ErrorResponse, FieldError
 from capstream.api.keys import AdminKey, load_admin_key
+from capstream.api.querystring import refuse_unknown_query
 from capstream.api.reads import Query
 from capstream.core.errors import CoreError
 from capstream.streams.settings import Settings
@@ -92,11 +93,14 @@ def create_app(
         "Every request carries `Authorization: Bearer <key>`: an account key sees and changes "
         "only its own account, the admin key manages accounts.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     _install_error_handlers(app)
     from capstream.api import (
         routes_accounts,
         routes_channels,
+        routes_grants,
+        routes_history,
         routes_policies,
         routes_simulations,
         routes_tenant,
@@ -105,6 +109,8 @@ def create_app(
     app.include_router(routes_accounts.router)
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
+    app.include_router(routes_grants.router)
+    app.include_router(routes_history.router)
     app.include_router(routes_simulations.router)
     app.include_router(routes_channels.router_for(settings))
     from capstream.api.dashboard import mount_dashboard

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from capstream.api.models import Email, Ident, Text
+from capstream.api.models import EmailList, Ident, Text
 from capstream.core.models import NOTIFICATION_KINDS
 from capstream.streams.records import ChannelRecord, DeliveryAttemptRecord
 
@@ -27,7 +27,7 @@ MAX_GRACE_S = 7 * 86_400
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as capstream.api.models._Body
 
 
 class _SlackUrl(_Body):
@@ -50,7 +50,7 @@ class NewChannelBody(_SlackUrl):
     channel_id: Ident | None = None
     type: ChannelType
     name: Annotated[Text, Field(max_length=200)] = ""
-    emails: Annotated[list[Email], Field(max_length=50)] = Field(default_factory=list)
+    emails: EmailList = Field(default_factory=list)
     url: Url | None = None
     secret: Secret | None = None
     kinds: Annotated[list[Kind], Field(max_length=len(NOTIFICATION_KINDS))] = Field(
@@ -63,7 +63,7 @@ class ChannelPatchBody(_SlackUrl):
     """Only what to change; the signing secret changes by ``rotate``."""
 
     name: Annotated[Text, Field(max_length=200)] | None = None
-    emails: Annotated[list[Email], Field(max_length=50)] | None = None
+    emails: EmailList | None = None
     url: Url | None = None
     kinds: Annotated[list[Kind], Field(max_length=len(NOTIFICATION_KINDS))] | None = None
     enabled: bool | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from capstream.api.errors import FieldError, InvalidError
 from capstream.core.models import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
@@ -31,9 +32,22 @@ def _utf8(value: str) -> str:
     return value
 
 
+def _distinct(values: list[str]) -> list[str]:
+    # The same address twice would be mailed twice (or is a typo for another one).
+    seen: set[str] = set()
+    for v in values:
+        if v.casefold() in seen:
+            msg = f"{v} is listed twice (addresses are compared ignoring case); list it once"
+            raise PydanticCustomError("duplicate", msg)
+        seen.add(v.casefold())
+    return values
+
+
 Text = Annotated[str, AfterValidator(_utf8)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
+EmailList = Annotated[list[Email], Field(max_length=50), AfterValidator(_distinct)]
+"""Email addresses, each once (compared without regard to case), at most 50."""
 Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 MutableKind = Literal[
     "policy_warning", "cap_warning", "downgrade_started", "downgrade_ended", "throttle_engaged",
@@ -55,13 +69,15 @@ def _not_null(name: str) -> InvalidError:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as declared ("100", true or 100.0 for an integer, "yes" for a
+    # boolean are refused, not coerced); extra="forbid": a misspelt field is an error.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AlertAction(_Body):
     """Email the recipients (empty = the account owner), once per window."""
 
-    recipients: list[Email] = Field(default_factory=list, max_length=50)
+    recipients: EmailList = Field(default_factory=list)
 
 
 class BlockAction(_Body):

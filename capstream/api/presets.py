@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from capstream.api.models import AlertAction, BlockAction, NewPolicyBody, Preset
+from capstream.api.models import AlertAction, BlockAction, NewPolicyBody, Preset, Scope
 
 _HOUR = 3_600
 _DAY = 86_400
@@ -10,7 +10,7 @@ _DAY = 86_400
 
 def presets(bot_id: str | None = None, recipients: list[str] | None = None) -> list[Preset]:
     """The presets, scoped to ``bot_id`` if given (else every bot of the account)."""
-    scope = "bot" if bot_id else "account_each_bot"
+    scope: Scope = "bot" if bot_id else "account_each_bot"
     alert = AlertAction(recipients=list(recipients or []))
     return [
         Preset(

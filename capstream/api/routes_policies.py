@@ -25,6 +25,7 @@ from capstream.api.models import (
     PolicyReplaceBody,
     PolicyResponse,
     Preset,
+    Scope,
     WindowSeeding,
 )
 from capstream.api.presets import presets
@@ -83,9 +84,32 @@ def _existing(ctx: ApiContext, account_id: str, pid: str) -> PolicyRecord:
 
 
 @router.get(_BASE, response_model=list[PolicyRecord], responses=error_responses(401, 404, 422))
-async def list_policies(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> list[PolicyRecord]:
-    """The account's policies."""
-    return ctx.view.policies(account_scope(ctx, caller, account_id))
+async def list_policies(
+    account_id: AccountId,
+    ctx: Ctx,
+    caller: CallerDep,
+    bot_id: Annotated[
+        str | None,
+        Query(
+            pattern=ID_PATTERN,
+            description="Only the policies that watch this bot: its own (scope `bot`) and "
+            "the account-wide ones (`account_each_bot`, `account_total`), which cover it too",
+        ),
+    ] = None,
+    scope: Annotated[Scope | None, Query(description="Only the policies of this scope")] = None,
+) -> list[PolicyRecord]:
+    """The account's policies, optionally only those watching one bot and/or of one scope
+    (``?bot_id=b1&scope=bot``: the bot's own policies)."""
+    account = account_scope(ctx, caller, account_id)
+    if bot_id is not None and not ctx.store.has_bot(account, bot_id):
+        msg = f"bot {bot_id!r} is not one of this account's bots"
+        raise InvalidError(msg, fields=[FieldError(field="bot_id", message=msg)])
+    return [
+        p
+        for p in ctx.view.policies(account)
+        if (scope is None or p.scope == scope)
+        and (bot_id is None or p.scope != "bot" or p.bot_id == bot_id)
+    ]
 
 
 @router.post(
@@ -219,8 +243,13 @@ async def list_presets(
     """Ready bodies for POST .../policies: monthly ceiling, per-hour cap, notify-only."""
     import re
 
+    seen: set[str] = set()
     for r in recipient or []:
         if not re.match(EMAIL_PATTERN, r):
             msg = f"{r!r} is not an email address"
             raise InvalidError(msg, fields=[FieldError(field="recipient", message=msg)])
+        if r.casefold() in seen:
+            msg = f"{r} is listed twice (addresses are compared ignoring case); list it once"
+            raise InvalidError(msg, fields=[FieldError(field="recipient", message=msg)])
+        seen.add(r.casefold())
     return presets(bot_id, recipient)

@@ -25,6 +25,7 @@ from capstream.api.models import (
 )
 from capstream.api.reads import UsageReport, cap_usage, feed_rows, policy_usage, recent_decisions
 from capstream.api.routes_accounts import publish_tenant, tenant_of
+from capstream.api.routes_grants import raised_tenant
 from capstream.api.validation import checked_caps, checked_settings
 from capstream.core.messages import UPGRADE_CTA
 from capstream.core.notifications import topup_request
@@ -118,7 +119,7 @@ async def request_topup(
         policy_id=n.policy_id,
         recipients=list(n.recipients),
         subject=n.subject,
-        body=n.body,
+        body=n.body + _approve_hint(account_id, n.notification_id),
         created_at_ms=n.created_at_ms,
         window_start_ms=n.window_start_ms,
     )
@@ -131,13 +132,23 @@ async def request_topup(
     )
 
 
+def _approve_hint(account_id: str, request_id: str) -> str:
+    """How the admin approves the request (a grant naming it; approving twice grants once)."""
+    return (
+        f"\n\nTo approve it, grant the credit in the dashboard (Cap behaviour -> Credit "
+        f"grants, top-up request {request_id}) or with POST /v1/accounts/{account_id}/grants "
+        f'and "request_id": "{request_id}". The cap rises at once.'
+    )
+
+
 @router.get("/usage", response_model=UsageReport, responses=error_responses(401, 404, 422, 503))
 async def usage(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> UsageReport:
-    """Current usage against each policy and each daily/monthly cap."""
+    """Current usage against each policy and each daily/monthly cap (as raised by the credit
+    grants that apply now)."""
     account_scope(ctx, caller, account_id)
     query = ctx.clickhouse()
     now = ctx.clock()
-    tenant = tenant_of(ctx, account_id)
+    tenant = raised_tenant(ctx, tenant_of(ctx, account_id))  # caps as credit grants raise them
     policies = ctx.view.policies(account_id)
 
     def run() -> UsageReport:

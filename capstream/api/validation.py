@@ -13,6 +13,7 @@ _POLICY_FIELDS = (
     "policy_id", "metric", "threshold", "window_seconds", "scope", "bot_id", "category",
     "recipients", "duration_seconds", "action",
 )  # fmt: skip
+_POLICY_PREFIX = re.compile(r"^policy '[^']*': ")
 _SETTINGS_FIELDS = (
     "timezone", "language", "plan", "throttle", "auto-downgrade", "caps", "model",
 )  # fmt: skip
@@ -42,11 +43,15 @@ def field_of(message: str, candidates: tuple[str, ...]) -> str:
 
 
 def checked_policy(rec: PolicyRecord) -> PolicyRecord:
-    """``rec`` if the core accepts it; else a 422 naming the field to fix."""
+    """``rec`` if the core accepts it; else a 422 naming the field to fix.
+
+    The message leaves out the core's ``policy '<id>': `` prefix: the request is about one
+    policy already, and on a create without ``policy_id`` the id is one the API generated
+    and the caller never saw."""
     try:
         core_policy(rec)
     except CoreError as exc:
-        msg = str(exc)
+        msg = _POLICY_PREFIX.sub("", str(exc), count=1)
         field = field_of(msg, _POLICY_FIELDS)
         raise InvalidError(msg, fields=[FieldError(field=field, message=msg)]) from exc
     return rec

@@ -14,6 +14,7 @@ from capstream.api.errors import UnavailableError
 from capstream.errors import DecodeError
 from capstream.streams.compacted import CompactedReader, ConsumerFactory
 from capstream.streams.records import (
+    CapGrantRecord,
     ChannelRecord,
     DeliveryAttemptRecord,
     PolicyRecord,
@@ -41,7 +42,7 @@ class TopicView:
         self,
         settings: Settings,
         *,
-        include: Iterable[str] = ("policies", "tenants", "channels", "deliveries"),
+        include: Iterable[str] = ("policies", "tenants", "channels", "deliveries", "grants"),
         consumer: ConsumerFactory | None = None,
     ):
         self._topics = Topics(settings.topic_prefix)
@@ -50,11 +51,13 @@ class TopicView:
             "tenants": self._topics.tenants,
             "channels": self._topics.channels,
             "deliveries": self._topics.deliveries,
+            "grants": self._topics.grants,
         }
         self._policies: dict[str, dict[str, PolicyRecord]] = {}
         self._tenants: dict[str, TenantSettingsRecord] = {}
         self._channels: dict[str, dict[str, ChannelRecord]] = {}
         self._deliveries: dict[tuple[str, str], deque[DeliveryAttemptRecord]] = {}
+        self._grants: dict[str, dict[str, CapGrantRecord]] = {}
         self.skipped = 0
         options: dict[str, Any] = {} if consumer is None else {"consumer": consumer}
         self._reader = CompactedReader(
@@ -111,6 +114,13 @@ class TopicView:
                     return
                 ch = ChannelRecord.from_bytes(value)
                 self._channels.setdefault(ch.account_id, {})[ch.channel_id] = ch
+            elif topic == self._topics.grants:
+                account_id, _, grant_id = (key or b"").decode().partition("/")
+                if value is None:
+                    self._grants.get(account_id, {}).pop(grant_id, None)
+                    return
+                g = CapGrantRecord.from_bytes(value)
+                self._grants.setdefault(g.account_id, {})[g.grant_id] = g
             elif topic == self._topics.deliveries:
                 if value is not None:
                     a = DeliveryAttemptRecord.from_bytes(value)
@@ -157,6 +167,12 @@ class TopicView:
     def channel(self, account_id: str, channel_id: str) -> ChannelRecord | None:
         with self._cond:
             return self._channels.get(account_id, {}).get(channel_id)
+
+    def grants(self, account_id: str) -> list[CapGrantRecord]:
+        """The account's credit grants, oldest first (``include`` must name ``grants``)."""
+        with self._cond:
+            held = self._grants.get(account_id, {}).values()
+            return sorted(held, key=lambda g: (g.granted_at_ms, g.grant_id))
 
     def deliveries(self, account_id: str, channel_id: str) -> list[DeliveryAttemptRecord]:
         """The latest attempts to deliver to a channel, newest first (``deliveries``)."""

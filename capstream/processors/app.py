@@ -79,7 +79,9 @@ class Processors:
             self.app, self.topics, self.outbox, self.dead_letters, self.metrics, self,
             live=not options.event_time,
         )  # fmt: skip
-        self.timers = Timers(self.partitions, self.metrics, self.drain, lambda: self.stopping)
+        self.timers = Timers(
+            self.partitions, self.metrics, self.drain, lambda: self.stopping, self._regrant
+        )
         self._wire()
         self.records = RecordHandler(
             self.topics, options, self.decoder, self.outbox, self.dead_letters, self.metrics,
@@ -280,6 +282,13 @@ class Processors:
         self.metrics.accounts.set(sum(len(p.accounts) for p in self.partitions.values()))
 
     # -- policies and settings ---------------------------------------------------------------
+
+    def _regrant(self, now: int) -> bool:
+        """A credit grant's period ended or it expired: re-decide its accounts."""
+        regranted = self.catalog.refresh(now)
+        if regranted:
+            self._changed(regranted)
+        return bool(regranted)
 
     def _changed(self, accounts: set[str]) -> None:
         """Policies or settings of ``accounts`` changed: re-decide them where held."""

@@ -20,6 +20,7 @@ from capstream.core import (
     TenantSettings,
 )
 from capstream.errors import DecodeError
+from capstream.processors.grants import Grants
 from capstream.streams.records import BotResumeRecord, PolicyRecord, TenantSettingsRecord
 
 
@@ -33,6 +34,9 @@ class Catalog:
         self._defaults: dict[str, TenantSettings] = {}
         self._empty: dict[str, PolicySet] = {}
         self._resumes: dict[str, dict[str, int]] = {}
+        self.grants = Grants()
+        """Credit grants (issue 24): ``settings()`` hands out the caps they raise."""
+        self._raised = self.grants.raised_settings  # per event: one dict lookup, no call
 
     def policies(self, account_id: str) -> PolicySet:
         """The account's enabled and disabled policies (the same object until one changes)."""
@@ -44,7 +48,11 @@ class Catalog:
         return ps
 
     def settings(self, account_id: str) -> TenantSettings:
-        """The tenant's settings, or the defaults (free plan, UTC, no caps) if it has none."""
+        """The tenant's settings, or the defaults (free plan, UTC, no caps) if it has none;
+        with the caps raised by the credit grants that apply now."""
+        s = self._raised.get(account_id)
+        if s is not None:
+            return s
         s = self._settings.get(account_id)
         if s is None:
             s = self._defaults.get(account_id)
@@ -83,6 +91,8 @@ class Catalog:
                 raise DecodeError("tenant settings tombstone without a key", reason="invalid_key")
             account_id = key.decode(errors="replace")
             self._settings.pop(account_id, None)
+            if self.grants.holds(account_id):
+                self.grants.update(account_id, self.settings_of(account_id))
             return account_id
         record = TenantSettingsRecord.from_bytes(value)
         try:
@@ -126,7 +136,32 @@ class Catalog:
         """Set a tenant's core ``TenantSettings``; returns its account."""
         if self._settings.get(settings.account_id) != settings:
             self._settings[settings.account_id] = settings
+            if self.grants.holds(settings.account_id):
+                self.grants.update(settings.account_id, settings)
         return settings.account_id
+
+    def apply_grant(self, key: bytes | None, value: bytes | None) -> str | None:
+        """Apply one grants-topic record; returns the account if the caps it hands out
+        changed (None: nothing to re-decide, e.g. a grant read again). Raises
+        ``DecodeError`` for a record to dead-letter."""
+        account_id = self.grants.apply(key, value)
+        return account_id if self.grants.update(account_id, self.settings_of(account_id)) else None
+
+    def refresh(self, now: int) -> set[str]:
+        """Accounts whose raised caps changed by the clock (a grant's period ended or it
+        expired) at ``now``: re-decide them."""
+        if self.grants.next_due > now:
+            return set()
+        return {a for a in self.grants.due(now) if self.grants.update(a, self.settings_of(a), now)}
+
+    def settings_of(self, account_id: str) -> TenantSettings:
+        """The tenant's own settings (or the defaults), without grants."""
+        s = self._settings.get(account_id)
+        if s is None:
+            s = self._defaults.get(account_id)
+            if s is None:
+                s = self._defaults[account_id] = TenantSettings(account_id)
+        return s
 
     def apply_resume(self, key: bytes | None, value: bytes | None) -> str | None:
         """Apply one resumes-topic record: the latest instant each bot was resumed at.

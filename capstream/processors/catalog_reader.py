@@ -1,4 +1,5 @@
-"""Reads the compacted policies, tenants and resumes topics from the beginning into the catalog.
+"""Reads the compacted policies, tenants, resumes and grants topics from the beginning into the
+catalog.
 
 The one compacted-topic reader (``capstream.streams.compacted.CompactedReader``: no group,
 nothing committed, every partition of the three topics) reads on its thread: every worker
@@ -53,6 +54,7 @@ class CatalogReader:
         self.policies_topic = topics.policies
         self.tenants_topic = topics.tenants
         self.resumes_topic = topics.resumes
+        self.grants_topic = topics.grants
         self.ready = asyncio.Event()
 
     async def run(self, drain: Callable[[], Awaitable[None]]) -> None:
@@ -79,7 +81,7 @@ class CatalogReader:
                 "client.id": "capstream-processors-catalog",
                 "log_level": 3,
             },
-            (self.policies_topic, self.tenants_topic, self.resumes_topic),
+            (self.policies_topic, self.tenants_topic, self.resumes_topic, self.grants_topic),
             pending.append,
             name="catalog-reader",
             on_step=hand_over,
@@ -123,6 +125,8 @@ class CatalogReader:
                 account = self.catalog.apply_policy(msg.key(), msg.value())
             elif topic == self.resumes_topic:
                 account = self.catalog.apply_resume(msg.key(), msg.value())
+            elif topic == self.grants_topic:
+                account = self.catalog.apply_grant(msg.key(), msg.value())
             else:
                 account = self.catalog.apply_settings(msg.key(), msg.value())
         except DecodeError as exc:

@@ -30,8 +30,10 @@ class Timers:
         metrics: Metrics,
         drain: Callable[[], Awaitable[None]],
         stopping: Callable[[], bool],
+        regrant: Callable[[int], bool],
     ) -> None:
         self.partitions = partitions
+        self._regrant = regrant
         self.metrics = metrics
         self._drain = drain
         self._stopping = stopping
@@ -52,6 +54,9 @@ class Timers:
                 (d for p in self.partitions.values() if (d := p.next_deadline) is not None),
                 default=None,
             )
+            # a credit grant's period ended or it expired: the accounts are decided again
+            if self._regrant(now) and not self._stopping():
+                await self._drain()
             if due is not None and due <= now and not self._stopping():
                 ran = sum(p.tick(now) for p in list(self.partitions.values()))
                 self.metrics.timers.inc(ran)

@@ -52,7 +52,7 @@ class SimulationBody(BaseModel):
     ``to``: ISO 8601 instants or epoch milliseconds; default the last 30 days, at most 93.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     policy: NewPolicyBody | None = None
     replaces: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
@@ -184,9 +184,14 @@ def check_draft(
         )
     pid = body.replaces or body.policy.policy_id or DRAFT_POLICY_ID
     if body.replaces is None and pid in held:
+        named = (
+            f"policy {pid!r} exists"
+            if body.policy.policy_id
+            else f"the account has a policy with the draft's default id {pid!r}"
+        )
         raise SimulationError(
-            f"policy {pid!r} exists: set 'replaces' to try the draft in its place, or give the "
-            "draft another policy_id",
+            f"{named}: set 'replaces' to try the draft in its place, or give the draft "
+            "another policy_id",
             field="policy.policy_id",
         )
     if body.policy.alert is None and body.policy.block is None:

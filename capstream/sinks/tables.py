@@ -37,7 +37,13 @@ def sink_tables(prefix: str) -> tuple[SinkTable, ...]:
     )
 
 
-RAW_TABLES: tuple[str, ...] = ("usage_events", "decisions", "cap_hits", "notifications")
+RAW_TABLES: tuple[str, ...] = (
+    "usage_events",
+    "decisions",
+    "cap_hits",
+    "notifications",
+    "notification_bots",
+)
 """Tables whose rows expire after the raw retention (rollups have their own)."""
 
 ROLLUP_TABLES: tuple[str, ...] = ("usage_hourly", "usage_daily")

@@ -37,6 +37,7 @@ _ORDER = (
     "BotResume",
     "Channel",
     "DeliveryAttempt",
+    "CapGrant",
 )
 
 Record = dict[str, Any]

@@ -177,6 +177,24 @@ class BotResumeRecord(WireRecord):
     resumed_by: str
 
 
+class CapGrantRecord(WireRecord):
+    """Credit granted to one category's cap for one local day or month (issue 24)."""
+
+    schema_name: ClassVar[str] = "CapGrant"
+
+    grant_id: Id
+    account_id: Id
+    category: Category
+    period: CapPeriod
+    period_key: Annotated[str, Field(min_length=7, max_length=10)]
+    amount_micro: Annotated[int, Field(gt=0, lt=1 << 62)]
+    expires_at_ms: EpochMs | None = None
+    granted_at_ms: EpochMs
+    granted_by: str
+    request_id: str | None = None
+    note: str = ""
+
+
 class ConversationSentRecord(WireRecord):
     """What a gateway sent a conversation (the gateway ledger encodes it with the codec
     directly, per claim; this model is for tools and tests)."""

@@ -65,6 +65,11 @@ class Topics:
         return f"{self.prefix}.resumes"
 
     @property
+    def grants(self) -> str:
+        """Credit grants per account_id/grant_id (compacted; issue 24)."""
+        return f"{self.prefix}.grants"
+
+    @property
     def gateway_sent(self) -> str:
         """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
         return f"{self.prefix}.gateway-sent"
@@ -104,6 +109,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.policies, 1, dict(_COMPACTED), "Policy per account_id/policy_id"),
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
         TopicSpec(t.resumes, 1, dict(_COMPACTED), "BotResume per account_id/bot_id, latest wins"),
+        TopicSpec(t.grants, 1, dict(_COMPACTED), "CapGrant per account_id/grant_id"),
         TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
         TopicSpec(t.channels, 1, dict(_COMPACTED), "Channel per account_id/channel_id"),
         TopicSpec(t.deliveries, 1, week, "DeliveryAttempt keyed by account_id/channel_id"),
@@ -123,7 +129,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         ),
     ]
     sources = (t.usage, t.caphits, t.notifications, t.policies, t.tenants, t.resumes, t.control,
-               t.feed)  # fmt: skip
+               t.feed, t.grants)  # fmt: skip
     for source in sources:
         specs.append(
             TopicSpec(

@@ -26,6 +26,7 @@ POLICY = {"metric": "messages", "threshold": 50, "window_seconds": 600, "scope":
           "alert": None, "enabled": True}  # fmt: skip
 
 
+GRANT = {"category": "text", "period": "daily", "amount_micro": 500}
 CHANNEL = {"channel_id": "cb", "type": "webhook", "url": "https://hooks.b.test/in",
            "secret": "b-signing-secret-0123456789"}  # fmt: skip
 
@@ -40,6 +41,11 @@ class World:
         r = client.put("/v1/accounts/tenant-b/policies/pb", json=POLICY, headers=self.b)
         assert r.status_code == 201, r.text
         r = client.post("/v1/accounts/tenant-b/channels", json=CHANNEL, headers=self.b)
+        assert r.status_code == 201, r.text
+        caps = {"caps": {"text": {"daily_micro": 1_000}}}
+        assert client.patch("/v1/accounts/tenant-b/settings", json=caps, headers=self.b).is_success
+        r = client.post("/v1/accounts/tenant-b/grants", json={**GRANT, "grant_id": "gb"},
+                        headers=self.b)  # fmt: skip
         assert r.status_code == 201, r.text
         self.b_key_id = client.get("/v1/accounts/tenant-b", headers=self.b).json()["keys"][0][
             "key_id"
@@ -61,7 +67,7 @@ class World:
     def b_snapshot(self) -> dict[str, Any]:
         get = lambda path: self.client.get(f"/v1/accounts/tenant-b{path}", headers=self.b).json()  # noqa: E731
         return {"account": get(""), "policies": get("/policies"), "settings": get("/settings"),
-                "channels": get("/channels")}  # fmt: skip
+                "channels": get("/channels"), "grants": get("/grants")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +140,18 @@ ROUTES = [
     ("POST", "/v1/accounts/tenant-b/channels/cb/rotate", {"secret": "e" * 20}),
     ("POST", "/v1/accounts/tenant-b/channels/cb/test", None),
     ("GET", "/v1/accounts/tenant-b/channels/cb/deliveries", None),
+    ("GET", "/v1/accounts/tenant-b/grants", None),
+    ("POST", "/v1/accounts/tenant-b/grants", {**GRANT, "grant_id": "evil"}),
+    ("POST", "/v1/accounts/tenant-b/grants", {**GRANT, "grant_id": "gb"}),  # a replay of B's
+    ("GET", "/v1/accounts/tenant-b/grants/gb", None),
+    ("GET", "/v1/accounts/tenant-b/history", None),
     # B's ids through A's own account: ids never resolve across tenants.
     ("GET", "/v1/accounts/tenant-a/policies/pb", None),
     ("POST", "/v1/accounts/tenant-a/policies/pb/disable", None),
     ("DELETE", "/v1/accounts/tenant-a/keys/{b_key}", None),
     ("GET", "/v1/accounts/tenant-a/channels/cb", None),
     ("POST", "/v1/accounts/tenant-a/channels/cb/test", None),
+    ("GET", "/v1/accounts/tenant-a/grants/gb", None),
 ]
 
 

@@ -17,6 +17,7 @@ from capstream.api.dashboard.series import Metric, Range, UsageSeries, usage_ser
 from capstream.api.errors import error_responses
 from capstream.api.models import BotOut, Language, Text
 from capstream.api.routes_accounts import AccountId, tenant_of
+from capstream.api.routes_grants import raised_tenant
 from capstream.core.messages import fallback_text
 
 router = APIRouter(tags=["dashboard"])
@@ -100,7 +101,7 @@ async def live(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> LiveView:
     """Usage per bot and category, each policy per bot, bot states and cap projections."""
     account_scope(ctx, caller, account_id)
     query = ctx.clickhouse()
-    tenant = tenant_of(ctx, account_id)
+    tenant = raised_tenant(ctx, tenant_of(ctx, account_id))  # caps as grants raise them
     policies = ctx.view.policies(account_id)
     names = {b.bot_id: b.name for b in ctx.store.bots(account_id)}
     now = ctx.clock()

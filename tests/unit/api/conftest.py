@@ -13,7 +13,7 @@ from capstream.api.accounts import AccountStore
 from capstream.api.app import create_app
 from capstream.api.keys import AdminKey, hash_secret
 from capstream.api.publisher import Written
-from capstream.streams.records import PolicyRecord, TenantSettingsRecord
+from capstream.streams.records import CapGrantRecord, PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
@@ -29,6 +29,7 @@ class MemoryLog:
         self.log: dict[str, list[tuple[str, bytes | None]]] = {}
         self._policies: dict[str, dict[str, PolicyRecord]] = {}
         self._tenants: dict[str, TenantSettingsRecord] = {}
+        self._grants: dict[str, dict[str, CapGrantRecord]] = {}
 
     async def publish(self, topic: str, key: str, value: bytes | None) -> Written:
         entries = self.log.setdefault(topic, [])
@@ -42,6 +43,9 @@ class MemoryLog:
                 self._policies.setdefault(account_id, {})[pid] = rec
         elif topic == self.topics.tenants and value is not None:
             self._tenants[key] = TenantSettingsRecord.from_bytes(value)
+        elif topic == self.topics.grants and value is not None:
+            g = CapGrantRecord.from_bytes(value)
+            self._grants.setdefault(g.account_id, {})[g.grant_id] = g
         return Written(topic, 0, len(entries) - 1)
 
     def wait_for(self, topic: str, partition: int, offset: int, timeout_s: float = 10.0) -> None:
@@ -55,6 +59,10 @@ class MemoryLog:
 
     def tenant(self, account_id: str) -> TenantSettingsRecord | None:
         return self._tenants.get(account_id)
+
+    def grants(self, account_id: str) -> list[CapGrantRecord]:
+        held = self._grants.get(account_id, {}).values()
+        return sorted(held, key=lambda g: (g.granted_at_ms, g.grant_id))
 
 
 class FakeClickHouse:

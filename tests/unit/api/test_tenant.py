@@ -102,6 +102,7 @@ def test_paid_topup_emails_the_owner_once_per_click(
     n = NotificationRecord.from_bytes(value)
     assert (n.kind, n.recipients, n.account_id) == ("topup_request", ["owner@acme.test"], "acme")
     assert "sam" in n.body and "launch" in n.body
+    assert f'"request_id": "{n.notification_id}"' in n.body  # how to approve it (issue 24)
     assert key == n.notification_id == r.json()["notification_id"]
     assert again.json()["notification_id"] == n.notification_id  # the notifier sends it once
 

@@ -143,7 +143,7 @@ def test_v3_keeps_every_categorys_feed_row_of_an_existing_store(chdb: Any) -> No
     feed_insert(chdb, "f1", "text", 3)
     feed_insert(chdb, "f2", "vision", 1)
     assert len(feed_final(chdb)) == 1  # v1's key: FINAL sees one of them
-    assert migrate(chdb) == [3, 4, 5, 6]
+    assert migrate(chdb) == [3, 4, 5, 6, 7]
     assert feed_final(chdb) == [("text", 3), ("vision", 1)]
     feed_insert(chdb, "f3", "vision", 2)  # the view writes into the rebuilt table
     chdb.command("OPTIMIZE TABLE feed_rows FINAL")
@@ -168,7 +168,7 @@ def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> Non
     chdb.command("INSERT INTO feed_rows_v3 SELECT * FROM feed_rows")
     chdb.command("EXCHANGE TABLES feed_rows AND feed_rows_v3")
     rebuild_feed_rows(chdb)
-    assert migrate(chdb) == [3, 4, 5, 6]
+    assert migrate(chdb) == [3, 4, 5, 6, 7]
     feed_insert(chdb, "f3", "audio", 1)
     assert feed_final(chdb) == [("audio", 1), ("text", 3), ("vision", 1)]
     tables = {r[0] for r in chdb.query("SHOW TABLES").result_rows}
@@ -176,7 +176,7 @@ def test_an_interrupted_v3_rebuild_completes_on_the_next_start(chdb: Any) -> Non
 
 
 def test_a_fresh_store_keys_feed_rows_by_category(chdb: Any) -> None:
-    assert migrate(chdb) == [1, 2, 3, 4, 5, 6]
+    assert migrate(chdb) == [1, 2, 3, 4, 5, 6, 7]
     key = chdb.query(
         "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() "
         "AND name = 'feed_rows'"
@@ -190,7 +190,7 @@ def test_select_star_reads_usage_daily_and_uniq_merge_still_counts(chdb: Any) ->
     written before and after the migration still merge."""
     assert migrate(chdb, MIGRATIONS[:3]) == [1, 2, 3]
     insert(chdb, "t:0:0-0", batch(1, conversation_id="conv-1"))
-    assert migrate(chdb) == [4, 5, 6]
+    assert migrate(chdb) == [4, 5, 6, 7]
     insert(chdb, "t:0:1-1", batch(2, conversation_id="conv-2"), batch(3))
     res = chdb.query("SELECT * FROM usage_daily WHERE account_id = {a:String}",
                      parameters={"a": "acct-1"})  # fmt: skip
@@ -225,7 +225,7 @@ def test_v6_keeps_each_event_once_in_the_table_and_the_rollups(chdb: Any) -> Non
 def test_v6_replays_add_nothing_and_rewrite_nothing(chdb: Any) -> None:
     assert migrate(chdb, MIGRATIONS[:5]) == [1, 2, 3, 4, 5]
     insert(chdb, "t:0:0-0", batch(1))  # written before the upgrade
-    assert migrate(chdb) == [6]
+    assert migrate(chdb) == [6, 7]
     insert(chdb, "t:0:0-0", batch(1))  # its replay after it
     insert(chdb, "t:0:1-1", batch(2), batch(1))  # a batch holding a resend
     insert(chdb, "t:0:1-1", batch(2), batch(1))  # that batch replayed (kill -9)
@@ -246,6 +246,30 @@ def test_while_v6_replaces_the_view_inserts_fail_with_a_retryable_error(chdb: An
         insert(chdb, "t:0:0-0", batch(1))
     assert isinstance(classify(caught.value), StoreUnavailableError)  # type: ignore[arg-type]
     chdb.command("DELETE FROM capstream_migrations WHERE version = 6")
-    assert migrate(chdb) == [6]  # run again from the start
+    assert migrate(chdb) == [6, 7]  # run again from the start
     insert(chdb, "t:0:0-0", batch(1))
     assert totals(chdb) == (2, 1, 1)
+
+
+def test_v7_records_the_bot_of_each_notification_once(chdb: Any) -> None:
+    """Issue 24 item 5: the history filters alerts by bot through notification_bots."""
+    assert migrate(chdb, MIGRATIONS[:6]) == [1, 2, 3, 4, 5, 6]
+    cols = ["notification_id", "account_id", "kind", "policy_id", "recipients", "subject",
+            "body", "created_at_ms", "window_start_ms"]  # fmt: skip
+    old = ["n0", "acct-1", "policy_alert", "p1", [], "s", "b", 1_790_000_000_000, None]
+    chdb.insert("notifications_inbox", [old], column_names=cols)
+    assert migrate(chdb) == [7]
+    rows = [
+        ["n1", "acct-1", "policy_alert", "p1", [], "s", "b", 1_790_000_000_000, None, "bot-1"],
+        ["n2", "acct-1", "cap_reached", None, [], "s", "b", 1_790_000_000_000, None, None],
+    ]
+    for token in ("t1", "t1"):  # a replayed insert adds nothing
+        chdb.insert("notifications_inbox", rows, column_names=[*cols, "bot_id"],
+                    settings={**_INSERT_SETTINGS, "insert_deduplication_token": token})  # fmt: skip
+    got = chdb.query(
+        "SELECT notification_id, bot_id, kind, policy_id FROM notification_bots"
+    ).result_rows
+    assert [tuple(r) for r in got] == [("n1", "bot-1", "policy_alert", "p1")]
+    count = chdb.query("SELECT count() FROM notifications").result_rows[0][0]
+    assert count == 3  # the notifications table itself is unchanged
+    assert migrate(chdb) == []

@@ -227,6 +227,7 @@ def test_the_catalog_reader_applies_on_the_loop_ready_then_re_decides_changes() 
             "t.policies": [[]],
             "t.tenants": [[(b"acme", b"junk")]],
             "t.resumes": [[(b"acme/bot-1", resume(1_000))], []],
+            "t.grants": [[]],
         }
     )
     dead: list[tuple[Any, ...]] = []

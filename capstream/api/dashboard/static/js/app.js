@@ -2,6 +2,8 @@
 import { Api, ApiError, query } from "./api.js";
 import { Channels } from "./channels.js";
 import { drawChart } from "./chart.js";
+import { Grants } from "./grants.js";
+import { HistoryView } from "./history.js";
 import { clock, h, today } from "./dom.js";
 import { refreshInbox } from "./inbox.js";
 import { renderFeed, renderLive } from "./live.js";
@@ -26,6 +28,8 @@ class App {
     this.policies = new Policies(this);
     this.settings = new CapSettings(this);
     this.channels = new Channels(this);
+    this.grants = new Grants(this);
+    this.history = new HistoryView(this);
     $("login-form").addEventListener("submit", (e) => { e.preventDefault(); this.login($("api-key").value.trim()); });
     $("logout").addEventListener("click", () => this.logout());
     window.addEventListener("hashchange", () => this.show(this.route()));
@@ -93,7 +97,7 @@ class App {
 
   route() {
     const tab = (location.hash || "#live").slice(1);
-    return ["live", "policies", "settings", "channels", "inbox"].includes(tab) ? tab : "live";
+    return ["live", "policies", "settings", "channels", "history", "inbox"].includes(tab) ? tab : "live";
   }
 
   show(tab) {
@@ -102,8 +106,9 @@ class App {
     for (const a of document.querySelectorAll(".tabs a")) a.setAttribute("aria-selected", String(a.dataset.tab === tab));
     for (const s of document.querySelectorAll(".tab")) s.hidden = s.dataset.tab !== tab;
     if (tab === "policies") this.guard(this.policies.refresh());
-    if (tab === "settings") this.guard(this.settings.refresh());
+    if (tab === "settings") this.guard(this.settings.refresh().then(() => this.grants.refresh()));
     if (tab === "channels") this.guard(this.channels.refreshKinds());
+    if (tab === "history") this.guard(this.history.refresh());
     this.lastChart = 0;
     this.tick();
   }
@@ -126,6 +131,8 @@ class App {
       if (this.tab === "live") {
         await this.refreshLive();
         if (Date.now() - this.lastChart > CHART_EVERY_MS) await this.refreshChart();
+      } else if (this.tab === "history") {
+        await this.history.refresh();  // new alerts, blocks and caps land while the tab is open
       } else if (this.tab === "inbox") {
         await refreshInbox(this, $("inbox"), $("inbox-note"));
       } else if (this.tab === "channels") {

@@ -27,6 +27,8 @@ export class Policies {
       block: $("p-block"), blockDuration: $("p-block-duration"), blockUnit: $("p-block-unit"),
       enabled: $("p-enabled"), save: $("policy-save"), warn: $("p-warn"),
     };
+    this.filterBot = $("policy-filter-bot");
+    this.filterBot.addEventListener("change", () => this.refresh());
     $("policy-new").addEventListener("click", () => this.open(null));
     $("policy-cancel").addEventListener("click", () => this.close());
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
@@ -42,7 +44,12 @@ export class Policies {
   base() { return `/v1/accounts/${encodeURIComponent(this.app.account)}/policies`; }
 
   async refresh() {
-    const policies = await this.app.api.get(this.base());
+    // the server filters: a bot's own policies and the account-wide ones that cover it
+    const chosen = this.filterBot.value;
+    replace(this.filterBot, h("option", { value: "", text: "every bot" }),
+      ...this.app.bots.map((b) => h("option", { value: b.bot_id, text: b.name ? `${b.name} (${b.bot_id})` : b.bot_id })));
+    this.filterBot.value = this.app.bots.some((b) => b.bot_id === chosen) ? chosen : "";
+    const policies = await this.app.api.get(`${this.base()}${query({ bot_id: this.filterBot.value })}`);
     this.render(policies);
   }
 
@@ -57,7 +64,9 @@ export class Policies {
 
   render(policies) {
     if (!policies.length) {
-      replace(this.list, h("p", { class: "empty", text: "No policies yet. Start from a preset with “New policy”." }));
+      const text = this.filterBot.value ? `No policy watches ${this.filterBot.value}.`
+        : "No policies yet. Start from a preset with “New policy”.";
+      replace(this.list, h("p", { class: "empty", text }));
       return;
     }
     replace(this.list, policies.map((p) => h("div", {
