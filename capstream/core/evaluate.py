@@ -265,17 +265,22 @@ def reevaluate(
     now: int,
     *,
     alerts: bool = True,
+    blocks: bool = True,
 ) -> tuple[AccountState, Effects]:
     """Decide again without an event (policies or settings changed, or after a restore).
 
     Lowering a threshold below current usage fires the policy at once (its alert at
-    ``now``); raising a cap lifts it at once. ``alerts=False`` (after a restore) starts
-    blocks but leaves policy alerts to the next event that crosses: a replay after a crash
-    then sends each alert under the id of the event that crossed it, whatever the clock.
+    ``now``); raising a cap lifts it at once. ``alerts=False`` starts blocks but leaves
+    policy alerts to the next event that crosses: a replay after a crash then sends each
+    alert under the id of the event that crossed it, whatever the clock. ``blocks=False``
+    (a restore: the state is what the core had decided) starts no block and sends no alert:
+    a policy over its threshold whose block ended waits, as it did before, for the next
+    event that crosses (starting it at ``now`` blocked earlier than the core walking the
+    same events, and a whole chain of blocks after it).
     """
     states: list[EnforcementState] = []
     notes: list[Notification] = []
-    _full(state, policies, settings, now, states, notes, alerts)
+    _full(state, policies, settings, now, states, notes, alerts, blocks)
     return state, collect_effects(states, notes, view=state.view)
 
 
@@ -331,8 +336,10 @@ def _full(
     states: list[EnforcementState],
     notes: list[Notification],
     alerts: bool = True,
+    blocks: bool = True,
 ) -> None:
-    """Adopt ``policies`` and ``settings`` and decide everything again."""
+    """Adopt ``policies`` and ``settings`` and decide everything again (``blocks=False``:
+    without firing any policy, see :func:`reevaluate`)."""
     acct = state.account
     if settings.account_id != acct.account_id:
         raise CoreError(
@@ -352,12 +359,14 @@ def _full(
     acct.roll_to(now)
     build_watch(acct, policies.total, now, view.budget_rings)
     out = notes if alerts else None
-    check_all(acct, ACCOUNT_WIDE_BOT, now, settings, out)
+    if blocks:
+        check_all(acct, ACCOUNT_WIDE_BOT, now, settings, out)
     for bot_id, bot in state.bots.items():
         bot.set_timezone(settings.timezone, now)
         bot.roll_to(now)
         build_watch(bot, policies.for_bot(bot_id), now)
-        check_all(bot, bot_id, now, settings, out)
+        if blocks:
+            check_all(bot, bot_id, now, settings, out)
     lift_blocks(
         state, policies, notes, now
     )  # after check_all: a lifted block keeps its policy quiet

@@ -11,6 +11,7 @@ throttle need; a window starts counting when first needed.
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ SERIES_CREDITS = 3
 SERIES_BY_CATEGORY = 4
 N_CATEGORIES = 4
 _METRIC_SERIES = {Metric.TOKENS: 0, Metric.MESSAGES: 1, Metric.CONVERSATIONS: 2}
-_BOT_HEADER = b"CSUB\x03"
+_BOT_HEADER = b"CSUB\x04"
+_BOT_HEADER_V3 = b"CSUB\x03"
 _ACCOUNT_HEADER = b"CSUA\x03"
 _BOT_HEADER_V2 = b"CSUB\x02"
 _ACCOUNT_HEADER_V2 = b"CSUA\x02"
@@ -61,6 +63,8 @@ _ENFORCEMENT = struct.Struct("<3qB3qBI")
 """version, updated at, blocked until, has a block policy, downgraded until, batching,
 throttled until, has a throttle reason, how many caps."""
 _PRESENT = struct.Struct("<B")
+_LOOP_RING_MAX = 21
+"""The longest loop-detection ring (``caps.loop_suspected``: the next slot, 20 times)."""
 _Q = struct.Struct("<q")
 DEFAULT_RECENT_IDS = 512
 CAP_WARN = "\x1fcap\x1f"
@@ -285,13 +289,17 @@ class BotUsage(UsageBase):
     """Smart throttle: a conversation of this bot looked like a loop; throttled until then."""
     loops: dict[str, int | array[int]] = field(default_factory=dict, compare=False, repr=False)
     """Per conversation: the time of its only message, or a ring of recent message times
-    (see :func:`~capstream.core.caps.loop_suspected`; transient, not serialised)."""
+    (see :func:`~capstream.core.caps.loop_suspected`), in the order they were first seen.
+    Serialised since v4: restarting them after a restore (a worker's crash, a partition
+    moving) engaged a loop's throttle later than the core walking the same events (the
+    full chaos run's one alert under another id)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUB`` v3; v2 and v1 are still read)."""
+        """Versioned compact encoding (``CSUB`` v4; v3, v2 and v1 are still read)."""
         w = Writer(_BOT_HEADER)
         self._write_common(w, self.bot_id)
         w.pack(_Q, opt(self.loop_until_ms))
+        _write_loops(w, self.loops)
         return w.bytes()
 
     @classmethod
@@ -305,12 +313,58 @@ class BotUsage(UsageBase):
             return u
         u = cls(account_id="")
         v2 = data.startswith(_BOT_HEADER_V2)
-        r = Reader(data, _BOT_HEADER_V2 if v2 else _BOT_HEADER)
+        v3 = data.startswith(_BOT_HEADER_V3)
+        r = Reader(data, _BOT_HEADER_V2 if v2 else _BOT_HEADER_V3 if v3 else _BOT_HEADER)
         (u.bot_id,) = u._read_common(r, 1, v2)
         (loop,) = r.unpack(_Q)
         u.loop_until_ms = unopt(loop)
+        if not (v2 or v3):  # before v4 the loop detection was not kept: it starts afresh
+            u.loops = _read_loops(r)
         r.done()
         return u
+
+
+def _write_loops(w: Writer, loops: dict[str, int | array[int]]) -> None:
+    """The conversation ids, then each one's ring length (0: one message, a time), then
+    every time (ring slots as laid out in memory), in first-seen order."""
+    w.texts(loops.keys())
+    sizes = array("q")
+    times = array("q")
+    for v in loops.values():
+        if isinstance(v, int):
+            sizes.append(0)
+            times.append(v)
+        else:
+            sizes.append(len(v))
+            times.extend(v)  # array to array: no int objects
+    if sys.byteorder != "little":  # pragma: no cover - as Writer.i64_list writes them
+        sizes.byteswap()
+        times.byteswap()
+    w.raw(sizes.tobytes())
+    w.raw(times.tobytes())
+
+
+def _read_loops(r: Reader) -> dict[str, int | array[int]]:
+    ids = r.texts()
+    sizes = r.i64_array(len(ids))
+    if any(not 0 <= n <= _LOOP_RING_MAX for n in sizes):
+        raise StateFormatError("usage state holds a loop-detection ring of a wrong size")
+    times = r.i64_array(sum(n or 1 for n in sizes))
+    loops: dict[str, int | array[int]] = {}
+    pos = 0
+    for cid, n in zip(ids, sizes, strict=True):
+        if n == 0:
+            loops[cid] = times[pos]
+            pos += 1
+            continue
+        ring = times[pos : pos + n]
+        pos += n
+        if not 1 <= ring[0] <= min(n, _LOOP_RING_MAX - 1):
+            raise StateFormatError("usage state holds a corrupt loop-detection ring")
+        loops[cid] = ring
+    if len(loops) != len(ids):
+        raise StateFormatError("usage state holds a conversation's loop detection twice")
+    return loops
 
 
 @dataclass(slots=True)

@@ -90,12 +90,17 @@ class Dispatcher:
             self.stats.uncertain += 1
             self._dead(d, "uncertain", "the notifier stopped while sending; maybe delivered")
 
-    async def run_once(self, limit: int = 100) -> int:
-        """Attempt every due delivery once; returns how many were attempted."""
+    async def run_once(self, limit: int = 100, stop: Callable[[], bool] | None = None) -> int:
+        """Attempt every due delivery once (until ``stop()`` says the notifier is stopping:
+        the one in flight finishes, the rest stay due); returns how many were attempted."""
         due = self.log.due(self.clock(), limit)
+        n = 0
         for d in due:
+            if stop is not None and stop():
+                break
             await self.deliver(d)
-        return len(due)
+            n += 1
+        return n
 
     async def deliver(self, d: Delivery) -> None:
         now = self.clock()

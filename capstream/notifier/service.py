@@ -33,6 +33,11 @@ def sentlog_path(data_dir: Path) -> Path:
     return data_dir / "notifier" / "sent.sqlite3"
 
 
+STOP_GRACE_S = 30.0
+"""How long a stopping notifier waits for the delivery in flight (then it is cancelled,
+and the restart dead-letters it as uncertain)."""
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -132,14 +137,22 @@ class Notifier:
             self.topics.notifications, s.smtp_host, s.smtp_port, s.smtp_tls,
             "on" if webhook is not None else "off", sentlog_path(s.data_dir),
         )  # fmt: skip
+        deliver = asyncio.create_task(self._deliver(dispatcher, sentlog, stop))
         tasks = [
             asyncio.create_task(self._consume(consumer, sentlog, stop)),
-            asyncio.create_task(self._deliver(dispatcher, sentlog, stop)),
+            deliver,
             asyncio.create_task(self._report(stop)),
         ]
         try:
             await asyncio.gather(*tasks)
         finally:
+            # Stopping for an error too: the delivery in flight finishes first. Cancelled
+            # mid-send, its row stayed ``sending`` and the restart could only call it
+            # uncertain and not send it (an alert lost in the chaos run's broker bounce).
+            stop.set()
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(deliver), STOP_GRACE_S)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -208,7 +221,7 @@ class Notifier:
     async def _deliver(self, dispatcher: Dispatcher, sentlog: SentLog, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
-            await dispatcher.run_once()
+            await dispatcher.run_once(stop=stop.is_set)
             nxt = sentlog.next_due_ms()
             wait_s = 1.0 if nxt is None else max(0.0, min(1.0, (nxt - _now_ms()) / 1000))
             if wait_s > 0:
@@ -256,19 +269,36 @@ class Notifier:
 
 
 def _commit(consumer: Any) -> None:
-    """Commit the consumed offsets; a retriable error (the group's coordinator moving, the
-    broker restarting) is logged and left to the next commit, which covers these offsets
-    too (stopping here interrupted deliveries in flight: found by the chaos run's broker
-    bounce, ``NOT_COORDINATOR``). A fatal error still stops the notifier."""
+    """Commit the consumed offsets; a retriable error (the group's coordinator moving or
+    loading, the broker restarting, a rebalance) is logged and left to the next commit,
+    which covers these offsets too: they are in the sent-log already, and a replay of them
+    after a rebalance is dropped there. Stopping here interrupted deliveries in flight
+    (found by the chaos run's broker bounce: ``NOT_COORDINATOR``, then
+    ``COORDINATOR_LOAD_IN_PROGRESS``, which librdkafka reports from a commit without its
+    retriable flag, so the codes are named). A fatal error still stops the notifier."""
     from confluent_kafka import KafkaException
 
     try:
         consumer.commit(asynchronous=False)
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None
-        if err is None or not hasattr(err, "retriable") or not err.retriable() or err.fatal():
+        if err is None or not hasattr(err, "retriable") or err.fatal():
+            raise
+        if not err.retriable() and err.code() not in _retriable_commit_codes():
             raise
         log.warning("notifications consumer: commit failed (%s); retried at the next", err.str())
+
+
+def _retriable_commit_codes() -> frozenset[int]:
+    """Commit errors that leave the offsets for the next commit (see :func:`_commit`)."""
+    from confluent_kafka import KafkaError as E
+
+    return frozenset({
+        E.NOT_COORDINATOR, E.COORDINATOR_LOAD_IN_PROGRESS, E.COORDINATOR_NOT_AVAILABLE,
+        E._WAIT_COORD, E.REQUEST_TIMED_OUT, E._TIMED_OUT, E._TRANSPORT, E._ALL_BROKERS_DOWN,
+        E.REBALANCE_IN_PROGRESS, E.ILLEGAL_GENERATION, E.UNKNOWN_MEMBER_ID,
+        E._NO_OFFSET,  # nothing consumed since the last commit: nothing to do
+    })  # fmt: skip
 
 
 def metrics_port_file(data_dir: Path) -> Path:

@@ -288,12 +288,17 @@ class PartitionState:
             self.accounts[account_id] = state
             state.account.version_floor = self.version_floor
             if now is not None:
-                # Blocks start at once; alerts wait for the event that crosses (a replay then
-                # sends each under the first run's id, whatever the clock now says).
+                # No policy fires here: blocks and alerts wait for the event that crosses, as
+                # when the state was written. Firing at load started a block earlier than the
+                # core walking the same events (a policy still over its threshold after its
+                # block ended fires at its bot's next event), and every block after it
+                # (chaos run 20261204T083257Z); the restored clock may also be behind the
+                # instant the state was last decided at (a paced flush serialises records
+                # read after the clock it persists).
                 catalog = self.catalog
                 _, effects = reevaluate(
                     state, catalog.policies(account_id), catalog.settings(account_id), now,
-                    alerts=False,
+                    alerts=False, blocks=False,
                 )  # fmt: skip
                 if effects:
                     self.emit(effects, None)

@@ -6,8 +6,10 @@ event clock is per partition.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_worker_harness import Config, ControlLog, WorkerProcess, account_on, wait_for
 
+from capstream.bench.truth import capstream_truth
 from capstream.core import (
     AccountState,
     EnforcementState,
@@ -186,3 +189,91 @@ def test_a_replay_across_midnight_and_a_dst_change_publishes_what_the_core_compu
             return [encode_state(s) for s in states] if len(states) >= n else None
 
         assert wait_for(got, 30, f"{len(want)} states of {bot}") == want, bot
+
+
+def test_a_restart_between_a_block_and_the_next_event_decides_as_the_core(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A bot's block ends (the clock passes it) with its window still over the threshold;
+    the worker restarts; the bot's next event comes. The core blocks it again at that event:
+    the restarted worker used to block it at once when it loaded the partition (at the
+    restored clock), so the block ended early and every later block of the bot moved with
+    it (the full chaos run's one wrong final state)."""
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:12]}",
+        data_dir=tmp_path, usage_partitions=PARTITIONS, control_partitions=4,
+    )  # fmt: skip
+    create_topics(settings)
+    acct = account_on(2, PARTITIONS, f"reload-{uuid.uuid4().hex[:6]}")
+    other = account_on(2, PARTITIONS, f"clock-{uuid.uuid4().hex[:6]}")
+    tenant = TenantSettingsRecord(account_id=acct, plan="pro")
+    policy = PolicyRecord(
+        policy_id="p", account_id=acct, metric="tokens", threshold=1_000, window_seconds=3600,
+        scope="bot", bot_id="bot-1", block={"duration_seconds": 60},
+    )  # fmt: skip
+    t0 = ms("UTC", 2026, 11, 10, 12, 0)
+
+    def ev(account: str, t: int, tokens: int) -> UsageEvent:
+        return UsageEvent(uuid.uuid4().hex, account, "bot-1", "c", "text", "m", tokens, 0, 1,
+                          False, 10, t)  # fmt: skip
+
+    before = [ev(acct, t0, 600), ev(acct, t0 + 60_000, 600), ev(other, t0 + 120_001, 1)]
+    after = [ev(acct, t0 + 150_000, 1)]  # blocked again here, until t0 + 210 s
+    want = _expected_states(acct, before + after, policy, tenant)
+    assert [s.blocked_until_ms for s in want] == [None, t0 + 120_000, None, t0 + 210_000]
+
+    control = ControlLog(settings)
+    try:
+        with WorkerProcess(settings, event_time=True) as first:
+            config = Config(settings, first)
+            config.settings(acct, plan="pro")
+            config.policy(acct, "p", **policy.model_dump(exclude={"account_id", "policy_id"}))
+            send(settings, before)
+            control.wait(acct, "bot-1", lambda s: s.updated_at_ms == t0 + 120_001)
+            assert first.stop() == 0  # flushed and committed
+        with WorkerProcess(settings, event_time=True) as second:
+            wait_for(lambda: second.metric("capstream_processor_accounts") >= 2, 60,
+                     "the restarted worker to load the partition")  # fmt: skip
+            send(settings, after)
+            wait_for(lambda: second.metric("capstream_processor_events_total") >= 1, 30,
+                     "the restarted worker to apply the event")  # fmt: skip
+            assert second.stop() == 0  # its decisions are out
+        expected = [_content(s) for s in want]
+        with contextlib.suppress(AssertionError):  # the reader catching up
+            wait_for(lambda: _distinct(control.states(acct, "bot-1")) == expected, 10)
+        got = _distinct(control.states(acct, "bot-1"))
+    finally:
+        control.close()
+    assert got == expected
+
+
+def _expected_states(
+    acct: str, events: list[UsageEvent], policy: PolicyRecord, tenant: TenantSettingsRecord
+) -> list[EnforcementState]:
+    """Each state of ``acct``'s bot-1 as the core walking the partition's events with the
+    worker's clock rule decides it (other accounts' events move the clock too)."""
+    policies = {e.account_id: PolicySet([]) for e in events}
+    settings = {e.account_id: core_settings(TenantSettingsRecord(account_id=e.account_id))
+                for e in events}  # fmt: skip
+    policies[acct], settings[acct] = PolicySet([core_policy(policy)]), core_settings(tenant)
+    out: list[EnforcementState] = []
+    for n in range(1, len(events) + 1):
+        last = capstream_truth([events], [n], policies, settings).get((acct, "bot-1"))
+        if last is not None and (not out or last.version != out[-1].version):
+            out.append(last)
+    return out
+
+
+def _content(s: EnforcementState) -> tuple[object, ...]:
+    """A state but for its version (a new owner republishes the same under a higher one)."""
+    return tuple(getattr(s, f.name) for f in fields(s) if f.name != "version"
+                 and not f.name.startswith("_"))  # fmt: skip
+
+
+def _distinct(states: list[EnforcementState]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for s in states:
+        c = _content(s)
+        if not out or out[-1] != c:
+            out.append(c)
+    return out

@@ -160,3 +160,57 @@ def test_a_new_owner_never_publishes_a_version_an_earlier_owner_reached() -> Non
     assert second.epoch == 2
     assert current and min(s.version for s in current) > published
     assert second.accounts["acme"].account.version_floor == 1 << 32
+
+
+def _acme_blocks(sink: Sink) -> list[int | None]:
+    return [s.blocked_until_ms for e in sink.effects for s in e.enforcement
+            if (s.account_id, s.bot_id) == ("acme", "bot-1")]  # fmt: skip
+
+
+def _flushed(part: PartitionState, clock_ms: int) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """What a flush leaves in the tables: every account's and bot's value, and the clock."""
+    values: list[tuple[bytes, bytes]] = [(CLOCK_KEY, str(clock_ms).encode())]
+    bots: list[bytes] = []
+    for account in part.take_dirty():
+        acct, bot_values = part.serialize(account)
+        if acct is not None:
+            values.append((account.encode(), acct))
+        bots += [v for _, v in bot_values]
+    return values, bots
+
+
+@pytest.mark.parametrize("lag", [0, MIN + 1], ids=["clock-of-the-state", "clock-behind"])
+def test_a_reload_decides_nothing_the_core_would_not(lag: int) -> None:
+    """A bot's block ends while its window is still over the threshold: the core blocks it
+    again at its next event. A reload in between used to start that block at once, at the
+    restored clock: earlier than the core, and every later block of the bot with it (the
+    full chaos run's one wrong state). A paced flush persists the clock of the records it
+    acks, which can be behind the instant the states it writes were last decided at
+    (``lag``): the early block then even started inside the one that had ended."""
+    catalog = catalog_with_block()
+    events = [ev(1, T0), ev(2, T0 + MIN)]  # 1,200 tokens: blocked until T0 + 2 min
+    other = ev(3, T0 + 2 * MIN + 1, tokens=1, account="zeta")  # the clock ends the block
+    nxt = ev(4, T0 + 2 * MIN + 30_000, tokens=1)  # the bot's next event: blocked again
+
+    straight = Sink()
+    part = PartitionState(0, catalog, straight, event_time=True)
+    part.apply(0, one(*events), 0, refuse)
+    part.apply(1, one(other), 0, refuse)
+    part.apply(2, one(nxt), 0, refuse)
+    assert _acme_blocks(straight) == [None, T0 + 2 * MIN, None, nxt.occurred_at_ms + 60_000]
+
+    first = PartitionState(0, catalog, Sink(), event_time=True)
+    first.apply(0, one(*events), 0, refuse)
+    first.apply(1, one(other), 0, refuse)
+    values, bots = _flushed(first, first.clock_ms - lag)
+    sink = Sink()
+    again = PartitionState(0, catalog, sink, event_time=True)
+    current = again.load(values, bots, wall_ms=0)
+    assert [
+        s.blocked_until_ms for s in current if s.account_id == "acme" and s.bot_id == "bot-1"
+    ] == [None]
+    assert _acme_blocks(sink) == []  # nothing decided at load
+    again.apply(1, one(other), 0, refuse)  # the replay from the last commit
+    again.apply(2, one(nxt), 0, refuse)
+    assert _acme_blocks(sink) == [nxt.occurred_at_ms + 60_000]  # as the core, at the event
+    assert again.accounts["acme"].bots["bot-1"].day[0] == 1_201
