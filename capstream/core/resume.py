@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from capstream.core.models import Notification
 from capstream.core.notifications import block_lifted
-from capstream.core.policies import CompiledPolicy, PolicySet
+from capstream.core.policies import PolicySet
+from capstream.core.series import CompiledPolicy
 from capstream.core.state import AccountState
-from capstream.core.usage import UsageBase
+from capstream.core.usage_base import UsageBase
 
 
 def lift_blocks(
