@@ -38,6 +38,8 @@ _ENFORCEMENT = struct.Struct("<3qB3qBI")
 """version, updated at, blocked until, has a block policy, downgraded until, batching,
 throttled until, has a throttle reason, how many caps."""
 _PRESENT = struct.Struct("<B")
+_V1_SERIES = 8
+"""Calendar series in a v1 value."""
 Q = struct.Struct("<q")
 
 
@@ -180,7 +182,7 @@ def read_common_v1(u: UsageBase, r: Reader) -> None:
     u.month_key, u.month_start_ms, u.month_end_ms = r.text(), r.i64(), r.i64()
     u.day = r.i64s().tolist()
     u.month_base = r.i64s().tolist()
-    if len(u.day) != N_SERIES or len(u.month_base) != N_SERIES:
+    if len(u.day) != _V1_SERIES or len(u.month_base) != _V1_SERIES:
         raise StateFormatError("calendar totals have the wrong length")
     u.watermarks = {r.i64(): r.i64() for _ in range(r.u32())}
     u.legacy_alerted = {r.text(): r.i64() for _ in range(r.u32())}  # fixed-window numbers
