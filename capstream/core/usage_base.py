@@ -44,7 +44,7 @@ class UsageBase:
     """Per source partition, the highest position applied (offset * 65536 + index)."""
     alerted: dict[str, int] = field(default_factory=dict)
     """Per policy, the (event) time its last alert was sent at; per policy warning level
-    (``policies.warn_key``) the same; per cap warning level (``caps.cap_warn_key``, account
+    (``series.warn_key``) the same; per cap warning level (``caps.cap_warn_key``, account
     only) the start of the local day or month it was sent in. Warning levels share the
     alerts' encoding, so states written before them read unchanged."""
     blocks: dict[str, int] = field(default_factory=dict)
