@@ -32,6 +32,7 @@ from capstream.core.models import (
     EnforcementState,
     Verdict,
 )
+from capstream.core.models.decisions import ALLOW, FALLBACK, SKIP
 
 REPLY_SPACING_MS = 60_000
 DEFAULT_LEDGER_ENTRIES = 100_000
@@ -122,8 +123,8 @@ def _gate_slow(
         ):
             monthly = cap.period == CapPeriod.MONTHLY
             text = s.fallback_text_monthly if monthly else s.fallback_text_daily
-            return Verdict("fallback", None, 0, text, reason, hit, None, cap.resumes_at_ms)
-        return Verdict("skip", None, 0, None, reason, hit, None, cap.resumes_at_ms)
+            return Verdict(FALLBACK, None, 0, text, reason, hit, None, cap.resumes_at_ms)
+        return Verdict(SKIP, None, 0, None, reason, hit, None, cap.resumes_at_ms)
 
     downgraded = s.downgraded_until_ms
     if downgraded is None:
@@ -137,17 +138,17 @@ def _gate_slow(
         throttled_until is None or now < throttled_until
     )
     if not throttled:
-        return Verdict("allow", model, FAST_BATCHING_S, None, _join(reason_parts), None)
+        return Verdict(ALLOW, model, FAST_BATCHING_S, None, _join(reason_parts), None)
     reason_parts.append(f"throttled:{s.throttle_reason}")
     key = (s.account_id, s.bot_id, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return Verdict(
-            "allow", model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
+            ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
             last + REPLY_SPACING_MS,
         )  # fmt: skip
     ledger.record_reply(key, now)
-    return Verdict("allow", model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
+    return Verdict(ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
 
 
 def _join(parts: list[str]) -> str | None:

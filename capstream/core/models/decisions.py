@@ -4,8 +4,16 @@ feed rows and notifications (read-only by contract; see each class)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
-from capstream.core.models.vocabulary import CATEGORIES, NEVER, THROTTLED_BATCHING_S
+from capstream.core.models.vocabulary import CATEGORIES, NEVER, THROTTLED_BATCHING_S, Action
+
+ALLOW: Final = Action.ALLOW
+FALLBACK: Final = Action.FALLBACK
+SKIP: Final = Action.SKIP
+PAUSED: Final = Action.PAUSED
+"""The actions as module constants (compiled, a constant is read without a class attribute
+lookup)."""
 
 
 @dataclass(slots=True, init=False, eq=False)
@@ -60,8 +68,9 @@ class CapHit:
 class Verdict:
     """What the gateway does with one AI call.
 
-    ``action``: ``allow`` (use ``model`` with ``batching_interval_s``), ``fallback`` (send
-    ``text`` instead), ``skip`` (do nothing, silently) or ``paused`` (a policy block).
+    ``action`` (an :class:`Action`; a string given is turned into one): ``allow`` (use
+    ``model`` with ``batching_interval_s``), ``fallback`` (send ``text`` instead), ``skip``
+    (do nothing, silently) or ``paused`` (a policy block).
     ``reply_at_ms`` (added; throttled only): the conversation already got its reply this
     minute; hold the batch and reply at that instant, not before. ``resumes_at_ms`` (added;
     refusals only): when the refusal ends (the block's end for ``paused``, the cap period's
@@ -72,7 +81,7 @@ class Verdict:
     (not frozen because frozen construction would triple the cost of the slow paths).
     """
 
-    action: str
+    action: Action
     model: str | None
     batching_interval_s: int
     text: str | None
@@ -83,7 +92,7 @@ class Verdict:
 
     def __init__(  # by hand: compiled, unlike a generated one
         self,
-        action: str,
+        action: Action | str,
         model: str | None,
         batching_interval_s: int,
         text: str | None,
@@ -92,7 +101,7 @@ class Verdict:
         reply_at_ms: int | None = None,
         resumes_at_ms: int | None = None,
     ) -> None:
-        self.action = action
+        self.action = action if type(action) is Action else Action(action)
         self.model = model
         self.batching_interval_s = batching_interval_s
         self.text = text
@@ -171,7 +180,7 @@ class EnforcementState:
         # Precompute the verdicts that need neither the ledger nor the clock beyond one
         # deadline, so gate() is a comparison and a dict lookup on the common path.
         paused = Verdict(
-            "paused", None, 0, None, f"policy_block:{self.block_policy_id}", None, None,
+            PAUSED, None, 0, None, f"policy_block:{self.block_policy_id}", None, None,
             self.blocked_until_ms,
         )  # fmt: skip
         fast: dict[str, Verdict] = {}
@@ -184,7 +193,7 @@ class EnforcementState:
             if self.downgraded_until_ms is not None:
                 until = self.downgraded_until_ms
                 reason = "downgraded"
-            allow = Verdict("allow", self.model, self.batching_interval_s, None, reason, None)
+            allow = Verdict(ALLOW, self.model, self.batching_interval_s, None, reason, None)
             fast = {c: allow for c in CATEGORIES if c not in self.caps}
         self._fast_until_ms = until
         self._fast = fast

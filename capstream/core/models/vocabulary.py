@@ -60,6 +60,15 @@ class PolicyScope(StrEnum):
     ACCOUNT_TOTAL = "account_total"
 
 
+class Action(StrEnum):
+    """What a :class:`Verdict` tells the gateway to do with one AI call."""
+
+    ALLOW = "allow"
+    FALLBACK = "fallback"
+    SKIP = "skip"
+    PAUSED = "paused"
+
+
 class CapPeriod(StrEnum):
     """Calendar cap period in the tenant's timezone."""
 

@@ -61,3 +61,21 @@ def test_tenant_settings_given_strings_hold_enums_with_the_same_values() -> None
     assert s == TenantSettings("acme", language=Language.UR, plan=Plan.PRO, throttle="strict")
     with pytest.raises(SettingsError, match="plan must be one of"):
         TenantSettings("acme", plan="platinum")
+
+
+def test_verdicts_carry_an_action_enum_with_the_same_strings() -> None:
+    from capstream.core import Action, CapStatus, EnforcementState, FallbackLedger, Verdict, gate
+
+    state = EnforcementState(
+        "acme", "b1", 1, 0, None, None, "m", None, 3, None, None,
+        {"vision": CapStatus("daily", "2026-11-18", 10**13)}, "free", "fb", "fbm",
+    )  # fmt: skip
+    allowed = gate(state, "text", "c1", 0, FallbackLedger())
+    skipped = gate(state, "vision", "c1", 0, FallbackLedger())
+    assert (allowed.action, skipped.action) == (Action.ALLOW, Action.SKIP)
+    assert type(skipped.action) is Action
+    assert json.dumps([allowed.action, skipped.action]) == '["allow", "skip"]'
+    given = Verdict("paused", None, 0, None, "control_unavailable", None)
+    assert given.action is Action.PAUSED and given.action == "paused"
+    with pytest.raises(ValueError, match="maybe"):
+        Verdict("maybe", None, 0, None, None, None)
