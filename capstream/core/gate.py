@@ -26,13 +26,13 @@ from capstream.core.models import (
     DEFAULT_PREMIUM_MODEL,
     FAST_BATCHING_S,
     THROTTLED_BATCHING_S,
+    Action,
     CapHit,
     CapPeriod,
     Category,
     EnforcementState,
     Verdict,
 )
-from capstream.core.models.decisions import ALLOW, FALLBACK, SKIP
 
 REPLY_SPACING_MS = 60_000
 DEFAULT_LEDGER_ENTRIES = 100_000
@@ -123,8 +123,8 @@ def _gate_slow(
         ):
             monthly = cap.period == CapPeriod.MONTHLY
             text = s.fallback_text_monthly if monthly else s.fallback_text_daily
-            return Verdict(FALLBACK, None, 0, text, reason, hit, None, cap.resumes_at_ms)
-        return Verdict(SKIP, None, 0, None, reason, hit, None, cap.resumes_at_ms)
+            return Verdict(Action.FALLBACK, None, 0, text, reason, hit, None, cap.resumes_at_ms)
+        return Verdict(Action.SKIP, None, 0, None, reason, hit, None, cap.resumes_at_ms)
 
     downgraded = s.downgraded_until_ms
     if downgraded is None:
@@ -138,17 +138,17 @@ def _gate_slow(
         throttled_until is None or now < throttled_until
     )
     if not throttled:
-        return Verdict(ALLOW, model, FAST_BATCHING_S, None, _join(reason_parts), None)
+        return Verdict(Action.ALLOW, model, FAST_BATCHING_S, None, _join(reason_parts), None)
     reason_parts.append(f"throttled:{s.throttle_reason}")
     key = (s.account_id, s.bot_id, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return Verdict(
-            ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
+            Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
             last + REPLY_SPACING_MS,
         )  # fmt: skip
     ledger.record_reply(key, now)
-    return Verdict(ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
+    return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
 
 
 def _join(parts: list[str]) -> str | None:

@@ -61,7 +61,8 @@ class PolicyScope(StrEnum):
 
 
 class Action(StrEnum):
-    """What a :class:`Verdict` tells the gateway to do with one AI call."""
+    """What a gateway does with one AI call (``Verdict.action``): allow it, send the fallback
+    text instead, skip it silently, or pause (a policy block)."""
 
     ALLOW = "allow"
     FALLBACK = "fallback"
