@@ -21,6 +21,7 @@ from capstream.core.messages import (
 )
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
+    Action,
     AlertAction,
     BlockAction,
     CapHit,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_FALLBACK",
     "AccountState",
     "AccountUsage",
+    "Action",
     "AlertAction",
     "BlockAction",
     "BotUsage",

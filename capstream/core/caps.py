@@ -30,23 +30,15 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 from typing import Final
 
-from capstream.core.messages import fallback_text
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
     CATEGORIES,
-    DOWNGRADE_PLANS,
-    FAST_BATCHING_S,
     NEVER,
-    THROTTLED_BATCHING_S,
     CapPeriod,
     CapStatus,
     Notification,
-    TenantSettings,
-    Throttle,
-    warn_levels,
 )
 from capstream.core.notifications import (
     cap_reached,
@@ -54,123 +46,55 @@ from capstream.core.notifications import (
     downgrade_changed,
     throttle_engaged,
 )
-from capstream.core.usage import CAP_WARN, N_CATEGORIES, AccountUsage, BotUsage
+from capstream.core.series import (
+    DAILY,
+    MONTHLY,
+    N_CATEGORIES,
+    SERIES_BY_CATEGORY,
+    SERIES_TEXT_CREDITS,
+    TEXT,
+)
+from capstream.core.settings_view import RATE_SHORT_MS, SettingsView
+from capstream.core.usage import AccountUsage, BotUsage
+from capstream.core.usage_base import CAP_WARN
 
-DOWNGRADE_PERCENT = 80
 LOOP_MESSAGES_PER_MINUTE = 20
 LOOP_WINDOW_MS = 60_000
 LOOP_HOLD_MS = 10 * 60_000
 LOOP_TRACKED_CONVERSATIONS = 256
 _LOOP_KEEP = LOOP_MESSAGES_PER_MINUTE
+_LOOP_CURSOR: Final = 0
+"""Slot of a loop ring holding the next slot to write (the times follow it)."""
 _LOOP_NEXT = [0] + [i % _LOOP_KEEP + 1 for i in range(1, _LOOP_KEEP + 1)]  # ring slot after i
 RISK_HOLD_MS = 15 * 60_000
-RATE_SHORT_MS = 3_600_000
 MIN_MONTH_ELAPSED_MS = 86_400_000
 RISK_CHECK_EVERY_MS = 1_000
 DAILY_PERIOD: Final = CapPeriod.DAILY.value  # an enum's .value is a Python property: read once
 MONTHLY_PERIOD: Final = CapPeriod.MONTHLY.value
 
 
-@dataclass(frozen=True, slots=True)
-class SettingsView:
-    """What the hot path needs from :class:`TenantSettings`, computed once per settings."""
-
-    settings: TenantSettings
-    daily: tuple[int | None, ...]
-    monthly: tuple[int | None, ...]
-    limits: tuple[tuple[int, int], ...]
-    """Per category (daily, monthly) cap with ``NEVER`` for none: one comparison each."""
-    downgrade_at: int
-    """Today's text credits at which to downgrade (``NEVER``: no auto-downgrade)."""
-    watch_risk: tuple[bool, ...]
-    """Per category: smart throttle on and the category has a cap (budget risk applies)."""
-    fallback_daily: str
-    fallback_monthly: str
-    smart: bool
-    strict: bool
-    batching_s: int
-    budget_rings: tuple[tuple[int, int], ...]
-    muted: frozenset[str]
-    """Notification kinds the tenant switched off."""
-    warnings: tuple[tuple[tuple[int, int], ...], ...]
-    """Per category and period (index ``2 * category + (0 daily, 1 monthly)``), the cap's
-    warning levels as (percent, credits at which it fires), ascending."""
-
-
-def view_of(settings: TenantSettings) -> SettingsView:
-    """Derive the :class:`SettingsView` of ``settings``."""
-    caps = [settings.caps.get(c) for c in CATEGORIES]
-    daily = tuple(c.daily_micro if c is not None else None for c in caps)
-    monthly = tuple(c.monthly_micro if c is not None else None for c in caps)
-    has_caps = tuple(d is not None or m is not None for d, m in zip(daily, monthly, strict=True))
-    text_daily = daily[0]
-    downgrade_at = NEVER
-    if settings.auto_downgrade and settings.plan in DOWNGRADE_PLANS and text_daily is not None:
-        downgrade_at = -(-text_daily * DOWNGRADE_PERCENT // 100)
-    smart = settings.throttle == Throttle.SMART
-    strict = settings.throttle == Throttle.STRICT
-    budget: list[tuple[int, int]] = []
-    if smart:
-        for ci, capped in enumerate(has_caps):
-            if capped:
-                budget.append((4 + ci, RATE_SHORT_MS))
-    template, lang = settings.fallback_message, settings.language
-    warnings: list[tuple[tuple[int, int], ...]] = []
-    for ci, cat in enumerate(CATEGORIES):
-        cc = settings.caps.get(cat)
-        for cap, pcts in (
-            (daily[ci], cc.daily_warn_percents if cc is not None else None),
-            (monthly[ci], cc.monthly_warn_percents if cc is not None else None),
-        ):
-            levels: list[tuple[int, int]] = []
-            if cap:
-                for pct in warn_levels(pcts):
-                    amount = max(1, -(-cap * pct // 100))
-                    if amount < cap and (not levels or amount > levels[-1][1]):
-                        levels.append((pct, amount))
-            warnings.append(tuple(levels))
-    return SettingsView(
-        settings=settings,
-        daily=daily,
-        monthly=monthly,
-        limits=tuple(
-            (NEVER if d is None else d, NEVER if m is None else m)
-            for d, m in zip(daily, monthly, strict=True)
-        ),
-        downgrade_at=downgrade_at,
-        watch_risk=tuple(smart and capped for capped in has_caps),
-        fallback_daily=fallback_text(template, lang, CapPeriod.DAILY),
-        fallback_monthly=fallback_text(template, lang, CapPeriod.MONTHLY),
-        smart=smart,
-        strict=strict,
-        batching_s=THROTTLED_BATCHING_S if strict else FAST_BATCHING_S,
-        budget_rings=tuple(budget),
-        muted=frozenset(settings.muted_notifications),
-        warnings=tuple(warnings),
-    )
-
-
 def cap_status(view: SettingsView, ci: int, usage: AccountUsage) -> CapStatus | None:
     """The cap category ``ci`` is under now, if any (monthly wins when both are reached)."""
+    series = SERIES_BY_CATEGORY + ci
     cap = view.monthly[ci]
-    if cap is not None and usage.month_base[4 + ci] + usage.day[4 + ci] >= cap:
+    if cap is not None and usage.month_base[series] + usage.day[series] >= cap:
         return CapStatus(MONTHLY_PERIOD, usage.month_key, usage.month_end_ms)
     cap = view.daily[ci]
-    if cap is not None and usage.day[4 + ci] >= cap:
+    if cap is not None and usage.day[series] >= cap:
         return CapStatus(DAILY_PERIOD, usage.day_key, usage.day_end_ms)
     return None
 
 
 def downgraded_until(view: SettingsView, usage: AccountUsage) -> int | None:
     """Local midnight if today's text credits reached the downgrade point, else None."""
-    if usage.day[4] >= view.downgrade_at:
+    if usage.day[SERIES_TEXT_CREDITS] >= view.downgrade_at:
         return usage.day_end_ms
     return None
 
 
 def budget_at_risk(view: SettingsView, usage: AccountUsage, ci: int, now: int) -> bool:
     """Does the burn rate of category ``ci`` project reaching a cap before its period ends?"""
-    series = 4 + ci
+    series = SERIES_BY_CATEGORY + ci
     cap = view.daily[ci]
     total = usage.day[series]
     if cap is not None and total < cap:
@@ -213,8 +137,8 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
     elif isinstance(ring, int):
         ring = loops[conversation_id] = array("q", (2, ring))  # as [1] after one message
     if messages == 1:  # the common case, without a loop
-        i = ring[0]
-        ring[0] = _LOOP_NEXT[i]
+        i = ring[_LOOP_CURSOR]
+        ring[_LOOP_CURSOR] = _LOOP_NEXT[i]
         if i == len(ring):  # still filling: fewer than 21 messages so far
             ring.append(t)
             return False
@@ -223,8 +147,8 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
         return t - oldest < LOOP_WINDOW_MS
     oldest = -NEVER
     for _ in range(min(messages, _LOOP_KEEP)):
-        i = ring[0]
-        ring[0] = _LOOP_NEXT[i]
+        i = ring[_LOOP_CURSOR]
+        ring[_LOOP_CURSOR] = _LOOP_NEXT[i]
         if i == len(ring):
             ring.append(t)
             oldest = -NEVER
@@ -286,7 +210,7 @@ def update_caps(
             acct.caps = {**acct.caps, cat: status}
             notes.append(cap_note(view, cat, status, now))
             changed = True
-    if ci == 0 and acct.downgraded_until_ms is None:
+    if ci == TEXT and acct.downgraded_until_ms is None:
         downgraded = downgraded_until(view, acct)
         if downgraded is not None:
             acct.downgraded_until_ms = downgraded
@@ -315,9 +239,10 @@ def arm_warnings(acct: AccountUsage, view: SettingsView) -> None:
     for slot, levels in enumerate(view.warnings):
         if not levels:
             continue
-        period = MONTHLY_PERIOD if slot & 1 else DAILY_PERIOD
-        cat = CATEGORIES[slot >> 1]
-        start = acct.month_start_ms if slot & 1 else acct.day_start_ms
+        monthly = slot % 2 == MONTHLY
+        period = MONTHLY_PERIOD if monthly else DAILY_PERIOD
+        cat = CATEGORIES[slot // 2]
+        start = acct.month_start_ms if monthly else acct.day_start_ms
         for pct, amount in levels:
             if alerted.get(cap_warn_key(cat, period, pct)) != start:
                 nxt[slot] = amount
@@ -330,15 +255,15 @@ def check_warnings(
 ) -> None:
     """Send the warning levels of category ``ci``'s caps its totals reached this period
     (each once; of several reached at once only the highest); re-arm ``warn_next``."""
-    series = 4 + ci
+    series = SERIES_BY_CATEGORY + ci
     cat = CATEGORIES[ci]
     alerted = acct.alerted
     sent = False
-    for slot in (2 * ci, 2 * ci + 1):
+    for slot in (2 * ci + DAILY, 2 * ci + MONTHLY):
         levels = view.warnings[slot]
         if not levels:
             continue
-        if slot & 1:
+        if slot % 2 == MONTHLY:
             period, key, start, end = (
                 MONTHLY_PERIOD, acct.month_key, acct.month_start_ms, acct.month_end_ms
             )  # fmt: skip

@@ -7,14 +7,15 @@ settings. A new state (version + 1) is produced only when that content changes.
 
 from __future__ import annotations
 
-from capstream.core.caps import SettingsView
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
     THROTTLED_BATCHING_S,
     CapStatus,
     EnforcementState,
 )
-from capstream.core.usage import AccountUsage, BotUsage, UsageBase
+from capstream.core.settings_view import SettingsView
+from capstream.core.usage import AccountUsage, BotUsage
+from capstream.core.usage_base import UsageBase
 
 Content = tuple[
     int | None, str | None, str, int | None, int, int | None, str | None,

@@ -16,23 +16,27 @@ from capstream.core.caps import (
     loop_suspected,
     refresh_account,
     update_caps,
-    view_of,
 )
 from capstream.core.enforcement import derive
-from capstream.core.errors import CoreError, EventError, PolicyError
-from capstream.core.models import (
-    ACCOUNT_WIDE_BOT,
-    CATEGORIES,
-    CATEGORY_INDEX,
-    NEVER,
-    EnforcementState,
-    Notification,
-    TenantSettings,
-    UsageEvent,
-)
+from capstream.core.errors import CoreError, EventError
+from capstream.core.models.decisions import EnforcementState, Notification
+from capstream.core.models.event import UsageEvent
+from capstream.core.models.tenant import TenantSettings
+from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEGORY_INDEX, NEVER
 from capstream.core.notifications import downgrade_changed, throttle_engaged
-from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks, fire, mute
-from capstream.core.resume import lift_blocks
+from capstream.core.policies import fire, mute
+from capstream.core.recompute import apply_clock, changed, decide_all, new_bot
+from capstream.core.series import (
+    DAILY,
+    MONTHLY,
+    SERIES_BY_CATEGORY,
+    SERIES_CONVERSATIONS,
+    SERIES_CREDITS,
+    SERIES_MESSAGES,
+    SERIES_TEXT_CREDITS,
+    SERIES_TOKENS,
+    TEXT,
+)
 from capstream.core.state import (
     NO_EFFECTS,
     AccountState,
@@ -44,7 +48,7 @@ from capstream.core.state import (
     derive_all,
     unmute_all,
 )
-from capstream.core.usage import SERIES_CREDITS, BotUsage, UsageBase
+from capstream.core.usage_base import UsageBase
 
 _MAX_INDEX = 1 << 16
 
@@ -86,12 +90,12 @@ def evaluate(
 
     states: list[EnforcementState] = []
     notes: list[Notification] = []
-    if (settings is not state.settings or policies is not state.policies_given) and _changed(
+    if (settings is not state.settings or policies is not state.policies_given) and changed(
         state, policies, settings
     ):
-        _full(state, policies, settings, now, states, notes)
+        decide_all(state, policies, settings, now, states, notes)
     elif now >= state.deadline_ms:
-        _expire(state, now, states, notes)
+        apply_clock(state, now, states, notes)
 
     # Idempotence: each table's value has its own watermark (one may be restored from an
     # older changelog point than the other); the recent-id set drops client resends.
@@ -127,7 +131,7 @@ def evaluate(
     bot = state.bots.get(bot_id)
     bot_changed = bot is None
     if bot is None:
-        bot = state.bots[bot_id] = _new_bot(state, bot_id, now)
+        bot = state.bots[bot_id] = new_bot(state, bot_id, now)
     wm = bot.watermarks.get(partition) if pos >= 0 else None
     bot_fresh = wm is None or pos > wm
     if bot_fresh:
@@ -150,7 +154,7 @@ def evaluate(
     # Calendar totals and rolling windows of the account, then of the bot: most of the
     # per-event cost (compiled, Ring.add is a direct call).
     acct_changed = False
-    cr_ix = 4 + ci
+    cr_series = SERIES_BY_CATEGORY + ci
     usage: UsageBase
     parts = ((acct, bot) if bot_fresh else (acct,)) if acct_fresh else (bot,)
     for usage in parts:
@@ -164,22 +168,22 @@ def evaluate(
         else:
             d = None
         if d is not None:
-            d[0] += tokens
-            d[1] += msgs
+            d[SERIES_TOKENS] += tokens
+            d[SERIES_MESSAGES] += msgs
             if conv:
-                d[2] += conv
-            d[3] += cr
-            d[cr_ix] += cr
+                d[SERIES_CONVERSATIONS] += conv
+            d[SERIES_CREDITS] += cr
+            d[cr_series] += cr
         for entry in usage.watch[ci]:
             # The amount of the entry's series: tokens, messages, conversations, then
             # credits (all of them, or of the event's category: watch[ci] holds no other).
             series = entry.series
             if series >= SERIES_CREDITS:
                 v = cr
-            elif series == 0:
+            elif series == SERIES_TOKENS:
                 v = tokens
             else:
-                v = msgs if series == 1 else conv
+                v = msgs if series == SERIES_MESSAGES else conv
             if not v:
                 continue
             total = entry.ring.add(t, v)  # the window ending at t (a late event's own)
@@ -217,12 +221,11 @@ def evaluate(
     if acct_changed:
         refresh_account(acct, view, now, notes)
     if cr and acct_fresh:
-        series = 4 + ci
         daily, monthly = view.limits[ci]
-        today = acct.day[series]
-        month_total = acct.month_base[series] + today
+        today = acct.day[cr_series]
+        month_total = acct.month_base[cr_series] + today
         warn_next = acct.warn_next
-        if today >= warn_next[2 * ci] or month_total >= warn_next[2 * ci + 1]:
+        if today >= warn_next[2 * ci + DAILY] or month_total >= warn_next[2 * ci + MONTHLY]:
             check_warnings(acct, view, ci, now, notes)  # a soft threshold: no state change
         if today >= daily or month_total >= monthly:
             # Already capped for this period: only the monthly cap can still take over from
@@ -231,10 +234,14 @@ def evaluate(
             if (
                 held is None
                 or (month_total >= monthly and held.period != MONTHLY_PERIOD)
-                or (ci == 0 and acct.downgraded_until_ms is None)
+                or (ci == TEXT and acct.downgraded_until_ms is None)
             ) and update_caps(acct, view, ci, now, notes):
                 acct_changed = True
-        elif ci == 0 and acct.day[4] >= view.downgrade_at and acct.downgraded_until_ms is None:
+        elif (
+            ci == TEXT
+            and acct.day[SERIES_TEXT_CREDITS] >= view.downgrade_at
+            and acct.downgraded_until_ms is None
+        ):
             acct.downgraded_until_ms = acct.day_end_ms
             notes.append(downgrade_changed(settings, True, acct.day_end_ms, t, now))
             acct_changed = True
@@ -280,7 +287,7 @@ def reevaluate(
     """
     states: list[EnforcementState] = []
     notes: list[Notification] = []
-    _full(state, policies, settings, now, states, notes, alerts, blocks)
+    decide_all(state, policies, settings, now, states, notes, alerts, blocks)
     return state, collect_effects(states, notes, view=state.view)
 
 
@@ -291,7 +298,7 @@ def expire(state: AccountState, now: int) -> tuple[AccountState, Effects]:
         raise CoreError("expire() needs settings: call reevaluate() once after loading state")
     states: list[EnforcementState] = []
     notes: list[Notification] = []
-    _expire(state, now, states, notes)
+    apply_clock(state, now, states, notes)
     return state, collect_effects(states, notes, view=state.view)
 
 
@@ -299,115 +306,3 @@ def next_deadline(state: AccountState) -> int | None:
     """The earliest instant (ms) at which :func:`expire` would change something, or None."""
     at = deadline(state)
     return None if at >= NEVER else at
-
-
-def _changed(state: AccountState, policies: Policies, settings: TenantSettings) -> bool:
-    """Are these policies or settings different from the ones in use?"""
-    if settings is not state.settings:
-        if state.settings is None or settings != state.settings:
-            return True
-        state.settings = settings  # equal: adopt it so the next call is an identity check
-    if policies is not state.policies_given:
-        current = state.policies
-        if current is None:
-            return True
-        if isinstance(policies, PolicySet):
-            if policies != current:
-                return True
-            state.policies_given = policies
-        elif tuple(policies) != current.policies:  # a list may change in place: no adopting
-            return True
-    return False
-
-
-def _new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
-    assert state.policies is not None
-    bot = BotUsage(state.account.account_id, timezone=state.account.timezone, bot_id=bot_id)
-    bot.roll_to(now)
-    build_watch(bot, state.policies.for_bot(bot_id), now)
-    return bot
-
-
-def _full(
-    state: AccountState,
-    policies: Policies,
-    settings: TenantSettings,
-    now: int,
-    states: list[EnforcementState],
-    notes: list[Notification],
-    alerts: bool = True,
-    blocks: bool = True,
-) -> None:
-    """Adopt ``policies`` and ``settings`` and decide everything again (``blocks=False``:
-    without firing any policy, see :func:`reevaluate`)."""
-    acct = state.account
-    if settings.account_id != acct.account_id:
-        raise CoreError(
-            f"settings are for account {settings.account_id!r}, not {acct.account_id!r}"
-        )
-    if not isinstance(policies, PolicySet):
-        policies = PolicySet(policies)
-    elif policies is not state.policies_given and policies == state.policies:
-        policies = state.policies  # same content: keep the compiled set in use
-    if policies.account_id not in (None, acct.account_id):
-        raise PolicyError(f"policies are for account {policies.account_id!r}")
-    state.policies, state.settings = policies, settings
-    state.policies_given = policies
-    unmute_all(state)
-    view = state.view = view_of(settings)
-    acct.set_timezone(settings.timezone, now)
-    acct.roll_to(now)
-    build_watch(acct, policies.total, now, view.budget_rings)
-    out = notes if alerts else None
-    if blocks:
-        check_all(acct, ACCOUNT_WIDE_BOT, now, settings, out)
-    for bot_id, bot in state.bots.items():
-        bot.set_timezone(settings.timezone, now)
-        bot.roll_to(now)
-        build_watch(bot, policies.for_bot(bot_id), now)
-        if blocks:
-            check_all(bot, bot_id, now, settings, out)
-    lift_blocks(
-        state, policies, notes, now
-    )  # after check_all: a lifted block keeps its policy quiet
-    refresh_account(acct, view, now, notes)
-    derive_all(state, view, now, states)
-    state.account_dirty = True
-    state.dirty_bots.update(state.bots)
-    state.deadline_ms = deadline(state)
-
-
-def _expire(
-    state: AccountState, now: int, states: list[EnforcementState], notes: list[Notification]
-) -> None:
-    view = state.view
-    assert view is not None
-    acct = state.account
-    unmute_all(state)  # blocks end here
-    changed_bots: list[BotUsage] = []
-    for bot in state.bots.values():
-        changed = False
-        if end_blocks(bot, now):
-            changed = True
-        if bot.loop_until_ms is not None and bot.loop_until_ms <= now:
-            bot.loop_until_ms = None
-            changed = True
-        if now >= bot.day_end_ms or now >= bot.month_end_ms:
-            bot.roll_to(now)
-            changed = True
-        if changed:
-            changed_bots.append(bot)
-            state.dirty_bots.add(bot.bot_id)
-    rolled = now >= acct.day_end_ms or now >= acct.month_end_ms
-    if rolled:
-        acct.roll_to(now)
-    refreshed = refresh_account(acct, view, now, notes)
-    if refreshed or rolled:
-        state.account_dirty = True
-        derive_all(state, view, now, states)
-    else:
-        for bot in changed_bots:
-            e = derive(acct, bot, view, acct.caps, now)
-            if e is not None:
-                states.append(e)
-    state.deadline_ms = deadline(state)

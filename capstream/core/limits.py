@@ -25,7 +25,7 @@ The rules, per event:
 
 With these bounds a day's or a month's total would need ~9 million maximal events of one
 account in one period to pass 2**63; the state codec saturates rather than fail if it ever
-happens (``core.codec``).
+happens (``core.state_codec``).
 """
 
 from __future__ import annotations

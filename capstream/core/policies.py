@@ -1,4 +1,5 @@
-"""Usage policy evaluation: compiled policy sets, the windows they watch, alerts and blocks.
+"""Usage policy evaluation: policy sets, the windows they watch, alerts and blocks (policies
+are compiled in :mod:`capstream.core.series`).
 
 Rules: a policy fires when its rolling total is at or above its threshold, checked on every
 event that adds to its metric (and on re-evaluation), at the event's own time ``at`` (the
@@ -24,88 +25,22 @@ sends: the lower ones are recorded as sent without a notification.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from capstream.core.errors import PolicyError
-from capstream.core.models import (
-    NEVER,
-    Notification,
-    Policy,
-    PolicyScope,
-    TenantSettings,
-    warn_levels,
-)
+from capstream.core.models.decisions import Notification
+from capstream.core.models.policy import Policy
+from capstream.core.models.tenant import TenantSettings
+from capstream.core.models.vocabulary import NEVER, PolicyScope
 from capstream.core.notifications import policy_alert, policy_warning
-from capstream.core.usage import (
-    CAP_WARN,
+from capstream.core.series import (
     N_CATEGORIES,
     SERIES_BY_CATEGORY,
-    UsageBase,
+    CompiledPolicy,
     WatchEntry,
-    series_of,
+    compile_policy,
 )
+from capstream.core.usage_base import CAP_WARN, UsageBase
 from capstream.core.windows import Ring, bucket_width_ms
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledPolicy:
-    """A policy reduced to what the hot path needs."""
-
-    policy: Policy
-    policy_id: str
-    series: int
-    window_ms: int
-    threshold: int
-    block_ms: int
-    alerts: bool
-    warn_percent: int = 0
-    """A warning level's percent (0: the policy itself); its ``policy_id`` is the
-    ``warn_key`` and its ``threshold`` the level's."""
-    above: int = NEVER
-    """Warning levels: the next threshold up that notifies (the next level, or the
-    policy's own if it alerts); a total at or above it records this level silently."""
-
-
-def warn_key(policy_id: str, percent: int) -> str:
-    """The key of a policy's warning level in ``UsageBase.alerted`` (and ``quiet``)."""
-    return f"{policy_id}\x1f{percent}"
-
-
-def compile_policy(p: Policy) -> list[CompiledPolicy]:
-    """The compiled policy followed by its warning levels (lowest first)."""
-    series = series_of(p.metric, p.category)
-    window_ms = p.window_seconds * 1000
-    cp = CompiledPolicy(
-        policy=p,
-        policy_id=p.policy_id,
-        series=series,
-        window_ms=window_ms,
-        threshold=p.threshold,
-        block_ms=p.block.duration_seconds * 1000 if p.block is not None else 0,
-        alerts=p.alert is not None,
-    )
-    levels: list[tuple[int, int]] = []
-    for pct in warn_levels(p.warn_percents):
-        level = max(1, -(-p.threshold * pct // 100))
-        if level < p.threshold and (not levels or level > levels[-1][1]):
-            levels.append((pct, level))
-    out = [cp]
-    for i, (pct, level) in enumerate(levels):
-        above = levels[i + 1][1] if i + 1 < len(levels) else (p.threshold if cp.alerts else NEVER)
-        out.append(
-            CompiledPolicy(
-                policy=p,
-                policy_id=warn_key(p.policy_id, pct),
-                series=series,
-                window_ms=window_ms,
-                threshold=level,
-                block_ms=0,
-                alerts=True,
-                warn_percent=pct,
-                above=above,
-            )
-        )
-    return out
 
 
 class PolicySet:

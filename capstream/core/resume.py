@@ -1,6 +1,6 @@
 """Lifting blocks: a person resumed the bot, or the policy that blocked it is gone.
 
-One function, :func:`lift_blocks`, called by ``evaluate._full`` (every policy, settings or
+One function, :func:`lift_blocks`, called by ``recompute.decide_all`` (every policy, settings or
 resume change, and every load after a restart) after the policies were checked.
 
 Each policy's block of a usage state (a bot's own, or the account-wide one of an
@@ -15,7 +15,7 @@ A lifted block stays in the usage state until its end, so its policy (quiet whil
 runs) does not block the bot again at the next event, but it no longer pauses:
 ``enforcement.pause`` skips a block whose end is the one recorded in ``UsageBase.lifted``
 for its policy. A block started later has another end, so it is in force. Nothing here is
-persisted: it is recomputed from the catalog's policies and resumes on every ``_full``, so
+persisted: it is recomputed from the catalog's policies and resumes on every ``decide_all``, so
 a replayed resume changes nothing, and a re-enabled policy's still-running block is in force
 again.
 
@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from capstream.core.models import Notification
 from capstream.core.notifications import block_lifted
-from capstream.core.policies import CompiledPolicy, PolicySet
+from capstream.core.policies import PolicySet
+from capstream.core.series import CompiledPolicy
 from capstream.core.state import AccountState
-from capstream.core.usage import UsageBase
+from capstream.core.usage_base import UsageBase
 
 
 def lift_blocks(

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from capstream.core.caps import view_of
 from capstream.core.models import Policy, PolicyScope, TenantSettings
 from capstream.core.policies import seed_source
-from capstream.core.usage import series_of
+from capstream.core.series import series_of
+from capstream.core.settings_view import view_of
 from capstream.core.windows import bucket_width_ms
 
 SHARED = "shared"

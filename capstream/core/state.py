@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from capstream.core.caps import SettingsView
 from capstream.core.enforcement import derive, in_force
 from capstream.core.errors import CoreError
 from capstream.core.models import (
@@ -17,6 +16,7 @@ from capstream.core.models import (
     TenantSettings,
 )
 from capstream.core.policies import PolicySet, unmute
+from capstream.core.settings_view import SettingsView
 from capstream.core.usage import DEFAULT_RECENT_IDS, AccountUsage, BotUsage
 
 Policies = PolicySet | Sequence[Policy]

@@ -30,7 +30,7 @@ from capstream.core import AccountState, Effects, FallbackLedger, UsageEvent, ga
 from capstream.core.clock import EventClock
 from capstream.core.errors import CoreError
 from capstream.core.models import CATEGORIES, CATEGORY_INDEX, PolicyScope
-from capstream.core.usage import SERIES_BY_CATEGORY, series_of
+from capstream.core.series import SERIES_BY_CATEGORY, series_of
 from capstream.simulation.draft import Config, Draft
 from capstream.simulation.source import EventSource, Plan
 from capstream.simulation.timeline import Timeline

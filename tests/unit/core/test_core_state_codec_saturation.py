@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 from capstream.core import UsageEvent
-from capstream.core.codec import Reader, Writer, saturated
+from capstream.core.state_codec import Reader, Writer, saturated
 from capstream.processors.catalog import Catalog
 from capstream.processors.partition import PartitionState
 from capstream.streams.usage_results import Decoded
