@@ -68,13 +68,18 @@ def create_app(
             await asyncio.to_thread(topic_view.start)
             owned.append(topic_view.stop)
             vw = topic_view
+        ch = query
+        if ch is None:
+            real_ch = clickhouse_query(settings)
+            owned.append(real_ch.close)
+            ch = real_ch
         ctx = ApiContext(
             topics=Topics(settings.topic_prefix),
             store=st,
             view=vw,
             publisher=pub,
             admin=admin or load_admin_key(_secret(settings), settings.data_dir),
-            query=query or clickhouse_query(settings),
+            query=ch,
         )
         if clock is not None:
             ctx.clock = clock

@@ -5,41 +5,55 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from capstream.api.reads import Query, Row
+from capstream.api.reads import Row
 from capstream.streams.settings import Settings
 
 
-def clickhouse_query(settings: Settings) -> Query:
+class ClickHouseQuery:
     """A read-only ``query(sql, params) -> rows`` on the sink's store, connected lazily.
 
     Embedded chDB serves one process per data path: while ``capstream sink`` holds it, the
     query goes through the sink's read-only SQL endpoint (as ``capstream sql`` does); when no
-    process holds it, the store is opened here. A ClickHouse server is queried directly.
+    process holds it, the store is opened here, and :meth:`close` (the API's shutdown)
+    releases it. A ClickHouse server is queried directly.
     """
-    from capstream.sinks.store import chdb_path, is_embedded
 
-    lock = threading.Lock()
-    client: list[Any] = []
-    embedded = is_embedded(settings.clickhouse_dsn)
+    def __init__(self, settings: Settings) -> None:
+        from capstream.sinks.store import is_embedded
 
-    def query(sql: str, params: dict[str, Any]) -> list[Row]:
-        from capstream.sinks.store import open_client
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._embedded = is_embedded(settings.clickhouse_dsn)
 
-        if embedded and not client:
+    def __call__(self, sql: str, params: dict[str, Any]) -> list[Row]:
+        from capstream.sinks.store import chdb_path, open_client
+
+        if self._embedded and self._client is None:
             from capstream.sinks.endpoint import query_owner
 
             owned = query_owner(
-                chdb_path(settings.clickhouse_dsn),
+                chdb_path(self._settings.clickhouse_dsn),
                 sql,
                 {k: str(v) for k, v in params.items()},
                 timeout=30.0,
             )
             if owned is not None:
                 return [dict(zip(owned.columns, row, strict=True)) for row in owned.rows]
-        with lock:
-            if not client:
-                client.append(open_client(settings, readonly=True))
-            result = client[0].query(sql, parameters=params)
+        with self._lock:
+            if self._client is None:
+                self._client = open_client(self._settings, readonly=True)
+            result = self._client.query(sql, parameters=params)
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
-    return query
+    def close(self) -> None:
+        """Release the store if this process opened it (chDB: one store per process)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def clickhouse_query(settings: Settings) -> ClickHouseQuery:
+    """The default ClickHouse port of the read endpoints (see :class:`ClickHouseQuery`)."""
+    return ClickHouseQuery(settings)

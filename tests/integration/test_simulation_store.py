@@ -97,7 +97,11 @@ def test_the_store_answers_like_the_reference(store: Settings) -> None:
         client.insert("usage_events", [_row(e) for e in events], column_names=COLUMNS)
     finally:
         client.close()
-    got = _run(clickhouse_query(store))
+    query = clickhouse_query(store)
+    try:
+        got = _run(query)
+    finally:
+        query.close()  # chDB: one store per process; the next test opens its own
     want = _run(MemoryEvents(events))
     assert got["events"] == sum(e.account_id == ACCT for e in events)
     assert got["simulated"]["blocks"] and got["simulated"]["caps"]

@@ -124,13 +124,15 @@ def test_the_simulation_publishes_what_the_running_worker_published(
         with sink_running(deployment, group_id=group):
             wait_until(lambda: caught_up(deployment, group, topics.usage), 90, "the sink")
             seen: list[Effects] = []
-            source = EventSource(
-                clickhouse_query(deployment), acct, ms(2026, 10, 24, 0, 0), now, chunk_rows=40
-            )
-            result = simulate(
-                source, cur_config, draft_config, draft, gated="keep",
-                on_effects={"draft": seen.append},
-            )  # fmt: skip
+            query = clickhouse_query(deployment)
+            source = EventSource(query, acct, ms(2026, 10, 24, 0, 0), now, chunk_rows=40)
+            try:
+                result = simulate(
+                    source, cur_config, draft_config, draft, gated="keep",
+                    on_effects={"draft": seen.append},
+                )  # fmt: skip
+            finally:
+                query.close()
         assert result["events"] == len(events)
         assert source.queries > 5  # read in chunks, not at once
 
