@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ACCOUNT = "acct-bench"
 START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -64,7 +65,8 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
+def child(root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool) -> dict[str, Any]:
+    from capstream._native import compiled
     from capstream.api.clickhouse import clickhouse_query
     from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
     from capstream.streams.records import PolicyRecord, TenantSettingsRecord
@@ -95,16 +97,20 @@ def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
     query("SELECT 1 AS one", {})  # open the store: its baseline memory is not the run's
     base = rss_mb()
 
+    def source() -> EventSource:
+        return EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk, prefetch=prefetch,
+                           columns=query.columns if port == "columns" else None)  # fmt: skip
+
     t = time.perf_counter()
     read = 0
-    for rows in EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk).chunks():
+    for rows in source().chunks():
         read += len(rows)
     read_s = time.perf_counter() - t
     rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     t = time.perf_counter()
     cpu = time.process_time()
-    result = simulate(EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk), cur, dra, draft)
+    result = simulate(source(), cur, dra, draft)
     took, cpu = time.perf_counter() - t, time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert result["events"] == n == read, (result["events"], n, read)
@@ -112,7 +118,8 @@ def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
         "events": n, "read_s": read_s, "seconds": took, "cpu_s": cpu, "base_mb": base,
         "rss_read_mb": rss_read, "rss_mb": rss,
         "blocks": len(result["simulated"]["blocks"]), "caps": len(result["simulated"]["caps"]),
-        "paused": result["simulated"]["gated"]["paused"],
+        "paused": result["simulated"]["gated"]["paused"], "compiled": compiled(),
+        "load": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -124,29 +131,41 @@ def main() -> None:
     ap.add_argument("--child", type=float)
     ap.add_argument("--generate", action="store_true")
     ap.add_argument("--store")
+    ap.add_argument(
+        "--port",
+        choices=("columns", "rows"),
+        default="columns",
+        help="read through the column port (default) or a dict per row",
+    )
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="read each chunk only when the engine asks for it")  # fmt: skip
     args = ap.parse_args()
     if args.child:
         root = Path(args.store)
         if args.generate:
             print(json.dumps({"generate_s": generate(root, int(args.child), args.days)}))
         else:
-            print(json.dumps(child(root, int(args.child), args.days, args.chunk)))
+            print(json.dumps(child(root, int(args.child), args.days, args.chunk, args.port,
+                                   not args.no_prefetch)))  # fmt: skip
         return
     compiled = os.environ.get("CAPSTREAM_PURE") != "1"
     print(f"simulation bench: one account, {args.days} days, chunks of {args.chunk} rows, "
-          f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}, "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"{args.port} port, prefetch {'off' if args.no_prefetch else 'on'}, "
+          f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}; "
+          f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     print("columns: wall seconds and events/s of the simulation; events/s by its CPU time; "
           "events/s of reading alone; RSS once the store is open, peak RSS while only reading, "
           "peak RSS of the whole run")  # fmt: skip
     print(f"{'events':>11} {'seconds':>8} {'events/s':>9} {'cpu ev/s':>9} {'read ev/s':>10} "
-          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused")  # fmt: skip
+          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused "
+          "compiled load")  # fmt: skip
     for size in args.sizes.split(","):
         n = int(float(size))
         store = tempfile.mkdtemp(prefix="bench-sim-")
         try:
             base = [sys.executable, __file__, "--child", str(n), "--days", str(args.days),
-                    "--chunk", str(args.chunk), "--store", store]  # fmt: skip
+                    "--chunk", str(args.chunk), "--store", store, "--port", args.port,
+                    *(["--no-prefetch"] if args.no_prefetch else [])]  # fmt: skip
             gen = subprocess.run([*base, "--generate"], capture_output=True, text=True, check=False)
             out = (
                 gen
@@ -161,7 +180,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{n:>11,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} {n / r['cpu_s']:>9,.0f} "
               f"{n / r['read_s']:>10,.0f} {r['base_mb']:>7.0f}MB {r['rss_read_mb']:>7.0f}MB "
-              f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6}",
+              f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6} "
+              f"{'yes' if r['compiled'] else 'no':>8} {r['load']:>4.1f}",
               flush=True)  # fmt: skip
 
 

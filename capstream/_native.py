@@ -25,6 +25,7 @@ from types import ModuleType
 
 COMPILED: tuple[str, ...] = (
     "capstream.core.caps",
+    "capstream.core.clock",
     "capstream.core.codec",
     "capstream.core.enforcement",
     "capstream.core.errors",
@@ -49,6 +50,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.processors.decode",
     "capstream.processors.outbox",
     "capstream.processors.partition",
+    "capstream.simulation.run",
 )
 """Modules mypyc compiles (setup.py reads this list)."""
 

@@ -90,7 +90,7 @@ def simulate_command(
             from capstream.api.clickhouse import clickhouse_query
 
             query = clickhouse_query(settings)
-        source = EventSource(query, account_id, lo, hi)
+        source = EventSource(query, account_id, lo, hi, columns=getattr(query, "columns", None))
         with Progress(
             TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=True, disable=fmt == "json",

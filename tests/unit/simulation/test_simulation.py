@@ -3,6 +3,7 @@ gated calls, cap periods in local time, and clear refusals of bad drafts and ran
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,48 @@ def test_small_chunks_and_a_hot_hour_read_in_pieces_give_the_same_result() -> No
     assert any("(occurred_at, event_id) >" in sql for sql, _ in q7.calls)  # keyset pages
     # every statement is parameterised and filtered by the account
     assert all(p["account"] == ACCT and "{account:String}" in sql for sql, p in q7.calls)
+
+
+def test_the_column_port_with_or_without_prefetch_gives_the_row_ports_result() -> None:
+    events = history()
+    rows, _ = run(events, {"policy": DRAFT_POLICY}, chunk=7)
+    for prefetch in (True, False):
+        query = MemoryEvents(events)
+        draft = check_draft(ACCT, parse_body({"policy": DRAFT_POLICY}), CURRENT, TENANT, NOW)
+        current, drafted = configs(CURRENT, TENANT, draft)
+        source = EventSource(
+            query, ACCT, FROM, TO, chunk_rows=7, columns=query.columns, prefetch=prefetch
+        )
+        assert simulate(source, current, drafted, draft) == rows
+        # the chunks came through the column port: every event statement, keyset pages too
+        assert any("(occurred_at, event_id) >" in sql for sql, _ in query.calls)
+
+
+def test_reading_ahead_hands_a_store_failure_to_the_caller_and_stops_when_it_stops() -> None:
+    events = history()
+    query = MemoryEvents(events)
+    failing = {"after": 3}
+
+    def flaky(sql: str, params: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        failing["after"] -= 1
+        if failing["after"] < 0:
+            raise RuntimeError("store went away")
+        return query.columns(sql, params)
+
+    source = EventSource(query, ACCT, FROM, TO, chunk_rows=7, columns=flaky)
+    got: list[list[UsageEvent]] = []
+    with pytest.raises(RuntimeError, match="store went away"):
+        got.extend(source.chunks())
+    assert len(got) == 3
+    # a caller that stops after one chunk ends the reading thread (no statement after it)
+    query = MemoryEvents(events)
+    source = EventSource(query, ACCT, FROM, TO, chunk_rows=7, columns=query.columns)
+    chunks = source.chunks()
+    first = next(chunks)
+    chunks.close()
+    calls = len(query.calls)
+    assert first and calls <= 4  # the count, this chunk, at most two read ahead
+    assert not [t for t in threading.enumerate() if t.name == "simulation-read"]
 
 
 def test_a_cap_draft_reports_cap_periods_in_local_time_and_fallback_or_skip_decisions() -> None:
