@@ -31,6 +31,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.errors",
     "capstream.core.evaluate",
     "capstream.core.feed",
+    "capstream.core.forecast",
     "capstream.core.limits",
     "capstream.core.gate",
     "capstream.core.messages",

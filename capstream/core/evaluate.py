@@ -20,6 +20,7 @@ from capstream.core.caps import (
 )
 from capstream.core.enforcement import derive
 from capstream.core.errors import CoreError, EventError, PolicyError
+from capstream.core.forecast import check_forecast
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
     CATEGORIES,
@@ -224,6 +225,18 @@ def evaluate(
         warn_next = acct.warn_next
         if today >= warn_next[2 * ci] or month_total >= warn_next[2 * ci + 1]:
             check_warnings(acct, view, ci, now, notes)  # a soft threshold: no state change
+        if view.forecast_on[ci]:  # opted in: is a cap in reach within the lead time?
+            check_forecast(
+                acct,
+                view.forecast,
+                view.settings,
+                view.daily[ci],
+                view.monthly[ci],
+                ci,
+                t,
+                now,
+                notes,
+            )
         if today >= daily or month_total >= monthly:
             # Already capped for this period: only the monthly cap can still take over from
             # the daily one (a period change rolls the day first and refreshes every cap).

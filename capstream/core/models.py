@@ -94,7 +94,7 @@ DEFAULT_WARN_PERCENTS: tuple[int, ...] = (50, 80, 90)
 MAX_WARN_LEVELS = 10
 NOTIFICATION_KINDS: tuple[str, ...] = (
     "policy_alert", "policy_warning", "cap_reached", "cap_warning", "topup_request",
-    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted",
+    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted", "cap_forecast",
 )  # fmt: skip
 """Every notification kind the core builds."""
 OPTIONAL_KINDS: frozenset[str] = frozenset(
@@ -102,6 +102,28 @@ OPTIONAL_KINDS: frozenset[str] = frozenset(
      "throttle_engaged", "block_lifted"}
 )  # fmt: skip
 """The kinds a tenant may switch off (``TenantSettings.muted_notifications``)."""
+
+
+MIN_FORECAST_LEAD_S = 60
+MAX_FORECAST_LEAD_S = {"daily": 86_400, "monthly": 31 * 86_400}
+
+
+def forecast_problem(caps: CategoryCaps) -> str | None:
+    """What is wrong with a cap's forecast leads (``core/forecast.py``), or None."""
+    for name, lead, cap in (
+        ("daily", caps.daily_forecast_lead_s, caps.daily_micro),
+        ("monthly", caps.monthly_forecast_lead_s, caps.monthly_micro),
+    ):
+        if lead is None:
+            continue
+        most = MAX_FORECAST_LEAD_S[name]
+        if not MIN_FORECAST_LEAD_S <= lead <= most:
+            return (
+                f"the {name} forecast lead must be {MIN_FORECAST_LEAD_S}-{most} seconds, not {lead}"
+            )
+        if cap is None:
+            return f"a {name} forecast lead needs a {name} cap"
+    return None
 
 
 def warn_problem(levels: tuple[int, ...] | None) -> str | None:
@@ -269,6 +291,10 @@ class CategoryCaps:
     monthly_micro: int | None = None
     daily_warn_percents: tuple[int, ...] | None = None
     monthly_warn_percents: tuple[int, ...] | None = None
+    daily_forecast_lead_s: int | None = None
+    """Send a ``cap_forecast`` when the pace reaches the daily cap within this many seconds
+    (once per local day; None: no forecast). See ``core/forecast.py``."""
+    monthly_forecast_lead_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +360,9 @@ class TenantSettings:
                 problem = warn_problem(levels)
                 if problem is not None:
                     raise SettingsError(f"caps: the {name} {cat} cap's warn_percents: {problem}")
+            problem = forecast_problem(caps)
+            if problem is not None:
+                raise SettingsError(f"caps: {cat}: {problem}")
 
 
 @dataclass(slots=True, init=False, eq=False)
