@@ -89,8 +89,7 @@ def test_one_forecast_is_published_before_the_cap_and_none_again_after_a_restart
         assert "in reach" in forecast.subject
 
         # A new worker (the state restored from its store and changelogs) carries the day on
-        # to the cap: no second
-        # forecast; the cap itself is published.
+        # to the cap: no second forecast; the cap itself is published.
         worker = WorkerProcess(deployment, event_time=True)
         try:
             _send(deployment, _events(acct, 150, 60))

@@ -52,7 +52,7 @@ def test_a_forecast_lead_without_its_cap_or_out_of_range_is_refused(
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert "daily forecast lead needs a daily cap" in err["message"]
-    assert "caps" in err["fields"][0]["field"]
+    assert err["fields"][0]["field"] == "caps.vision.daily_forecast_lead_s"
     for bad in (59, 86_401, -1):
         body = {"caps": {"text": {"daily_micro": 1_000, "daily_forecast_lead_s": bad}}}
         r = client.patch(S, json=body, headers=h)
