@@ -56,6 +56,9 @@ def generate(root: Path, n: int, days: int) -> float:
         GENERATE,
         parameters={"start": START_MS, "span": days * DAY_MS, "n": n, "account": ACCOUNT},
     )
+    # merged here, in this process: otherwise the simulation's process would merge the
+    # inserted parts in the background while it is measured
+    client.command("OPTIMIZE TABLE usage_events FINAL")
     client.close()
     return time.perf_counter() - t
 
@@ -65,7 +68,9 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool) -> dict[str, Any]:
+def child(
+    root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool, read_pass: bool
+) -> dict[str, Any]:
     from capstream._native import compiled
     from capstream.api.clickhouse import clickhouse_query
     from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
@@ -101,12 +106,14 @@ def child(root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool) 
         return EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk, prefetch=prefetch,
                            columns=query.columns if port == "columns" else None)  # fmt: skip
 
-    t = time.perf_counter()
-    read = 0
-    for rows in source().chunks():
-        read += len(rows)
-    read_s = time.perf_counter() - t
-    rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    read, read_s, rss_read = n, 0.0, 0.0
+    if read_pass:
+        t = time.perf_counter()
+        read = 0
+        for rows in source().chunks():
+            read += len(rows)
+        read_s = time.perf_counter() - t
+        rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     t = time.perf_counter()
     cpu = time.process_time()
@@ -137,6 +144,12 @@ def main() -> None:
         default="columns",
         help="read through the column port (default) or a dict per row",
     )
+    ap.add_argument(
+        "--read-pass-max",
+        type=float,
+        default=1e7,
+        help="measure reading alone (a pass more) up to this many events",
+    )
     ap.add_argument("--no-prefetch", action="store_true",
                     help="read each chunk only when the engine asks for it")  # fmt: skip
     args = ap.parse_args()
@@ -146,7 +159,8 @@ def main() -> None:
             print(json.dumps({"generate_s": generate(root, int(args.child), args.days)}))
         else:
             print(json.dumps(child(root, int(args.child), args.days, args.chunk, args.port,
-                                   not args.no_prefetch)))  # fmt: skip
+                                   not args.no_prefetch,
+                                   args.child <= args.read_pass_max)))  # fmt: skip
         return
     compiled = os.environ.get("CAPSTREAM_PURE") != "1"
     print(f"simulation bench: one account, {args.days} days, chunks of {args.chunk} rows, "
@@ -154,8 +168,9 @@ def main() -> None:
           f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}; "
           f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     print("columns: wall seconds and events/s of the simulation; events/s by its CPU time; "
-          "events/s of reading alone; RSS once the store is open, peak RSS while only reading, "
-          "peak RSS of the whole run")  # fmt: skip
+          "events/s of reading alone (sizes up to --read-pass-max); RSS once the store is "
+          "open, peak RSS while only reading, peak RSS of the whole run; the load average "
+          "(1 min) at the end of the size")  # fmt: skip
     print(f"{'events':>11} {'seconds':>8} {'events/s':>9} {'cpu ev/s':>9} {'read ev/s':>10} "
           f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused "
           "compiled load")  # fmt: skip
@@ -165,6 +180,7 @@ def main() -> None:
         try:
             base = [sys.executable, __file__, "--child", str(n), "--days", str(args.days),
                     "--chunk", str(args.chunk), "--store", store, "--port", args.port,
+                    "--read-pass-max", str(args.read_pass_max),
                     *(["--no-prefetch"] if args.no_prefetch else [])]  # fmt: skip
             gen = subprocess.run([*base, "--generate"], capture_output=True, text=True, check=False)
             out = (
@@ -178,8 +194,10 @@ def main() -> None:
             print(f"{n:>11,} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        read = f"{n / r['read_s']:>10,.0f}" if r["read_s"] else f"{'-':>10}"
+        peak_read = f"{r['rss_read_mb']:>7.0f}MB" if r["read_s"] else f"{'-':>9}"
         print(f"{n:>11,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} {n / r['cpu_s']:>9,.0f} "
-              f"{n / r['read_s']:>10,.0f} {r['base_mb']:>7.0f}MB {r['rss_read_mb']:>7.0f}MB "
+              f"{read} {r['base_mb']:>7.0f}MB {peak_read} "
               f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6} "
               f"{'yes' if r['compiled'] else 'no':>8} {r['load']:>4.1f}",
               flush=True)  # fmt: skip

@@ -25,7 +25,7 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from capstream.core import UsageEvent
 
@@ -59,6 +59,32 @@ NEXT_SQL = (
     "AND (occurred_at, event_id) > (fromUnixTimestamp64Milli({after_t:Int64}, 'UTC'), "
     "{after_e:String}) ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
 )
+
+
+class Events(Protocol):
+    """A chunk's events in time order: iterable (once or more) and sized."""
+
+    def __iter__(self) -> Iterator[UsageEvent]: ...
+    def __len__(self) -> int: ...
+
+
+class ColumnChunk:
+    """A chunk read through the column port: the events are built one at a time as the
+    chunk is iterated, each gone once the caller moves on. (A list of 20,000 events kept
+    them alive together: the garbage collector then scanned them again and again, which
+    cost more than reading them.)"""
+
+    __slots__ = ("columns", "size")
+
+    def __init__(self, columns: list[Sequence[Any]]) -> None:
+        self.columns = columns
+        self.size = len(columns[0])
+
+    def __iter__(self) -> Iterator[UsageEvent]:
+        return map(UsageEvent, *self.columns)
+
+    def __len__(self) -> int:
+        return self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +143,7 @@ class EventSource:
             slices.append((lo, hi))
         return Plan(tuple(slices), total)
 
-    def chunks(self, plan: Plan | None = None) -> Generator[list[UsageEvent], None, None]:
+    def chunks(self, plan: Plan | None = None) -> Generator[Events, None, None]:
         """The events, a chunk (at most ``chunk_rows``) at a time, in time order."""
         plan = plan or self.plan()
         if not self.prefetch:
@@ -162,30 +188,32 @@ class EventSource:
             stop.set()
             reader.join()
 
-    def _read(self, plan: Plan) -> Iterator[list[UsageEvent]]:
+    def _read(self, plan: Plan) -> Iterator[Events]:
         limit = self.chunk_rows
         for lo, hi in plan.slices:
             params: dict[str, Any] = {"lo": lo, "hi": hi, "limit": limit}
             sql = FIRST_SQL
             while True:
-                events = self._events(sql, params)
+                events, last = self._events(sql, params)
                 if events:
                     yield events
                 if len(events) < limit:
                     break
-                last = events[-1]
                 sql = NEXT_SQL
-                params = {**params, "after_t": last.occurred_at_ms, "after_e": last.event_id}
+                params = {**params, "after_t": last[0], "after_e": last[1]}
 
-    def _events(self, sql: str, params: dict[str, Any]) -> list[UsageEvent]:
-        """One statement's rows as events (the columns are ``UsageEvent``'s arguments)."""
+    def _events(self, sql: str, params: dict[str, Any]) -> tuple[Events, tuple[int, str]]:
+        """One statement's rows as events (the columns are ``UsageEvent``'s arguments), and
+        the last one's (time, event id) for the next page."""
         if self.columns is None:
-            return [UsageEvent(*r.values()) for r in self._run(sql, params)]
+            events = [UsageEvent(*r.values()) for r in self._run(sql, params)]
+            last = events[-1] if events else None
+            return events, (last.occurred_at_ms, last.event_id) if last else (0, "")
         self.queries += 1
         _, cols = self.columns(sql, {"account": self.account_id, **params})
         if not cols or not len(cols[0]):
-            return []
-        return list(map(UsageEvent, *cols))
+            return [], (0, "")
+        return ColumnChunk(cols), (int(cols[-1][-1]), str(cols[0][-1]))
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.queries += 1

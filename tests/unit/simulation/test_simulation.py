@@ -24,6 +24,7 @@ from capstream.simulation import (
 )
 from capstream.simulation.commands import simulate_command
 from capstream.simulation.memory import MemoryEvents
+from capstream.simulation.source import Events
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 
@@ -184,7 +185,7 @@ def test_reading_ahead_hands_a_store_failure_to_the_caller_and_stops_when_it_sto
         return query.columns(sql, params)
 
     source = EventSource(query, ACCT, FROM, TO, chunk_rows=7, columns=flaky)
-    got: list[list[UsageEvent]] = []
+    got: list[Events] = []
     with pytest.raises(RuntimeError, match="store went away"):
         got.extend(source.chunks())
     assert len(got) == 3
