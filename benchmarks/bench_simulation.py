@@ -1,7 +1,8 @@
 """Simulation on history: events/s and peak memory for 1, 10 and 50 million events of one
 account, read from an embedded chDB store through the API's query port.
 
-Run: ``.venv/bin/python benchmarks/bench_simulation.py [--sizes 1e6,1e7,5e7] [--days 30]``.
+Run: ``.venv/bin/python benchmarks/bench_simulation.py [--sizes 1e6,1e7,5e7] [--days 30]``;
+``--engine 200000``: the engine alone (events built in memory, no store).
 Each size runs in a fresh child process (its own store, generated server-side with
 ``INSERT ... SELECT FROM numbers()`` into the sink's schema), so each peak RSS is that
 size's own. A row per size: events, seconds, events/s (each event goes through both sides:
@@ -68,16 +69,10 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(
-    root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool, read_pass: bool
-) -> dict[str, Any]:
-    from capstream._native import compiled
-    from capstream.api.clickhouse import clickhouse_query
-    from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
+def drafts(n: int, days: int) -> tuple[Any, Any, Any, int]:
+    """The configurations simulated: (current, drafted, draft, end of the range)."""
+    from capstream.simulation import check_draft, configs, parse_body
     from capstream.streams.records import PolicyRecord, TenantSettingsRecord
-    from capstream.streams.settings import Settings
-
-    settings = Settings(data_dir=root)
 
     # a day's text credits (70% of events, 3,500 on average); the caps are reached mid-day
     text_day = n // days * 7 // 10 * 3_500
@@ -98,6 +93,54 @@ def child(
     end = START_MS + days * DAY_MS
     draft = check_draft(ACCOUNT, parse_body(body), current, tenant, end)
     cur, dra = configs(current, tenant, draft)
+    return cur, dra, draft, end
+
+
+def engine(n: int, days: int, chunk: int) -> dict[str, Any]:
+    """The engine alone: ``n`` events of the same shape built in memory (no store), in
+    chunks, through both sides; CPU time of ``simulate`` only."""
+    from capstream._native import compiled
+    from capstream.core import UsageEvent
+    from capstream.simulation import simulate
+    from capstream.simulation.source import Plan
+
+    cur, dra, draft, end = drafts(n, days)
+    cats = ["text"] * 7 + ["vision", "audio", "documents"]
+    span = days * DAY_MS
+    events = [
+        UsageEvent(f"e{i}", ACCOUNT, f"bot-{i % 10}", f"c{i * 2654435761 % 2**32 % 5000}",
+                   cats[i % 10], "claude-sonnet-4-6", 200 + i % 400, 80 + i % 90, 1, i % 17 == 0,
+                   2000 + (i % 7) * 500, START_MS + i * span // n)
+        for i in range(n)
+    ]  # fmt: skip
+
+    class InMemory:
+        account_id, from_ms, to_ms = ACCOUNT, START_MS, end
+
+        def plan(self) -> Plan:
+            return Plan(((START_MS, end),), n)
+
+        def chunks(self, plan: Plan | None = None) -> Any:
+            for i in range(0, n, chunk):
+                yield events[i : i + chunk]
+
+    cpu = time.process_time()
+    result = simulate(InMemory(), cur, dra, draft)  # type: ignore[arg-type]
+    cpu = time.process_time() - cpu
+    assert result["events"] == n
+    return {"events": n, "cpu_s": cpu, "compiled": compiled(), "load": os.getloadavg()[0]}
+
+
+def child(
+    root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool, read_pass: bool
+) -> dict[str, Any]:
+    from capstream._native import compiled
+    from capstream.api.clickhouse import clickhouse_query
+    from capstream.simulation import EventSource, simulate
+    from capstream.streams.settings import Settings
+
+    settings = Settings(data_dir=root)
+    cur, dra, draft, end = drafts(n, days)
     query = clickhouse_query(settings)
     query("SELECT 1 AS one", {})  # open the store: its baseline memory is not the run's
     base = rss_mb()
@@ -145,6 +188,9 @@ def main() -> None:
         help="read through the column port (default) or a dict per row",
     )
     ap.add_argument(
+        "--engine", type=float, help="only the engine: this many events in memory, no store"
+    )
+    ap.add_argument(
         "--read-pass-max",
         type=float,
         default=1e7,
@@ -161,6 +207,12 @@ def main() -> None:
             print(json.dumps(child(root, int(args.child), args.days, args.chunk, args.port,
                                    not args.no_prefetch,
                                    args.child <= args.read_pass_max)))  # fmt: skip
+        return
+    if args.engine:
+        r = engine(int(args.engine), args.days, args.chunk)
+        print(f"engine only: {r['events']:,} events in memory through both sides, "
+              f"{r['events'] / r['cpu_s']:,.0f} events/s of CPU (compiled: "
+              f"{'yes' if r['compiled'] else 'no'}, load {r['load']:.1f})")  # fmt: skip
         return
     compiled = os.environ.get("CAPSTREAM_PURE") != "1"
     print(f"simulation bench: one account, {args.days} days, chunks of {args.chunk} rows, "
