@@ -234,6 +234,26 @@ def test_a_cap_draft_reports_cap_periods_in_local_time_and_fallback_or_skip_deci
     assert chart["threshold"] == 400_000 and max(p[1] for p in chart["points"]) >= 400_000
 
 
+def test_a_forecast_lead_draft_shows_when_each_day_the_forecast_would_have_gone_out() -> None:
+    events = history(2)  # ~1.85 text credits a day, between 09:00 and 14:00 local
+    caps = {"text": {"daily_micro": 4_000_000, "daily_forecast_lead_s": 86_400}}
+    result, _ = run(events, {"settings": {"caps": caps}})
+    sim = result["simulated"]
+    assert result["current"]["forecasts"] == []
+    # the cap is never reached, but at the morning's pace it would be before midnight:
+    # one forecast a local day, to the owner, in the morning
+    assert [f["at"][:10] for f in sim["forecasts"]] == ["2026-11-02", "2026-11-03"]
+    for f in sim["forecasts"]:
+        assert (f["category"], f["period"], f["recipients"]) == (
+            "text",
+            "daily",
+            ["owner@acme.test"],
+        )
+        assert "T09:" in f["at"] or "T10:" in f["at"]
+    assert not [c for c in sim["caps"] if c["category"] == "text"]
+    assert len({f["notification_id"] for f in sim["forecasts"]}) == 2
+
+
 def test_replacing_a_policy_runs_the_draft_in_its_place() -> None:
     body = {"policy": {**DRAFT_POLICY, "metric": "messages", "threshold": 10_000,
                        "window_seconds": 3600, "scope": "account_total"},
@@ -299,7 +319,7 @@ def _cli(tmp_path: Path, *, policy: Any = DRAFT_POLICY, account: str = ACCT, **k
 
 def test_the_cli_prints_the_side_by_side_table(tmp_path: Path) -> None:
     text = _cli(tmp_path)
-    assert "with the draft" in text and "paused calls" in text
+    assert "with the draft" in text and "paused calls" in text and "cap forecasts" in text
     assert "block 2026-11-02T11:0" in text  # the 11:00 burst, local time
 
 
