@@ -66,6 +66,11 @@ def forecast_key(category: str, period: str) -> str:
     return f"{CAP_WARN}{category}\x1f{period}\x1fforecast"
 
 
+_KEYS: tuple[str, ...] = tuple(
+    forecast_key(c, p) for c in CATEGORIES for p in ("daily", "monthly")
+)  # by slot, built once (the check runs on every credits event of an opted-in tenant)
+
+
 def check_forecast(
     acct: AccountUsage,
     leads: tuple[int, ...],
@@ -107,7 +112,7 @@ def check_forecast(
             span = min(PACE_WINDOW_MS, max(t - start, MIN_PACE_SPAN_MS))
         if cap is None or total >= cap or burned <= 0:
             continue
-        k = forecast_key(cat, period)
+        k = _KEYS[slot]
         if alerted.get(k) == start:
             continue
         horizon = min(lead, end - t)
