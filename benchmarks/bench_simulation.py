@@ -1,7 +1,8 @@
 """Simulation on history: events/s and peak memory for 1, 10 and 50 million events of one
 account, read from an embedded chDB store through the API's query port.
 
-Run: ``.venv/bin/python benchmarks/bench_simulation.py [--sizes 1e6,1e7,5e7] [--days 30]``.
+Run: ``.venv/bin/python benchmarks/bench_simulation.py [--sizes 1e6,1e7,5e7] [--days 30]``;
+``--engine 200000``: the engine alone (events built in memory, no store).
 Each size runs in a fresh child process (its own store, generated server-side with
 ``INSERT ... SELECT FROM numbers()`` into the sink's schema), so each peak RSS is that
 size's own. A row per size: events, seconds, events/s (each event goes through both sides:
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ACCOUNT = "acct-bench"
 START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -55,6 +57,9 @@ def generate(root: Path, n: int, days: int) -> float:
         GENERATE,
         parameters={"start": START_MS, "span": days * DAY_MS, "n": n, "account": ACCOUNT},
     )
+    # merged here, in this process: otherwise the simulation's process would merge the
+    # inserted parts in the background while it is measured
+    client.command("OPTIMIZE TABLE usage_events FINAL")
     client.close()
     return time.perf_counter() - t
 
@@ -64,13 +69,10 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
-    from capstream.api.clickhouse import clickhouse_query
-    from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
+def drafts(n: int, days: int) -> tuple[Any, Any, Any, int]:
+    """The configurations simulated: (current, drafted, draft, end of the range)."""
+    from capstream.simulation import check_draft, configs, parse_body
     from capstream.streams.records import PolicyRecord, TenantSettingsRecord
-    from capstream.streams.settings import Settings
-
-    settings = Settings(data_dir=root)
 
     # a day's text credits (70% of events, 3,500 on average); the caps are reached mid-day
     text_day = n // days * 7 // 10 * 3_500
@@ -91,20 +93,74 @@ def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
     end = START_MS + days * DAY_MS
     draft = check_draft(ACCOUNT, parse_body(body), current, tenant, end)
     cur, dra = configs(current, tenant, draft)
+    return cur, dra, draft, end
+
+
+def engine(n: int, days: int, chunk: int) -> dict[str, Any]:
+    """The engine alone: ``n`` events of the same shape built in memory (no store), in
+    chunks, through both sides; CPU time of ``simulate`` only."""
+    from capstream._native import compiled
+    from capstream.core import UsageEvent
+    from capstream.simulation import simulate
+    from capstream.simulation.source import Plan
+
+    cur, dra, draft, end = drafts(n, days)
+    cats = ["text"] * 7 + ["vision", "audio", "documents"]
+    span = days * DAY_MS
+    events = [
+        UsageEvent(f"e{i}", ACCOUNT, f"bot-{i % 10}", f"c{i * 2654435761 % 2**32 % 5000}",
+                   cats[i % 10], "claude-sonnet-4-6", 200 + i % 400, 80 + i % 90, 1, i % 17 == 0,
+                   2000 + (i % 7) * 500, START_MS + i * span // n)
+        for i in range(n)
+    ]  # fmt: skip
+
+    class InMemory:
+        account_id, from_ms, to_ms = ACCOUNT, START_MS, end
+
+        def plan(self) -> Plan:
+            return Plan(((START_MS, end),), n)
+
+        def chunks(self, plan: Plan | None = None) -> Any:
+            for i in range(0, n, chunk):
+                yield events[i : i + chunk]
+
+    cpu = time.process_time()
+    result = simulate(InMemory(), cur, dra, draft)  # type: ignore[arg-type]
+    cpu = time.process_time() - cpu
+    assert result["events"] == n
+    return {"events": n, "cpu_s": cpu, "compiled": compiled(), "load": os.getloadavg()[0]}
+
+
+def child(
+    root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool, read_pass: bool
+) -> dict[str, Any]:
+    from capstream._native import compiled
+    from capstream.api.clickhouse import clickhouse_query
+    from capstream.simulation import EventSource, simulate
+    from capstream.streams.settings import Settings
+
+    settings = Settings(data_dir=root)
+    cur, dra, draft, end = drafts(n, days)
     query = clickhouse_query(settings)
     query("SELECT 1 AS one", {})  # open the store: its baseline memory is not the run's
     base = rss_mb()
 
-    t = time.perf_counter()
-    read = 0
-    for rows in EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk).chunks():
-        read += len(rows)
-    read_s = time.perf_counter() - t
-    rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def source() -> EventSource:
+        return EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk, prefetch=prefetch,
+                           columns=query.columns if port == "columns" else None)  # fmt: skip
+
+    read, read_s, rss_read = n, 0.0, 0.0
+    if read_pass:
+        t = time.perf_counter()
+        read = 0
+        for rows in source().chunks():
+            read += len(rows)
+        read_s = time.perf_counter() - t
+        rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     t = time.perf_counter()
     cpu = time.process_time()
-    result = simulate(EventSource(query, ACCOUNT, START_MS, end, chunk_rows=chunk), cur, dra, draft)
+    result = simulate(source(), cur, dra, draft)
     took, cpu = time.perf_counter() - t, time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert result["events"] == n == read, (result["events"], n, read)
@@ -112,7 +168,8 @@ def child(root: Path, n: int, days: int, chunk: int) -> dict[str, float]:
         "events": n, "read_s": read_s, "seconds": took, "cpu_s": cpu, "base_mb": base,
         "rss_read_mb": rss_read, "rss_mb": rss,
         "blocks": len(result["simulated"]["blocks"]), "caps": len(result["simulated"]["caps"]),
-        "paused": result["simulated"]["gated"]["paused"],
+        "paused": result["simulated"]["gated"]["paused"], "compiled": compiled(),
+        "load": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -124,29 +181,59 @@ def main() -> None:
     ap.add_argument("--child", type=float)
     ap.add_argument("--generate", action="store_true")
     ap.add_argument("--store")
+    ap.add_argument(
+        "--port",
+        choices=("columns", "rows"),
+        default="columns",
+        help="read through the column port (default) or a dict per row",
+    )
+    ap.add_argument(
+        "--engine", type=float, help="only the engine: this many events in memory, no store"
+    )
+    ap.add_argument(
+        "--read-pass-max",
+        type=float,
+        default=1e7,
+        help="measure reading alone (a pass more) up to this many events",
+    )
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="read each chunk only when the engine asks for it")  # fmt: skip
     args = ap.parse_args()
     if args.child:
         root = Path(args.store)
         if args.generate:
             print(json.dumps({"generate_s": generate(root, int(args.child), args.days)}))
         else:
-            print(json.dumps(child(root, int(args.child), args.days, args.chunk)))
+            print(json.dumps(child(root, int(args.child), args.days, args.chunk, args.port,
+                                   not args.no_prefetch,
+                                   args.child <= args.read_pass_max)))  # fmt: skip
+        return
+    if args.engine:
+        r = engine(int(args.engine), args.days, args.chunk)
+        print(f"engine only: {r['events']:,} events in memory through both sides, "
+              f"{r['events'] / r['cpu_s']:,.0f} events/s of CPU (compiled: "
+              f"{'yes' if r['compiled'] else 'no'}, load {r['load']:.1f})")  # fmt: skip
         return
     compiled = os.environ.get("CAPSTREAM_PURE") != "1"
     print(f"simulation bench: one account, {args.days} days, chunks of {args.chunk} rows, "
-          f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}, "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"{args.port} port, prefetch {'off' if args.no_prefetch else 'on'}, "
+          f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}; "
+          f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     print("columns: wall seconds and events/s of the simulation; events/s by its CPU time; "
-          "events/s of reading alone; RSS once the store is open, peak RSS while only reading, "
-          "peak RSS of the whole run")  # fmt: skip
+          "events/s of reading alone (sizes up to --read-pass-max); RSS once the store is "
+          "open, peak RSS while only reading, peak RSS of the whole run; the load average "
+          "(1 min) at the end of the size")  # fmt: skip
     print(f"{'events':>11} {'seconds':>8} {'events/s':>9} {'cpu ev/s':>9} {'read ev/s':>10} "
-          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused")  # fmt: skip
+          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused "
+          "compiled load")  # fmt: skip
     for size in args.sizes.split(","):
         n = int(float(size))
         store = tempfile.mkdtemp(prefix="bench-sim-")
         try:
             base = [sys.executable, __file__, "--child", str(n), "--days", str(args.days),
-                    "--chunk", str(args.chunk), "--store", store]  # fmt: skip
+                    "--chunk", str(args.chunk), "--store", store, "--port", args.port,
+                    "--read-pass-max", str(args.read_pass_max),
+                    *(["--no-prefetch"] if args.no_prefetch else [])]  # fmt: skip
             gen = subprocess.run([*base, "--generate"], capture_output=True, text=True, check=False)
             out = (
                 gen
@@ -159,9 +246,12 @@ def main() -> None:
             print(f"{n:>11,} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        read = f"{n / r['read_s']:>10,.0f}" if r["read_s"] else f"{'-':>10}"
+        peak_read = f"{r['rss_read_mb']:>7.0f}MB" if r["read_s"] else f"{'-':>9}"
         print(f"{n:>11,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} {n / r['cpu_s']:>9,.0f} "
-              f"{n / r['read_s']:>10,.0f} {r['base_mb']:>7.0f}MB {r['rss_read_mb']:>7.0f}MB "
-              f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6}",
+              f"{read} {r['base_mb']:>7.0f}MB {peak_read} "
+              f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6} "
+              f"{'yes' if r['compiled'] else 'no':>8} {r['load']:>4.1f}",
               flush=True)  # fmt: skip
 
 

@@ -25,10 +25,12 @@ from types import ModuleType
 
 COMPILED: tuple[str, ...] = (
     "capstream.core.caps",
+    "capstream.core.clock",
     "capstream.core.enforcement",
     "capstream.core.errors",
     "capstream.core.evaluate",
     "capstream.core.feed",
+    "capstream.core.forecast",
     "capstream.core.limits",
     "capstream.core.gate",
     "capstream.core.messages",
@@ -63,6 +65,7 @@ COMPILED: tuple[str, ...] = (
     "capstream.streams.usage_results",
     "capstream.streams.usage_strict",
     "capstream.streams.usage_wire",
+    "capstream.simulation.run",
 )
 """Modules mypyc compiles (setup.py reads this list)."""
 

@@ -17,7 +17,7 @@ from capstream.streams.records import ChannelRecord, DeliveryAttemptRecord
 
 Kind = Literal[
     "policy_alert", "policy_warning", "cap_reached", "cap_warning", "topup_request",
-    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted",
+    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted", "cap_forecast",
 ]  # fmt: skip
 assert set(Kind.__args__) == set(NOTIFICATION_KINDS)  # type: ignore[attr-defined]
 ChannelType = Literal["email", "webhook", "slack"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
@@ -14,7 +14,7 @@ from capstream.api.accounts import AccountStore
 from capstream.api.errors import ForbiddenError, NotFoundError, UnauthorizedError, UnavailableError
 from capstream.api.keys import AdminKey, split_account_key
 from capstream.api.publisher import Written
-from capstream.api.reads import Query
+from capstream.api.reads import Columns, Query
 from capstream.errors import CapstreamError
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.topics import Topics
@@ -62,6 +62,23 @@ class ApiContext:
         def guarded(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
             try:
                 return query(sql, params)
+            except CapstreamError as exc:
+                raise UnavailableError(f"ClickHouse query failed: {exc}") from exc
+            except Exception as exc:  # the port's boundary: any driver error is "unavailable"
+                raise UnavailableError(f"ClickHouse query failed ({type(exc).__name__})") from exc
+
+        return guarded
+
+    def clickhouse_columns(self) -> Columns | None:
+        """The column port of the ClickHouse port, if it has one (same 503s); None if not."""
+        columns: Columns | None = getattr(self.query, "columns", None)
+        if columns is None:
+            return None
+        port = columns
+
+        def guarded(sql: str, params: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]]]:
+            try:
+                return port(sql, params)
             except CapstreamError as exc:
                 raise UnavailableError(f"ClickHouse query failed: {exc}") from exc
             except Exception as exc:  # the port's boundary: any driver error is "unavailable"

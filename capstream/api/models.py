@@ -187,6 +187,12 @@ class CategoryCaps(_Body):
     """Warning levels in percent of the daily cap, one warning per level per local day
     (null or left out: 50, 80, 90; []: none)."""
     monthly_warn_percents: WarnPercents | None = None
+    daily_forecast_lead_s: Annotated[int, Field(ge=60, le=86_400)] | None = None
+    """Opt in to a ``cap_forecast`` notification, once per local day, when the last hour's
+    pace reaches the daily cap within this many seconds (e.g. 7200: two hours ahead); needs
+    a daily cap. Null or left out: none."""
+    monthly_forecast_lead_s: Annotated[int, Field(ge=60, le=31 * 86_400)] | None = None
+    """The same for the monthly cap at the month-to-date pace, once per local month."""
 
 
 class SettingsBody(_Body):
@@ -226,6 +232,8 @@ class SettingsBody(_Body):
                     monthly_micro=v.monthly_micro,
                     daily_warn_percents=v.daily_warn_percents,
                     monthly_warn_percents=v.monthly_warn_percents,
+                    daily_forecast_lead_s=v.daily_forecast_lead_s,
+                    monthly_forecast_lead_s=v.monthly_forecast_lead_s,
                 )
                 for c, v in self.caps.items()
             },

@@ -8,7 +8,7 @@ ClickHouse is reached through one port, ``Query``: ``query(sql, params) -> rows`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +19,8 @@ from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 
 Row = dict[str, Any]
 Query = Callable[[str, dict[str, Any]], list[Row]]
+Columns = Callable[[str, dict[str, Any]], tuple[list[str], list[Sequence[Any]]]]
+"""A port's column form: column names and one sequence per column (``StoreQuery.columns``)."""
 
 _METRIC_SQL = {
     "tokens": "sum(tokens_in + tokens_out)",

@@ -207,7 +207,7 @@ def _prepare(
     except SimulationError as exc:
         raise _invalid(exc) from exc
     current, drafted = configs(policies, tenant, draft)
-    source = EventSource(ctx.clickhouse(), account_id, lo, hi)
+    source = EventSource(ctx.clickhouse(), account_id, lo, hi, columns=ctx.clickhouse_columns())
     return source, source.plan(), (current, drafted, draft)
 
 

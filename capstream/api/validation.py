@@ -17,6 +17,7 @@ _POLICY_PREFIX = re.compile(r"^policy '[^']*': ")
 _SETTINGS_FIELDS = (
     "timezone", "language", "plan", "throttle", "auto-downgrade", "caps", "model",
 )  # fmt: skip
+_FORECAST_LEAD = re.compile(r"^caps: (\w+): .*\b(daily|monthly) forecast lead")
 _FIELD_ALIASES = {
     "recipients": "alert.recipients",
     "duration_seconds": "block.duration_seconds",
@@ -64,6 +65,9 @@ def checked_settings(rec: TenantSettingsRecord) -> TenantSettingsRecord:
     except CoreError as exc:
         msg = str(exc)
         field = field_of(msg, _SETTINGS_FIELDS)
+        lead = _FORECAST_LEAD.match(msg)  # "caps: text: a daily forecast lead needs ..."
+        if lead:
+            field = f"caps.{lead.group(1)}.{lead.group(2)}_forecast_lead_s"
         raise InvalidError(msg, fields=[FieldError(field=field, message=msg)]) from exc
     return rec
 

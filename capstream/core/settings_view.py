@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capstream.core.forecast import forecast_leads
 from capstream.core.messages import fallback_text
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import (
@@ -53,6 +54,11 @@ class SettingsView:
     warnings: tuple[tuple[tuple[int, int], ...], ...]
     """Per category and period (index ``2 * category + (0 daily, 1 monthly)``), the cap's
     warning levels as (percent, credits at which it fires), ascending."""
+    forecast: tuple[int, ...]
+    """Per category and period (as ``warnings``) the forecast lead in ms, 0: none
+    (``core/forecast.py``)."""
+    forecast_on: tuple[bool, ...]
+    """Per category: a forecast of one of its caps is asked for."""
 
 
 def view_of(settings: TenantSettings) -> SettingsView:
@@ -67,11 +73,11 @@ def view_of(settings: TenantSettings) -> SettingsView:
         downgrade_at = -(-text_daily * DOWNGRADE_PERCENT // 100)
     smart = settings.throttle == Throttle.SMART
     strict = settings.throttle == Throttle.STRICT
+    forecast = forecast_leads(settings)
     budget: list[tuple[int, int]] = []
-    if smart:
-        for ci, capped in enumerate(has_caps):
-            if capped:
-                budget.append((SERIES_BY_CATEGORY + ci, RATE_SHORT_MS))
+    for ci, capped in enumerate(has_caps):
+        if (smart and capped) or forecast[2 * ci]:  # the daily forecast's pace: the same ring
+            budget.append((SERIES_BY_CATEGORY + ci, RATE_SHORT_MS))
     template, lang = settings.fallback_message, settings.language
     warnings: list[tuple[tuple[int, int], ...]] = []
     for ci, cat in enumerate(CATEGORIES):
@@ -105,4 +111,8 @@ def view_of(settings: TenantSettings) -> SettingsView:
         budget_rings=tuple(budget),
         muted=frozenset(settings.muted_notifications),
         warnings=tuple(warnings),
+        forecast=forecast,
+        forecast_on=tuple(
+            bool(forecast[2 * ci] or forecast[2 * ci + 1]) for ci in range(len(CATEGORIES))
+        ),
     )

@@ -229,6 +229,8 @@ def core_settings(rec: TenantSettingsRecord) -> TenantSettings:
                 v.monthly_micro,
                 None if v.daily_warn_percents is None else tuple(v.daily_warn_percents),
                 None if v.monthly_warn_percents is None else tuple(v.monthly_warn_percents),
+                v.daily_forecast_lead_s,
+                v.monthly_forecast_lead_s,
             )
             for c, v in rec.caps.items()
         },

@@ -90,7 +90,7 @@ def simulate_command(
             from capstream.api.clickhouse import clickhouse_query
 
             query = clickhouse_query(settings)
-        source = EventSource(query, account_id, lo, hi)
+        source = EventSource(query, account_id, lo, hi, columns=getattr(query, "columns", None))
         with Progress(
             TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=True, disable=fmt == "json",
@@ -148,6 +148,7 @@ def print_report(result: dict[str, Any], out: Console) -> None:
         ("alerts", len(cur["alerts"]), len(sim["alerts"])),
         ("blocks", len(cur["blocks"]), len(sim["blocks"])),
         ("caps reached", len(cur["caps"]), len(sim["caps"])),
+        ("cap forecasts", len(cur["forecasts"]), len(sim["forecasts"])),
         ("downgrade periods", len(cur["downgrades"]), len(sim["downgrades"])),
         ("throttle periods", len(cur["throttles"]), len(sim["throttles"])),
         ("fallback texts", cur["gated"]["fallback"], sim["gated"]["fallback"]),
@@ -168,6 +169,9 @@ def print_report(result: dict[str, Any], out: Console) -> None:
                   f"{', '.join(b['bots'])}" for b in side["blocks"][:20]]  # fmt: skip
         lines += [f"  cap {c['period']} {c['category']} reached {c['from']}, resumes {c['until']}"
                   for c in side["caps"][:20]]  # fmt: skip
+        lines += [f"  forecast {f['at']} {f['period']} {f['category']} cap in reach -> "
+                  f"{', '.join(f['recipients']) or 'owner'}"
+                  for f in side["forecasts"][:20]]  # fmt: skip
         if lines:
             out.print(f"[bold]{title}[/]")
             for line in lines:

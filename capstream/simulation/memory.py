@@ -1,6 +1,7 @@
 """An in-memory stand-in for ``usage_events`` that answers the simulation's three statements
-(``source.COUNT_SQL``, ``FIRST_SQL``, ``NEXT_SQL``) with their semantics: for tests and for
-trying the engine without a store. Anything else raises ``ValueError``."""
+(``source.COUNT_SQL``, ``FIRST_SQL``, ``NEXT_SQL``) with their semantics, as rows or (with
+:meth:`MemoryEvents.columns`) as columns: for tests and for trying the engine without a
+store. Anything else raises ``ValueError``."""
 
 from __future__ import annotations
 
@@ -40,3 +41,9 @@ class MemoryEvents:
              "credits_micro": e.credits_micro, "t": e.occurred_at_ms}
             for e in rows[: int(params["limit"])]
         ]  # fmt: skip
+
+    def columns(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]]]:
+        """The same answer as column names and one list per column (the column port)."""
+        rows = self(sql, params)
+        names = list(rows[0]) if rows else []
+        return names, [[r[k] for r in rows] for k in names]

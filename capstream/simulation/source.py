@@ -8,19 +8,31 @@ First one query counts the account's events per hour of the range (at most 93 ×
 that gives the total for progress and lets consecutive hours be read together, about
 ``chunk_rows`` events at a time. A slice is read with keyset pagination on
 ``(occurred_at, event_id)`` and ``LIMIT chunk_rows``, so an hour holding more events than a
-chunk is read in several pieces: at most one chunk is in memory.
+chunk is read in several pieces.
+
+Two ports read the chunks: the row port (a dict per row, every store) or, when the store
+offers it, the column port (``Columns``: ``(sql, params) -> (names, columns)``, one list per
+column as clickhouse-connect decodes the Native format), which skips the per-row dicts: the
+events are built from the columns in one ``map``. With ``prefetch`` (the default) a thread
+reads the next chunk while the caller works on the current one (ClickHouse runs the query
+outside the GIL): at most three chunks are in memory (the caller's, one queued, one
+being read), whatever the range.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from capstream.core import UsageEvent
 
 Row = dict[str, Any]
 Query = Callable[[str, dict[str, Any]], list[Row]]
+Columns = Callable[[str, dict[str, Any]], tuple[list[str], list[Sequence[Any]]]]
+"""The column port: column names and one sequence per column (``StoreQuery.columns``)."""
 HOUR_MS = 3_600_000
 DEFAULT_CHUNK_ROWS = 20_000
 
@@ -49,6 +61,32 @@ NEXT_SQL = (
 )
 
 
+class Events(Protocol):
+    """A chunk's events in time order: iterable (once or more) and sized."""
+
+    def __iter__(self) -> Iterator[UsageEvent]: ...
+    def __len__(self) -> int: ...
+
+
+class ColumnChunk:
+    """A chunk read through the column port: the events are built one at a time as the
+    chunk is iterated, each gone once the caller moves on. (A list of 20,000 events kept
+    them alive together: the garbage collector then scanned them again and again, which
+    cost more than reading them.)"""
+
+    __slots__ = ("columns", "size")
+
+    def __init__(self, columns: list[Sequence[Any]]) -> None:
+        self.columns = columns
+        self.size = len(columns[0])
+
+    def __iter__(self) -> Iterator[UsageEvent]:
+        return map(UsageEvent, *self.columns)
+
+    def __len__(self) -> int:
+        return self.size
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Time slices ``[lo, hi)`` to read in order, and how many events the range holds."""
@@ -68,6 +106,8 @@ class EventSource:
         to_ms: int,
         *,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Columns | None = None,
+        prefetch: bool = True,
     ) -> None:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be positive")
@@ -76,6 +116,8 @@ class EventSource:
         self.from_ms = from_ms
         self.to_ms = to_ms
         self.chunk_rows = chunk_rows
+        self.columns = columns
+        self.prefetch = prefetch
         self.queries = 0
         """Statements run so far (the count, then one per chunk)."""
 
@@ -101,21 +143,77 @@ class EventSource:
             slices.append((lo, hi))
         return Plan(tuple(slices), total)
 
-    def chunks(self, plan: Plan | None = None) -> Iterator[list[UsageEvent]]:
+    def chunks(self, plan: Plan | None = None) -> Generator[Events, None, None]:
         """The events, a chunk (at most ``chunk_rows``) at a time, in time order."""
-        limit = self.chunk_rows
-        for lo, hi in (plan or self.plan()).slices:
-            params: dict[str, Any] = {"lo": lo, "hi": hi, "limit": limit}
-            rows = self._run(FIRST_SQL, params)
+        plan = plan or self.plan()
+        if not self.prefetch:
+            yield from self._read(plan)
+            return
+        # One chunk ahead in a thread: ``slots`` holds at most one chunk besides the one the
+        # caller works on; ``stop`` ends the thread when the caller stops early.
+        slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> bool:
+            while not stop.is_set():
+                try:
+                    slots.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def ahead() -> None:
+            try:
+                for chunk in self._read(plan):
+                    if not put(("chunk", chunk)):
+                        return
+            except BaseException as exc:  # handed to the caller's thread, raised there
+                put(("error", exc))
+                return
+            put(("end", None))
+
+        reader = threading.Thread(target=ahead, name="simulation-read", daemon=True)
+        reader.start()
+        try:
             while True:
-                if rows:
-                    yield [UsageEvent(*r.values()) for r in rows]
-                if len(rows) < limit:
+                kind, item = slots.get()
+                if kind == "chunk":
+                    yield item
+                elif kind == "error":
+                    raise item
+                else:
+                    return
+        finally:
+            stop.set()
+            reader.join()
+
+    def _read(self, plan: Plan) -> Iterator[Events]:
+        limit = self.chunk_rows
+        for lo, hi in plan.slices:
+            params: dict[str, Any] = {"lo": lo, "hi": hi, "limit": limit}
+            sql = FIRST_SQL
+            while True:
+                events, last = self._events(sql, params)
+                if events:
+                    yield events
+                if len(events) < limit:
                     break
-                last = rows[-1]
-                rows = self._run(
-                    NEXT_SQL, {**params, "after_t": last["t"], "after_e": last["event_id"]}
-                )
+                sql = NEXT_SQL
+                params = {**params, "after_t": last[0], "after_e": last[1]}
+
+    def _events(self, sql: str, params: dict[str, Any]) -> tuple[Events, tuple[int, str]]:
+        """One statement's rows as events (the columns are ``UsageEvent``'s arguments), and
+        the last one's (time, event id) for the next page."""
+        if self.columns is None:
+            events = [UsageEvent(*r.values()) for r in self._run(sql, params)]
+            last = events[-1] if events else None
+            return events, (last.occurred_at_ms, last.event_id) if last else (0, "")
+        self.queries += 1
+        _, cols = self.columns(sql, {"account": self.account_id, **params})
+        if not cols or not len(cols[0]):
+            return [], (0, "")
+        return ColumnChunk(cols), (int(cols[-1][-1]), str(cols[0][-1]))
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.queries += 1

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from capstream.core import EnforcementState
+from capstream.core.forecast import FORECAST_KIND, forecast_subject
 from capstream.core.models import ACCOUNT_WIDE_BOT, THROTTLED_BATCHING_S
 from capstream.core.periods import zone
 
@@ -35,6 +36,7 @@ class NoteLike(Protocol):
     created_at_ms: int
     window_start_ms: int | None
     bot_id: str | None
+    subject: str
 
 
 def local(ms: int, tz: str) -> str:
@@ -56,6 +58,8 @@ class Timeline:
     timezone: str
     alerts: list[dict[str, Any]] = field(default_factory=list)
     caps: list[dict[str, Any]] = field(default_factory=list)
+    forecasts: list[dict[str, Any]] = field(default_factory=list)
+    """``cap_forecast`` notifications: a cap in reach within its lead time."""
     cap_notifications: int = 0
     truncated: int = 0
     decisions: int = 0
@@ -70,7 +74,8 @@ class Timeline:
     # -- input -------------------------------------------------------------------------------
 
     def note(self, n: NoteLike, recipients: tuple[str, ...] | list[str] = ()) -> None:
-        """One notification (``policy_alert`` and ``cap_reached`` are reported)."""
+        """One notification (``policy_alert``, ``cap_reached`` and ``cap_forecast`` are
+        reported)."""
         if n.kind == "policy_alert":
             if len(self.alerts) >= MAX_ITEMS:
                 self.truncated += 1
@@ -89,6 +94,23 @@ class Timeline:
             )
         elif n.kind == "cap_reached":
             self.cap_notifications += 1
+        elif n.kind == FORECAST_KIND:
+            if len(self.forecasts) >= MAX_ITEMS:
+                self.truncated += 1
+                return
+            what = forecast_subject(n.subject)
+            at = n.window_start_ms if n.window_start_ms is not None else n.created_at_ms
+            self.forecasts.append(
+                {
+                    "at_ms": at,
+                    "at": local(at, self.timezone),
+                    "category": what[0] if what else None,
+                    "period": what[1] if what else None,
+                    "subject": n.subject,
+                    "recipients": list(recipients),
+                    "notification_id": n.notification_id,
+                }
+            )
 
     def state(self, e: EnforcementState) -> None:
         """One enforcement state, in publication order."""
@@ -200,6 +222,7 @@ class Timeline:
             "blocks": self._grouped(self._blocks, "policy_id"),
             "caps": self.caps,
             "cap_notifications": self.cap_notifications,
+            "forecasts": self.forecasts,
             "downgrades": self.downgrades,
             "throttles": self._grouped(self._throttles, "reason"),
             "decisions": self.decisions,

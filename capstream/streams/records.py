@@ -146,6 +146,9 @@ class CategoryCapsRecord(BaseModel):
     daily_warn_percents: list[int] | None = None
     """Warning levels in percent of the daily cap; None: 50, 80, 90; empty: none."""
     monthly_warn_percents: list[int] | None = None
+    daily_forecast_lead_s: NonNeg | None = None
+    """Send a ``cap_forecast`` when the pace reaches the daily cap within this many seconds."""
+    monthly_forecast_lead_s: NonNeg | None = None
 
 
 class TenantSettingsRecord(WireRecord):

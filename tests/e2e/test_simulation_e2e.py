@@ -69,9 +69,47 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
     )
     expect(panel.get_by_test_id("simulation-events")).to_contain_text("daily text cap reached")
     shot("cap-draft-timeline")
+
+    # 3. A forecast alert: a daily text cap at three times today's text credits (not reached
+    # in the range) with a notice 24 hours ahead: the pace reaches it before midnight, so
+    # the simulation shows when the forecast would have been sent (▲ on the timeline).
+    used = _text_today(page, demo)
+    assert used > 0
+    page.fill("#cap-text-daily", str(used * 3 / 1e6))
+    page.fill("#cap-text-daily-lead", "24")
+    page.locator("#settings-form").get_by_test_id("simulate").click()
+    expect(panel.get_by_test_id("simulation-events")).to_contain_text(
+        "forecast: daily text cap in reach", timeout=60_000
+    )
+    expect(panel.get_by_test_id("simulation-table")).to_contain_text("cap forecasts")
+    expect(panel.get_by_test_id("simulation-forecast").first).to_be_attached()
+    shot("cap-forecast-timeline")
+    # a lead without its cap is refused next to the cap's fields, before anything runs
+    page.fill("#cap-text-daily", "")
+    page.locator("#settings-form").get_by_test_id("simulate").click()
+    expect(page.locator('#settings-form [data-error="caps.text"]')).to_contain_text(
+        "forecast lead needs a daily cap"
+    )
+    shot("cap-forecast-refused")
+    page.fill("#cap-text-daily-lead", "")
     # a malformed cap is refused next to its field
     page.fill("#s-timezone", "Mars/Base")
     page.locator("#settings-form").get_by_test_id("simulate").click()
     expect(page.locator('#settings-form [data-error="timezone"]')).to_contain_text("Mars/Base")
     shot("cap-draft-refused")
     assert errors == []
+
+
+def _text_today(page: Any, demo: Any) -> int:
+    """Today's text credits of the tenant (micro), from the dashboard's live view."""
+    live = page.evaluate(
+        """async (key) => (await fetch("/v1/accounts/initech/live",
+             { headers: { Authorization: `Bearer ${key}` } })).json()""",
+        demo.key("initech"),
+    )
+    assert "projections" in live, live
+    return sum(
+        p["used_micro"]
+        for p in live["projections"]
+        if p["category"] == "text" and p["period"] == "daily"
+    )

@@ -82,10 +82,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     client.close()
 
 
-def _run(query: Any) -> dict[str, Any]:
+def _run(query: Any, columns: Any = None) -> dict[str, Any]:
     draft = check_draft(ACCT, parse_body(DRAFT), CURRENT, TENANT, T0 + 10 * 86_400_000)
     current, drafted = configs(CURRENT, TENANT, draft)
-    source = EventSource(query, ACCT, T0 - 3_600_000, T0 + 3 * 86_400_000, chunk_rows=50)
+    source = EventSource(
+        query, ACCT, T0 - 3_600_000, T0 + 3 * 86_400_000, chunk_rows=50, columns=columns
+    )
     return simulate(source, current, drafted, draft)
 
 
@@ -97,12 +99,15 @@ def test_the_store_answers_like_the_reference(store: Settings) -> None:
         client.insert("usage_events", [_row(e) for e in events], column_names=COLUMNS)
     finally:
         client.close()
-    query = clickhouse_query(store)
+    port = clickhouse_query(store)
     try:
-        got = _run(query)
+        got = _run(port)
+        columns = _run(port, port.columns)
     finally:
-        query.close()  # chDB: one store per process; the next test opens its own
+        port.close()  # chDB: one store per process; the next test opens its own
     want = _run(MemoryEvents(events))
     assert got["events"] == sum(e.account_id == ACCT for e in events)
     assert got["simulated"]["blocks"] and got["simulated"]["caps"]
     assert got == want
+    # the column port (Native columns, no dict per row) reads the same events
+    assert columns == want

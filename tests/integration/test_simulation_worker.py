@@ -87,7 +87,8 @@ def test_the_simulation_publishes_what_the_running_worker_published(
     tenant = TenantSettingsRecord(
         account_id=acct, plan="pro", timezone=TZ, owner_email="owner@sim.test",
         auto_downgrade=True, throttle="smart",
-        caps={"text": {"daily_micro": 50_000, "monthly_micro": 10_000_000},
+        caps={"text": {"daily_micro": 50_000, "monthly_micro": 10_000_000,
+                       "daily_forecast_lead_s": 3600},
               "vision": {"daily_micro": 8_000}},
     )  # fmt: skip
     current = [
@@ -140,6 +141,7 @@ def test_the_simulation_publishes_what_the_running_worker_published(
         want_notes = [n.notification_id for fx in seen for n in fx.notifications]
         sim = result["simulated"]
         assert sim["blocks"] and sim["alerts"] and sim["caps"] and sim["downgrades"]
+        assert sim["forecasts"]  # the text cap in reach within the hour, once a local day
         assert {a["policy_id"] for a in sim["alerts"]} == {"total", "hourly"}
         assert len(result["current"]["blocks"]) == 0  # the current policy only alerts
 
@@ -167,7 +169,15 @@ def test_the_simulation_publishes_what_the_running_worker_published(
         for n in sorted(notes, key=lambda n: (n.created_at_ms, n.notification_id)):
             fold.note(n, n.recipients)
         worker_view = fold.finish(now)
-        for key in ("alerts", "blocks", "caps", "downgrades", "throttles", "cap_notifications"):
+        for key in (
+            "alerts",
+            "blocks",
+            "caps",
+            "downgrades",
+            "throttles",
+            "cap_notifications",
+            "forecasts",
+        ):
             got = worker_view[key]
             if key == "alerts":
                 got = sorted(got, key=lambda a: (a["at_ms"], a["notification_id"]))

@@ -25,8 +25,11 @@ from capstream.core.models.policy import (
     Policy,
 )
 from capstream.core.models.tenant import (
+    MAX_FORECAST_LEAD_S,
+    MIN_FORECAST_LEAD_S,
     CategoryCaps,
     TenantSettings,
+    forecast_problem,
 )
 from capstream.core.models.vocabulary import (
     ACCOUNT_WIDE_BOT,
@@ -90,6 +93,9 @@ __all__ = [
     "CapStatus",
     "Category",
     "CategoryCaps",
+    "MAX_FORECAST_LEAD_S",
+    "MIN_FORECAST_LEAD_S",
+    "forecast_problem",
     "EnforcementState",
     "FeedRow",
     "Language",

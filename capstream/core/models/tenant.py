@@ -33,6 +33,32 @@ class CategoryCaps:
     monthly_micro: int | None = None
     daily_warn_percents: tuple[int, ...] | None = None
     monthly_warn_percents: tuple[int, ...] | None = None
+    daily_forecast_lead_s: int | None = None
+    """Send a ``cap_forecast`` when the pace reaches the daily cap within this many seconds
+    (once per local day; None: no forecast). See ``core/forecast.py``."""
+    monthly_forecast_lead_s: int | None = None
+
+
+MIN_FORECAST_LEAD_S = 60
+MAX_FORECAST_LEAD_S = {"daily": 86_400, "monthly": 31 * 86_400}
+
+
+def forecast_problem(caps: CategoryCaps) -> str | None:
+    """What is wrong with a cap's forecast leads (``core/forecast.py``), or None."""
+    for name, lead, cap in (
+        ("daily", caps.daily_forecast_lead_s, caps.daily_micro),
+        ("monthly", caps.monthly_forecast_lead_s, caps.monthly_micro),
+    ):
+        if lead is None:
+            continue
+        most = MAX_FORECAST_LEAD_S[name]
+        if not MIN_FORECAST_LEAD_S <= lead <= most:
+            return (
+                f"the {name} forecast lead must be {MIN_FORECAST_LEAD_S}-{most} seconds, not {lead}"
+            )
+        if cap is None:
+            return f"a {name} forecast lead needs a {name} cap"
+    return None
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -110,6 +136,9 @@ class TenantSettings:
                 problem = warn_problem(levels)
                 if problem is not None:
                     raise SettingsError(f"caps: the {name} {cat} cap's warn_percents: {problem}")
+            problem = forecast_problem(caps)
+            if problem is not None:
+                raise SettingsError(f"caps: {cat}: {problem}")
 
 
 _FIELDS = (

@@ -100,7 +100,7 @@ DEFAULT_WARN_PERCENTS: tuple[int, ...] = (50, 80, 90)
 MAX_WARN_LEVELS = 10
 NOTIFICATION_KINDS: tuple[str, ...] = (
     "policy_alert", "policy_warning", "cap_reached", "cap_warning", "topup_request",
-    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted",
+    "downgrade_started", "downgrade_ended", "throttle_engaged", "block_lifted", "cap_forecast",
 )  # fmt: skip
 """Every notification kind the core builds."""
 OPTIONAL_KINDS: frozenset[str] = frozenset(

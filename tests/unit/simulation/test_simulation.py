@@ -3,6 +3,7 @@ gated calls, cap periods in local time, and clear refusals of bad drafts and ran
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from capstream.simulation import (
 )
 from capstream.simulation.commands import simulate_command
 from capstream.simulation.memory import MemoryEvents
+from capstream.simulation.source import Events
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 
@@ -156,6 +158,48 @@ def test_small_chunks_and_a_hot_hour_read_in_pieces_give_the_same_result() -> No
     assert all(p["account"] == ACCT and "{account:String}" in sql for sql, p in q7.calls)
 
 
+def test_the_column_port_with_or_without_prefetch_gives_the_row_ports_result() -> None:
+    events = history()
+    rows, _ = run(events, {"policy": DRAFT_POLICY}, chunk=7)
+    for prefetch in (True, False):
+        query = MemoryEvents(events)
+        draft = check_draft(ACCT, parse_body({"policy": DRAFT_POLICY}), CURRENT, TENANT, NOW)
+        current, drafted = configs(CURRENT, TENANT, draft)
+        source = EventSource(
+            query, ACCT, FROM, TO, chunk_rows=7, columns=query.columns, prefetch=prefetch
+        )
+        assert simulate(source, current, drafted, draft) == rows
+        # the chunks came through the column port: every event statement, keyset pages too
+        assert any("(occurred_at, event_id) >" in sql for sql, _ in query.calls)
+
+
+def test_reading_ahead_hands_a_store_failure_to_the_caller_and_stops_when_it_stops() -> None:
+    events = history()
+    query = MemoryEvents(events)
+    failing = {"after": 3}
+
+    def flaky(sql: str, params: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        failing["after"] -= 1
+        if failing["after"] < 0:
+            raise RuntimeError("store went away")
+        return query.columns(sql, params)
+
+    source = EventSource(query, ACCT, FROM, TO, chunk_rows=7, columns=flaky)
+    got: list[Events] = []
+    with pytest.raises(RuntimeError, match="store went away"):
+        got.extend(source.chunks())
+    assert len(got) == 3
+    # a caller that stops after one chunk ends the reading thread (no statement after it)
+    query = MemoryEvents(events)
+    source = EventSource(query, ACCT, FROM, TO, chunk_rows=7, columns=query.columns)
+    chunks = source.chunks()
+    first = next(chunks)
+    chunks.close()
+    calls = len(query.calls)
+    assert first and calls <= 4  # the count, this chunk, at most two read ahead
+    assert not [t for t in threading.enumerate() if t.name == "simulation-read"]
+
+
 def test_a_cap_draft_reports_cap_periods_in_local_time_and_fallback_or_skip_decisions() -> None:
     events = history(2)
     body = {
@@ -188,6 +232,26 @@ def test_a_cap_draft_reports_cap_periods_in_local_time_and_fallback_or_skip_deci
     assert not [c for c in result["current"]["caps"] if c["category"] == "text"]
     chart = next(c for c in sim["charts"] if c["label"] == "text credits today")
     assert chart["threshold"] == 400_000 and max(p[1] for p in chart["points"]) >= 400_000
+
+
+def test_a_forecast_lead_draft_shows_when_each_day_the_forecast_would_have_gone_out() -> None:
+    events = history(2)  # ~1.85 text credits a day, between 09:00 and 14:00 local
+    caps = {"text": {"daily_micro": 4_000_000, "daily_forecast_lead_s": 86_400}}
+    result, _ = run(events, {"settings": {"caps": caps}})
+    sim = result["simulated"]
+    assert result["current"]["forecasts"] == []
+    # the cap is never reached, but at the morning's pace it would be before midnight:
+    # one forecast a local day, to the owner, in the morning
+    assert [f["at"][:10] for f in sim["forecasts"]] == ["2026-11-02", "2026-11-03"]
+    for f in sim["forecasts"]:
+        assert (f["category"], f["period"], f["recipients"]) == (
+            "text",
+            "daily",
+            ["owner@acme.test"],
+        )
+        assert "T09:" in f["at"] or "T10:" in f["at"]
+    assert not [c for c in sim["caps"] if c["category"] == "text"]
+    assert len({f["notification_id"] for f in sim["forecasts"]}) == 2
 
 
 def test_replacing_a_policy_runs_the_draft_in_its_place() -> None:
@@ -255,7 +319,7 @@ def _cli(tmp_path: Path, *, policy: Any = DRAFT_POLICY, account: str = ACCT, **k
 
 def test_the_cli_prints_the_side_by_side_table(tmp_path: Path) -> None:
     text = _cli(tmp_path)
-    assert "with the draft" in text and "paused calls" in text
+    assert "with the draft" in text and "paused calls" in text and "cap forecasts" in text
     assert "block 2026-11-02T11:0" in text  # the 11:00 burst, local time
 
 

@@ -6,7 +6,7 @@ import { clearErrors, clock, h, replace, showErrors } from "./dom.js";
 
 const KINDS = [
   ["policy_alert", "policy alert"], ["policy_warning", "policy warning"],
-  ["cap_reached", "cap reached"], ["cap_warning", "cap warning"],
+  ["cap_reached", "cap reached"], ["cap_warning", "cap warning"], ["cap_forecast", "cap forecast"],
   ["downgrade_started", "downgrade started"], ["downgrade_ended", "downgrade ended"],
   ["throttle_engaged", "throttle engaged"], ["block_lifted", "block lifted"],
   ["topup_request", "top-up request"],

@@ -1,5 +1,6 @@
 // Cap behaviour: language, timezone, fallback message with a live {{TIMEFRAME}} preview,
-// auto-downgrade (Pro+), throttle, daily and monthly caps per category.
+// auto-downgrade (Pro+), throttle, daily and monthly caps per category, each with an
+// optional forecast alert (hours ahead of the projected cap).
 import { query } from "./api.js";
 import { clearErrors, h, replace, showErrors } from "./dom.js";
 import { attachTryOnPast } from "./simulate.js";
@@ -9,6 +10,17 @@ const DOWNGRADE_PLANS = ["pro", "enterprise"];
 
 function toCredits(micro) {
   return micro === null || micro === undefined ? "" : String(micro / 1e6);
+}
+
+function toHours(seconds) {
+  return seconds === null || seconds === undefined ? "" : String(seconds / 3600);
+}
+
+function toSeconds(text) {
+  const t = text.trim();
+  if (t === "") return null;
+  const v = Number(t);
+  return Number.isFinite(v) ? Math.round(v * 3600) : NaN;
 }
 
 function toMicro(text) {
@@ -56,6 +68,17 @@ export class CapSettings {
           placeholder: "no cap",
         }));
       }
+      // Forecast alert: hours ahead of the projected cap (null: off), per period
+      cells.push(h("label", { for: `cap-${c}-daily-lead`, class: "sub", text: "forecast, h ahead" }));
+      for (const period of ["daily", "monthly"]) {
+        cells.push(h("input", {
+          id: `cap-${c}-${period}-lead`, type: "number", min: "0.0167", step: "any", inputmode: "decimal",
+          "data-field": `caps.${c}.${period}_forecast_lead_s`,
+          "aria-label": `${c} ${period} cap forecast alert (hours ahead)`,
+          "data-testid": `cap-${c}-${period}-lead`, placeholder: "off",
+          title: "Notify me when the current pace reaches this cap within this many hours (once per period)",
+        }));
+      }
       cells.push(h("p", { class: "error", "data-error": `caps.${c}` }));
     }
     return cells;
@@ -86,6 +109,8 @@ export class CapSettings {
       const caps = s.caps[c] || {};
       document.getElementById(`cap-${c}-daily`).value = toCredits(caps.daily_micro);
       document.getElementById(`cap-${c}-monthly`).value = toCredits(caps.monthly_micro);
+      document.getElementById(`cap-${c}-daily-lead`).value = toHours(caps.daily_forecast_lead_s);
+      document.getElementById(`cap-${c}-monthly-lead`).value = toHours(caps.monthly_forecast_lead_s);
     }
     this.schedulePreview(0);
   }
@@ -124,7 +149,11 @@ export class CapSettings {
     for (const c of CATEGORIES) {
       const daily = toMicro(document.getElementById(`cap-${c}-daily`).value);
       const monthly = toMicro(document.getElementById(`cap-${c}-monthly`).value);
-      caps[c] = { daily_micro: daily, monthly_micro: monthly };  // nulls: no cap (PATCH removes it)
+      caps[c] = {  // nulls: no cap, no forecast (PATCH removes it)
+        daily_micro: daily, monthly_micro: monthly,
+        daily_forecast_lead_s: toSeconds(document.getElementById(`cap-${c}-daily-lead`).value),
+        monthly_forecast_lead_s: toSeconds(document.getElementById(`cap-${c}-monthly-lead`).value),
+      };
     }
     const throttle = this.form.querySelector('input[name="throttle"]:checked');
     return {
@@ -149,10 +178,8 @@ export class CapSettings {
       if (k === "caps") {
         const caps = {};
         for (const [c, pair] of Object.entries(v)) {
-          const was = (current.caps || {})[c] || { daily_micro: null, monthly_micro: null };
-          if (pair.daily_micro !== (was.daily_micro ?? null) || pair.monthly_micro !== (was.monthly_micro ?? null)) {
-            caps[c] = pair;
-          }
+          const was = (current.caps || {})[c] || {};
+          if (Object.entries(pair).some(([k, x]) => x !== (was[k] ?? null))) caps[c] = pair;
         }
         if (Object.keys(caps).length) out.caps = caps;
       } else if (v !== null && JSON.stringify(v) !== JSON.stringify(current[k])) {

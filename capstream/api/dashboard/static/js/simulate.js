@@ -63,6 +63,7 @@ function render(panel, r, kind) {
     ["alerts", cur.alerts.length, sim.alerts.length],
     ["blocks", cur.blocks.length, sim.blocks.length],
     ["caps reached", cur.caps.length, sim.caps.length],
+    ["cap forecasts", cur.forecasts.length, sim.forecasts.length],
     ["downgrade periods", cur.downgrades.length, sim.downgrades.length],
     ["throttle periods", cur.throttles.length, sim.throttles.length],
     ["fallback texts", cur.gated.fallback, sim.gated.fallback],
@@ -78,6 +79,7 @@ function render(panel, r, kind) {
     ...sim.alerts.map((a) => ({ t: a.at_ms, text: `alert ${a.policy_id} (${a.bot_id}) → ${a.recipients.join(", ") || "owner"}` })),
     ...sim.blocks.map((b) => ({ t: b.from_ms, text: `pause ${b.bots.join(", ")} until ${local(b.until_ms, r.timezone)} (${b.policy_id})` })),
     ...sim.caps.map((c) => ({ t: c.from_ms, text: `${c.period} ${c.category} cap reached, resumes ${local(c.until_ms, r.timezone)}` })),
+    ...sim.forecasts.map((f) => ({ t: f.at_ms, text: `forecast: ${f.period} ${f.category} cap in reach → ${f.recipients.join(", ") || "owner"}` })),
   ].sort((x, y) => x.t - y.t);
   const list = h("ul", { class: "sim-events", "data-testid": "simulation-events" },
     events.slice(0, 50).map((e) => h("li", {}, h("time", { text: local(e.t, r.timezone) }), " ", e.text)));
@@ -122,10 +124,16 @@ function timeline(side, r) {
   for (const a of side.alerts) {
     root.append(svg("circle", { class: "sim-alert", cx: x(a.at_ms), cy: pad.t + 6, r: 4 }));
   }
+  for (const f of side.forecasts) {
+    const cx = x(f.at_ms);
+    root.append(svg("path", { class: "sim-forecast", "data-testid": "simulation-forecast",
+      d: `M${(cx - 4).toFixed(1)},${pad.t + 18} L${(cx + 4).toFixed(1)},${pad.t + 18} L${cx.toFixed(1)},${pad.t + 10} Z` }));
+  }
   root.append(svg("text", { x: pad.l, y: height - 6 }, local(r.from_ms, r.timezone)),
     svg("text", { x: width - pad.r, y: height - 6, "text-anchor": "end" }, local(r.to_ms, r.timezone)));
   const legend = h("p", { class: "legend muted" },
     chart ? `${chart.label}` : "no usage series", " · ", h("span", { class: "key-alert", text: "● alert" }),
-    " · ", h("span", { class: "key-block", text: "▮ pause" }), " · ", h("span", { class: "key-cap", text: "▮ cap" }));
+    " · ", h("span", { class: "key-block", text: "▮ pause" }), " · ", h("span", { class: "key-cap", text: "▮ cap" }),
+    " · ", h("span", { class: "key-forecast", text: "▲ forecast" }));
   return h("div", { class: "sim-chart" }, root, legend);
 }
