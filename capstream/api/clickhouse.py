@@ -71,7 +71,6 @@ class StoreQuery:
                 self._client.append(open_client(self.settings, readonly=True))
             return self._client[0].query(sql, parameters=params)
 
-
     def close(self) -> None:
         """Release the store if this process opened it (chDB: one store per process)."""
         with self._lock:

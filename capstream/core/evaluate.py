@@ -19,11 +19,11 @@ from capstream.core.caps import (
 )
 from capstream.core.enforcement import derive
 from capstream.core.errors import CoreError, EventError
+from capstream.core.forecast import check_forecast
 from capstream.core.models.decisions import EnforcementState, Notification
 from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEGORY_INDEX, NEVER
-from capstream.core.forecast import check_forecast
 from capstream.core.notifications import downgrade_changed, throttle_engaged
 from capstream.core.policies import fire, mute
 from capstream.core.recompute import apply_clock, changed, decide_all, new_bot
