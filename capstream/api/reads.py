@@ -68,6 +68,17 @@ class UsageReport(BaseModel):
     caps: list[CapUsage]
 
 
+def policy_since(policy: PolicyRecord, now_ms: int, tz: str) -> int:
+    """Where ``policy``'s count starts at ``now_ms``: its rolling window's start, or a
+    calendar policy's current local day, week or month start in ``tz``."""
+    if policy.period is None:
+        return now_ms - policy.window_seconds * 1000
+    from capstream.core.periods import day_period, month_period, week_period
+
+    of = {"day": day_period, "week": week_period, "month": month_period}[policy.period]
+    return of(now_ms, tz).start_ms
+
+
 def policy_usage(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC") -> PolicyUsage:
     """The usage counted against ``policy`` over its rolling window ending ``now_ms`` (a
     calendar policy: since the start of the current local day, week or month in ``tz``).
@@ -78,12 +89,7 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC
         "account_id = {account_id:String}",
         "occurred_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
     ]
-    since = now_ms - policy.window_seconds * 1000
-    if policy.period is not None:
-        from capstream.core.periods import day_period, month_period, week_period
-
-        of = {"day": day_period, "week": week_period, "month": month_period}[policy.period]
-        since = of(now_ms, tz).start_ms
+    since = policy_since(policy, now_ms, tz)
     params: dict[str, Any] = {"account_id": policy.account_id, "since": since}
     if policy.scope == "bot" and policy.bot_id:
         where.append("bot_id = {bot_id:String}")
