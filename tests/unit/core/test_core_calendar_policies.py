@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 from core_builders import HOUR, MIN, Harness, ev, ms, policy, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from capstream.core import (
     AccountState,
@@ -192,3 +195,48 @@ def test_the_api_can_say_a_calendar_policy_counts_its_whole_period_at_once() -> 
     assert seeding.kind == CALENDAR and "current week" in seeding.message
     # A calendar policy holds no ring: a rolling policy of its metric has none to seed from.
     assert window_seeding(policy("p-hour", metric="tokens"), [week]).kind == NONE
+
+
+@st.composite
+def _arrivals(draw: st.DrawFn) -> list[tuple[int, int, int]]:
+    """(arrival ms, lateness ms, tokens) over three weeks, arrivals in order."""
+    n = draw(st.integers(1, 40))
+    gaps = draw(st.lists(st.integers(0, 36 * HOUR), min_size=n, max_size=n))
+    late = draw(st.lists(st.sampled_from([0, 0, 0, MIN, 20 * HOUR, 4 * 24 * HOUR]),
+                         min_size=n, max_size=n))  # fmt: skip
+    tokens = draw(st.lists(st.integers(1, 400), min_size=n, max_size=n))
+    out, at = [], MON - 2 * 24 * HOUR
+    for gap, lateness, amount in zip(gaps, late, tokens, strict=True):
+        at += gap
+        out.append((at, lateness, amount))
+    return out
+
+
+@given(_arrivals())
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_weekly_alerts_match_a_brute_force_of_the_local_calendar(
+    rows: list[tuple[int, int, int]],
+) -> None:
+    # Reference: an event counts in the week (local, from Monday) holding its time if that
+    # is the current week when it arrives; the policy alerts at the first event that brings
+    # the week's total to the threshold, once per week.
+    h = Harness(
+        policies=[policy("p-week", metric="tokens", threshold=1_000, period="week",
+                         scope="account_total")],
+        tenant=settings(timezone=KHI),
+    )  # fmt: skip
+    totals: dict[str, int] = {}
+    alerted: set[str] = set()
+    expected: list[int] = []
+    for i, (arrival, lateness, amount) in enumerate(rows):
+        t = arrival - lateness
+        h.send(ev(i, t, tokens=amount, messages=1), now=arrival)
+        week = week_period(arrival, KHI)
+        if t < week.start_ms:
+            continue
+        totals[week.key] = totals.get(week.key, 0) + amount
+        if totals[week.key] >= 1_000 and week.key not in alerted:
+            alerted.add(week.key)
+            expected.append(t)
+    got = [(n.window_start_ms, n.notification_id) for n in h.notes("policy_alert")]
+    assert [start for start, _ in got] == [week_period(t, KHI).start_ms for t in expected]
