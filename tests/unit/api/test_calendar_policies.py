@@ -121,3 +121,19 @@ def test_policy_records_written_before_the_period_field_still_read() -> None:
     assert (rec.window_seconds, rec.period, rec.warn_percents) == (3600, None, [50])
     new = rec.model_copy(update={"window_seconds": 0, "period": "month"})
     assert PolicyRecord.from_bytes(new.to_bytes()).period == "month"
+
+
+def test_the_openapi_schema_documents_the_period(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()["components"]["schemas"]
+    for body in ("NewPolicyBody", "PolicyPatchBody", "PolicyReplaceBody"):
+        assert {"day", "week", "month"} <= set(_enum_values(spec[body]["properties"]["period"]))
+    assert "window_seconds" in spec["PolicyReplaceBody"]["required"]
+    assert "calendar" in spec["WindowSeeding"]["properties"]["kind"]["enum"]
+
+
+def _enum_values(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return list(node.get("enum", [])) + [v for x in node.values() for v in _enum_values(x)]
+    if isinstance(node, list):
+        return [v for x in node for v in _enum_values(x)]
+    return []
