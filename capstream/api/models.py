@@ -61,6 +61,9 @@ Scope = Literal["bot", "account_each_bot", "account_total"]
 Plan = Literal["free", "starter", "pro", "enterprise"]
 Language = Literal["en", "ur", "ms", "ar", "bn", "id", "zh"]
 Throttle = Literal["off", "smart", "strict"]
+Period = Literal["day", "week", "month"]
+"""A calendar policy's period: the tenant's local day, week (from Monday 00:00) or month."""
+WindowSeconds = Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]
 
 
 def _not_null(name: str) -> InvalidError:
@@ -87,7 +90,9 @@ class BlockAction(_Body):
 
 
 class PolicyBody(_Body):
-    """A usage policy: one metric against a threshold over a rolling window, with actions.
+    """A usage policy: one metric against a threshold over a rolling window
+    (``window_seconds``) or the tenant's calendar day, week or month (``period``: resets at
+    local midnight, Monday 00:00, the 1st), with actions. Give exactly one of the two.
 
     ``scope``: ``bot`` (one of the account's bots, named by ``bot_id``), ``account_each_bot``
     (every bot, each on its own) or ``account_total`` (the sum over the account's bots).
@@ -96,7 +101,11 @@ class PolicyBody(_Body):
     name: Annotated[Text, Field(max_length=200)] = ""
     metric: Metric
     threshold: Annotated[int, Field(gt=0, le=INT64_MAX)]
-    window_seconds: Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]
+    window_seconds: WindowSeconds | None = None
+    """The rolling window (60 s to 31 days); null or left out for a calendar policy."""
+    period: Period | None = None
+    """A calendar policy: counts the tenant's current local day, week or month and alerts
+    at most once per period (per bot); null or left out for a rolling window."""
     scope: Scope = "account_each_bot"
     bot_id: Ident | None = None
     category: Category | None = None
@@ -108,14 +117,26 @@ class PolicyBody(_Body):
     (null or left out: 50, 80, 90; []: none)."""
 
     def record(self, account_id: str, policy_id: str, version: int, now_ms: int) -> PolicyRecord:
-        """The wire record of this policy."""
+        """The wire record of this policy (422 unless exactly one of ``window_seconds`` and
+        ``period`` is given)."""
+        if (self.window_seconds is None) == (self.period is None):
+            msg = (
+                "give either window_seconds (a rolling window) or period (day, week or month "
+                "of the tenant's calendar)"
+                if self.period is None
+                else "a calendar policy (period) has no rolling window: leave window_seconds "
+                "out or null"
+            )
+            field = "period" if self.period is not None else "window_seconds"
+            raise InvalidError(msg, fields=[FieldError(field=field, message=msg)])
         return PolicyRecord(
             policy_id=policy_id,
             account_id=account_id,
             name=self.name,
             metric=self.metric,
             threshold=self.threshold,
-            window_seconds=self.window_seconds,
+            window_seconds=self.window_seconds or 0,
+            period=self.period,
             scope=self.scope,
             bot_id=self.bot_id,
             category=self.category,
@@ -138,10 +159,12 @@ class NewPolicyBody(PolicyBody):
 
 class PolicyReplaceBody(PolicyBody):
     """A whole policy for ``PUT``: every field, ``null`` where it is optional (no alert, no
-    block, no category, no bot). A body that leaves a field out is refused (422 naming it):
-    use ``PATCH`` to change only some fields."""
+    block, no category, no bot; ``window_seconds`` null for a calendar policy). A body that
+    leaves a field out is refused (422 naming it): use ``PATCH`` to change only some fields.
+    ``period`` and ``warn_percents`` left out mean a rolling window and the default levels."""
 
     name: Annotated[Text, Field(max_length=200)]
+    window_seconds: WindowSeconds | None
     scope: Scope
     bot_id: Ident | None
     category: Category | None
@@ -157,9 +180,10 @@ class PolicyPatchBody(_Body):
     name: Annotated[Text, Field(max_length=200)] | None = None
     metric: Metric | None = None
     threshold: Annotated[int, Field(gt=0, le=INT64_MAX)] | None = None
-    window_seconds: Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)] | None = (
-        None
-    )
+    window_seconds: WindowSeconds | None = None
+    period: Period | None = None
+    """Naming a period (not null) turns the policy into a calendar one (its window_seconds
+    goes); naming window_seconds (not null) turns it back into a rolling one."""
     scope: Scope | None = None
     bot_id: Ident | None = None
     category: Category | None = None
@@ -170,11 +194,18 @@ class PolicyPatchBody(_Body):
 
     def over(self, current: PolicyRecord) -> PolicyBody:
         """``current`` with the fields this body names changed."""
-        data = PolicyBody.model_validate(current.model_dump(include=set(PolicyBody.model_fields)))
+        dump = current.model_dump(include=set(PolicyBody.model_fields))
+        if dump.get("period") is not None:
+            dump["window_seconds"] = None  # a calendar policy's record carries 0
+        data = PolicyBody.model_validate(dump)
         changes = {name: getattr(self, name) for name in self.model_fields_set}
-        for required in ("name", "metric", "threshold", "window_seconds", "scope", "enabled"):
+        for required in ("name", "metric", "threshold", "scope", "enabled"):
             if required in changes and changes[required] is None:
                 raise _not_null(required)
+        if changes.get("period") is not None and "window_seconds" not in changes:
+            changes["window_seconds"] = None  # rolling -> calendar
+        if changes.get("window_seconds") is not None and "period" not in changes:
+            changes["period"] = None  # calendar -> rolling
         return data.model_copy(update=changes)
 
 
@@ -368,7 +399,7 @@ class WindowSeeding(BaseModel):
     """What a created or changed policy's window counts when it takes effect (the processors
     seed it from a window of the same metric they already keep, where one covers it)."""
 
-    kind: Literal["shared", "exact", "wider_buckets", "partial", "none"]
+    kind: Literal["shared", "exact", "wider_buckets", "partial", "none", "calendar"]
     source_window_seconds: int | None = Field(
         description="The window it is seeded from (None: it counts from when it takes effect)"
     )

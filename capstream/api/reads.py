@@ -39,6 +39,9 @@ class PolicyUsage(BaseModel):
     scope: str
     bot_id: str | None
     window_seconds: int
+    period: str | None = None
+    """A calendar policy's period (``used`` is then the current local period's)."""
+    period_start_ms: int | None = None
     threshold: int
     used: int
     percent: float
@@ -67,8 +70,20 @@ class UsageReport(BaseModel):
     caps: list[CapUsage]
 
 
-def policy_usage(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyUsage:
-    """The usage counted against ``policy`` over its rolling window ending ``now_ms``.
+def policy_since(policy: PolicyRecord, now_ms: int, tz: str) -> int:
+    """Where ``policy``'s count starts at ``now_ms``: its rolling window's start, or a
+    calendar policy's current local day, week or month start in ``tz``."""
+    if policy.period is None:
+        return now_ms - policy.window_seconds * 1000
+    from capstream.core.periods import day_period, month_period, week_period
+
+    of = {"day": day_period, "week": week_period, "month": month_period}[policy.period]
+    return of(now_ms, tz).start_ms
+
+
+def policy_usage(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC") -> PolicyUsage:
+    """The usage counted against ``policy`` over its rolling window ending ``now_ms`` (a
+    calendar policy: since the start of the current local day, week or month in ``tz``).
 
     For ``account_each_bot`` it is the busiest bot's usage (the one closest to breaching).
     """
@@ -76,10 +91,8 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyUsage
         "account_id = {account_id:String}",
         "occurred_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
     ]
-    params: dict[str, Any] = {
-        "account_id": policy.account_id,
-        "since": now_ms - policy.window_seconds * 1000,
-    }
+    since = policy_since(policy, now_ms, tz)
+    params: dict[str, Any] = {"account_id": policy.account_id, "since": since}
     if policy.scope == "bot" and policy.bot_id:
         where.append("bot_id = {bot_id:String}")
         params["bot_id"] = policy.bot_id
@@ -104,6 +117,8 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyUsage
         scope=policy.scope,
         bot_id=policy.bot_id,
         window_seconds=policy.window_seconds,
+        period=policy.period,
+        period_start_ms=since if policy.period is not None else None,
         threshold=policy.threshold,
         used=used,
         percent=round(100.0 * used / policy.threshold, 2),

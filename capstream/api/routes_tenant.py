@@ -155,7 +155,7 @@ async def usage(account_id: AccountId, ctx: Ctx, caller: CallerDep) -> UsageRepo
         return UsageReport(
             account_id=account_id,
             as_of_ms=now,
-            policies=[policy_usage(query, p, now) for p in policies],
+            policies=[policy_usage(query, p, now, tenant.timezone) for p in policies],
             caps=cap_usage(query, tenant, now),
         )
 

@@ -10,7 +10,7 @@ from capstream.processors.catalog import core_policy, core_settings
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 
 _POLICY_FIELDS = (
-    "policy_id", "metric", "threshold", "window_seconds", "scope", "bot_id", "category",
+    "policy_id", "metric", "threshold", "window_seconds", "period", "scope", "bot_id", "category",
     "recipients", "duration_seconds", "action",
 )  # fmt: skip
 _POLICY_PREFIX = re.compile(r"^policy '[^']*': ")

@@ -162,12 +162,18 @@ def evaluate(
         is_acct = usage is acct
         if now >= usage.day_end_ms and usage.roll_to(now):  # a month ends with a day
             acct_changed = acct_changed or is_acct
+        d: list[int] | None
         if t >= usage.day_start_ms:
             d = usage.day
-        elif t >= usage.month_start_ms:
-            d = usage.month_base  # a late event from an earlier day of this month
-        else:
-            d = None
+        else:  # a late event from an earlier day: its week and month, if still current
+            if t >= usage.week_start_ms:
+                w = usage.week_base
+                w[SERIES_TOKENS] += tokens
+                w[SERIES_MESSAGES] += msgs
+                w[SERIES_CONVERSATIONS] += conv
+                w[SERIES_CREDITS] += cr
+                w[cr_series] += cr
+            d = usage.month_base if t >= usage.month_start_ms else None
         if d is not None:
             d[SERIES_TOKENS] += tokens
             d[SERIES_MESSAGES] += msgs
@@ -187,7 +193,11 @@ def evaluate(
                 v = msgs if series == SERIES_MESSAGES else conv
             if not v:
                 continue
-            total = entry.ring.add(t, v)  # the window ending at t (a late event's own)
+            ring = entry.ring
+            if ring is None:  # a calendar policy: its period's total (added above)
+                total = usage.calendar_total(series, entry.period, t)
+            else:
+                total = ring.add(t, v)  # the window ending at t (a late event's own)
             if total < 0:
                 continue  # older than the window: nothing added, nothing to decide
             if total >= entry.low:

@@ -40,6 +40,15 @@ def _duration(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
+def _span(policy: Policy) -> tuple[str, str]:
+    """How a policy's counting span reads: ("in the last 1 hour", "1 hour") or, for a
+    calendar policy, ("this week (local)", "week")."""
+    if policy.period is not None:
+        return f"this {policy.period} (tenant's local calendar)", f"calendar {policy.period}"
+    span = _duration(policy.window_seconds)
+    return f"in the last {span}", span
+
+
 def policy_alert(
     policy: Policy,
     bot_id: str,
@@ -48,8 +57,10 @@ def policy_alert(
     now: int,
     settings: TenantSettings | None,
     blocked_until_ms: int | None,
+    period_start_ms: int = -1,
 ) -> Notification:
-    """The email for a policy crossed at ``at`` (the crossing event's time).
+    """The email for a policy crossed at ``at`` (the crossing event's time);
+    ``period_start_ms``: a calendar policy's current period start (its window's start).
 
     One id per (account, policy, bot, ``at``): a replay of the same events gives the same id
     whatever the clock. ``previous_ids`` holds the id the release before gave the alert of
@@ -60,17 +71,17 @@ def policy_alert(
     window_ms = policy.window_seconds * 1000
     who = "all bots of the account" if bot_id == ACCOUNT_WIDE_BOT else f"bot {bot_id}"
     metric = policy.metric if policy.category is None else f"{policy.category} {policy.metric}"
+    within, per = _span(policy)
     lines = [
         f"Usage policy '{policy.name or policy.policy_id}' was crossed by {who}.",
         f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
-        f"{metric}: {total} in the last {_duration(policy.window_seconds)} up to {_iso(at)} "
-        f"(threshold {policy.threshold}).",
+        f"{metric}: {total} {within} up to {_iso(at)} (threshold {policy.threshold}).",
     ]
     if blocked_until_ms is not None:
         lines.append(f"The bot is paused until {_iso(blocked_until_ms)}; it resumes by itself.")
     else:
         lines.append("No block is configured: this is a heads-up only.")
-    lines.append(f"You get at most one alert per {_duration(policy.window_seconds)} for it.")
+    lines.append(f"You get at most one alert per {per} for it.")
     return Notification(
         notification_id=notification_id("policy", policy.account_id, policy.policy_id, bot_id, at),
         account_id=policy.account_id,
@@ -80,10 +91,12 @@ def policy_alert(
         subject=f"Usage policy '{policy.name or policy.policy_id}' triggered ({who})",
         body="\n".join(lines),
         created_at_ms=now,
-        window_start_ms=at - window_ms,
+        window_start_ms=at - window_ms if window_ms else period_start_ms,
         bot_id=bot_id,
         previous_ids=(
-            notification_id("policy", policy.policy_id, bot_id, at // window_ms * window_ms),
+            (notification_id("policy", policy.policy_id, bot_id, at // window_ms * window_ms),)
+            if window_ms
+            else ()
         ),
     )
 
@@ -97,6 +110,7 @@ def policy_warning(
     at: int,
     now: int,
     settings: TenantSettings | None,
+    period_start_ms: int = -1,
 ) -> Notification:
     """The warning that a policy's window total reached ``percent``% (``level``) of its
     threshold at ``at`` (the crossing event's time).
@@ -113,13 +127,14 @@ def policy_warning(
         actions.append(f"pauses the bot for {_duration(policy.block.duration_seconds)}")
     if policy.alert is not None:
         actions.append("sends an alert")
+    within, per = _span(policy)
     lines = [
         f"Usage policy '{name}' is at {percent}% of its threshold for {who}.",
         f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
-        f"{metric}: {total} in the last {_duration(policy.window_seconds)} up to {_iso(at)} "
+        f"{metric}: {total} {within} up to {_iso(at)} "
         f"(warning at {level}, threshold {policy.threshold}).",
         f"At the threshold the policy {' and '.join(actions)}.",
-        f"You get at most one {percent}% warning per {_duration(policy.window_seconds)}.",
+        f"You get at most one {percent}% warning per {per}.",
     ]
     recipients = policy.alert.recipients if policy.alert is not None else ()
     return Notification(
@@ -133,7 +148,9 @@ def policy_warning(
         subject=f"Usage policy '{name}' at {percent}% ({who})",
         body="\n".join(lines),
         created_at_ms=now,
-        window_start_ms=at - policy.window_seconds * 1000,
+        window_start_ms=at - policy.window_seconds * 1000
+        if policy.period is None
+        else period_start_ms,
         bot_id=bot_id,
     )
 

@@ -1,4 +1,5 @@
-"""Calendar days and months in a tenant's timezone: keys, bounds and resume instants, DST-safe.
+"""Calendar days, weeks (ISO, from Monday) and months in a tenant's timezone: keys, bounds
+and resume instants, DST-safe.
 
 A local day is the span of instants whose local date is that day: 23 or 25 hours on DST
 changes (23.5/24.5 in Australia/Lord_Howe), and a day a zone skipped (Pacific/Apia,
@@ -87,6 +88,23 @@ def _month(tz_name: str, year: int, month: int) -> Period:
 def day_period(ms: int, tz_name: str) -> Period:
     """The tenant's local day containing instant ``ms`` (key ``YYYY-MM-DD``)."""
     return _day(tz_name, local_date(ms, zone(tz_name)).toordinal())
+
+
+@lru_cache(maxsize=4096)
+def _week(tz_name: str, monday: int) -> Period:
+    tz = zone(tz_name)
+    d = date.fromordinal(monday)
+    year, week, _ = d.isocalendar()
+    return Period(
+        f"{year:04d}-W{week:02d}", _first_instant(d, tz), _first_instant(d + 7 * _DAY, tz)
+    )
+
+
+def week_period(ms: int, tz_name: str) -> Period:
+    """The tenant's local ISO week containing instant ``ms``: from local Monday 00:00 to the
+    next (key ``YYYY-Www``, the ISO year and week number)."""
+    d = local_date(ms, zone(tz_name))
+    return _week(tz_name, d.toordinal() - d.weekday())
 
 
 def month_period(ms: int, tz_name: str) -> Period:

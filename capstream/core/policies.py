@@ -1,13 +1,16 @@
 """Usage policy evaluation: policy sets, the windows they watch, alerts and blocks (policies
 are compiled in :mod:`capstream.core.series`).
 
-Rules: a policy fires when its rolling total is at or above its threshold, checked on every
+Rules: a policy fires when its rolling total (a calendar policy: its period's total, from
+the usage's calendar totals, no ring) is at or above its threshold, checked on every
 event that adds to its metric (and on re-evaluation), at the event's own time ``at`` (the
 window ending there; see :meth:`Ring.add` for a late event). Its alert goes out when none
 did for it (and that bot) within the last full window: the next may go out only once
 ``at >= last alert + window``, and the notification id is derived from the account, the
 policy, the bot (``*`` for ``account_total``) and ``at``, so a replay of the same events
-yields the same id whatever the clock. Its block pauses the bot (``bot``,
+yields the same id whatever the clock. A calendar policy alerts once per local day, week
+or month (per policy and bot): again only once its last alert is before the current period's
+start. Its block pauses the bot (``bot``,
 ``account_each_bot``) or every bot of the account (``account_total``) from ``at`` for its
 own duration: each policy keeps its own block (``UsageBase.blocks``), the bot is paused until
 the latest ends (``blocked_until_ms``, named by ``block_policy_id``), a running block is not
@@ -108,13 +111,16 @@ def build_watch(
     start of that fixed window.
     """
     groups: dict[tuple[int, int], list[CompiledPolicy]] = {}
-    for cp in policies:
-        groups.setdefault((cp.series, cp.window_ms), []).append(cp)
+    for cp in policies:  # a calendar policy's key: (series, -period); it has no ring
+        key = (cp.series, -cp.period if cp.period else cp.window_ms)
+        groups.setdefault(key, []).append(cp)
     for key in extra:
         groups.setdefault(key, [])
     old = usage.rings
     rings: dict[tuple[int, int], Ring] = {}
     for key in groups:
+        if key[1] < 0:
+            continue
         ring = old.get(key)
         if ring is None:
             ring = Ring(key[1])
@@ -124,9 +130,10 @@ def build_watch(
         rings[key] = ring
     usage.rings = rings
     usage.watched = [
-        WatchEntry(key[0], rings[key], min((cp.threshold for cp in cps), default=NEVER), tuple(cps))
+        WatchEntry(key[0], rings.get(key), min((cp.threshold for cp in cps), default=NEVER),
+                   tuple(cps), max(0, -key[1]))
         for key, cps in groups.items()
-    ]
+    ]  # fmt: skip
     usage.quiet = {}
     _arm(usage)
     windows = {cp.policy_id: cp.window_ms for cp in policies}
@@ -177,7 +184,7 @@ def _arm(usage: UsageBase) -> None:
         watched = [
             WatchEntry(e.series, e.ring, min((cp.threshold for cp in e.cps
                                               if cp.policy_id not in quiet), default=NEVER),
-                       e.cps)
+                       e.cps, e.period)
             for e in watched
         ]  # fmt: skip
     usage.watch = [
@@ -229,9 +236,14 @@ def quiet_until(cp: CompiledPolicy, usage: UsageBase, at: int) -> int:
         last = usage.alerted.get(cp.policy_id)
         if last is None:
             return at
-        nxt = last + cp.window_ms
-        if nxt <= at:
-            return at
+        if cp.period:  # once per calendar period: quiet until the next one starts
+            start, nxt = usage.period_bounds(cp.period)
+            if last < start:
+                return at
+        else:
+            nxt = last + cp.window_ms
+            if nxt <= at:
+                return at
         if nxt < until:
             until = nxt
     return until
@@ -264,21 +276,22 @@ def fire(
             blocked = True
     if cp.alerts and notes is not None:
         last = usage.alerted.get(pid)
-        if last is None or at >= last + cp.window_ms:
+        start = usage.period_bounds(cp.period)[0] if cp.period else -1
+        if last is None or (last < start if cp.period else at >= last + cp.window_ms):
             usage.alerted[pid] = at
             if cp.warn_percent:
                 if total < cp.above:
                     notes.append(
                         policy_warning(
                             cp.policy, cp.warn_percent, cp.threshold, bot_id, total, at, now,
-                            settings,
+                            settings, start,
                         )
                     )  # fmt: skip
                 return blocked
             paused = usage.blocked_until_ms if cp.block_ms else None
             if paused is not None and paused <= now:
                 paused = None
-            notes.append(policy_alert(cp.policy, bot_id, total, at, now, settings, paused))
+            notes.append(policy_alert(cp.policy, bot_id, total, at, now, settings, paused, start))
     return blocked
 
 
@@ -295,7 +308,11 @@ def check_all(
     for e in usage.watched:
         if not e.cps:
             continue
-        total = e.ring.total_at(now)
+        ring = e.ring
+        if ring is None:
+            total = usage.calendar_total(e.series, e.period, now)
+        else:
+            total = ring.total_at(now)
         for cp in e.cps:
             if total >= cp.threshold and fire(cp, usage, bot_id, total, now, now, settings, notes):
                 blocked = True

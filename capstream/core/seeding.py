@@ -30,6 +30,9 @@ PARTIAL = "partial"
 """Seeded from a shorter ring: the older part of the window is not counted."""
 NONE = "none"
 """No ring of the same series: the window counts from when the policy takes effect."""
+CALENDAR = "calendar"
+"""A calendar policy: the day's, week's and month's totals are always kept, so it counts
+its whole current period at once."""
 
 
 class Seeding:
@@ -62,7 +65,7 @@ def _held(policy: Policy, current: Iterable[Policy], settings: TenantSettings | 
             )
         else:  # account_each_bot: what every bot holds
             same = p.scope == PolicyScope.ACCOUNT_EACH_BOT
-        if same:
+        if same and p.period is None:  # a calendar policy holds no ring
             held.add((series_of(p.metric, p.category), p.window_seconds * 1000))
     if policy.scope == PolicyScope.ACCOUNT_TOTAL and settings is not None:
         held.update(view_of(settings).budget_rings)
@@ -84,6 +87,13 @@ def window_seeding(
     """How ``policy``'s window is filled when it takes effect, given the policies in force
     before the change (``current``: include a changed policy's previous version, whose ring
     is still held at that moment) and the tenant's settings."""
+    if policy.period is not None:
+        return Seeding(
+            CALENDAR,
+            None,
+            f"counts the usage of the current {policy.period} (tenant's local calendar) at "
+            f"once, and starts again from zero when the next {policy.period} begins.",
+        )
     series = series_of(policy.metric, policy.category)
     window_ms = policy.window_seconds * 1000
     held = _held(policy, current, settings)

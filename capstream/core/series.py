@@ -4,7 +4,8 @@ A usage state counts ``N_SERIES`` series per bot and per account, each a ``Final
 (mypyc folds them): tokens (in + out), messages, conversations started, credits of every
 category, then credits per category (``SERIES_BY_CATEGORY + category index``: text, vision,
 audio, documents). A policy watches one series over one rolling window
-(:class:`CompiledPolicy`); :class:`WatchEntry` is one (series, window) a usage state keeps a
+(:class:`CompiledPolicy`) or over the tenant's calendar day, week or month (``period``);
+:class:`WatchEntry` is one (series, window) a usage state keeps a
 ring for, with the policies that watch it.
 """
 
@@ -17,6 +18,7 @@ from capstream.core.models.policy import Policy
 from capstream.core.models.vocabulary import (
     CATEGORY_INDEX,
     NEVER,
+    PERIOD_INDEX,
     Metric,
     warn_levels,
 )
@@ -74,6 +76,9 @@ class CompiledPolicy:
     above: int = NEVER
     """Warning levels: the next threshold up that notifies (the next level, or the
     policy's own if it alerts); a total at or above it records this level silently."""
+    period: int = 0
+    """0: a rolling window of ``window_ms``; 1, 2, 3: the tenant's calendar day, week or
+    month (``window_ms`` 0), counted from the usage state's calendar totals."""
 
 
 def warn_key(policy_id: str, percent: int) -> str:
@@ -85,6 +90,7 @@ def compile_policy(p: Policy) -> list[CompiledPolicy]:
     """The compiled policy followed by its warning levels (lowest first)."""
     series = series_of(p.metric, p.category)
     window_ms = p.window_seconds * 1000
+    period = 0 if p.period is None else PERIOD_INDEX[p.period]
     cp = CompiledPolicy(
         policy=p,
         policy_id=p.policy_id,
@@ -93,6 +99,7 @@ def compile_policy(p: Policy) -> list[CompiledPolicy]:
         threshold=p.threshold,
         block_ms=p.block.duration_seconds * 1000 if p.block is not None else 0,
         alerts=p.alert is not None,
+        period=period,
     )
     levels: list[tuple[int, int]] = []
     for pct in warn_levels(p.warn_percents):
@@ -113,6 +120,7 @@ def compile_policy(p: Policy) -> list[CompiledPolicy]:
                 alerts=True,
                 warn_percent=pct,
                 above=above,
+                period=period,
             )
         )
     return out
@@ -120,15 +128,24 @@ def compile_policy(p: Policy) -> list[CompiledPolicy]:
 
 class WatchEntry:
     """One watched window: the series it counts, its ring, the lowest threshold of its
-    policies (in ``watch``: of those not quiet) and the policies.
+    policies (in ``watch``: of those not quiet) and the policies. A calendar entry
+    (``period`` 1-3: day, week, month) has no ring: it reads the usage's calendar totals.
 
     A class rather than a tuple: compiled, the per-event loop reads its fields directly
     instead of unpacking and unboxing a tuple."""
 
-    __slots__ = ("cps", "low", "ring", "series")
+    __slots__ = ("cps", "low", "period", "ring", "series")
 
-    def __init__(self, series: int, ring: Ring, low: int, cps: tuple[CompiledPolicy, ...]) -> None:
+    def __init__(
+        self,
+        series: int,
+        ring: Ring | None,
+        low: int,
+        cps: tuple[CompiledPolicy, ...],
+        period: int = 0,
+    ) -> None:
         self.series = series
         self.ring = ring
         self.low = low
         self.cps = cps
+        self.period = period

@@ -20,11 +20,13 @@ from capstream.core.usage_bytes import (
     ACCOUNT_HEADER,
     ACCOUNT_HEADER_V1,
     ACCOUNT_HEADER_V2,
+    ACCOUNT_HEADER_V3,
     ACCOUNT_TAIL,
     BOT_HEADER,
     BOT_HEADER_V1,
     BOT_HEADER_V2,
     BOT_HEADER_V3,
+    BOT_HEADER_V4,
     Q,
     read_cap_v1,
     read_caps,
@@ -54,7 +56,8 @@ class BotUsage(UsageBase):
     full chaos run's one alert under another id)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUB`` v4; v3, v2 and v1 are still read)."""
+        """Versioned compact encoding (``CSUB`` v5: v4 with the week's totals; v4, v3, v2
+        and v1 are still read)."""
         w = Writer(BOT_HEADER)
         write_common(w, self, self.bot_id)
         w.pack(Q, opt(self.loop_until_ms))
@@ -75,8 +78,12 @@ class BotUsage(UsageBase):
         u = cls(account_id="")
         v2 = data.startswith(BOT_HEADER_V2)
         v3 = data.startswith(BOT_HEADER_V3)
-        r = Reader(data, BOT_HEADER_V2 if v2 else BOT_HEADER_V3 if v3 else BOT_HEADER)
-        (u.bot_id,) = read_common(u, r, 1, v2)
+        v4 = data.startswith(BOT_HEADER_V4)
+        header = (
+            BOT_HEADER_V2 if v2 else BOT_HEADER_V3 if v3 else BOT_HEADER_V4 if v4 else BOT_HEADER
+        )
+        r = Reader(data, header)
+        (u.bot_id,) = read_common(u, r, 1, 2 if v2 else 3 if v3 or v4 else 4)
         (loop,) = r.unpack(Q)
         u.loop_until_ms = unopt(loop)
         if not (v2 or v3):  # before v4 the loop detection was not kept: it starts afresh
@@ -115,7 +122,8 @@ class AccountUsage(UsageBase):
     not yet sent this period fires (``NEVER``: none); transient, see ``caps.arm_warnings``."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUA`` v3; v2 and v1 are still read)."""
+        """Versioned compact encoding (``CSUA`` v4: v3 with the week's totals; v3, v2 and v1
+        are still read)."""
         w = Writer(ACCOUNT_HEADER)
         write_common(w, self)
         caps = self.caps
@@ -147,8 +155,9 @@ class AccountUsage(UsageBase):
             return u
         u = cls(account_id="")
         v2 = data.startswith(ACCOUNT_HEADER_V2)
-        r = Reader(data, ACCOUNT_HEADER_V2 if v2 else ACCOUNT_HEADER)
-        read_common(u, r, 0, v2)
+        v3 = data.startswith(ACCOUNT_HEADER_V3)
+        r = Reader(data, ACCOUNT_HEADER_V2 if v2 else ACCOUNT_HEADER_V3 if v3 else ACCOUNT_HEADER)
+        read_common(u, r, 0, 2 if v2 else 3 if v3 else 4)
         capacity, downgraded, risk, n_caps = r.unpack(ACCOUNT_TAIL)
         u.recent_capacity = capacity
         u.downgraded_until_ms, u.risk_until_ms = unopt(downgraded), unopt(risk)

@@ -1,7 +1,7 @@
 """What bot and account usage states share: calendar totals, rings, watermarks, policy state.
 
 Series (what is counted) are indexed as in :mod:`capstream.core.series`. Calendar totals are
-kept for the tenant's current local day and month by event time; an event from an earlier
+kept for the tenant's current local day, week and month by event time; an event from an earlier
 day than the current one (a late arrival) is not added to the day total. Rolling windows
 exist only for the (series, window) pairs current policies and the smart throttle need; a
 window starts counting when first needed. The byte format is in
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from capstream.core.models.decisions import EnforcementState
-from capstream.core.periods import day_period, month_period
+from capstream.core.periods import day_period, month_period, week_period
 from capstream.core.series import N_SERIES, WatchEntry
 from capstream.core.windows import Ring
 
@@ -34,11 +34,18 @@ class UsageBase:
     month_key: str = ""
     month_start_ms: int = 0
     month_end_ms: int = 0
+    week_key: str = ""
+    week_start_ms: int = 0
+    week_end_ms: int = 0
     day: list[int] = field(default_factory=lambda: [0] * N_SERIES)
     """Today's totals per series (tenant's local day)."""
     month_base: list[int] = field(default_factory=lambda: [0] * N_SERIES)
     """This local month's totals before today (plus late events from earlier days); the
     month's total is ``month_base + day`` (:attr:`month`), so an event adds to one list."""
+    week_base: list[int] = field(default_factory=lambda: [0] * N_SERIES)
+    """This local week's totals before today (plus late events from earlier days of the
+    week); the week's total is ``week_base + day``. Kept since ``CSUA`` v4 / ``CSUB`` v5: a
+    state read from an older format counts its week from the day it was written in."""
     rings: dict[tuple[int, int], Ring] = field(default_factory=dict)
     watermarks: dict[int, int] = field(default_factory=dict)
     """Per source partition, the highest position applied (offset * 65536 + index)."""
@@ -94,6 +101,11 @@ class UsageBase:
         else:
             self._set_month(now)
             self.month_base = [0] * N_SERIES
+        if now < self.week_end_ms:
+            self.week_base = [b + d for b, d in zip(self.week_base, self.day, strict=True)]
+        else:
+            self.set_week(now)
+            self.week_base = [0] * N_SERIES
         self._set_day(now)
         self.day = [0] * N_SERIES
         return True
@@ -107,15 +119,43 @@ class UsageBase:
         if tz == self.timezone:
             return
         self.timezone = tz
-        old_day, old_month = self.day_key, self.month_key
+        old_day, old_week, old_month = self.day_key, self.week_key, self.month_key
         self._set_day(now)
+        self.set_week(now)
         self._set_month(now)
+        if self.week_key != old_week:
+            self.week_base = [0] * N_SERIES
+        elif self.day_key != old_day:
+            self.week_base = [b + d for b, d in zip(self.week_base, self.day, strict=True)]
         if self.month_key != old_month:
             self.month_base = [0] * N_SERIES
             self.day = [0] * N_SERIES
         elif self.day_key != old_day:
             self.month_base = self.month
             self.day = [0] * N_SERIES
+
+    def calendar_total(self, series: int, period: int, t: int) -> int:
+        """The total of ``series`` in the current local day (``period`` 1), week (2) or
+        month (3), or -1 if ``t`` is before that period (a late event decides nothing)."""
+        day = self.day[series]
+        if period == 1:
+            return day if t >= self.day_start_ms else -1
+        if period == 2:
+            return self.week_base[series] + day if t >= self.week_start_ms else -1
+        return self.month_base[series] + day if t >= self.month_start_ms else -1
+
+    def period_bounds(self, period: int) -> tuple[int, int]:
+        """Start and end of the current local day (``period`` 1), week (2) or month (3)."""
+        if period == 1:
+            return self.day_start_ms, self.day_end_ms
+        if period == 2:
+            return self.week_start_ms, self.week_end_ms
+        return self.month_start_ms, self.month_end_ms
+
+    def set_week(self, t: int) -> None:
+        """Make the local week holding ``t`` the current one (its totals are not touched)."""
+        p = week_period(t, self.timezone)
+        self.week_key, self.week_start_ms, self.week_end_ms = p.key, p.start_ms, p.end_ms
 
     def _set_day(self, t: int) -> None:
         p = day_period(t, self.timezone)

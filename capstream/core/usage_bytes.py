@@ -1,5 +1,5 @@
-"""Byte formats of usage state: the parts bot and account values share (v3 written; v2
-and v1 read), cap states and the cached enforcement state.
+"""Byte formats of usage state: the parts bot and account values share (v4 written, with
+the local week's totals; v3, v2 and v1 read), cap states and the cached enforcement state.
 
 v2/v3 layout: texts in one piece (``Writer.texts``), fixed fields in one struct or int64
 list, rings as laid out in memory, the enforcement state's bytes cached while unchanged.
@@ -21,9 +21,11 @@ from capstream.core.state_codec import Reader, Writer, opt, unopt
 from capstream.core.usage_base import UsageBase
 from capstream.core.windows import Ring
 
-BOT_HEADER = b"CSUB\x04"
+BOT_HEADER = b"CSUB\x05"
+BOT_HEADER_V4 = b"CSUB\x04"
 BOT_HEADER_V3 = b"CSUB\x03"
-ACCOUNT_HEADER = b"CSUA\x03"
+ACCOUNT_HEADER = b"CSUA\x04"
+ACCOUNT_HEADER_V3 = b"CSUA\x03"
 BOT_HEADER_V2 = b"CSUB\x02"
 ACCOUNT_HEADER_V2 = b"CSUA\x02"
 BOT_HEADER_V1 = b"CSUB\x01"
@@ -35,6 +37,10 @@ _COMMON_INTS = _COMMON_INTS_V2 + 1
 """v3: the same, then how many per-policy blocks follow. v3 also stores alert times (ms)
 where v2 stored fixed-window numbers (``now // window``), and each running policy block
 (policy ids among the texts, their ends after the alert times)."""
+_COMMON_INTS_V4 = _COMMON_INTS + 2 + N_SERIES
+"""v4 (``CSUA`` v4, ``CSUB`` v5): the same with the local week's start and end and its
+totals before today after the month's (and the week's key after the block policy among the
+texts)."""
 ACCOUNT_TAIL = struct.Struct("<I3q")
 """recent-id capacity, downgraded until, risk until, how many caps."""
 _ENFORCEMENT = struct.Struct("<3qB3qBI")
@@ -56,12 +62,13 @@ def write_common(w: Writer, u: UsageBase, *lead: str) -> None:
     alerted, rings, marks = u.alerted, u.rings, u.watermarks
     blocks = u.blocks
     w.texts(
-        [*lead, u.account_id, u.timezone, u.day_key, u.month_key, bpid or "",
+        [*lead, u.account_id, u.timezone, u.day_key, u.month_key, bpid or "", u.week_key,
          *alerted, *blocks]
     )  # fmt: skip
     ints = [
         u.day_start_ms, u.day_end_ms, u.month_start_ms, u.month_end_ms,
         opt(u.blocked_until_ms), bpid is not None, *u.day, *u.month_base,
+        u.week_start_ms, u.week_end_ms, *u.week_base,
         len(marks), len(alerted), len(rings), len(blocks),
     ]  # fmt: skip
     for mark in marks.items():
@@ -82,18 +89,21 @@ def write_common(w: Writer, u: UsageBase, *lead: str) -> None:
         w.raw(cached[1])
 
 
-def read_common(u: UsageBase, r: Reader, lead: int, v2: bool = False) -> list[str]:
-    """Read what :func:`write_common` wrote (or its v2 form); returns its ``lead``
-    texts."""
+def read_common(u: UsageBase, r: Reader, lead: int, version: int = 4) -> list[str]:
+    """Read what :func:`write_common` wrote (``version`` 4), or its v3 or v2 form; returns
+    its ``lead`` texts. Before v4 the week's totals were not kept: they count from the day
+    the state was written in."""
+    v2 = version == 2
     texts = r.texts()
     if v2:
         fields = r.i64_array(_COMMON_INTS_V2).tolist()
         n_marks, n_alerted, n_rings = fields[-3:]
         n_blocks = 0
     else:
-        fields = r.i64_array(_COMMON_INTS).tolist()
+        fields = r.i64_array(_COMMON_INTS if version == 3 else _COMMON_INTS_V4).tolist()
         n_marks, n_alerted, n_rings, n_blocks = fields[-4:]
-    if len(texts) != lead + 5 + n_alerted + n_blocks:
+    n_fixed = 6 if version >= 4 else 5
+    if len(texts) != lead + n_fixed + n_alerted + n_blocks:
         raise StateFormatError("usage state holds the wrong number of texts")
     u.account_id, u.timezone, u.day_key, u.month_key, bpid = texts[lead : lead + 5]
     (u.day_start_ms, u.day_end_ms, u.month_start_ms, u.month_end_ms,
@@ -102,11 +112,17 @@ def read_common(u: UsageBase, r: Reader, lead: int, v2: bool = False) -> list[st
     u.block_policy_id = bpid if has_bpid else None
     u.day = fields[6 : 6 + N_SERIES]
     u.month_base = fields[6 + N_SERIES : 6 + 2 * N_SERIES]
+    if version >= 4:
+        u.week_key = texts[lead + 5]
+        u.week_start_ms, u.week_end_ms = fields[6 + 2 * N_SERIES : 8 + 2 * N_SERIES]
+        u.week_base = fields[8 + 2 * N_SERIES : 8 + 3 * N_SERIES]
+    else:
+        start_week(u)
     ints = r.i64_array(2 * n_marks + n_alerted + n_blocks).tolist()
     u.watermarks = dict(zip(ints[0 : 2 * n_marks : 2], ints[1 : 2 * n_marks : 2], strict=True))
-    alert_end = lead + 5 + n_alerted
+    alert_end = lead + n_fixed + n_alerted
     alerted = dict(
-        zip(texts[lead + 5 : alert_end], ints[2 * n_marks : 2 * n_marks + n_alerted],
+        zip(texts[lead + n_fixed : alert_end], ints[2 * n_marks : 2 * n_marks + n_alerted],
             strict=True)
     )  # fmt: skip
     if v2:
@@ -180,6 +196,13 @@ def read_enforcement(r: Reader) -> EnforcementState | None:
     )  # fmt: skip
 
 
+def start_week(u: UsageBase) -> None:
+    """A state read from a format without week totals: its week counts from its day."""
+    u.week_base = [0] * N_SERIES
+    if u.day_end_ms:
+        u.set_week(u.day_start_ms)
+
+
 def read_common_v1(u: UsageBase, r: Reader) -> None:
     """The fields both kinds shared in v1 (after the ids)."""
     u.timezone = r.text()
@@ -203,6 +226,7 @@ def read_common_v1(u: UsageBase, r: Reader) -> None:
         except ValueError as exc:
             raise StateFormatError(f"a rolling window is corrupt: {exc}") from exc
     u.rings = rings
+    start_week(u)
     u.enforcement = _read_enforcement_v1(r)
 
 

@@ -212,6 +212,7 @@ def core_policy(rec: PolicyRecord) -> Policy:
         version=rec.version,
         updated_at_ms=rec.updated_at_ms,
         warn_percents=None if rec.warn_percents is None else tuple(rec.warn_percents),
+        period=rec.period,
     )
 
 

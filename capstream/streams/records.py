@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from capstream.errors import DecodeError
 from capstream.streams.codecs import codec
@@ -126,7 +126,8 @@ class PolicyRecord(WireRecord):
     name: str = ""
     metric: Literal["tokens", "messages", "conversations", "credits"]
     threshold: Annotated[int, Field(gt=0)]
-    window_seconds: Annotated[int, Field(ge=60, le=31 * 86_400)]
+    window_seconds: Annotated[int, Field(ge=0, le=31 * 86_400)]
+    """60 s to 31 days; 0 for a calendar policy (``period``)."""
     scope: Literal["bot", "account_each_bot", "account_total"]
     bot_id: str | None = None
     category: Category | None = None
@@ -137,6 +138,16 @@ class PolicyRecord(WireRecord):
     updated_at_ms: EpochMs = 0
     warn_percents: list[int] | None = None
     """Soft thresholds in percent of ``threshold``; None: 50, 80, 90; empty: none."""
+    period: Literal["day", "week", "month"] | None = None
+    """A calendar policy's period (the tenant's local day, week or month); None: rolling."""
+
+    @model_validator(mode="after")
+    def _window_or_period(self) -> PolicyRecord:
+        if self.period is None and self.window_seconds < 60:
+            raise ValueError("window_seconds must be at least 60 (or set a calendar period)")
+        if self.period is not None and self.window_seconds != 0:
+            raise ValueError("a calendar policy (period) has window_seconds 0")
+        return self
 
 
 class CategoryCapsRecord(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from capstream.api.dashboard.burn import HOUR_MS, Projection, pace_per_ms, project
-from capstream.api.reads import Query, Row
+from capstream.api.reads import Query, Row, policy_since
 from capstream.core.messages import panel_cta
 from capstream.core.periods import day_period, month_period
 from capstream.streams.records import CategoryCapsRecord, PolicyRecord, TenantSettingsRecord
@@ -75,6 +75,8 @@ class PolicyLive(BaseModel):
     bot_id: str | None
     category: str | None
     window_seconds: int
+    period: str | None = None
+    """A calendar policy's period: ``used`` counts from its current local start."""
     threshold: int
     enabled: bool
     per_bot: dict[str, int]
@@ -184,16 +186,17 @@ def latest_states(query: Query, account_id: str) -> dict[str, BotState]:
     return out
 
 
-def policy_live(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyLive:
-    """``policy``'s rolling window ending ``now_ms``, per bot; ``used`` is what the scope
-    compares with the threshold (the bot's, the busiest bot's, or the account's total)."""
+def policy_live(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC") -> PolicyLive:
+    """``policy``'s rolling window ending ``now_ms`` (a calendar policy: its current local
+    period in ``tz``), per bot; ``used`` is what the scope compares with the threshold (the
+    bot's, the busiest bot's, or the account's total)."""
     where = [
         "account_id = {account_id:String}",
         f"occurred_at >= {_AT % 'since'}",
     ]
     params: dict[str, Any] = {
         "account_id": policy.account_id,
-        "since": now_ms - policy.window_seconds * 1000,
+        "since": policy_since(policy, now_ms, tz),
     }
     if policy.scope == "bot" and policy.bot_id:
         where.append("bot_id = {bot_id:String}")
@@ -221,6 +224,7 @@ def policy_live(query: Query, policy: PolicyRecord, now_ms: int) -> PolicyLive:
         bot_id=policy.bot_id,
         category=policy.category,
         window_seconds=policy.window_seconds,
+        period=policy.period,
         threshold=policy.threshold,
         enabled=policy.enabled,
         per_bot=per_bot,
@@ -306,7 +310,7 @@ def live_view(
         day_key=day.key,
         month_key=month.key,
         bots=bots,
-        policies=[policy_live(query, p, now_ms) for p in policies],
+        policies=[policy_live(query, p, now_ms, tenant.timezone) for p in policies],
         caps=caps,
         projections=projections,
     )

@@ -11,9 +11,11 @@ from capstream.core.models.vocabulary import (
     MAX_WINDOW_SECONDS,
     METRICS,
     MIN_WINDOW_SECONDS,
+    POLICY_PERIODS,
     SCOPES,
     Category,
     Metric,
+    PolicyPeriod,
     PolicyScope,
     warn_problem,
 )
@@ -35,7 +37,8 @@ class BlockAction:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Policy:
-    """A usage policy: one metric against a threshold over a rolling window, with actions.
+    """A usage policy: one metric against a threshold over a rolling window (or the tenant's
+    calendar day, week or month: ``period``), with actions.
 
     The threshold of a ``credits`` policy is in micro-credits. Construction validates and
     raises :class:`PolicyError` with a message the user can act on. ``metric``, ``scope``
@@ -60,6 +63,10 @@ class Policy:
     warn_percents: tuple[int, ...] | None
     """Soft thresholds, in percent of ``threshold``: one warning per level per window
     (``None``: 50, 80 and 90; empty: none)."""
+    period: PolicyPeriod | None
+    """A calendar policy: counts over the tenant's current local day, week (Monday 00:00)
+    or month and resets at its start; ``window_seconds`` is then 0. ``None``: a rolling
+    window of ``window_seconds``."""
 
     def __init__(  # by hand: a str given for an enum field becomes the enum (or an error)
         self,
@@ -78,16 +85,17 @@ class Policy:
         version: int = 0,
         updated_at_ms: int = 0,
         warn_percents: tuple[int, ...] | None = None,
+        period: PolicyPeriod | str | None = None,
     ) -> None:
         _validate(
             policy_id, account_id, metric, threshold, window_seconds, scope, bot_id, alert,
-            block, category, warn_percents,
+            block, category, warn_percents, period,
         )  # fmt: skip
         values = (
             policy_id, account_id, name, Metric(metric), threshold, window_seconds,
             PolicyScope(scope), bot_id, alert, block, enabled,
             None if category is None else Category(category), version, updated_at_ms,
-            warn_percents,
+            warn_percents, None if period is None else PolicyPeriod(period),
         )  # fmt: skip
         for attr, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, attr, value)
@@ -97,13 +105,14 @@ class Policy:
         _validate(
             self.policy_id, self.account_id, self.metric, self.threshold, self.window_seconds,
             self.scope, self.bot_id, self.alert, self.block, self.category, self.warn_percents,
+            self.period,
         )  # fmt: skip
 
 
 _FIELDS = (
     "policy_id", "account_id", "name", "metric", "threshold", "window_seconds", "scope",
     "bot_id", "alert", "block", "enabled", "category", "version", "updated_at_ms",
-    "warn_percents",
+    "warn_percents", "period",
 )  # fmt: skip
 
 
@@ -119,6 +128,7 @@ def _validate(
     block: BlockAction | None,
     category: str | None,
     warn_percents: tuple[int, ...] | None,
+    period: str | None = None,
 ) -> None:
     who = f"policy {policy_id!r}"
     if not policy_id or not account_id:
@@ -127,7 +137,17 @@ def _validate(
         raise PolicyError(f"{who}: metric must be one of {sorted(METRICS)}, not {metric!r}")
     if isinstance(threshold, bool) or threshold <= 0:
         raise PolicyError(f"{who}: threshold must be a positive whole number")
-    if not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
+    if period is not None:
+        if period not in POLICY_PERIODS:
+            raise PolicyError(
+                f"{who}: period must be one of {sorted(POLICY_PERIODS)}, not {period!r}"
+            )
+        if window_seconds != 0:
+            raise PolicyError(
+                f"{who}: a calendar policy (period {period!r}) has no rolling window: "
+                "set window_seconds to 0 or leave period out"
+            )
+    elif not MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS:
         raise PolicyError(
             f"{who}: window_seconds must be between {MIN_WINDOW_SECONDS} (one minute) and "
             f"{MAX_WINDOW_SECONDS} (31 days), not {window_seconds}"

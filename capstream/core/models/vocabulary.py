@@ -77,6 +77,17 @@ class CapPeriod(StrEnum):
     MONTHLY = "monthly"
 
 
+class PolicyPeriod(StrEnum):
+    """The tenant's calendar period a calendar policy counts over (resets at its start)."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+POLICY_PERIODS = frozenset(p.value for p in PolicyPeriod)
+PERIOD_INDEX: dict[str, int] = {"day": 1, "week": 2, "month": 3}
+"""Per calendar period, its index in ``CompiledPolicy.period`` (0: a rolling window)."""
 CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
 CATEGORY_INDEX: dict[str, int] = {c: i for i, c in enumerate(CATEGORIES)}
 METRICS = frozenset(m.value for m in Metric)

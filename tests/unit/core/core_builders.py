@@ -79,6 +79,7 @@ def policy(
     category: str | None = None,
     enabled: bool = True,
     warn: tuple[int, ...] | None = (),
+    period: str | None = None,
 ) -> Policy:
     """A policy; warning levels off unless ``warn`` says (``None``: the default levels)."""
     return Policy(
@@ -87,7 +88,7 @@ def policy(
         name=f"policy {pid}",
         metric=metric,
         threshold=threshold,
-        window_seconds=window,
+        window_seconds=0 if period else window,
         scope=scope,
         bot_id=bot_id,
         alert=AlertAction(recipients) if alert else None,
@@ -95,6 +96,7 @@ def policy(
         enabled=enabled,
         warn_percents=warn,
         category=category,
+        period=period,
     )
 
 

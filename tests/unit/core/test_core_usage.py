@@ -236,7 +236,7 @@ def test_states_written_by_the_previous_release_v1_are_read_unchanged() -> None:
     }
     # Written again, they are the current versions and read back the same.
     assert AccountUsage.from_bytes(account.to_bytes()) == account
-    assert BotUsage.from_bytes(bot.to_bytes()).to_bytes()[:5] == b"CSUB\x04"
+    assert BotUsage.from_bytes(bot.to_bytes()).to_bytes()[:5] == b"CSUB\x05"
 
 
 def test_every_field_of_a_state_round_trips_even_texts_holding_a_nul() -> None:
@@ -279,7 +279,7 @@ def test_every_field_of_a_state_round_trips_even_texts_holding_a_nul() -> None:
     [
         lambda b: b[:-3],
         lambda b: b + b"\x00",
-        lambda b: b"CSUA\x04" + b[5:],
+        lambda b: b"CSUA\x05" + b[5:],
         lambda b: b"",
     ],
     ids=["truncated", "trailing", "future-version", "empty"],
@@ -388,7 +388,7 @@ def test_v3_bot_states_load_without_loop_detection() -> None:
     bot = BotUsage.from_bytes(raw)
     assert bot.loops == {} and bot.blocks and bot.blocked_until_ms is not None
     again = BotUsage.from_bytes(bot.to_bytes())
-    assert again == bot and again.to_bytes()[:5] == b"CSUB\x04"
+    assert again == bot and again.to_bytes()[:5] == b"CSUB\x05"
 
 
 def test_loop_rings_round_trip_and_corrupt_ones_are_refused() -> None:

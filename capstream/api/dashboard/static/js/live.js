@@ -81,7 +81,7 @@ function meter(labelLeft, labelRight, ratio, marker, cls, sub, extra) {
 
 function policyMeters(policies) {
   if (!policies.length) return [h("p", { class: "empty", text: "No policies yet — add one under Policies." })];
-  const note = h("p", { class: "hint", text: "Usage in each policy's rolling window as stored in " +
+  const note = h("p", { class: "hint", text: "Usage in each policy's rolling window (or calendar period) as stored in " +
     "ClickHouse. A new or re-enabled policy counts from that moment, so at first it can show " +
     "more than it enforces." });
   return [...policies.map((p) => {
@@ -90,7 +90,7 @@ function policyMeters(policies) {
     const status = !p.enabled ? h("span", { class: "badge grey", text: "disabled" })
       : p.breached ? h("span", { class: "badge bad", text: "over the threshold" }) : null;
     const scope = p.scope === "bot" ? `bot ${p.bot_id}` : SCOPES[p.scope];
-    const left = h("span", {}, h("b", { text: p.name || p.policy_id }), ` · ${p.metric} in ${duration(p.window_seconds)} · ${scope} `, status);
+    const left = h("span", {}, h("b", { text: p.name || p.policy_id }), ` · ${p.metric} ${p.period ? `this ${p.period}` : `in ${duration(p.window_seconds)}`} · ${scope} `, status);
     const right = `${amount(p.metric, p.used)} of ${amount(p.metric, p.threshold)}`;
     const bots = Object.entries(p.per_bot);
     const sub = bots.length > 1 || (bots.length && p.scope === "account_total")

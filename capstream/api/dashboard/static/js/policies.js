@@ -3,6 +3,7 @@ import { query } from "./api.js";
 import { amount, clearErrors, duration, h, replace, showErrors } from "./dom.js";
 import { attachTryOnPast } from "./simulate.js";
 
+const PERIODS = { day: "this day", week: "this week", month: "this month" };
 const SCOPES = { bot: "one bot", account_each_bot: "every bot, each on its own", account_total: "all bots together" };
 
 function bestUnit(seconds, units) {
@@ -23,6 +24,7 @@ export class Policies {
     this.f = {
       name: $("p-name"), metric: $("p-metric"), category: $("p-category"),
       threshold: $("p-threshold"), window: $("p-window"), windowUnit: $("p-window-unit"),
+      period: $("p-period"), windowField: $("p-window-field"),
       scope: $("p-scope"), bot: $("p-bot"), alert: $("p-alert"), recipients: $("p-recipients"),
       block: $("p-block"), blockDuration: $("p-block-duration"), blockUnit: $("p-block-unit"),
       enabled: $("p-enabled"), save: $("policy-save"), warn: $("p-warn"),
@@ -36,7 +38,7 @@ export class Policies {
       form: this.form, anchor: this.f.save, kind: "policy",
       draft: () => ({ policy: this.body(), replaces: this.editing ? this.editing.policy_id : null }),
     });
-    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block]) {
+    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block, this.f.period]) {
       el.addEventListener("change", () => this.sync());
     }
   }
@@ -55,7 +57,7 @@ export class Policies {
 
   summary(p) {
     const scope = p.scope === "bot" ? `bot ${p.bot_id}` : SCOPES[p.scope];
-    const what = `${p.metric}${p.category ? ` (${p.category})` : ""} ≥ ${amount(p.metric, p.threshold).replace(` ${p.metric}`, "")} in ${duration(p.window_seconds)}`;
+    const what = `${p.metric}${p.category ? ` (${p.category})` : ""} ≥ ${amount(p.metric, p.threshold).replace(` ${p.metric}`, "")} ${p.period ? PERIODS[p.period] : `in ${duration(p.window_seconds)}`}`;
     const acts = [];
     if (p.alert) acts.push(p.alert.recipients.length ? `email ${p.alert.recipients.join(", ")}` : "email the owner");
     if (p.block) acts.push(`pause ${duration(p.block.duration_seconds)}`);
@@ -146,9 +148,11 @@ export class Policies {
     f.metric.value = p.metric;
     f.category.value = p.category || "";
     f.threshold.value = p.threshold;
-    const wu = bestUnit(p.window_seconds, [86400, 3600, 60]);
+    f.period.value = p.period || "";
+    const seconds = p.window_seconds || 3600; // a calendar policy's is 0: offer an hour
+    const wu = bestUnit(seconds, [86400, 3600, 60]);
     f.windowUnit.value = String(wu);
-    f.window.value = p.window_seconds / wu;
+    f.window.value = seconds / wu;
     f.scope.value = p.scope;
     if (p.bot_id) f.bot.value = p.bot_id;
     f.alert.checked = !!p.alert;
@@ -175,6 +179,8 @@ export class Policies {
     f.bot.disabled = f.scope.value !== "bot";
     f.recipients.disabled = !f.alert.checked;
     f.blockDuration.disabled = f.blockUnit.disabled = !f.block.checked;
+    f.window.disabled = f.windowUnit.disabled = f.period.value !== "";
+    f.windowField.hidden = f.period.value !== "";
   }
 
   body() {
@@ -186,7 +192,9 @@ export class Policies {
       name: f.name.value.trim(),
       metric: f.metric.value,
       threshold: int(f.threshold),
-      window_seconds: windowValue === null ? null : windowValue * Number(f.windowUnit.value),
+      // a calendar policy has no rolling window: exactly one of the two goes to the API
+      window_seconds: f.period.value || windowValue === null ? null : windowValue * Number(f.windowUnit.value),
+      period: f.period.value || null,
       scope: f.scope.value,
       bot_id: f.scope.value === "bot" ? f.bot.value || null : null,
       category: f.metric.value === "credits" && f.category.value ? f.category.value : null,
