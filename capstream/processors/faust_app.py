@@ -43,7 +43,7 @@ def make_app(settings: Settings, options: WorkerOptions) -> Any:
         broker_commit_interval=3600.0,
         broker_commit_every=1 << 62,
         broker_session_timeout=o.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, o.session_timeout_s / 3),
+        broker_heartbeat_interval=o.heartbeat_interval_s,
         producer_acks=-1,
         # Decisions of records a few ms apart share a produce request (at 5,000 events/s
         # in small records, one request per record cost the worker more than deciding).
@@ -51,7 +51,9 @@ def make_app(settings: Settings, options: WorkerOptions) -> Any:
         producer_partitioner=kafka_partitioner,
         processing_guarantee="at_least_once",
         stream_wait_empty=False,  # the flusher acks; shutdown and revoke flush first
-        table_standby_replicas=0,
+        # Standbys read the same changelog topics as a recovery does (raw bytes into the
+        # partition's RocksDB, then its persisted offset): see ``tables.py``.
+        table_standby_replicas=o.standby_replicas,
         topic_disable_leader=True,
     )
 
