@@ -2,7 +2,7 @@
 
 The second worker has its own data directory, so what it takes over it can only get from the
 tables' changelogs and the last commit: either by reading them when the partitions move (no
-standby replicas), or, as a standby replica (the default), by having kept its copy of the
+standby replicas, the default), or, as a standby replica, by having kept its copy of the
 killed worker's partitions up to date from those changelogs all along, then reading only
 their tail. The end result must be the same as one worker processing the whole stream:
 exact totals, and the core's final control states, decided after the move by the survivor.
