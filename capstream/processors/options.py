@@ -64,10 +64,10 @@ class WorkerOptions(EnvOptions):
     standby_replicas: int = Field(0, ge=0, le=8, validation_alias="CAPSTREAM_WORKER_STANDBY")
     """How many other workers keep each partition's tables up to date from its changelogs
     (Faust's ``table_standby_replicas``): a partition moved to one of them reads only the
-    changelog's tail before it decides again. Off by default: NOT SAFE YET. In one of two
-    short chaos runs with 1, a restarted worker loaded a local store whose persisted offset
-    was at the changelog's end but whose values (the epoch among them) were older, and
-    published stale states and short totals (processors README, "Moved partitions")."""
+    changelog's tail before it decides again. Off by default until a chaos run confirms
+    the fix of what one run with 1 found (a worker given a partition as active and standby
+    read its own changelog writes back over newer values: ``faust_app``); processors README,
+    "Moved partitions"."""
     create_topics: bool = True
     republish_on_load: bool = True
     """After loading a partition's states, publish each bot's current enforcement state again
