@@ -64,9 +64,8 @@ class WorkerOptions(EnvOptions):
     standby_replicas: int = Field(0, ge=0, le=8, validation_alias="CAPSTREAM_WORKER_STANDBY")
     """How many other workers keep each partition's tables up to date from its changelogs
     (Faust's ``table_standby_replicas``): a partition moved to one of them reads only the
-    changelog's tail before it decides again. Off by default until a chaos run confirms
-    the fix of what one run with 1 found (a worker given a partition as active and standby
-    read its own changelog writes back over newer values: ``faust_app``); processors README,
+    changelog's tail before it decides again. Off by default: one of two chaos runs with 1
+    lost state (one cause fixed in ``faust_app``, one not explained yet); processors README,
     "Moved partitions"."""
     create_topics: bool = True
     republish_on_load: bool = True
