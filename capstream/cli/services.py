@@ -137,6 +137,14 @@ def worker(
             help="Group session timeout (s): a silent worker loses its partitions after it.",
         ),
     ] = None,
+    heartbeat_interval: Annotated[
+        float | None,
+        typer.Option(help="Heartbeat every (s); at most a third of the session timeout."),
+    ] = None,
+    standby_replicas: Annotated[
+        int | None,
+        typer.Option(help="Other workers keeping each partition's tables warm (0 = none)."),
+    ] = None,
     profile_to: Annotated[
         str | None, typer.Option(help="Write cProfile stats of the run here (benchmarks).")
     ] = None,
@@ -155,6 +163,8 @@ def worker(
             max_future_skew_s=max_skew,
             metrics_port=metrics_port,
             session_timeout_s=session_timeout,
+            heartbeat_interval_s=heartbeat_interval,
+            standby_replicas=standby_replicas,
             loglevel=loglevel,
             profile_to=profile_to,
         )

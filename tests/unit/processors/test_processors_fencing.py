@@ -10,6 +10,7 @@ import pytest
 from aiokafka.protocol.produce import ProduceRequest
 
 from capstream.processors.fencing import FencedError, Membership, gate_client
+from capstream.processors.options import WorkerOptions
 
 
 def test_a_lease_counts_from_when_the_request_was_sent() -> None:
@@ -20,6 +21,24 @@ def test_a_lease_counts_from_when_the_request_was_sent() -> None:
     m.renew(time.monotonic(), 4)
     assert m.valid() and m.generation == 4
     assert m.until <= time.monotonic() + 10 - m.margin_s
+
+
+@pytest.mark.parametrize("session_s", [6.0, 10.0, 30.0])
+def test_the_lease_ends_before_the_group_can_move_the_partitions_at_any_timeout(
+    session_s: float,
+) -> None:
+    """The coordinator hands a silent member's partitions on no sooner than a session timeout
+    after its last heartbeat arrived (so after it was sent); the lease must end before that,
+    and must outlast two heartbeat intervals so a healthy worker never lapses between them."""
+    options = WorkerOptions(session_timeout_s=session_s, heartbeat_interval_s=session_s / 3)
+    m = Membership("g", options.session_timeout_s)
+    sent = time.monotonic()
+    m.renew(sent, 1)
+    assert m.until - sent <= session_s - 1.0  # at least a second of margin
+    assert m.until - sent >= 2 * options.heartbeat_interval_s
+    default = WorkerOptions()
+    lease = default.session_timeout_s - Membership("g", default.session_timeout_s).margin_s
+    assert 3 * default.heartbeat_interval_s <= lease < default.session_timeout_s
 
 
 def test_an_answer_to_a_request_sent_before_the_member_was_lost_does_not_revive_it() -> None:

@@ -65,6 +65,51 @@ def test_a_bad_worker_variable_is_refused_naming_it(
     assert isinstance(result.exception, ConfigError) and "worker" not in ran
 
 
+def test_recovery_options_come_from_their_variables_within_bounds(
+    ran: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = WorkerOptions()
+    assert defaults.standby_replicas == 0  # not safe yet with the flusher's own writes
+    assert defaults.heartbeat_interval_s * 3 <= defaults.session_timeout_s
+    monkeypatch.setenv("CAPSTREAM_WORKER_STANDBY", "2")
+    monkeypatch.setenv("CAPSTREAM_WORKER_HEARTBEAT", "3")
+    monkeypatch.setenv("CAPSTREAM_WORKER_SESSION_TIMEOUT", "9")
+    options = WorkerOptions()
+    assert (options.standby_replicas, options.heartbeat_interval_s) == (2, 3.0)
+    result = CliRunner().invoke(
+        app, ["worker", "--standby-replicas", "0", "--heartbeat-interval", "0.5"]
+    )
+    assert result.exit_code == 0, result.output
+    given: WorkerOptions = ran["worker"]
+    assert (given.standby_replicas, given.heartbeat_interval_s) == (0, 0.5)
+    assert given.session_timeout_s == 9  # from its variable: no flag given
+    for variable, value, bound in (
+        ("CAPSTREAM_WORKER_STANDBY", "-1", "greater than or equal to 0"),
+        ("CAPSTREAM_WORKER_STANDBY", "9", "less than or equal to 8"),
+        ("CAPSTREAM_WORKER_HEARTBEAT", "0.01", "greater than or equal to 0.1"),
+        ("CAPSTREAM_WORKER_STANDBY", "one", "valid integer"),
+    ):
+        with monkeypatch.context() as env:
+            env.setenv(variable, value)
+            with pytest.raises(ConfigError, match=variable) as refused:
+                WorkerOptions()
+            assert bound in str(refused.value)
+
+
+def test_a_heartbeat_slower_than_the_lease_allows_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The membership lease spans three quarters of the session timeout from a heartbeat:
+    heartbeats rarer than a third of it would let the lease lapse between two of them."""
+    monkeypatch.setenv("CAPSTREAM_WORKER_SESSION_TIMEOUT", "6")
+    monkeypatch.setenv("CAPSTREAM_WORKER_HEARTBEAT", "2.5")
+    with pytest.raises(ConfigError) as refused:
+        WorkerOptions()
+    message = str(refused.value)
+    assert "CAPSTREAM_WORKER_HEARTBEAT" in message and "CAPSTREAM_WORKER_SESSION_TIMEOUT" in message
+    assert WorkerOptions(heartbeat_interval_s=2).heartbeat_interval_s == 2
+
+
 def test_a_bad_worker_flag_is_refused_naming_the_option(ran: dict[str, Any]) -> None:
     result = CliRunner().invoke(app, ["worker", "--flush-interval", "0"])
     assert isinstance(result.exception, ConfigError)
