@@ -1,13 +1,9 @@
 """The Faust app: the wiring of one worker, its usage and cap-hit agents, and rebalancing.
 
-Thin by rule: decode -> core (through :class:`PartitionState`) -> send. The parts:
-``flusher.py`` (acks, paced flushes, the changelog producer), ``sender.py`` (the outbox's
-one drainer), ``timers.py`` (wall-clock deadlines, the membership watchdog), ``ordering.py``
-(each partition in order from its committed offset), ``faust_app.py`` (Faust's
-configuration and patches). Offsets are acked only by the flusher, after the RocksDB +
-changelog writes and every record derived from the acked messages are acknowledged by the
-broker. Faust's own ``exactly_once`` is not used: replays are harmless (per-partition
-watermarks, recent ids, whole versioned states, deterministic notification ids).
+Thin by rule: decode -> core (through :class:`PartitionState`) -> send. The parts (see the
+README's layout): ``records``, ``flusher``, ``sender``, ``timers``, ``ordering``,
+``faust_app``. Offsets are acked only by the flusher, after the state and every record
+derived from the acked messages are acknowledged by the broker; replays are harmless.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from capstream.processors.ordering import InOrder
 from capstream.processors.outbox import Outbox
 from capstream.processors.partition import PartitionState
 from capstream.processors.records import RecordHandler
-from capstream.processors.sender import Sender
+from capstream.processors.sender import BACKLOG, Sender
 from capstream.processors.tables import TableStore
 from capstream.processors.timers import Timers, wall_ms, watchdog
 from capstream.streams.settings import Settings
@@ -114,6 +110,7 @@ class Processors:
             agent = self._usage_agent if name == self.topics.usage else self._caphits_agent
             app.agent(topic, name="usage" if name == self.topics.usage else "caphits")(agent)
         app.task(self._flusher)
+        app.task(self._sender)
         app.task(self._watchdog)
         if not self.options.event_time:
             app.task(self._timers)
@@ -133,6 +130,10 @@ class Processors:
     async def _flusher(self) -> None:
         self._start()
         await self.flusher.run()
+
+    async def _sender(self) -> None:
+        self._start()
+        await self.sender.run()
 
     async def _timers(self) -> None:
         self._start()
@@ -166,7 +167,7 @@ class Processors:
         topic = self.topics.usage
         records = self.metrics.records.labels(topic=topic)
         record_delay = self.metrics.record_delay.observe
-        flusher, timers, queue = self.flusher, self.timers, self.outbox.queue
+        flusher, timers, sender, queue = self.flusher, self.timers, self.sender, self.outbox.queue
         handle = self.records.usage
         async for event in s.events():
             if self.stopping or not self._owner:
@@ -191,8 +192,11 @@ class Processors:
             due = part.next_deadline
             if due is not None and due < timers.due:
                 timers.poke()
-            if queue:
-                await self.drain()
+            if queue:  # the drain task sends it; the agent goes on
+                if len(queue) < BACKLOG:
+                    sender.wake()
+                else:
+                    await self.drain()
             if part.applied >= self.options.flush_events:
                 flusher.soon()
             # With a backlog the stream hands over records without suspending: let the
@@ -223,7 +227,7 @@ class Processors:
                 self.records.poisoned(topic, msg, exc)
             self.flusher.processed(s, event)
             if self.outbox.queue:
-                await self.drain()
+                self.sender.wake()
             await asyncio.sleep(0)
 
     def _partition(self, p: int) -> PartitionState:
