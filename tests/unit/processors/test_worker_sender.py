@@ -11,11 +11,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from capstream.core import Effects, EnforcementState
-from capstream.gateway.partitioner import kafka_partitioner
 from capstream.processors.dlq import DeadLetters
 from capstream.processors.metrics import Metrics
 from capstream.processors.outbox import Outbox
 from capstream.processors.sender import Sender
+from capstream.streams.partitioner import kafka_partitioner
 from capstream.streams.topics import Topics
 
 TOPICS = Topics("t")
