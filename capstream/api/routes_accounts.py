@@ -6,10 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from capstream.api.context import ApiContext, CallerDep, Ctx, account_scope, require_admin
-from capstream.api.errors import ConflictError, NotFoundError, UnavailableError, error_responses
-from capstream.api.models import (
-    ID_PATTERN,
+from capstream.api.account_models import (
     AccountOut,
     BotBody,
     BotOut,
@@ -21,6 +18,9 @@ from capstream.api.models import (
     ResumeBody,
     ResumeOut,
 )
+from capstream.api.context import ApiContext, CallerDep, Ctx, account_scope, require_admin
+from capstream.api.errors import ConflictError, NotFoundError, UnavailableError, error_responses
+from capstream.api.models import ID_PATTERN
 from capstream.streams.records import BotResumeRecord, TenantSettingsRecord
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from capstream.api.account_models import TopupBody, TopupOut
 from capstream.api.context import ApiContext, Caller, CallerDep, Ctx, account_scope
 from capstream.api.errors import (
     FieldError,
@@ -16,13 +17,7 @@ from capstream.api.errors import (
     UpgradeRequiredError,
     error_responses,
 )
-from capstream.api.models import (
-    ID_PATTERN,
-    SettingsBody,
-    SettingsPatchBody,
-    TopupBody,
-    TopupOut,
-)
+from capstream.api.models import ID_PATTERN, SettingsBody, SettingsPatchBody
 from capstream.api.reads import UsageReport, cap_usage, feed_rows, policy_usage, recent_decisions
 from capstream.api.routes_accounts import publish_tenant, tenant_of
 from capstream.api.routes_grants import raised_tenant

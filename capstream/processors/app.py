@@ -14,8 +14,6 @@ import logging
 import time
 from typing import Any, cast
 
-import faust
-
 from capstream.core import Effects
 from capstream.processors import faust_app
 from capstream.processors.catalog import Catalog
@@ -23,7 +21,7 @@ from capstream.processors.catalog_reader import CatalogReader
 from capstream.processors.dlq import DeadLetters
 from capstream.processors.fencing import Membership, watch
 from capstream.processors.flusher import Flusher, changelog_producer
-from capstream.processors.metrics import Metrics
+from capstream.processors.metrics import Metrics, update_lag
 from capstream.processors.options import WorkerOptions
 from capstream.processors.ordering import InOrder
 from capstream.processors.outbox import Outbox
@@ -87,7 +85,9 @@ class Processors:
             options, self.metrics, self.partitions, (self.accounts, self.bots, self.feed),
             self.sender, self, self._commit,
             functools.partial(changelog_producer, settings.aiokafka_config()),
-            self._update_lag,
+            lambda: update_lag(
+                self.metrics, self.app.consumer, self.topics.usage, self._positions, self.partitions
+            ),
         )  # fmt: skip
         self.catalog_reader = CatalogReader(
             settings, self.catalog, self.metrics, self._changed, self.dead_letters.send_raw
@@ -273,17 +273,6 @@ class Processors:
         self._disown(wipe=True)
         if was_owner and rejoin:
             self.membership.rejoin()
-
-    def _update_lag(self) -> None:
-        consumer = self.app.consumer
-        for p, offset in self._positions.items():
-            try:
-                high = consumer.highwater(faust.types.TP(self.topics.usage, p))
-            except Exception:  # not assigned any more, or not started
-                continue
-            if high is not None:
-                self.metrics.lag.labels(partition=str(p)).set(max(0, high - offset - 1))
-        self.metrics.accounts.set(sum(len(p.accounts) for p in self.partitions.values()))
 
     # -- policies and settings ---------------------------------------------------------------
 

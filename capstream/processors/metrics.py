@@ -137,3 +137,23 @@ class Metrics:
             (data_dir / "metrics.port").write_text(f"{bound}\n")
         log.info("metrics on http://%s:%d/metrics", host, bound)
         return server, bound
+
+
+def update_lag(
+    metrics: Metrics,
+    consumer: Any,
+    topic: str,
+    positions: dict[int, int],
+    partitions: dict[int, Any],
+) -> None:
+    """Records behind the high watermark per held usage partition, and the accounts held."""
+    import faust
+
+    for p, offset in positions.items():
+        try:
+            high = consumer.highwater(faust.types.TP(topic, p))
+        except Exception:  # not assigned any more, or not started
+            continue
+        if high is not None:
+            metrics.lag.labels(partition=str(p)).set(max(0, high - offset - 1))
+    metrics.accounts.set(sum(len(part.accounts) for part in partitions.values()))

@@ -10,12 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from capstream.api.account_models import BotOut
 from capstream.api.context import CallerDep, Ctx, account_scope
 from capstream.api.dashboard.live import LiveView, live_view
 from capstream.api.dashboard.mailbox import Mail, Mailbox
 from capstream.api.dashboard.series import Metric, Range, UsageSeries, usage_series
 from capstream.api.errors import error_responses
-from capstream.api.models import BotOut, Language, Text
+from capstream.api.models import Language, Text
 from capstream.api.routes_accounts import AccountId, tenant_of
 from capstream.api.routes_grants import raised_tenant
 from capstream.core.messages import fallback_text
