@@ -15,10 +15,9 @@ from collections.abc import Callable
 
 from capstream.core import CoreError, TenantSettings
 from capstream.core.grants import CapGrant, granted_caps, grants_change_at
+from capstream.core.models import NEVER
 from capstream.errors import DecodeError
 from capstream.streams.records import CapGrantRecord
-
-NEVER = 1 << 62
 
 
 def wall_ms() -> int:

@@ -7,13 +7,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from capstream.core.models import NEVER
 from capstream.processors.fencing import Membership
 from capstream.processors.metrics import Metrics
 from capstream.processors.partition import PartitionState
 
 WATCH_S = 0.25
 """The watchdog looks at the membership lease and the event loop's stalls this often."""
-NEVER = 1 << 62
 
 
 def wall_ms() -> int:
