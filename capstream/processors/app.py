@@ -176,11 +176,11 @@ class Processors:
             if started - self._record_done > 0.0005:
                 self._yielded = started  # the stream suspended in between: others ran
             msg = event.message
-            if not await self.in_order.check(msg):
+            part = self.partitions.get(msg.partition)  # none: not restored yet (read again)
+            if part is None or not await self.in_order.check(msg):
                 continue
             records.inc()
             flusher.records_seen += 1
-            part = self._partition(msg.partition)
             now = wall_ms()
             record_delay(max(0.0, now / 1000 - msg.timestamp))
             try:
@@ -216,11 +216,11 @@ class Processors:
             if self.stopping or not self._owner:
                 continue
             msg = event.message
-            if not await self.in_order.check(msg):
+            part = self.partitions.get(msg.partition)
+            if part is None or not await self.in_order.check(msg):
                 continue
             records.inc()
             self.flusher.records_seen += 1
-            part = self._partition(msg.partition)
             try:
                 self.records.cap_hit(part, msg, wall_ms())
             except Exception as exc:  # a defect must not stop the stream: dead-letter it
@@ -229,12 +229,6 @@ class Processors:
             if self.outbox.queue:
                 self.sender.wake()
             await asyncio.sleep(0)
-
-    def _partition(self, p: int) -> PartitionState:
-        part = self.partitions.get(p)
-        if part is None:
-            part = self._load(p)
-        return part
 
     def _emit(self, partition: int) -> Any:
         def emit(effects: Effects, origin_ms: int | None) -> None:
@@ -319,6 +313,8 @@ class Processors:
         """Tables recovered: load every usage partition this worker now owns from them."""
         self._start()
         await self.catalog_reader.ready.wait()  # states are re-decided with the real policies
+        if not faust_app.restored(self.app, self.topics.usage):
+            return
         # Every revoke (and lapse) dropped the partitions' states: what is loaded here is
         # what the changelogs hold now, whoever wrote it.
         if not self._owner:
@@ -329,6 +325,8 @@ class Processors:
             # Each partition is taken from its committed offset on (see ``ordering``).
             await self.app.consumer.perform_seek()
             self.in_order.restart()
+            if not faust_app.restored(self.app, self.topics.usage):
+                return  # overtaken while it sought
         loaded = []
         for tp in self.app.consumer.assignment():
             if tp.topic == self.topics.usage and tp.partition not in self.partitions:

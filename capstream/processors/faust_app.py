@@ -7,6 +7,8 @@ Faust's own offset bookkeeping turned off (the flusher commits), and the commit 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -15,6 +17,7 @@ from capstream.processors.options import WorkerOptions
 from capstream.streams.partitioner import kafka_partitioner
 from capstream.streams.settings import Settings
 
+log = logging.getLogger(__name__)
 DECISION_LINGER_S = 0.002
 """The decisions producer's linger."""
 FETCH_MAX_WAIT_MS = 10
@@ -82,6 +85,49 @@ async def commit(consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
     for tp, offset in tps.items():
         if (committed.get(tp) or -1) < offset:
             committed[tp] = offset
+
+
+def restored(app: Any, topic: str) -> bool:
+    """True if the tables of every partition of ``topic`` assigned to this worker are
+    restored; if not, says why in the log (the next recovery's end tries again)."""
+    why = unrestored(app, [tp.partition for tp in app.consumer.assignment() if tp.topic == topic])
+    if why:
+        log.warning("a recovery ended that did not restore this assignment (%s%s): its "
+                    "partitions load when the next one ends", "; ".join(why[:3]),
+                    f"; {len(why) - 3} more" if len(why) > 3 else "")  # fmt: skip
+    return not why
+
+
+def unrestored(app: Any, partitions: Iterable[int]) -> list[str]:
+    """What keeps the tables of ``partitions`` from counting as restored, as "topic[p]: why"
+    lines ([] when every changelog partition of theirs was read to its end).
+
+    Faust calls the tables' recovery callbacks when a recovery completes, but a rebalance can
+    overtake a recovery about to complete: the callbacks then run with the new assignment in
+    place, whose added partitions were never read. In a chaos run a worker loaded two such
+    partitions with 0 accounts and processed their records from the committed offsets on:
+    every total before those offsets was lost, and the empty states were written over the
+    changelog. So a partition counts as restored only if no newer recovery is pending and
+    this recovery took a highwater for each of its changelog partitions and read that far
+    (Faust's own test of "nothing left to read", ``Recovery.need_recovery``).
+    """
+    recovery = app.tables.recovery
+    if recovery.signal_recovery_start.is_set() or recovery.in_recovery:
+        return ["a newer recovery is pending"]
+    why: list[str] = []
+    for table in app.tables.values():
+        topic = table.changelog_topic_name
+        for p in partitions:
+            tp = faust.types.TP(topic, p)
+            highwater = recovery.active_highwaters.get(tp)
+            offset = recovery.active_offsets.get(tp)
+            if tp not in recovery.active_tps:
+                why.append(f"{topic}[{p}]: not among the partitions being restored")
+            elif highwater is None:
+                why.append(f"{topic}[{p}]: no highwater taken by this recovery")
+            elif highwater >= 0 and (offset is None or offset < highwater):
+                why.append(f"{topic}[{p}]: read to {offset} of {highwater}")
+    return why
 
 
 def _short_fetch_wait() -> None:
