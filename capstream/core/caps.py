@@ -170,7 +170,7 @@ def refresh_account(
         if status is not None:
             caps[cat] = status
             if acct.caps.get(cat) != status:
-                notes.append(cap_note(view, cat, status, now))
+                notes.append(cap_note(view, ci, status, now))
     if caps != acct.caps:
         acct.caps = caps
         changed = True
@@ -208,7 +208,7 @@ def update_caps(
         cat = CATEGORIES[ci]
         if acct.caps.get(cat) != status:
             acct.caps = {**acct.caps, cat: status}
-            notes.append(cap_note(view, cat, status, now))
+            notes.append(cap_note(view, ci, status, now))
             changed = True
     if ci == TEXT and acct.downgraded_until_ms is None:
         downgraded = downgraded_until(view, acct)
@@ -314,8 +314,10 @@ def check_risk(
     return False
 
 
-def cap_note(view: SettingsView, cat: str, status: CapStatus, now: int) -> Notification:
-    """The owner's email for a newly reached cap."""
+def cap_note(view: SettingsView, ci: int, status: CapStatus, now: int) -> Notification:
+    """The owner's email for a newly reached cap (the cap in force is part of its id)."""
+    cap = view.monthly[ci] if status.period == MONTHLY_PERIOD else view.daily[ci]
     return cap_reached(
-        view.settings, cat, status.period, status.period_key, status.resumes_at_ms, now
-    )
+        view.settings, CATEGORIES[ci], status.period, status.period_key, status.resumes_at_ms,
+        now, cap if cap is not None else 0,
+    )  # fmt: skip

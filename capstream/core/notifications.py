@@ -276,9 +276,10 @@ def block_lifted(
 
 def cap_reached(
     settings: TenantSettings, category: str, period: str, period_key: str, resumes_at_ms: int,
-    now: int,
+    now: int, cap_micro: int = 0,
 ) -> Notification:  # fmt: skip
-    """Tell the owner a credit cap was reached; one id per (category, period, period key)."""
+    """Tell the owner a credit cap was reached; one id per (category, period, period key) and
+    cap: a cap raised in its period (a grant, new settings) and reached again is news."""
     cta = panel_cta(settings.plan, period)
     when = "at local midnight" if period == CapPeriod.DAILY else "on the 1st of next month"
     body = (
@@ -288,7 +289,9 @@ def cap_reached(
     if cta is not None:
         body += f" {cta}"
     return Notification(
-        notification_id=notification_id("cap", settings.account_id, category, period, period_key),
+        notification_id=notification_id(
+            "cap", settings.account_id, category, period, period_key, cap_micro
+        ),
         account_id=settings.account_id,
         kind="cap_reached",
         policy_id=None,

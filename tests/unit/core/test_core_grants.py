@@ -78,3 +78,23 @@ def test_a_capped_category_resumes_at_once_on_the_raised_settings() -> None:
     assert "text" not in h.enforcement().caps
     h.send(ev(2, at + 3 * MIN, credits=1))
     assert "text" in h.enforcement().caps
+
+
+def test_a_cap_reached_again_after_a_grant_is_mailed_again_and_a_repeat_is_not() -> None:
+    """The notifier sends each notification id once: the second cap of a period after a
+    top-up must not carry the first one's id (it was dropped as a duplicate)."""
+    base = settings(timezone=NY, caps=caps(text=(1_000, None)))
+    h = Harness(tenant=base)
+    at = ms(NY, 2026, 11, 18, 15, 0)
+    h.send(ev(0, at, credits=1_000))
+    raised = granted_caps(base, [grant()], at + MIN)
+    _, eff = reevaluate(h.state, h.policy_set, raised, at + MIN)
+    assert not [n for n in eff.notifications if n.kind == "cap_reached"]
+    h.tenant = raised
+    h.send(ev(1, at + 2 * MIN, credits=500))
+    first, second = h.notes("cap_reached")
+    assert first.notification_id != second.notification_id
+    # the same cap reached again in the same period (settings re-read, a resume) is one email
+    again = Harness(tenant=base)
+    again.send(ev(0, at, credits=1_000))
+    assert again.notes("cap_reached")[0].notification_id == first.notification_id
