@@ -30,7 +30,9 @@ from capstream.core import AccountState, Effects, FallbackLedger, UsageEvent, ga
 from capstream.core.clock import EventClock
 from capstream.core.errors import CoreError
 from capstream.core.models import CATEGORIES, CATEGORY_INDEX, PolicyScope
+from capstream.core.models.vocabulary import PERIOD_INDEX
 from capstream.core.series import SERIES_BY_CATEGORY, series_of
+from capstream.core.usage import AccountUsage, BotUsage
 from capstream.simulation.draft import Config, Draft
 from capstream.simulation.source import EventSource, Plan
 from capstream.simulation.timeline import Timeline
@@ -53,6 +55,8 @@ class Chart:
     window_ms: int = 0
     scope: str = ""
     bot_id: str | None = None
+    period: int = 0
+    """A calendar policy's period (1-3: day, week, month; ``PERIOD_INDEX``); 0: a window."""
 
 
 class Side:
@@ -142,18 +146,13 @@ class Side:
             elif chart.kind == "monthly":
                 value = acct.month_base[chart.series] + acct.day[chart.series]
             else:
-                key = (chart.series, chart.window_ms)
                 if chart.scope == PolicyScope.ACCOUNT_TOTAL:
-                    ring = acct.rings.get(key)
-                    value = ring.total_at(t) if ring is not None else 0
+                    value = _policy_total(chart, acct, t)
                 else:
                     value = 0
                     for bot_id, bot in self.state.bots.items():
-                        if chart.bot_id is not None and bot_id != chart.bot_id:
-                            continue
-                        ring = bot.rings.get(key)
-                        if ring is not None:
-                            value = max(value, ring.total_at(t))
+                        if chart.bot_id is None or bot_id == chart.bot_id:
+                            value = max(value, _policy_total(chart, bot, t))
             points.append([t, value])
 
     def report(self, end_ms: int) -> dict[str, Any]:
@@ -181,6 +180,14 @@ class Side:
         }
 
 
+def _policy_total(chart: Chart, usage: AccountUsage | BotUsage, t: int) -> int:
+    """What a policy counts at ``t``: its window's total, or its calendar period's."""
+    if chart.period:
+        return max(0, usage.calendar_total(chart.series, chart.period, t))
+    ring = usage.rings.get((chart.series, chart.window_ms))
+    return ring.total_at(t) if ring is not None else 0
+
+
 def charts_for(draft: Draft, config: Config) -> list[Chart]:
     """The series a side's chart follows: the draft policy's window (the policy as that side
     has it), or each category the settings cap, daily and monthly."""
@@ -190,12 +197,14 @@ def charts_for(draft: Draft, config: Config) -> list[Chart]:
         held = next((q for q in config.policies.policies if q.policy_id == pid), None)
         if held is None:
             return []
+        span = f"this {held.period}" if held.period else f"in {held.window_seconds}s"
         return [
             Chart(
-                f"{held.metric}{' ' + held.category if held.category else ''} in "
-                f"{held.window_seconds}s ({held.scope})",
+                f"{held.metric}{' ' + held.category if held.category else ''} {span} "
+                f"({held.scope})",
                 "policy", held.threshold, series_of(held.metric, held.category),
                 held.window_seconds * 1000, held.scope, held.bot_id,
+                PERIOD_INDEX[held.period] if held.period else 0,
             )
         ]  # fmt: skip
     out = []

@@ -364,3 +364,28 @@ def test_capstream_simulate_exits_1_with_one_clear_line(
     assert proc.returncode == 1, proc.stderr
     assert words in proc.stderr and proc.stderr.startswith("error:")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_calendar_policy_chart_follows_its_day_total_and_resets_at_local_midnight() -> None:
+    """The chart of a daily policy shows the day's tokens of the busiest bot, back to
+    nothing at each local midnight (it used to look up a rolling window and show 0)."""
+    events = history()
+    daily = {"policy_id": "daily-tokens", "metric": "tokens", "threshold": 10_000,
+             "period": "day", "scope": "account_each_bot", "alert": {"recipients": []}}  # fmt: skip
+    result, _ = run(events, {"policy": daily}, gated="keep")
+    (chart,) = result["simulated"]["charts"]
+    assert chart["label"] == "tokens this day (account_each_bot)"
+    assert chart["threshold"] == 10_000
+    points = chart["points"]
+    assert len(points) > 20
+    for t, value in points:  # each point: the busiest bot's tokens so far that local day
+        start = T0 - 9 * 60 * MIN + (t - T0 + 9 * 60 * MIN) // DAY * DAY
+        today = [e for e in events if start <= e.occurred_at_ms <= t]
+        per_bot: dict[str, int] = {}
+        for e in today:
+            per_bot[e.bot_id] = per_bot.get(e.bot_id, 0) + e.tokens_in + e.tokens_out
+        assert value == max(per_bot.values(), default=0), t
+    assert max(value for _, value in points) > 10_000
+    firsts = [value for t, value in points if (t - T0) % DAY < 3 * MIN]
+    assert firsts and max(firsts) < 3_000  # a new day starts from its first calls
+    assert any(a["policy_id"] == "daily-tokens" for a in result["simulated"]["alerts"])
