@@ -18,25 +18,15 @@ from functools import cache
 from typing import Any
 
 from capstream.errors import DecodeError
+from capstream.streams.avro_bytes import long_bytes
 from capstream.streams.codecs import MAGIC, SCHEMA_DIR, Codec
 
 HEADER_LEN = len(MAGIC) + 8
 Body = bytes | memoryview
 
 
-def zigzag(n: int) -> bytes:
-    """Avro's variable-length zig-zag encoding of a long."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _avro_bytes(data: bytes) -> bytes:
-    return zigzag(len(data)) + data
+    return long_bytes(len(data)) + data
 
 
 @cache
@@ -96,12 +86,12 @@ class ContainerWriter:
         self._sync = os.urandom(16)
         meta = {b"avro.schema": standalone_schema(schema_name).encode(), b"avro.codec": b"null"}
         header = bytearray(b"Obj\x01")
-        header += zigzag(len(meta))
+        header += long_bytes(len(meta))
         for key, value in meta.items():
             header += _avro_bytes(key) + _avro_bytes(value)
-        header += zigzag(0) + self._sync
+        header += long_bytes(0) + self._sync
         self._header = bytes(header)
-        self._one = zigzag(1)
+        self._one = long_bytes(1)
 
     def container(self, bodies: Sequence[Body]) -> bytes:
         """One OCF file holding ``bodies`` (each a serialized datum of this schema)."""
@@ -109,7 +99,7 @@ class ContainerWriter:
         one, sync = self._one, self._sync
         for body in bodies:
             parts.append(one)
-            parts.append(zigzag(len(body)))
+            parts.append(long_bytes(len(body)))
             parts.append(body)
             parts.append(sync)
         return b"".join(parts)
