@@ -31,7 +31,7 @@ from capstream.processors.sender import BACKLOG, Sender
 from capstream.processors.tables import TableStore
 from capstream.processors.timers import Timers, wall_ms, watchdog
 from capstream.streams.settings import Settings
-from capstream.streams.topics import Topics
+from capstream.streams.topics import CHANGELOG_CONFIG, PROCESSOR_TABLES, Topics
 from capstream.streams.usage_decode import UsageDecoder
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,12 @@ class Processors:
 
     def _wire(self) -> None:
         app, n = self.app, self.settings.usage_partitions
+        config = CHANGELOG_CONFIG
         tables = {
-            name: app.Table(name, key_type=bytes, value_type=bytes, partitions=n)
-            for name in ("accounts", "bots", "feed")
+            name: app.Table(
+                name, key_type=bytes, value_type=bytes, partitions=n, extra_topic_configs=config
+            )
+            for name in PROCESSOR_TABLES
         }
         self.accounts = TableStore(tables["accounts"])
         self.bots = TableStore(tables["bots"])

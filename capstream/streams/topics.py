@@ -144,6 +144,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 PROCESSOR_TABLES = ("accounts", "bots", "feed")
 """The worker's Faust tables, each with a compacted changelog topic."""
+CHANGELOG_CONFIG = {
+    **_COMPACTED,
+    "segment.ms": str(60_000),
+    "segment.bytes": str(16 << 20),
+}
+"""A changelog's segments roll every minute (or 16 MiB), so the broker's cleaner compacts all
+but the last minute of writes: a worker given a partition reads about one record per key
+plus that minute, not every flush since the segment opened (hourly, like the other
+compacted topics: measured in a full chaos run, a survivor of a clean leave read 90,000
+records for two partitions in 29 s)."""
 
 
 def changelog_specs(settings: Settings, app_id: str) -> list[TopicSpec]:
@@ -155,7 +165,7 @@ def changelog_specs(settings: Settings, app_id: str) -> list[TopicSpec]:
         TopicSpec(
             f"{app_id}-{table}-changelog",
             settings.usage_partitions,
-            dict(_COMPACTED),
+            dict(CHANGELOG_CONFIG),
             f"changelog of the worker table {table} (usage state per partition)",
         )
         for table in PROCESSOR_TABLES

@@ -107,4 +107,7 @@ def test_create_topics_creates_the_worker_tables_changelogs_compacted(settings: 
     res = ConfigResource(ConfigResource.Type.TOPIC, names[1])
     config = admin.describe_configs([res])[res].result(timeout=10)
     assert config["cleanup.policy"].value == "compact"
+    # segments roll every minute, so the cleaner compacts all but the last minute of writes
+    # and a worker given the partition reads about one record per key
+    assert config["segment.ms"].value == "60000"
     assert all(v == "exists" for k, v in create_topics(settings).items() if k in names)
