@@ -64,9 +64,10 @@ class WorkerOptions(EnvOptions):
     standby_replicas: int = Field(0, ge=0, le=8, validation_alias="CAPSTREAM_WORKER_STANDBY")
     """How many other workers keep each partition's tables up to date from its changelogs
     (Faust's ``table_standby_replicas``): a partition moved to one of them reads only the
-    changelog's tail before it decides again. Off by default: one of two chaos runs with 1
-    lost state (one cause fixed in ``faust_app``, one not explained yet); processors README,
-    "Moved partitions"."""
+    changelog's tail before it decides again. Off by default: each standby reads every flush
+    of the partitions it stands by for, and on a host short of CPU that costs more than the
+    moves it shortens (a full chaos run on 2 cores: correct, but kills recovered in 77-147 s
+    against 10-21 s without); processors README, "Moved partitions"."""
     create_topics: bool = True
     republish_on_load: bool = True
     """After loading a partition's states, publish each bot's current enforcement state again
