@@ -140,6 +140,9 @@ class PolicyRecord(WireRecord):
     """Soft thresholds in percent of ``threshold``; None: 50, 80, 90; empty: none."""
     period: Literal["day", "week", "month"] | None = None
     """A calendar policy's period (the tenant's local day, week or month); None: rolling."""
+    threshold_amount_micro: NonNeg | None = None
+    """A credits policy's threshold in money (micro-units of the tenant's currency) as the
+    admin gave it; ``threshold`` is its conversion to micro-credits. None: in credits."""
 
     @model_validator(mode="after")
     def _window_or_period(self) -> PolicyRecord:
@@ -160,6 +163,10 @@ class CategoryCapsRecord(BaseModel):
     daily_forecast_lead_s: NonNeg | None = None
     """Send a ``cap_forecast`` when the pace reaches the daily cap within this many seconds."""
     monthly_forecast_lead_s: NonNeg | None = None
+    daily_amount_micro: NonNeg | None = None
+    """The daily cap in money (micro-units of the tenant's currency) as the admin gave it;
+    ``daily_micro`` is its conversion to credits. None: given in credits."""
+    monthly_amount_micro: NonNeg | None = None
 
 
 class TenantSettingsRecord(WireRecord):
@@ -207,6 +214,36 @@ class CapGrantRecord(WireRecord):
     granted_by: str
     request_id: str | None = None
     note: str = ""
+
+
+class CategoryPriceRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_per_mtok_micro: NonNeg
+    output_per_mtok_micro: NonNeg
+
+
+class ModelPriceRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_per_mtok_micro: NonNeg
+    """Micro-units of the currency per million input tokens."""
+    output_per_mtok_micro: NonNeg
+    categories: dict[Category, CategoryPriceRecord] = Field(default_factory=dict)
+    """Other prices of the model for some categories."""
+
+
+class PriceTableRecord(WireRecord):
+    """An account's prices per model (``account_id`` ``*``: the platform's default)."""
+
+    schema_name: ClassVar[str] = "PriceTable"
+
+    account_id: Id
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    credits_per_unit_micro: Annotated[int, Field(gt=0)] = 1_000_000
+    """Micro-credits one unit of the currency is worth."""
+    models: dict[str, ModelPriceRecord] = Field(default_factory=dict)
+    version: NonNeg = 0
+    updated_at_ms: EpochMs = 0
+    updated_by: str = ""
 
 
 class ConversationSentRecord(WireRecord):
