@@ -1,6 +1,7 @@
 """Browser test of budgets in money (issue 24 item 2) on a running ``capstream demo``: the
-price-table editor (a bad price refused next to the models, then saved) and a daily cap set
-in dollars, shown in credits beside it and stored as both. Screenshots go to
+price-table editor (a bad price refused next to the models, then saved), a daily cap set
+in dollars, shown in credits beside it and stored as both, converted again on a rate change,
+and a credits policy whose threshold is given in dollars. Screenshots go to
 tests/e2e/screenshots/money/. Skips cleanly without Chromium."""
 
 from __future__ import annotations
@@ -74,4 +75,23 @@ def test_prices_are_edited_and_a_cap_is_set_in_dollars(browser: Any, demo: Any) 
     page.get_by_test_id("cap-unit").select_option("credits")
     expect(page.locator("#cap-text-daily")).to_have_value("100")
     shot("rate-changed")
+
+    # a credits policy with its threshold in dollars: 2 USD = 400 credits at this rate
+    page.click("a[data-tab=policies]")
+    page.click("#policy-new")
+    page.fill("#p-name", "Daily spend")
+    page.select_option("#p-metric", "credits")
+    page.fill("#p-threshold-money", "2")
+    expect(page.get_by_test_id("policy-threshold-credits")).to_have_text("= 400 credits")
+    page.fill("#p-window", "1")
+    page.select_option("#p-window-unit", "86400")
+    page.check("#p-alert")
+    page.click("#policy-save")
+    row = page.locator('[data-testid="policy-row"]', has_text="Daily spend")
+    expect(row).to_contain_text("≥ 400")
+    expect(row).to_contain_text("(2 USD)")
+    shot("policy-in-dollars")
+    policies = httpx.get(f"{demo.info['api']}/v1/accounts/umbrella/policies", headers=key).json()
+    spend = next(p for p in policies if p["name"] == "Daily spend")
+    assert (spend["threshold"], spend["threshold_amount_micro"]) == (400_000_000, 2_000_000)
     assert not errors, errors
