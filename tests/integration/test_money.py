@@ -55,19 +55,27 @@ def test_tokens_priced_by_the_table_reach_a_cap_set_in_dollars(
     books: list[KafkaPriceBook] = []
     try:
         admin = {"Authorization": f"Bearer {ADMIN}"}
-        r = api.post("/v1/accounts", json={"account_id": "acme", "plan": "starter",
-                                           "owner_email": "o@acme.test"}, headers=admin)  # fmt: skip
+        account = {"account_id": "acme", "plan": "starter", "owner_email": "o@acme.test"}
+        r = api.post("/v1/accounts", json=account, headers=admin)
         auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
         assert api.put("/v1/accounts/acme/bots/bot-1", json={}, headers=auth).is_success
         # the platform prices gpt-4o; the tenant sets its own currency and rate only
-        platform = {"currency": "USD", "credits_per_unit_micro": M, "models": {
-            "gpt-4o": {"input_per_mtok_micro": 2_500_000, "output_per_mtok_micro": 10 * M}}}
+        platform = {
+            "currency": "USD",
+            "credits_per_unit_micro": M,
+            "models": {
+                "gpt-4o": {"input_per_mtok_micro": 2_500_000, "output_per_mtok_micro": 10 * M}
+            },
+        }
         assert api.put("/v1/prices", json=platform, headers=admin).status_code == 200
         table = {"currency": "USD", "credits_per_unit_micro": M, "models": {}}
         assert api.put("/v1/accounts/acme/prices", json=table, headers=auth).status_code == 200
         # a daily text cap of 0.05 USD = 50,000 micro-credits at 1 credit per USD
-        r = api.patch("/v1/accounts/acme/settings",
-                      json={"caps": {"text": {"daily_amount_micro": 50_000}}}, headers=auth)
+        r = api.patch(
+            "/v1/accounts/acme/settings",
+            json={"caps": {"text": {"daily_amount_micro": 50_000}}},
+            headers=auth,
+        )
         assert r.status_code == 200, r.text
         assert r.json()["caps"]["text"]["daily_micro"] == 50_000
         wait_for(lambda: worker.metric(CATALOG) >= 2, 30, "the settings at the worker")
