@@ -16,8 +16,8 @@ from typing import Protocol
 from capstream.api.context import ApiContext
 from capstream.api.errors import FieldError, InvalidError, UnavailableError
 from capstream.core.pricing import PLATFORM, PriceTable, amount_to_credits, effective_table
-from capstream.gateway.pricebook import core_table
-from capstream.streams.records import PolicyRecord, PriceTableRecord, TenantSettingsRecord
+from capstream.streams.price_records import PriceTableRecord, core_table
+from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 
 
 class PriceReads(Protocol):

@@ -9,14 +9,8 @@ from pydantic import BaseModel, Field
 
 from capstream.api.models import _Body
 from capstream.core.pricing import MAX_PRICE_MICRO, MAX_RATE_MICRO
-from capstream.streams.records import (
-    Category as CategoryName,
-)
-from capstream.streams.records import (
-    CategoryPriceRecord,
-    ModelPriceRecord,
-    PriceTableRecord,
-)
+from capstream.streams.price_records import CategoryPriceRecord, ModelPriceRecord, PriceTableRecord
+from capstream.streams.records import Category as CategoryName
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD")]
 PriceMicro = Annotated[int, Field(ge=0, le=MAX_PRICE_MICRO)]

@@ -27,8 +27,7 @@ from capstream.api.price_models import (
     PriceTablePatchBody,
 )
 from capstream.core.pricing import PLATFORM, PriceError
-from capstream.gateway.pricebook import core_table
-from capstream.streams.records import PriceTableRecord
+from capstream.streams.price_records import PriceTableRecord, core_table
 
 router = APIRouter(tags=["prices"])
 AccountId = Annotated[str, Path(pattern=ID_PATTERN, description="The account")]

@@ -13,12 +13,12 @@ from typing import Any
 from capstream.api.errors import UnavailableError
 from capstream.errors import DecodeError
 from capstream.streams.compacted import CompactedReader, ConsumerFactory
+from capstream.streams.price_records import PriceTableRecord
 from capstream.streams.records import (
     CapGrantRecord,
     ChannelRecord,
     DeliveryAttemptRecord,
     PolicyRecord,
-    PriceTableRecord,
     TenantSettingsRecord,
 )
 from capstream.streams.settings import Settings

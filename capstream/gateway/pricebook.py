@@ -21,40 +21,17 @@ from confluent_kafka import Consumer
 
 from capstream.core.pricing import (
     PLATFORM,
-    ModelPrice,
     PriceTable,
-    TokenPrice,
     credits_for,
     effective_table,
 )
 from capstream.errors import DecodeError
 from capstream.streams.compacted import CompactedReader, ConsumerFactory
-from capstream.streams.records import PriceTableRecord
+from capstream.streams.price_records import PriceTableRecord, core_table
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
-
-
-def core_table(rec: PriceTableRecord) -> PriceTable:
-    """The core's price table of a wire record (raises ``PriceError`` if unusable)."""
-    return PriceTable(
-        account_id=rec.account_id,
-        currency=rec.currency,
-        credits_per_unit_micro=rec.credits_per_unit_micro,
-        models={
-            name: ModelPrice(
-                m.input_per_mtok_micro,
-                m.output_per_mtok_micro,
-                {
-                    c: TokenPrice(p.input_per_mtok_micro, p.output_per_mtok_micro)
-                    for c, p in m.categories.items()
-                },
-            )
-            for name, m in rec.models.items()
-        },
-        version=rec.version,
-    )
 
 
 class PriceStats(NamedTuple):

@@ -216,36 +216,6 @@ class CapGrantRecord(WireRecord):
     note: str = ""
 
 
-class CategoryPriceRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    input_per_mtok_micro: NonNeg
-    output_per_mtok_micro: NonNeg
-
-
-class ModelPriceRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    input_per_mtok_micro: NonNeg
-    """Micro-units of the currency per million input tokens."""
-    output_per_mtok_micro: NonNeg
-    categories: dict[Category, CategoryPriceRecord] = Field(default_factory=dict)
-    """Other prices of the model for some categories."""
-
-
-class PriceTableRecord(WireRecord):
-    """An account's prices per model (``account_id`` ``*``: the platform's default)."""
-
-    schema_name: ClassVar[str] = "PriceTable"
-
-    account_id: Id
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    credits_per_unit_micro: Annotated[int, Field(gt=0)] = 1_000_000
-    """Micro-credits one unit of the currency is worth."""
-    models: dict[str, ModelPriceRecord] = Field(default_factory=dict)
-    version: NonNeg = 0
-    updated_at_ms: EpochMs = 0
-    updated_by: str = ""
-
-
 class ConversationSentRecord(WireRecord):
     """What a gateway sent a conversation (the gateway ledger encodes it with the codec
     directly, per claim; this model is for tools and tests)."""

@@ -7,7 +7,11 @@ from typing import Any
 from capstream.core.pricing import PLATFORM, amount_to_credits, credits_for, effective_table
 from capstream.gateway.pricebook import core_table
 from capstream.gateway.vectors.common import jsonable
-from capstream.streams.records import CategoryPriceRecord, ModelPriceRecord, PriceTableRecord
+from capstream.streams.price_records import (
+    CategoryPriceRecord,
+    ModelPriceRecord,
+    PriceTableRecord,
+)
 
 M = 1_000_000
 

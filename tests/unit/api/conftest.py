@@ -13,12 +13,8 @@ from capstream.api.accounts import AccountStore
 from capstream.api.app import create_app
 from capstream.api.keys import AdminKey, hash_secret
 from capstream.api.publisher import Written
-from capstream.streams.records import (
-    CapGrantRecord,
-    PolicyRecord,
-    PriceTableRecord,
-    TenantSettingsRecord,
-)
+from capstream.streams.price_records import PriceTableRecord
+from capstream.streams.records import CapGrantRecord, PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 

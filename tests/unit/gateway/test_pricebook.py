@@ -14,7 +14,7 @@ from capstream.gateway import NotDeliveredError, PriceBook, UsageRecorder
 from capstream.gateway.pricebook import KafkaPriceBook, core_table
 from capstream.gateway.wire import encode_batch_texts
 from capstream.streams.codecs import codec
-from capstream.streams.records import PriceTableRecord
+from capstream.streams.price_records import PriceTableRecord
 from capstream.streams.settings import Settings
 
 VECTORS = Path(__file__).resolve().parents[3] / "testdata" / "vectors"
