@@ -51,7 +51,7 @@ def _out(ctx: ApiContext, account_id: str) -> PricesOut:
                 input_per_mtok_micro=rec.input_per_mtok_micro,
                 output_per_mtok_micro=rec.output_per_mtok_micro,
                 categories=dict(rec.categories),
-                source="account" if name in mine else "platform",
+                source="account" if name in mine and account_id != PLATFORM else "platform",
             )
         effective = EffectivePrices(
             currency=table.currency,

@@ -50,6 +50,9 @@ def test_put_replaces_the_table_whole_and_get_shows_what_applies(
     assert eff["models"]["gpt-4o"]["input_per_mtok_micro"] == 2_500_000
     assert eff["models"]["claude-haiku"]["source"] == "platform"
     assert eff["models"]["vision-x"]["categories"]["vision"]["input_per_mtok_micro"] == 5 * M
+    platform = client.get("/v1/prices", headers=h).json()  # any key reads the platform's
+    assert platform["own"]["account_id"] == "*" and platform["platform"] is None
+    assert {m["source"] for m in platform["effective"]["models"].values()} == {"platform"}
 
 
 def test_a_partial_put_is_refused_naming_what_is_missing(
@@ -190,3 +193,20 @@ def test_a_platform_rate_change_converts_the_accounts_that_use_it(
     assert client.get(S, headers=h).json()["caps"]["text"]["daily_micro"] == 6 * M
     own_caps = client.get("/v1/accounts/own/settings", headers=own).json()["caps"]
     assert own_caps["text"]["daily_micro"] == 300 * M  # its own rate: unchanged
+
+
+def test_delete_falls_back_to_the_platforms_prices(
+    client: TestClient, new_account: Any, admin: dict[str, str]
+) -> None:
+    h = new_account("acme")
+    assert client.put("/v1/prices", json=PLATFORM, headers=admin).status_code == 200
+    assert client.put(P, json=TABLE, headers=h).status_code == 200
+    assert client.delete(P, headers=h).status_code == 204
+    body = client.get(P, headers=h).json()
+    assert body["own"] is None
+    assert body["effective"]["credits_per_unit_micro"] == M
+    assert body["effective"]["models"]["gpt-4o"] == {
+        "input_per_mtok_micro": 9, "output_per_mtok_micro": 9, "categories": {},
+        "source": "platform",
+    }  # fmt: skip
+    assert client.delete(P, headers=h).status_code == 404
