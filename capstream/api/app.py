@@ -107,6 +107,7 @@ def create_app(
         routes_grants,
         routes_history,
         routes_policies,
+        routes_prices,
         routes_simulations,
         routes_tenant,
     )
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(routes_policies.router)
     app.include_router(routes_tenant.router)
     app.include_router(routes_grants.router)
+    app.include_router(routes_prices.router)
     app.include_router(routes_history.router)
     app.include_router(routes_simulations.router)
     app.include_router(routes_channels.router_for(settings))

@@ -100,7 +100,8 @@ class PolicyBody(_Body):
 
     name: Annotated[Text, Field(max_length=200)] = ""
     metric: Metric
-    threshold: Annotated[int, Field(gt=0, le=INT64_MAX)]
+    threshold: Annotated[int, Field(gt=0, le=INT64_MAX)] | None = None
+    """Required, unless a credits policy gives ``threshold_amount_micro``."""
     window_seconds: WindowSeconds | None = None
     """The rolling window (60 s to 31 days); null or left out for a calendar policy."""
     period: Period | None = None
@@ -115,6 +116,10 @@ class PolicyBody(_Body):
     warn_percents: WarnPercents | None = None
     """Soft thresholds in percent of ``threshold``, one warning per level per window
     (null or left out: 50, 80, 90; []: none)."""
+    threshold_amount_micro: Int64 | None = None
+    """A credits policy's threshold in money: micro-units of the account's currency. Given,
+    ``threshold`` is derived from it at the account's rate (rounded down; any value given is
+    replaced); the API converts again when the rate changes."""
 
     def record(self, account_id: str, policy_id: str, version: int, now_ms: int) -> PolicyRecord:
         """The wire record of this policy (422 unless exactly one of ``window_seconds`` and
@@ -129,12 +134,16 @@ class PolicyBody(_Body):
             )
             field = "period" if self.period is not None else "window_seconds"
             raise InvalidError(msg, fields=[FieldError(field=field, message=msg)])
+        if self.threshold is None and self.threshold_amount_micro is None:
+            msg = "give threshold (or, for a credits policy, threshold_amount_micro in money)"
+            raise InvalidError(msg, fields=[FieldError(field="threshold", message=msg)])
         return PolicyRecord(
             policy_id=policy_id,
             account_id=account_id,
             name=self.name,
             metric=self.metric,
-            threshold=self.threshold,
+            # given in money: replaced by its conversion (api.money.priced_policy)
+            threshold=self.threshold or 1,
             window_seconds=self.window_seconds or 0,
             period=self.period,
             scope=self.scope,
@@ -148,6 +157,7 @@ class PolicyBody(_Body):
             version=version,
             updated_at_ms=now_ms,
             warn_percents=self.warn_percents,
+            threshold_amount_micro=self.threshold_amount_micro,
         )
 
 
@@ -191,6 +201,8 @@ class PolicyPatchBody(_Body):
     block: BlockAction | None = None
     enabled: bool | None = None
     warn_percents: WarnPercents | None = None
+    threshold_amount_micro: Int64 | None = None
+    """The threshold in money (naming ``threshold`` alone puts it back in credits)."""
 
     def over(self, current: PolicyRecord) -> PolicyBody:
         """``current`` with the fields this body names changed."""
@@ -206,6 +218,8 @@ class PolicyPatchBody(_Body):
             changes["window_seconds"] = None  # rolling -> calendar
         if changes.get("window_seconds") is not None and "period" not in changes:
             changes["period"] = None  # calendar -> rolling
+        if "threshold" in changes and "threshold_amount_micro" not in changes:
+            changes["threshold_amount_micro"] = None  # in credits again
         return data.model_copy(update=changes)
 
 
@@ -224,6 +238,13 @@ class CategoryCaps(_Body):
     a daily cap. Null or left out: none."""
     monthly_forecast_lead_s: Annotated[int, Field(ge=60, le=31 * 86_400)] | None = None
     """The same for the monthly cap at the month-to-date pace, once per local month."""
+    daily_amount_micro: Int64 | None = None
+    """The daily cap in money: micro-units of the account's currency (its price table's;
+    12.50 USD: 12500000). Given, ``daily_micro`` is derived from it at the account's rate
+    (rounded down) and any value given for it is replaced; the API converts again when the
+    rate changes."""
+    monthly_amount_micro: Int64 | None = None
+    """The monthly cap in money (as ``daily_amount_micro``)."""
 
 
 class SettingsBody(_Body):
@@ -265,6 +286,8 @@ class SettingsBody(_Body):
                     monthly_warn_percents=v.monthly_warn_percents,
                     daily_forecast_lead_s=v.daily_forecast_lead_s,
                     monthly_forecast_lead_s=v.monthly_forecast_lead_s,
+                    daily_amount_micro=v.daily_amount_micro,
+                    monthly_amount_micro=v.monthly_amount_micro,
                 )
                 for c, v in self.caps.items()
             },
@@ -306,7 +329,12 @@ class SettingsPatchBody(_Body):
                 caps = data["caps"]
                 for cat, change in (value or {}).items():
                     merged = dict(caps.get(cat) or {})
-                    merged.update({k: getattr(change, k) for k in change.model_fields_set})
+                    named = change.model_fields_set
+                    for period in ("daily", "monthly"):
+                        # a cap named in credits is no longer one in money
+                        if f"{period}_micro" in named and f"{period}_amount_micro" not in named:
+                            merged[f"{period}_amount_micro"] = None
+                    merged.update({k: getattr(change, k) for k in named})
                     caps[cat] = merged
             elif value is None and name not in ("plan", "owner_email"):
                 raise _not_null(name)

@@ -28,6 +28,7 @@ from capstream.api.models import (
     Scope,
     WindowSeeding,
 )
+from capstream.api.money import money_table, priced_policy
 from capstream.api.presets import presets
 from capstream.api.validation import checked_policy
 from capstream.streams.records import PolicyRecord
@@ -51,7 +52,8 @@ def _record(
         msg = f"bot {body.bot_id!r} is not one of this account's bots; register it first"
         raise InvalidError(msg, fields=[FieldError(field="bot_id", message=msg)])
     version = previous.version + 1 if previous else 1
-    return checked_policy(body.record(account_id, pid, version, ctx.clock()))
+    rec = body.record(account_id, pid, version, ctx.clock())
+    return checked_policy(priced_policy(rec, money_table(ctx, account_id, rec)))
 
 
 def _answer(ctx: ApiContext, rec: PolicyRecord, before: list[PolicyRecord]) -> PolicyResponse:

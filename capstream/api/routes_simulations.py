@@ -28,6 +28,7 @@ from capstream.api.errors import (
     error_responses,
 )
 from capstream.api.models import ID_PATTERN
+from capstream.api.money import account_prices
 from capstream.api.routes_accounts import tenant_of
 from capstream.errors import CapstreamError
 from capstream.simulation import (
@@ -202,7 +203,8 @@ def _prepare(
     policies = ctx.view.policies(account_id)
     tenant = tenant_of(ctx, account_id)
     try:
-        draft = check_draft(account_id, body, policies, tenant, now)
+        prices = account_prices(ctx, account_id) if hasattr(ctx.view, "prices") else None
+        draft = check_draft(account_id, body, policies, tenant, now, prices)
         lo, hi = check_range(parse_instant(body.from_, "from"), parse_instant(body.to, "to"), now)
     except SimulationError as exc:
         raise _invalid(exc) from exc

@@ -18,6 +18,7 @@ from capstream.api.errors import (
     error_responses,
 )
 from capstream.api.models import ID_PATTERN, SettingsBody, SettingsPatchBody
+from capstream.api.money import money_table, priced_settings
 from capstream.api.reads import UsageReport, cap_usage, feed_rows, policy_usage, recent_decisions
 from capstream.api.routes_accounts import publish_tenant, tenant_of
 from capstream.api.routes_grants import raised_tenant
@@ -47,7 +48,8 @@ async def _save_settings(
         raise ForbiddenError(
             f"the plan is {current.plan!r}; plan changes are made by an administrator"
         )
-    rec = checked_settings(body.record(current, current.version + 1, ctx.clock()))
+    rec = body.record(current, current.version + 1, ctx.clock())
+    rec = checked_settings(priced_settings(rec, money_table(ctx, current.account_id, rec)))
     checked_caps(rec)
     await publish_tenant(ctx, rec)
     return rec

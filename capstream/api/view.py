@@ -13,6 +13,7 @@ from typing import Any
 from capstream.api.errors import UnavailableError
 from capstream.errors import DecodeError
 from capstream.streams.compacted import CompactedReader, ConsumerFactory
+from capstream.streams.price_records import PriceTableRecord
 from capstream.streams.records import (
     CapGrantRecord,
     ChannelRecord,
@@ -42,7 +43,14 @@ class TopicView:
         self,
         settings: Settings,
         *,
-        include: Iterable[str] = ("policies", "tenants", "channels", "deliveries", "grants"),
+        include: Iterable[str] = (
+            "policies",
+            "tenants",
+            "channels",
+            "deliveries",
+            "grants",
+            "prices",
+        ),
         consumer: ConsumerFactory | None = None,
     ):
         self._topics = Topics(settings.topic_prefix)
@@ -52,12 +60,14 @@ class TopicView:
             "channels": self._topics.channels,
             "deliveries": self._topics.deliveries,
             "grants": self._topics.grants,
+            "prices": self._topics.prices,
         }
         self._policies: dict[str, dict[str, PolicyRecord]] = {}
         self._tenants: dict[str, TenantSettingsRecord] = {}
         self._channels: dict[str, dict[str, ChannelRecord]] = {}
         self._deliveries: dict[tuple[str, str], deque[DeliveryAttemptRecord]] = {}
         self._grants: dict[str, dict[str, CapGrantRecord]] = {}
+        self._prices: dict[str, PriceTableRecord] = {}
         self.skipped = 0
         options: dict[str, Any] = {} if consumer is None else {"consumer": consumer}
         self._reader = CompactedReader(
@@ -121,6 +131,12 @@ class TopicView:
                     return
                 g = CapGrantRecord.from_bytes(value)
                 self._grants.setdefault(g.account_id, {})[g.grant_id] = g
+            elif topic == self._topics.prices:
+                if value is None:
+                    self._prices.pop((key or b"").decode(), None)
+                    return
+                pt = PriceTableRecord.from_bytes(value)
+                self._prices[pt.account_id] = pt
             elif topic == self._topics.deliveries:
                 if value is not None:
                     a = DeliveryAttemptRecord.from_bytes(value)
@@ -173,6 +189,16 @@ class TopicView:
         with self._cond:
             held = self._grants.get(account_id, {}).values()
             return sorted(held, key=lambda g: (g.granted_at_ms, g.grant_id))
+
+    def prices(self, account_id: str) -> PriceTableRecord | None:
+        """The account's own price table (``*``: the platform's; ``include`` names ``prices``)."""
+        with self._cond:
+            return self._prices.get(account_id)
+
+    def tenant_ids(self) -> list[str]:
+        """Every account with tenant settings."""
+        with self._cond:
+            return sorted(self._tenants)
 
     def deliveries(self, account_id: str, channel_id: str) -> list[DeliveryAttemptRecord]:
         """The latest attempts to deliver to a channel, newest first (``deliveries``)."""

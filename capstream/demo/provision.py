@@ -1,5 +1,6 @@
 """Set up the demo's tenants through the Policy API, as an operator and tenant admins would:
-accounts (admin key), bots, cap behaviour and policies (each tenant's own key)."""
+the platform's price table and accounts (admin key), bots, cap behaviour and policies (each
+tenant's own key)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,19 @@ _WHOLE_POLICY: dict[str, object] = {
 }  # fmt: skip
 
 
+PLATFORM_PRICES: dict[str, object] = {
+    "currency": "USD",
+    "credits_per_unit_micro": 1_000_000,  # one credit per US dollar
+    "models": {
+        "claude-sonnet-4-6": {"input_per_mtok_micro": 3_000_000,
+                              "output_per_mtok_micro": 15_000_000},
+        "claude-haiku": {"input_per_mtok_micro": 800_000, "output_per_mtok_micro": 4_000_000},
+    },
+}  # fmt: skip
+"""The demo platform's default prices (per 1M input / output tokens): what the dashboard's
+Prices card shows every tenant, and what lets caps be set in dollars (docs/administration.md)."""
+
+
 def _check(r: httpx.Response, what: str) -> dict[str, Any]:
     if r.is_success:
         return r.json() if r.content else {}
@@ -50,6 +64,7 @@ def provision(
     admin = {"Authorization": f"Bearer {admin_key}"}
     logins: list[TenantLogin] = []
     with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as http:
+        _check(http.put("/v1/prices", json=PLATFORM_PRICES, headers=admin), "platform prices")
         for t in tenants:
             a = t.account_id
             r = http.post(

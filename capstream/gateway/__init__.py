@@ -18,6 +18,7 @@ from capstream.gateway.errors import (
     UsageEventError,
 )
 from capstream.gateway.gateway import CONTROL_UNAVAILABLE, Gateway
+from capstream.gateway.pricebook import KafkaPriceBook, PriceBook, PriceStats
 from capstream.gateway.recorder import RecorderStats, UsageRecorder
 from capstream.streams.partitioner import murmur2, partition_for
 
@@ -30,7 +31,10 @@ __all__ = [
     "DisconnectPolicy",
     "Gateway",
     "GatewayError",
+    "KafkaPriceBook",
     "NotDeliveredError",
+    "PriceBook",
+    "PriceStats",
     "QueueFullError",
     "RecorderClosedError",
     "RecorderStats",

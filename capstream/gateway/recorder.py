@@ -16,6 +16,7 @@ from capstream.gateway.errors import (
     RecorderClosedError,
     UsageEventError,
 )
+from capstream.gateway.pricebook import PriceBook
 from capstream.gateway.sender import BatchSender
 from capstream.gateway.wire import event_text
 from capstream.streams.records import UsageEventRecord
@@ -91,6 +92,7 @@ class UsageRecorder:
         topic: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
         conversations_tracked: int = DEFAULT_CONVERSATIONS_TRACKED,
+        prices: PriceBook | None = None,
     ) -> None:
         if linger_ms < 0 or max_queue < 1 or max_batch_events < 1:
             raise GatewayError("linger_ms must be >= 0, max_queue and max_batch_events >= 1")
@@ -100,6 +102,8 @@ class UsageRecorder:
         # conversation_started=None is derived from it (bounded; 0 turns derivation off).
         self.conversations_tracked = conversations_tracked
         self._seen: dict[_Conversation, None] | None = {} if conversations_tracked else None
+        self.prices = prices
+        """Derives ``credits_micro`` from tokens when ``record()`` is given none."""
         if on_overflow not in ("drop", "raise"):
             raise GatewayError(f"on_overflow must be 'drop' or 'raise', not {on_overflow!r}")
         self.topic = topic or Topics(settings.topic_prefix).usage
@@ -148,7 +152,7 @@ class UsageRecorder:
         tokens_out: int = 0,
         messages: int = 0,
         conversation_started: bool | None = None,
-        credits_micro: int = 0,
+        credits_micro: int | None = None,
         occurred_at_ms: int | None = None,
         attributes: Mapping[str, str] | None = None,
     ) -> bool:
@@ -158,7 +162,10 @@ class UsageRecorder:
         fields by name. ``occurred_at_ms`` defaults to now. ``conversation_started`` (what
         conversations policies count): True on a conversation's first event; left out
         (None), the recorder derives it: True for the first event of an (account, bot,
-        conversation) it has not seen among the last ``conversations_tracked``. Raises
+        conversation) it has not seen among the last ``conversations_tracked``.
+        ``credits_micro`` left out (None): derived from ``model``, ``category`` and the
+        tokens with the recorder's ``prices`` (``gateway/pricebook.py``); 0 when it has
+        none or the model is unpriced (counted in ``prices.stats.unpriced``). Raises
         :class:`~capstream.gateway.errors.UsageEventError` naming a bad field.
         """
         if event is not None:
@@ -176,6 +183,10 @@ class UsageRecorder:
                 credits_micro=event.credits_micro,
                 occurred_at_ms=event.occurred_at_ms,
                 attributes=event.attributes,
+            )
+        if credits_micro is None:
+            credits_micro = self._derived_credits(
+                account_id, model, category, tokens_in, tokens_out
             )
         claimed: _Conversation | None = None
         if conversation_started is None:
@@ -222,6 +233,25 @@ class UsageRecorder:
             sender.idle = False
             sender.wake.set()
         return True
+
+    def _derived_credits(
+        self, account_id: object, model: object, category: object, tin: object, tout: object
+    ) -> int:
+        """The credits of an event given none: from the price book, else 0."""
+        prices = self.prices
+        if prices is None:
+            return 0
+        if not (
+            type(account_id) is str
+            and type(model) is str
+            and type(category) is str
+            and type(tin) is int
+            and type(tout) is int
+            and tin >= 0
+            and tout >= 0
+        ):
+            return 0  # event_text names the bad field
+        return prices.credits(account_id, model, category, tin, tout) or 0
 
     def _forget(self, key: _Conversation) -> None:
         if self._seen is not None:

@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capstream.api.errors import InvalidError
 from capstream.api.models import ID_PATTERN, NewPolicyBody, SettingsPatchBody
+from capstream.api.money import priced_policy, priced_settings
 from capstream.api.validation import checked_policy, checked_settings
 from capstream.core import Policy, PolicySet, TenantSettings
+from capstream.core.pricing import PriceTable
 from capstream.errors import CapstreamError
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
@@ -148,8 +150,10 @@ def check_draft(
     current_policies: list[PolicyRecord],
     current_settings: TenantSettingsRecord,
     now_ms: int,
+    prices: PriceTable | None = None,
 ) -> Draft:
-    """The draft of ``body`` checked against the account's current configuration."""
+    """The draft of ``body`` checked against the account's current configuration (caps and
+    thresholds given in money converted at ``prices``' rate, as the API saves them)."""
     if (body.policy is None) == (body.settings is None):
         raise SimulationError(
             "a simulation needs a draft: exactly one of 'policy' (a usage policy) or "
@@ -170,7 +174,7 @@ def check_draft(
         try:
             whole = body.settings.over(current_settings)
             srec = whole.record(current_settings, current_settings.version + 1, now_ms)
-            checked_settings(srec)
+            srec = checked_settings(priced_settings(srec, prices))
         except InvalidError as exc:
             raise _core_error(exc, "settings") from exc
         return Draft(settings=core_settings(srec))
@@ -199,8 +203,8 @@ def check_draft(
             "the draft policy has no action: add an alert, a block, or both",
             field="policy.alert",
         )
-    rec = body.policy.record(account_id, pid, 0, now_ms)
     try:
+        rec = priced_policy(body.policy.record(account_id, pid, 0, now_ms), prices)
         policy = core_policy(checked_policy(rec))
     except InvalidError as exc:
         raise _core_error(exc, "policy") from exc

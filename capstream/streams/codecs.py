@@ -38,6 +38,7 @@ _ORDER = (
     "Channel",
     "DeliveryAttempt",
     "CapGrant",
+    "PriceTable",
 )
 
 Record = dict[str, Any]

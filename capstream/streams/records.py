@@ -140,6 +140,9 @@ class PolicyRecord(WireRecord):
     """Soft thresholds in percent of ``threshold``; None: 50, 80, 90; empty: none."""
     period: Literal["day", "week", "month"] | None = None
     """A calendar policy's period (the tenant's local day, week or month); None: rolling."""
+    threshold_amount_micro: NonNeg | None = None
+    """A credits policy's threshold in money (micro-units of the tenant's currency) as the
+    admin gave it; ``threshold`` is its conversion to micro-credits. None: in credits."""
 
     @model_validator(mode="after")
     def _window_or_period(self) -> PolicyRecord:
@@ -160,6 +163,10 @@ class CategoryCapsRecord(BaseModel):
     daily_forecast_lead_s: NonNeg | None = None
     """Send a ``cap_forecast`` when the pace reaches the daily cap within this many seconds."""
     monthly_forecast_lead_s: NonNeg | None = None
+    daily_amount_micro: NonNeg | None = None
+    """The daily cap in money (micro-units of the tenant's currency) as the admin gave it;
+    ``daily_micro`` is its conversion to credits. None: given in credits."""
+    monthly_amount_micro: NonNeg | None = None
 
 
 class TenantSettingsRecord(WireRecord):

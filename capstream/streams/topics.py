@@ -70,6 +70,11 @@ class Topics:
         return f"{self.prefix}.grants"
 
     @property
+    def prices(self) -> str:
+        """Price tables per account_id (``*``: the platform's), compacted (issue 24)."""
+        return f"{self.prefix}.prices"
+
+    @property
     def gateway_sent(self) -> str:
         """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
         return f"{self.prefix}.gateway-sent"
@@ -110,6 +115,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),
         TopicSpec(t.resumes, 1, dict(_COMPACTED), "BotResume per account_id/bot_id, latest wins"),
         TopicSpec(t.grants, 1, dict(_COMPACTED), "CapGrant per account_id/grant_id"),
+        TopicSpec(t.prices, 1, dict(_COMPACTED), "PriceTable per account_id (* = platform)"),
         TopicSpec(t.notifications, data, week, "Notification keyed by notification_id"),
         TopicSpec(t.channels, 1, dict(_COMPACTED), "Channel per account_id/channel_id"),
         TopicSpec(t.deliveries, 1, week, "DeliveryAttempt keyed by account_id/channel_id"),

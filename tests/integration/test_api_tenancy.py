@@ -27,6 +27,8 @@ POLICY = {"metric": "messages", "threshold": 50, "window_seconds": 600, "scope":
 
 
 GRANT = {"category": "text", "period": "daily", "amount_micro": 500}
+PRICES = {"currency": "USD", "credits_per_unit_micro": 1_000_000,
+          "models": {"m": {"input_per_mtok_micro": 1, "output_per_mtok_micro": 2}}}  # fmt: skip
 CHANNEL = {"channel_id": "cb", "type": "webhook", "url": "https://hooks.b.test/in",
            "secret": "b-signing-secret-0123456789"}  # fmt: skip
 
@@ -47,6 +49,8 @@ class World:
         r = client.post("/v1/accounts/tenant-b/grants", json={**GRANT, "grant_id": "gb"},
                         headers=self.b)  # fmt: skip
         assert r.status_code == 201, r.text
+        r = client.put("/v1/accounts/tenant-b/prices", json=PRICES, headers=self.b)
+        assert r.status_code == 200, r.text
         self.b_key_id = client.get("/v1/accounts/tenant-b", headers=self.b).json()["keys"][0][
             "key_id"
         ]
@@ -67,7 +71,8 @@ class World:
     def b_snapshot(self) -> dict[str, Any]:
         get = lambda path: self.client.get(f"/v1/accounts/tenant-b{path}", headers=self.b).json()  # noqa: E731
         return {"account": get(""), "policies": get("/policies"), "settings": get("/settings"),
-                "channels": get("/channels"), "grants": get("/grants")}  # fmt: skip
+                "channels": get("/channels"), "grants": get("/grants"),
+                "prices": get("/prices")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +150,10 @@ ROUTES = [
     ("POST", "/v1/accounts/tenant-b/grants", {**GRANT, "grant_id": "gb"}),  # a replay of B's
     ("GET", "/v1/accounts/tenant-b/grants/gb", None),
     ("GET", "/v1/accounts/tenant-b/history", None),
+    ("GET", "/v1/accounts/tenant-b/prices", None),
+    ("PUT", "/v1/accounts/tenant-b/prices", {**PRICES, "currency": "EUR"}),
+    ("PATCH", "/v1/accounts/tenant-b/prices", {"models": {"m": None}}),
+    ("DELETE", "/v1/accounts/tenant-b/prices", None),
     # B's ids through A's own account: ids never resolve across tenants.
     ("GET", "/v1/accounts/tenant-a/policies/pb", None),
     ("POST", "/v1/accounts/tenant-a/policies/pb/disable", None),

@@ -496,3 +496,53 @@ def test_typescript_sdk_through_a_broker_outage_fails_closed_or_open_and_loses_n
     # A request that failed in the outage is produced again whole; the processors drop
     # repeated event ids. Count them so a change in this shows up here.
     print(f"events written twice after the outage: {sum(n - 1 for n in seen.values())}")
+
+
+def test_python_and_typescript_recorders_derive_the_same_credits_from_the_prices_topic(
+    topics: Settings, driver: Driver
+) -> None:
+    from capstream.gateway import KafkaPriceBook, UsageRecorder
+    from capstream.streams.price_records import ModelPriceRecord, PriceTableRecord
+
+    m = 1_000_000
+    tables = [
+        PriceTableRecord(account_id="*", currency="USD", models={
+            "gpt-4o": ModelPriceRecord(input_per_mtok_micro=2_500_000,
+                                       output_per_mtok_micro=10 * m)}),
+        PriceTableRecord(account_id="acct-own", currency="USD", credits_per_unit_micro=100 * m,
+                         models={"own": ModelPriceRecord(input_per_mtok_micro=7,
+                                                         output_per_mtok_micro=3)}),
+    ]  # fmt: skip
+    producer = Producer({"bootstrap.servers": topics.bootstrap_servers})
+    for t in tables:
+        producer.produce(Topics(topics.topic_prefix).prices, key=t.account_id, value=t.to_bytes())
+    assert producer.flush(10) == 0
+    calls = [("acct-none", "gpt-4o"), ("acct-own", "gpt-4o"), ("acct-own", "own"),
+             ("acct-own", "unknown")]  # fmt: skip
+    events = []
+    for i, (account, model) in enumerate(calls * 5):
+        e = {**ts_event(i + 1, account), "model": model}
+        del e["credits_micro"]  # left out: derived from the tokens
+        events.append(e)
+    ts = driver.call("priced", events=[{**e, "event_id": f"ts-{e['event_id']}"} for e in events])
+    assert ts["ready"] and all(ts["accepted"]) and ts["pending"] == 0
+    assert ts["stats"] == {"priced": 15, "unpriced": 5}
+    with KafkaPriceBook(topics) as book, UsageRecorder(topics, prices=book) as rec:
+        assert book.wait_ready(30)
+        for e in events:
+            fields = {**e, "event_id": f"py-{e['event_id']}", "attributes": dict(e["attributes"])}
+            assert rec.record(**fields)
+        assert rec.flush(10) == 0
+    credits: dict[str, int] = {}
+    for msg in read_topic(topics.bootstrap_servers, Topics(topics.topic_prefix).usage):
+        for ev in codec("UsageBatch").decode(msg.value())["events"]:
+            credits[ev["event_id"]] = ev["credits_micro"]
+    assert len(credits) == 2 * len(events)
+    for e in events:
+        assert credits[f"ts-{e['event_id']}"] == credits[f"py-{e['event_id']}"], e
+    first = {e["model"] + "@" + e["account_id"]: credits[f"py-{e['event_id']}"] for e in events[:4]}
+    # event n has n input and 2n output tokens: (1, 2) at 2.50 / 10.00 USD per 1M is 22.5
+    # micro-USD, rounded up; (2, 4) at acct-own's 100 credits per USD: 45 x 100; (3, 6) of a
+    # model at 7 / 3 micro-USD per 1M: 39e-6 micro-USD x 100, rounded up to 1; unknown: 0
+    assert first == {"gpt-4o@acct-none": 23, "gpt-4o@acct-own": 4_500, "own@acct-own": 1,
+                     "unknown@acct-own": 0}  # fmt: skip

@@ -19,12 +19,15 @@ decimal strings so that JavaScript reads them exactly):
 - ``cap_hits.json``: ``CapHit`` records of given hits.
 - ``conversation_sent.json``: ``ConversationSent`` records (what gateways sent, shared
   through the gateway-sent topic) with their topic keys.
+- ``prices.json``: price tables (records and bytes), the credits derived for calls given
+  no credits (null: unpriced), and money amounts to credits.
 - ``gate_sequences.json``: states held by a gateway, then calls (account, bot, conversation,
   category, now) in order with the verdict of each; one fresh ledger per sequence.
 
 Modules: ``generate.py`` (the files, ``generate``/``write``), ``check.py`` (``stale``), and the
 cases: ``usage_cases.py``, ``record_cases.py`` (partitions, control states, cap hits,
-conversation sent), ``gate_cases.py``; ``common.py`` (the fixed clock, JSON longs).
+conversation sent), ``gate_cases.py``, ``price_cases.py``; ``common.py`` (the fixed clock,
+JSON longs).
 """
 
 from capstream.gateway.vectors.check import stale

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from capstream.gateway.vectors.gate_cases import gate_vectors
+from capstream.gateway.vectors.price_cases import price_vectors
 from capstream.gateway.vectors.record_cases import (
     cap_hit_vectors,
     control_state_vectors,
@@ -21,6 +22,7 @@ FILES = (
     "cap_hits.json",
     "gate_sequences.json",
     "conversation_sent.json",
+    "prices.json",
 )
 DEFAULT_DIR = Path("testdata/vectors")
 
@@ -34,6 +36,7 @@ def generate() -> dict[str, str]:
         "cap_hits.json": cap_hit_vectors(),
         "gate_sequences.json": gate_vectors(),
         "conversation_sent.json": conversation_sent_vectors(),
+        "prices.json": price_vectors(),
     }
     return {
         name: json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=False) + "\n"

@@ -40,7 +40,8 @@ export const topics = {
   usage: (prefix: string): string => `${prefix}.usage`,
   control: (prefix: string): string => `${prefix}.control`,
   caphits: (prefix: string): string => `${prefix}.caphits`,
-  gatewaySent: (prefix: string): string => `${prefix}.gateway-sent`
+  gatewaySent: (prefix: string): string => `${prefix}.gateway-sent`,
+  prices: (prefix: string): string => `${prefix}.prices`
 }
 
 export function sleep(ms: number): Promise<void> {

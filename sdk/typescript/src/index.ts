@@ -34,6 +34,21 @@ export {
 export { KafkaLedger, expiresAt, type KafkaLedgerOptions, type LedgerStats } from './ledger.js'
 export { murmur2, partitionFor } from './murmur2.js'
 export {
+  KafkaPriceBook,
+  PLATFORM,
+  PriceBook,
+  amountToCredits,
+  creditsFor,
+  decodePriceTable,
+  effectiveTable,
+  priceTableFromJson,
+  type KafkaPriceBookOptions,
+  type ModelPrice,
+  type PriceStats,
+  type PriceTable,
+  type TokenPrice
+} from './prices.js'
+export {
   DEFAULT_MAX_FUTURE_SKEW_MS,
   MAX_ATTRIBUTES,
   MAX_ATTRIBUTE_KEY,

@@ -6,6 +6,7 @@ import { consoleLogger, resolve, sleep, topics, type KafkaConfig, type Logger } 
 import { describe } from './controlView.js'
 import { GatewayError, NotDeliveredError, QueueFullError, RecorderClosedError } from './errors.js'
 import { partitionFor } from './murmur2.js'
+import type { PriceBook } from './prices.js'
 import { encodeBatch, writeEvent, type UsageEvent } from './wire.js'
 
 export type Overflow = 'drop' | 'raise'
@@ -28,6 +29,12 @@ export interface UsageRecorderOptions extends KafkaConfig {
    * (default 100,000, oldest forgotten first; 0 turns derivation off: left out is false).
    */
   conversationsTracked?: number
+  /**
+   * Derives `creditsMicro` from the tokens, model and category of an event that leaves it
+   * out (a `KafkaPriceBook` reading the prices topic, or a `PriceBook` of tables you pass);
+   * an unpriced model, or no book: 0 credits.
+   */
+  prices?: PriceBook
   /** `lz4` (default), `none`, `gzip`, `snappy` or `zstd`. */
   compression?: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
   logger?: Logger
@@ -167,6 +174,8 @@ export class UsageRecorder {
   readonly maxBatchEvents: number
   readonly producerName: string
   readonly conversationsTracked: number
+  /** Derives `creditsMicro` when an event leaves it out. */
+  readonly prices: PriceBook | undefined
   /** (account, bot, conversation) of the latest conversations recorded, oldest first. */
   #seen: Conversations | undefined
   #producer: Producer<Buffer, Buffer, Buffer, Buffer>
@@ -209,6 +218,7 @@ export class UsageRecorder {
       throw new GatewayError('conversationsTracked must be a whole number >= 0 (0: do not derive)')
     }
     this.conversationsTracked = tracked
+    this.prices = options.prices
     this.#seen = tracked > 0 ? new Conversations(tracked) : undefined
     const onOverflow = options.onOverflow ?? 'drop'
     if (onOverflow !== 'drop' && onOverflow !== 'raise') {
@@ -256,9 +266,13 @@ export class UsageRecorder {
    * first event; left out, the recorder derives it: true for the first event of an
    * (account, bot, conversation) it has not seen among the last `conversationsTracked`.
    * A refused event (invalid, or the queue full) does not count as seen.
+   * `creditsMicro` left out: derived from the tokens with `prices` (0 if unpriced).
    */
   record(event: UsageEvent): boolean {
     if (this.#closed) throw new RecorderClosedError('this UsageRecorder is closed; create a new one to record')
+    if ((event.creditsMicro === undefined || event.creditsMicro === null) && this.prices !== undefined) {
+      event = { ...event, creditsMicro: this.#derivedCredits(event) }
+    }
     let started = event.conversationStarted
     let claimed = false
     const seen = this.#seen
@@ -289,6 +303,17 @@ export class UsageRecorder {
     this.#seqs.push(++this.#seq)
     if (this.#timer === undefined) this.#timer = setTimeout(() => this.#drain(), this.#lingerMs)
     return true
+  }
+
+  #derivedCredits(e: UsageEvent): number {
+    const tin = e.tokensIn ?? 0
+    const tout = e.tokensOut ?? 0
+    const whole = (n: unknown): boolean =>
+      (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) || (typeof n === 'bigint' && n >= 0n)
+    if (typeof e.accountId !== 'string' || typeof e.model !== 'string' || typeof e.category !== 'string' || !whole(tin) || !whole(tout)) {
+      return 0 // writeEvent names the bad field
+    }
+    return this.prices!.credits(e.accountId, e.model, e.category, tin, tout) ?? 0
   }
 
   #refuse(): boolean {

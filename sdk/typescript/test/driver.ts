@@ -6,17 +6,21 @@
  * Commands: {"op": "record", "events": [...]}, {"op": "flush"}, {"op": "gate", "calls":
  * [[account, bot, conversation, category, now?], ...]}, {"op": "ready"}, {"op": "states"},
  * {"op": "stats"}, {"op": "ledger", "fallbacks": [[account, bot, conversation, period], ...],
- * "replies": [[account, bot, conversation], ...]}, {"op": "close"}. Configuration from
+ * "replies": [[account, bot, conversation], ...]}, {"op": "priced", "events": [...]} (recorded
+ * by a second recorder whose KafkaPriceBook reads the prices topic), {"op": "close"}. Configuration from
  * CAPSTREAM_* variables.
  */
 import { createInterface } from 'node:readline'
-import { Gateway, KafkaLedger, UsageRecorder, type Verdict } from '../src/index.js'
+import { Gateway, KafkaLedger, KafkaPriceBook, UsageRecorder, type Verdict } from '../src/index.js'
 import { usageEvent, verdictJson } from './helpers.js'
 
 const onDisconnect = (process.env['CAPSTREAM_TS_ON_DISCONNECT'] ?? 'open') as 'open' | 'closed'
 const maxDisconnectedS = Number(process.env['CAPSTREAM_TS_MAX_DISCONNECTED_S'] ?? '300')
 const recorder = new UsageRecorder({ lingerMs: Number(process.env['CAPSTREAM_TS_LINGER_MS'] ?? '5'), producerName: 'ts-driver' })
 const gateway = new Gateway({ onDisconnect, maxDisconnectedS, gatewayId: process.env['CAPSTREAM_TS_GATEWAY_ID'] ?? 'ts-driver' })
+
+let prices: KafkaPriceBook | undefined
+let pricedRecorder: UsageRecorder | undefined
 
 function answer(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n')
@@ -28,6 +32,15 @@ async function handle(cmd: Record<string, any>): Promise<unknown> {
       return { accepted: cmd['events'].map((e: Record<string, unknown>) => recorder.record(usageEvent(e))) }
     case 'flush':
       return { pending: await recorder.flush(cmd['timeout_ms'] ?? 30_000) }
+    case 'priced': {
+      if (prices === undefined) {
+        prices = new KafkaPriceBook()
+        pricedRecorder = new UsageRecorder({ lingerMs: 5, producerName: 'ts-driver-priced', prices })
+      }
+      const ready = await prices.waitReady(cmd['timeout_ms'] ?? 30_000)
+      const accepted = cmd['events'].map((e: Record<string, unknown>) => pricedRecorder!.record(usageEvent(e)))
+      return { ready, accepted, pending: await pricedRecorder!.flush(30_000), stats: prices.stats }
+    }
     case 'ready':
       return { ready: await gateway.waitReady(cmd['timeout_ms'] ?? 30_000) }
     case 'gate':
@@ -58,6 +71,8 @@ async function handle(cmd: Record<string, any>): Promise<unknown> {
       return { recorder: recorder.stats, staleness_s: gateway.stalenessS, closed: gateway.view.closed }
     case 'close': {
       await recorder.close(cmd['timeout_ms'] ?? 30_000)
+      if (pricedRecorder !== undefined) await pricedRecorder.close(cmd['timeout_ms'] ?? 30_000)
+      if (prices !== undefined) await prices.close()
       await gateway.close()
       return { closed: true }
     }

@@ -18,6 +18,8 @@ import { murmur2, partitionFor } from '../src/murmur2.js'
 import { DecodeError, UnknownCategoryError, UsageEventError } from '../src/errors.js'
 import { Gateway } from '../src/gateway.js'
 import { DEFAULT_CONVERSATIONS_TRACKED, UsageRecorder } from '../src/recorder.js'
+import { PriceBook, amountToCredits, decodePriceTable, priceTableFromJson } from '../src/prices.js'
+import { fromHex } from '../src/avro.js'
 import { load, long, stateJson, usageEvent, verdictJson } from './helpers.js'
 import {
   DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -235,4 +237,49 @@ test('what gateways sent is byte-identical to the Python ConversationSent, with 
     assert.equal(sentKey(sent).toString('utf8'), c.key)
     assert.equal(expiresAt(sent.kind, sent.periodKey, sent.atMs), sent.expiresAtMs)
   }
+})
+
+test('price tables decode and derive the same credits as Python (prices.json)', () => {
+  const doc = load('prices.json')
+  const book = new PriceBook([], { warn: () => undefined, error: () => undefined })
+  for (const t of doc.tables) {
+    const decoded = decodePriceTable(fromHex(t.hex))
+    assert.deepEqual(decoded, priceTableFromJson(t.record), t.record.account_id)
+    book.put(decoded)
+  }
+  assert.ok(doc.cases.length >= 20)
+  let unpriced = 0
+  for (const c of doc.cases) {
+    const got = book.credits(c.account_id, c.model, c.category, c.tokens_in, c.tokens_out)
+    const want = c.credits_micro === null ? undefined : Number(long(c.credits_micro))
+    if (want === undefined) unpriced++
+    assert.equal(got, want, JSON.stringify(c))
+  }
+  assert.equal(book.stats.unpriced, unpriced)
+  for (const a of doc.amounts) {
+    assert.equal(amountToCredits(BigInt(a.amount_micro), BigInt(a.credits_per_unit_micro)), BigInt(a.credits_micro))
+  }
+})
+
+test('record() derives creditsMicro from tokens when left out, keeps it when given', async () => {
+  const doc = load('prices.json')
+  const quiet = { warn: () => undefined, error: () => undefined }
+  const book = new PriceBook(doc.tables.map((t: { hex: string }) => decodePriceTable(fromHex(t.hex))), quiet)
+  const recorder = new UsageRecorder({ bootstrap: '127.0.0.1:1', prices: book, logger: quiet })
+  const expected: Buffer[] = []
+  doc.cases.forEach((c: Record<string, unknown>, i: number) => {
+    const event = {
+      eventId: `e-${i}`, accountId: c['account_id'] as string, botId: 'b', conversationId: 'c',
+      category: c['category'] as 'text', model: c['model'] as string, tokensIn: c['tokens_in'] as number,
+      tokensOut: c['tokens_out'] as number, messages: 1, conversationStarted: true, occurredAtMs: 1_795_000_000_000
+    }
+    assert.equal(recorder.record(event), true)
+    const credits = c['credits_micro'] === null ? 0 : (long(c['credits_micro']) as number)
+    expected.push(encodeEvent({ ...event, creditsMicro: credits }))
+    assert.equal(recorder.record({ ...event, creditsMicro: 7 }), true) // given: kept
+    expected.push(encodeEvent({ ...event, creditsMicro: 7 }))
+  })
+  assert.deepEqual(recorder.queuedBodies.map(b => b.toString('hex')), expected.map(b => b.toString('hex')))
+  assert.equal(book.stats.unpriced, doc.cases.filter((c: { credits_micro: unknown }) => c.credits_micro === null).length)
+  await recorder.destroy()
 })

@@ -13,6 +13,7 @@ from capstream.api.accounts import AccountStore
 from capstream.api.app import create_app
 from capstream.api.keys import AdminKey, hash_secret
 from capstream.api.publisher import Written
+from capstream.streams.price_records import PriceTableRecord
 from capstream.streams.records import CapGrantRecord, PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
@@ -30,6 +31,7 @@ class MemoryLog:
         self._policies: dict[str, dict[str, PolicyRecord]] = {}
         self._tenants: dict[str, TenantSettingsRecord] = {}
         self._grants: dict[str, dict[str, CapGrantRecord]] = {}
+        self._prices: dict[str, PriceTableRecord] = {}
 
     async def publish(self, topic: str, key: str, value: bytes | None) -> Written:
         entries = self.log.setdefault(topic, [])
@@ -43,6 +45,11 @@ class MemoryLog:
                 self._policies.setdefault(account_id, {})[pid] = rec
         elif topic == self.topics.tenants and value is not None:
             self._tenants[key] = TenantSettingsRecord.from_bytes(value)
+        elif topic == self.topics.prices:
+            if value is None:
+                self._prices.pop(key, None)
+            else:
+                self._prices[key] = PriceTableRecord.from_bytes(value)
         elif topic == self.topics.grants and value is not None:
             g = CapGrantRecord.from_bytes(value)
             self._grants.setdefault(g.account_id, {})[g.grant_id] = g
@@ -59,6 +66,12 @@ class MemoryLog:
 
     def tenant(self, account_id: str) -> TenantSettingsRecord | None:
         return self._tenants.get(account_id)
+
+    def prices(self, account_id: str) -> PriceTableRecord | None:
+        return self._prices.get(account_id)
+
+    def tenant_ids(self) -> list[str]:
+        return sorted(self._tenants)
 
     def grants(self, account_id: str) -> list[CapGrantRecord]:
         held = self._grants.get(account_id, {}).values()

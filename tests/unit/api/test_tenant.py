@@ -206,9 +206,10 @@ def test_a_partial_put_is_refused_naming_what_is_missing_and_changes_nothing(
 
 def _default_levels(caps: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Caps as the API returns them: warning levels left at their default are null, and so
-    are the forecast leads not asked for."""
+    are the forecast leads not asked for and the amounts in money not given."""
     levels = {"daily_warn_percents": None, "monthly_warn_percents": None,
-              "daily_forecast_lead_s": None, "monthly_forecast_lead_s": None}  # fmt: skip
+              "daily_forecast_lead_s": None, "monthly_forecast_lead_s": None,
+              "daily_amount_micro": None, "monthly_amount_micro": None}  # fmt: skip
     return {cat: {**c, **levels} for cat, c in caps.items()}
 
 

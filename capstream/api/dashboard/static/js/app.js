@@ -8,6 +8,7 @@ import { clock, h, today } from "./dom.js";
 import { refreshInbox } from "./inbox.js";
 import { renderFeed, renderLive } from "./live.js";
 import { Policies } from "./policies.js";
+import { Prices } from "./prices.js";
 import { CapSettings } from "./settings.js";
 
 const KEY = "capstream.apiKey";
@@ -29,6 +30,7 @@ class App {
     this.settings = new CapSettings(this);
     this.channels = new Channels(this);
     this.grants = new Grants(this);
+    this.prices = new Prices(this);
     this.history = new HistoryView(this);
     $("login-form").addEventListener("submit", (e) => { e.preventDefault(); this.login($("api-key").value.trim()); });
     $("logout").addEventListener("click", () => this.logout());
@@ -106,11 +108,18 @@ class App {
     for (const a of document.querySelectorAll(".tabs a")) a.setAttribute("aria-selected", String(a.dataset.tab === tab));
     for (const s of document.querySelectorAll(".tab")) s.hidden = s.dataset.tab !== tab;
     if (tab === "policies") this.guard(this.policies.refresh());
-    if (tab === "settings") this.guard(this.settings.refresh().then(() => this.grants.refresh()));
+    if (tab === "settings") {
+      this.guard(this.prices.refresh().then(() => this.settings.refresh()).then(() => this.grants.refresh()));
+    }
     if (tab === "channels") this.guard(this.channels.refreshKinds());
     if (tab === "history") this.guard(this.history.refresh());
     this.lastChart = 0;
     this.tick();
+  }
+
+  /** The account's currency and rate (or null), from the prices card. */
+  pricesChanged(unit) {
+    this.settings.setUnit(unit);
   }
 
   async guard(promise) {

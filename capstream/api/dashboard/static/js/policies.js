@@ -28,7 +28,10 @@ export class Policies {
       scope: $("p-scope"), bot: $("p-bot"), alert: $("p-alert"), recipients: $("p-recipients"),
       block: $("p-block"), blockDuration: $("p-block-duration"), blockUnit: $("p-block-unit"),
       enabled: $("p-enabled"), save: $("policy-save"), warn: $("p-warn"),
+      money: $("p-threshold-money"), moneyField: $("p-money-field"), moneyUnit: $("p-money-unit"),
+      moneyCredits: $("p-money-credits"),
     };
+    this.f.money.addEventListener("input", () => this.hintMoney());
     this.filterBot = $("policy-filter-bot");
     this.filterBot.addEventListener("change", () => this.refresh());
     $("policy-new").addEventListener("click", () => this.open(null));
@@ -51,6 +54,7 @@ export class Policies {
     replace(this.filterBot, h("option", { value: "", text: "every bot" }),
       ...this.app.bots.map((b) => h("option", { value: b.bot_id, text: b.name ? `${b.name} (${b.bot_id})` : b.bot_id })));
     this.filterBot.value = this.app.bots.some((b) => b.bot_id === chosen) ? chosen : "";
+    if (!this.app.prices.current) await this.app.prices.refresh().catch(() => undefined);
     const policies = await this.app.api.get(`${this.base()}${query({ bot_id: this.filterBot.value })}`);
     this.render(policies);
   }
@@ -61,7 +65,9 @@ export class Policies {
     const acts = [];
     if (p.alert) acts.push(p.alert.recipients.length ? `email ${p.alert.recipients.join(", ")}` : "email the owner");
     if (p.block) acts.push(`pause ${duration(p.block.duration_seconds)}`);
-    return `${what} · ${scope} · ${acts.join(" + ")}`;
+    const unit = this.app.prices.unit;
+    const money = p.threshold_amount_micro != null && unit ? ` (${p.threshold_amount_micro / 1e6} ${unit.currency})` : "";
+    return `${what}${money} · ${scope} · ${acts.join(" + ")}`;
   }
 
   render(policies) {
@@ -148,6 +154,7 @@ export class Policies {
     f.metric.value = p.metric;
     f.category.value = p.category || "";
     f.threshold.value = p.threshold;
+    f.money.value = p.threshold_amount_micro != null ? String(p.threshold_amount_micro / 1e6) : "";
     f.period.value = p.period || "";
     const seconds = p.window_seconds || 3600; // a calendar policy's is 0: offer an hour
     const wu = bestUnit(seconds, [86400, 3600, 60]);
@@ -181,9 +188,25 @@ export class Policies {
     f.blockDuration.disabled = f.blockUnit.disabled = !f.block.checked;
     f.window.disabled = f.windowUnit.disabled = f.period.value !== "";
     f.windowField.hidden = f.period.value !== "";
+    // a credits threshold may be given in the account's currency (the API converts it)
+    const unit = this.app.prices.unit;
+    f.moneyField.hidden = f.metric.value !== "credits" || !unit;
+    f.moneyUnit.textContent = unit ? `(${unit.currency}; blank = the threshold in credits)` : "";
+    this.hintMoney();
   }
 
-  body() {
+  hintMoney() {
+    const unit = this.app.prices.unit;
+    const v = Number(this.f.money.value.trim());
+    this.f.moneyCredits.textContent = unit && this.f.money.value.trim() !== "" && Number.isFinite(v)
+      ? `= ${(Math.floor(v * unit.rate) / 1e6).toLocaleString("en-US")} credits` : "";
+  }
+
+  get inMoney() {
+    return this.f.metric.value === "credits" && !!this.app.prices.unit && this.f.money.value.trim() !== "";
+  }
+
+  fields() {
     const f = this.f;
     const int = (el) => (el.value.trim() === "" ? null : Number(el.value));
     const windowValue = int(f.window);
@@ -207,6 +230,17 @@ export class Policies {
       warn_percents: f.warn.value.split(",").map((s) => s.trim()).filter(Boolean)
         .map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
     };
+  }
+
+  /** The form as the API takes it (a threshold in money replaces the one in credits). */
+  body() {
+    const body = this.fields();
+    if (this.inMoney) {  // naming threshold alone puts it back in credits
+      delete body.threshold;
+      const v = Number(this.f.money.value.trim());
+      body.threshold_amount_micro = Number.isFinite(v) ? Math.round(v * 1e6) : this.f.money.value.trim();
+    }
+    return body;
   }
 
   async save() {

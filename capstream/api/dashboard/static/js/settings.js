@@ -1,6 +1,7 @@
 // Cap behaviour: language, timezone, fallback message with a live {{TIMEFRAME}} preview,
 // auto-downgrade (Pro+), throttle, daily and monthly caps per category, each with an
-// optional forecast alert (hours ahead of the projected cap).
+// optional forecast alert (hours ahead of the projected cap), in credits or in the account's
+// currency (budgets in money: the API converts an amount to credits at the account's rate).
 import { query } from "./api.js";
 import { clearErrors, h, replace, showErrors } from "./dom.js";
 import { attachTryOnPast } from "./simulate.js";
@@ -42,6 +43,11 @@ export class CapSettings {
       daily: $("s-preview-daily"), monthly: $("s-preview-monthly"),
     };
     this.current = null;
+    this.unit = null; // {currency, rate} of the account's prices (null: none)
+    this.f.capUnit = $("s-cap-unit");
+    this.f.capUnitMoney = $("s-cap-unit-money");
+    this.f.capUnit.addEventListener("change", () => { if (this.current) this.fillCaps(this.current); });
+    this.form.addEventListener("input", (e) => { if (e.target.dataset.cap) this.hintCaps(); });
     this.previewTimer = null;
     this.previewSeq = 0;
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
@@ -65,8 +71,13 @@ export class CapSettings {
         cells.push(h("input", {
           id: `cap-${c}-${period}`, type: "number", min: "0", step: "any", inputmode: "decimal",
           "data-field": `caps.${c}.${period}_micro`, "aria-label": `${c} ${period} cap (credits)`,
-          placeholder: "no cap",
+          placeholder: "no cap", "data-cap": `${c}.${period}`,
         }));
+      }
+      // the cap in the other unit (credits <-> money)
+      cells.push(h("span", {}));
+      for (const period of ["daily", "monthly"]) {
+        cells.push(h("span", { class: "sub", id: `cap-${c}-${period}-other`, "data-testid": `cap-${c}-${period}-other` }));
       }
       // Forecast alert: hours ahead of the projected cap (null: off), per period
       cells.push(h("label", { for: `cap-${c}-daily-lead`, class: "sub", text: "forecast, h ahead" }));
@@ -105,14 +116,61 @@ export class CapSettings {
       ? `Premium ${s.premium_model} → ${s.downgrade_model} for the rest of the day.`
       : `Available on Pro and Enterprise; this account is on ${s.plan}.`;
     for (const input of this.form.querySelectorAll('input[name="throttle"]')) input.checked = input.value === s.throttle;
+    const inMoney = Object.values(s.caps).some((c) => c.daily_amount_micro != null || c.monthly_amount_micro != null);
+    this.f.capUnit.value = inMoney && this.unit ? "money" : "credits";
+    this.fillCaps(s);
     for (const c of CATEGORIES) {
       const caps = s.caps[c] || {};
-      document.getElementById(`cap-${c}-daily`).value = toCredits(caps.daily_micro);
-      document.getElementById(`cap-${c}-monthly`).value = toCredits(caps.monthly_micro);
       document.getElementById(`cap-${c}-daily-lead`).value = toHours(caps.daily_forecast_lead_s);
       document.getElementById(`cap-${c}-monthly-lead`).value = toHours(caps.monthly_forecast_lead_s);
     }
     this.schedulePreview(0);
+  }
+
+  /** The account's currency and rate changed (the prices card): "money" offered or not. */
+  setUnit(unit) {
+    this.unit = unit;
+    this.f.capUnitMoney.disabled = !unit;
+    this.f.capUnitMoney.textContent = unit ? `money (${unit.currency})` : "money (set prices below)";
+    if (!unit && this.f.capUnit.value === "money") this.f.capUnit.value = "credits";
+  }
+
+  get inMoney() { return this.f.capUnit.value === "money" && !!this.unit; }
+
+  // Each cap input shows the cap in the chosen unit: an amount given in money as it was
+  // given, one given in credits converted (what the other unit would make of it).
+  fillCaps(s) {
+    for (const c of CATEGORIES) {
+      const caps = s.caps[c] || {};
+      for (const period of ["daily", "monthly"]) {
+        const input = document.getElementById(`cap-${c}-${period}`);
+        const credits = caps[`${period}_micro`];
+        const amount = caps[`${period}_amount_micro`];
+        let value;
+        if (!this.inMoney) value = toCredits(credits);
+        else if (amount != null) value = toCredits(amount);
+        else value = credits == null ? "" : String(Math.floor((credits * 1e6) / this.unit.rate) / 1e6);
+        input.value = value;
+        input.dataset.filled = value;
+        input.setAttribute("aria-label", `${c} ${period} cap (${this.inMoney ? this.unit.currency : "credits"})`);
+      }
+    }
+    this.hintCaps();
+  }
+
+  hintCaps() {
+    for (const c of CATEGORIES) {
+      for (const period of ["daily", "monthly"]) {
+        const v = document.getElementById(`cap-${c}-${period}`).value.trim();
+        const out = document.getElementById(`cap-${c}-${period}-other`);
+        const n = Number(v);
+        if (!this.unit || v === "" || !Number.isFinite(n)) { out.textContent = ""; continue; }
+        const rate = this.unit.rate / 1e6; // credits per unit
+        out.textContent = this.inMoney
+          ? `= ${(Math.floor(n * 1e6 * rate) / 1e6).toLocaleString("en-US")} credits`
+          : `≈ ${(n / rate).toLocaleString("en-US", { maximumFractionDigits: 6 })} ${this.unit.currency}`;
+      }
+    }
   }
 
   insertToken() {
@@ -146,11 +204,27 @@ export class CapSettings {
   body() {
     const f = this.f;
     const caps = {};
+    const current = (this.current && this.current.caps) || {};
     for (const c of CATEGORIES) {
-      const daily = toMicro(document.getElementById(`cap-${c}-daily`).value);
-      const monthly = toMicro(document.getElementById(`cap-${c}-monthly`).value);
+      const was = current[c] || {};
+      const cap = {};
+      for (const period of ["daily", "monthly"]) {
+        const input = document.getElementById(`cap-${c}-${period}`);
+        const credits = `${period}_micro`;
+        const amount = `${period}_amount_micro`;
+        if (input.value === input.dataset.filled) {  // untouched: as it is, in its own unit
+          cap[credits] = was[credits] ?? null;
+          cap[amount] = was[amount] ?? null;
+        } else if (this.inMoney) {  // the API converts the amount to credits
+          cap[amount] = toMicro(input.value);
+          cap[credits] = null;
+        } else {
+          cap[credits] = toMicro(input.value);
+          cap[amount] = null;
+        }
+      }
       caps[c] = {  // nulls: no cap, no forecast (PATCH removes it)
-        daily_micro: daily, monthly_micro: monthly,
+        ...cap,
         daily_forecast_lead_s: toSeconds(document.getElementById(`cap-${c}-daily-lead`).value),
         monthly_forecast_lead_s: toSeconds(document.getElementById(`cap-${c}-monthly-lead`).value),
       };
