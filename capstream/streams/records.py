@@ -243,6 +243,10 @@ class NotificationRecord(WireRecord):
     """Ids this notification had in earlier releases (see the notifier's sent-log)."""
     channel_id: str | None = None
     """Deliver to this channel of the account only (a "send test"); None: route by kind."""
+    attribute: str | None = None
+    """policy_alert of a per-attribute policy: the attribute (end_user, api_key, team, model)."""
+    attribute_value: str | None = None
+    """policy_alert of a per-attribute policy: the value that crossed."""
 
 
 class ChannelRecord(WireRecord):
