@@ -140,6 +140,10 @@ class PolicyRecord(WireRecord):
     """Soft thresholds in percent of ``threshold``; None: 50, 80, 90; empty: none."""
     period: Literal["day", "week", "month"] | None = None
     """A calendar policy's period (the tenant's local day, week or month); None: rolling."""
+    per: Literal["end_user", "api_key", "team", "model"] | None = None
+    """A per-attribute policy: the event attribute counted per value; None: whole bot/account."""
+    per_value: str | None = None
+    """With ``per``: only this value is counted; None: every value separately."""
 
     @model_validator(mode="after")
     def _window_or_period(self) -> PolicyRecord:

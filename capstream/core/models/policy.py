@@ -196,8 +196,8 @@ def _validate(
             )
         if alert is None:
             raise PolicyError(
-                f"{who}: a per-{per} policy needs an email alert: it is how its block of "
-                "one value is reported"
+                f"{who}: add an alert action: a per-{per} policy reports each value it "
+                "blocks by its alert (gateways do not yet refuse one value)"
             )
         if per_value is not None and not per_value:
             raise PolicyError(f"{who}: per_value cannot be empty (leave it out for every value)")

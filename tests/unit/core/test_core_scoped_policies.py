@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from core_builders import ACC, MIN, T0, Harness, policy
 
 from capstream.core import (
     AccountState,
@@ -15,7 +16,6 @@ from capstream.core import (
     UsageEvent,
 )
 from capstream.core.usage import AccountUsage
-from core_builders import ACC, MIN, T0, Harness, policy
 
 
 def uev(
@@ -171,7 +171,7 @@ def test_removing_or_rewindowing_a_policy_drops_its_counters() -> None:
         ({"per": "country"}, "per must be one of"),
         ({"per_value": "gpt-4o"}, "per_value needs per"),
         ({"per": "model", "per_value": ""}, "per_value cannot be empty"),
-        ({"per": "end_user", "alert": None}, "needs an email alert"),
+        ({"per": "end_user", "alert": None}, "add an alert action"),
         ({"per": "end_user", "period": "day", "window_seconds": 0}, "rolling window"),
     ],
 )
