@@ -4,6 +4,7 @@ import { amount, clearErrors, duration, h, replace, showErrors } from "./dom.js"
 import { attachTryOnPast } from "./simulate.js";
 
 const PERIODS = { day: "this day", week: "this week", month: "this month" };
+const PER = { end_user: "end user", api_key: "API key", team: "team", model: "model" };
 const SCOPES = { bot: "one bot", account_each_bot: "every bot, each on its own", account_total: "all bots together" };
 
 function bestUnit(seconds, units) {
@@ -28,6 +29,7 @@ export class Policies {
       scope: $("p-scope"), bot: $("p-bot"), alert: $("p-alert"), recipients: $("p-recipients"),
       block: $("p-block"), blockDuration: $("p-block-duration"), blockUnit: $("p-block-unit"),
       enabled: $("p-enabled"), save: $("policy-save"), warn: $("p-warn"),
+      per: $("p-per"), perValue: $("p-per-value"), blockLabel: $("p-block-label"),
     };
     this.filterBot = $("policy-filter-bot");
     this.filterBot.addEventListener("change", () => this.refresh());
@@ -38,7 +40,7 @@ export class Policies {
       form: this.form, anchor: this.f.save, kind: "policy",
       draft: () => ({ policy: this.body(), replaces: this.editing ? this.editing.policy_id : null }),
     });
-    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block, this.f.period]) {
+    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block, this.f.period, this.f.per]) {
       el.addEventListener("change", () => this.sync());
     }
   }
@@ -60,8 +62,9 @@ export class Policies {
     const what = `${p.metric}${p.category ? ` (${p.category})` : ""} ≥ ${amount(p.metric, p.threshold).replace(` ${p.metric}`, "")} ${p.period ? PERIODS[p.period] : `in ${duration(p.window_seconds)}`}`;
     const acts = [];
     if (p.alert) acts.push(p.alert.recipients.length ? `email ${p.alert.recipients.join(", ")}` : "email the owner");
-    if (p.block) acts.push(`pause ${duration(p.block.duration_seconds)}`);
-    return `${what} · ${scope} · ${acts.join(" + ")}`;
+    if (p.block) acts.push(p.per ? `block that ${PER[p.per]} ${duration(p.block.duration_seconds)}` : `pause ${duration(p.block.duration_seconds)}`);
+    const per = p.per ? (p.per_value ? ` · ${PER[p.per]} ${p.per_value} only` : ` · each ${PER[p.per]} on its own`) : "";
+    return `${what} · ${scope}${per} · ${acts.join(" + ")}`;
   }
 
   render(policies) {
@@ -128,7 +131,7 @@ export class Policies {
     this.fill(policy || {
       name: "", metric: "tokens", threshold: "", window_seconds: 3600, scope: "account_each_bot",
       bot_id: null, category: null, alert: { recipients: [] }, block: null, enabled: true,
-      warn_percents: null,
+      warn_percents: null, per: null, per_value: null,
     });
     this.presets.hidden = !!policy;
     if (!policy) this.loadPresets();
@@ -167,6 +170,8 @@ export class Policies {
       f.blockUnit.value = "60";
     }
     f.enabled.checked = p.enabled !== false;
+    f.per.value = p.per || "";
+    f.perValue.value = p.per_value || "";
     // null: the default levels (shown as they are); []: none (blank)
     f.warn.value = (p.warn_percents === null || p.warn_percents === undefined ? [50, 80, 90] : p.warn_percents).join(", ");
     this.sync();
@@ -181,6 +186,9 @@ export class Policies {
     f.blockDuration.disabled = f.blockUnit.disabled = !f.block.checked;
     f.window.disabled = f.windowUnit.disabled = f.period.value !== "";
     f.windowField.hidden = f.period.value !== "";
+    f.perValue.disabled = f.per.value === "";
+    if (f.perValue.disabled) f.perValue.value = "";
+    f.blockLabel.textContent = f.per.value ? `Block that ${PER[f.per.value]} for` : "Pause the bot for";
   }
 
   body() {
@@ -206,6 +214,8 @@ export class Policies {
       // the server validates (whole percentages 1-99): a typo comes back as a field error
       warn_percents: f.warn.value.split(",").map((s) => s.trim()).filter(Boolean)
         .map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+      per: f.per.value || null,
+      per_value: f.per.value && f.perValue.value.trim() ? f.perValue.value.trim() : null,
     };
   }
 
