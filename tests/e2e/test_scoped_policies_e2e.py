@@ -18,9 +18,7 @@ pytestmark = pytest.mark.timeout(420)
 NAME = "Heavy end users"
 
 
-def test_a_per_end_user_policy_from_the_form_then_one_model_only(
-    browser: Any, demo: Any
-) -> None:
+def test_a_per_end_user_policy_from_the_form_then_one_model_only(browser: Any, demo: Any) -> None:
     from playwright.sync_api import expect
 
     errors: list[str] = []
