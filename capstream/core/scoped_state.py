@@ -12,6 +12,8 @@ front when a new one is made (:func:`make_room`). Written after the recent event
 
 from __future__ import annotations
 
+from array import array
+
 from capstream.core.errors import StateFormatError
 from capstream.core.state_codec import Reader, Writer
 from capstream.core.windows import Ring
@@ -89,13 +91,25 @@ def make_room(scoped: dict[str, ScopedCount], capacity: int, now: int) -> int:
 
 def write_scoped(w: Writer, capacity: int, scoped: dict[str, ScopedCount]) -> None:
     """The counters, least recently used first: the capacity and the keys, then per counter
-    its window, head, last event, alert and block times and its ring's buckets."""
+    its window, head, last event, alert and block times, then its ring's buckets: -1 and
+    every bucket, or (when fewer than half are not zero: most values have few events, and a
+    one-hour ring is 61 numbers) how many are not zero and those as (slot, amount) pairs."""
     w.texts([str(capacity), *scoped])
     ints: list[int] = []
     for c in scoped.values():
         ring = c.ring
+        buckets = ring.settle()
+        pairs: list[int] = []
+        for i, amount in enumerate(buckets):
+            if amount:
+                pairs += (i, amount)
         ints += (ring.window_ms, ring.head, c.last_ms, c.alerted_ms, c.blocked_until_ms)
-        ints += ring.settle()
+        if len(pairs) < len(buckets):
+            ints.append(len(pairs) // 2)
+            ints += pairs
+        else:
+            ints.append(-1)
+            ints += buckets
     w.i64_list(ints)
 
 
@@ -108,11 +122,21 @@ def read_scoped(r: Reader) -> tuple[int, dict[str, ScopedCount]]:
     for key in texts[1:]:
         if key.count(SEP) < 2:
             raise StateFormatError("usage state holds a corrupt per-attribute key")
-        window_ms, head, last, alerted, blocked = r.i64_array(5)
+        window_ms, head, last, alerted, blocked, n = r.i64_array(6)
         try:
             size = Ring(window_ms).size
-            ring = Ring.restore(window_ms, head, r.i64_array(size))
-        except ValueError as exc:
+            if n == -1:
+                stored = r.i64_array(size)
+                n = 0
+            else:
+                stored = array("q", bytes(8 * size))
+            if not 0 <= n <= size:
+                raise ValueError("more buckets than the window has")
+            pairs = r.i64_array(2 * n)
+            for i in range(0, 2 * n, 2):
+                stored[pairs[i]] = pairs[i + 1]
+            ring = Ring.restore(window_ms, head, stored)
+        except (ValueError, IndexError) as exc:
             raise StateFormatError(f"a per-attribute window is corrupt: {exc}") from exc
         scoped[key] = ScopedCount(ring, last, alerted, blocked)
     return int(texts[0]), scoped

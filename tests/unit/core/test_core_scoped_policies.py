@@ -13,6 +13,7 @@ from capstream.core import (
     BlockAction,
     Policy,
     PolicyError,
+    StateFormatError,
     UsageEvent,
 )
 from capstream.core.usage import AccountUsage
@@ -186,3 +187,20 @@ def test_invalid_per_attribute_policies_say_what_to_change(
     args.update(kw)
     with pytest.raises(PolicyError, match=message):
         Policy(**args)  # type: ignore[arg-type]
+
+
+def test_sparse_and_full_windows_both_round_trip_and_corrupt_counters_are_refused() -> None:
+    h = Harness(policies=[per_user(threshold=10**9, block_s=None)])
+    h.send(uev(0, T0, user="rare"))  # one bucket of 61: written as (slot, amount)
+    for i in range(61):  # every bucket: written whole
+        h.send(uev(i + 1, T0 + i * MIN, user="busy"))
+    acct = h.state.account
+    raw = acct.to_bytes()
+    back = AccountUsage.from_bytes(raw)
+    assert back.scoped == acct.scoped and back.to_bytes() == raw
+    busy = back.scoped["pu\x1fbot-1\x1fbusy"]
+    assert busy.ring.total_at(T0 + 60 * MIN) == acct.scoped["pu\x1fbot-1\x1fbusy"].ring.total_at(
+        T0 + 60 * MIN
+    )
+    with pytest.raises(StateFormatError):
+        AccountUsage.from_bytes(raw[:-8])
