@@ -47,12 +47,15 @@ class Chart:
     """What a side's chart follows: a policy's window total, or a category's calendar total."""
 
     label: str
-    kind: str  # "policy" | "daily" | "monthly"
+    kind: str  # "policy" | "per_value" | "daily" | "monthly"
     threshold: int | None
     series: int = 0
     window_ms: int = 0
     scope: str = ""
     bot_id: str | None = None
+    policy_id: str = ""
+    """A per-attribute policy (``per_value``): its windows are the account's counters whose
+    key starts with its id; the chart follows the highest."""
 
 
 class Side:
@@ -137,7 +140,13 @@ class Side:
         """One chart point per series at ``t`` (read after the event at ``t``)."""
         acct = self.state.account
         for chart, points in zip(self.charts, self.points, strict=True):
-            if chart.kind == "daily":
+            if chart.kind == "per_value":
+                prefix = chart.policy_id + "\x1f"
+                value = 0
+                for name, counter in acct.scoped.items():
+                    if name.startswith(prefix):
+                        value = max(value, counter.ring.total_at(t))
+            elif chart.kind == "daily":
                 value = acct.day[chart.series]
             elif chart.kind == "monthly":
                 value = acct.month_base[chart.series] + acct.day[chart.series]
@@ -190,6 +199,14 @@ def charts_for(draft: Draft, config: Config) -> list[Chart]:
         held = next((q for q in config.policies.policies if q.policy_id == pid), None)
         if held is None:
             return []
+        if held.per is not None:
+            return [
+                Chart(
+                    f"{held.metric}{' ' + held.category if held.category else ''} in "
+                    f"{held.window_seconds}s (highest {held.per.value})",
+                    "per_value", held.threshold, policy_id=held.policy_id,
+                )
+            ]  # fmt: skip
         return [
             Chart(
                 f"{held.metric}{' ' + held.category if held.category else ''} in "
