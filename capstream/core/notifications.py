@@ -86,7 +86,11 @@ def policy_alert(
         lines.append(f"{attr}: {value} (counted separately for each {attr})")
     lines.append(f"{metric}: {total} {within} up to {_iso(at)} (threshold {policy.threshold}).")
     if blocked_until_ms is not None and attr is not None:
-        lines.append(f"{attr} {value} is blocked until {_iso(blocked_until_ms)} (not the bot).")
+        lines.append(
+            f"{attr} {value} is blocked until {_iso(blocked_until_ms)}; the bot is not paused. "
+            f"Gateways do not refuse one {attr} by themselves yet: act on this alert "
+            "(its attribute_value) to stop its calls."
+        )
     elif blocked_until_ms is not None:
         lines.append(f"The bot is paused until {_iso(blocked_until_ms)}; it resumes by itself.")
     else:
