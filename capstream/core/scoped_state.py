@@ -2,7 +2,8 @@
 (an end user, an API key, a team, a model), and their bytes.
 
 An account keeps every counter of its per-attribute policies in one dict
-(``AccountUsage.scoped``), keyed by :func:`scoped_key` (policy, bot or ``*``, value) and
+(``AccountUsage.scoped``), keyed by :func:`scoped_key` (policy, attribute, bot or ``*``,
+value) and
 ordered by last use (a counter used again moves to the end), so the least recently used is
 first: it is the one dropped when the account holds ``scoped_capacity`` counters and a new
 value arrives, and counters whose window has passed (and block ended) are dropped from the
@@ -21,16 +22,17 @@ from capstream.core.windows import Ring
 SEP = "\x1f"
 
 
-def scoped_key(policy_id: str, bot_id: str, value: str) -> str:
-    """The key of one counter: the policy, the bot (``*``: counted over the account) and the
+def scoped_key(policy_id: str, attribute: str, bot_id: str, value: str) -> str:
+    """The key of one counter: the policy, the attribute it counts by (a policy switched to
+    another attribute counts afresh), the bot (``*``: counted over the account) and the
     attribute's value."""
-    return f"{policy_id}{SEP}{bot_id}{SEP}{value}"
+    return f"{policy_id}{SEP}{attribute}{SEP}{bot_id}{SEP}{value}"
 
 
-def key_parts(key: str) -> tuple[str, str, str]:
-    """(policy id, bot id or ``*``, value) of a :func:`scoped_key`."""
-    pid, bot, value = key.split(SEP, 2)
-    return pid, bot, value
+def key_parts(key: str) -> tuple[str, str, str, str]:
+    """(policy id, attribute, bot id or ``*``, value) of a :func:`scoped_key`."""
+    pid, attribute, bot, value = key.split(SEP, 3)
+    return pid, attribute, bot, value
 
 
 class ScopedCount:
@@ -120,7 +122,7 @@ def read_scoped(r: Reader) -> tuple[int, dict[str, ScopedCount]]:
         raise StateFormatError("usage state holds a corrupt per-attribute capacity")
     scoped: dict[str, ScopedCount] = {}
     for key in texts[1:]:
-        if key.count(SEP) < 2:
+        if key.count(SEP) < 3:
             raise StateFormatError("usage state holds a corrupt per-attribute key")
         window_ms, head, last, alerted, blocked, n = r.i64_array(6)
         try:

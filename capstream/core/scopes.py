@@ -18,7 +18,7 @@ from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, PolicyAttribute, PolicyScope
 from capstream.core.notifications import policy_alert
-from capstream.core.scoped_state import ScopedCount, make_room, scoped_key
+from capstream.core.scoped_state import SEP, ScopedCount, make_room, scoped_key
 from capstream.core.series import (
     SERIES_CREDITS,
     SERIES_MESSAGES,
@@ -32,7 +32,7 @@ from capstream.core.windows import Ring
 class ScopedPolicy:
     """A per-attribute policy compiled for the hot path."""
 
-    __slots__ = ("attribute", "cp", "model", "only", "total")
+    __slots__ = ("attribute", "cp", "model", "only", "prefix", "total")
 
     def __init__(self, cp: CompiledPolicy) -> None:
         p = cp.policy
@@ -44,6 +44,8 @@ class ScopedPolicy:
         self.only: str | None = p.per_value
         self.total: bool = p.scope == PolicyScope.ACCOUNT_TOTAL
         """Counted over the account's bots together (key bot ``*``), else per bot."""
+        self.prefix: str = scoped_key(cp.policy_id, self.attribute, "", "")[:-1]
+        """Its counters' keys start with this (the policy and the attribute)."""
 
 
 def count_scoped(
@@ -78,7 +80,7 @@ def count_scoped(
         if not value or (sp.only is not None and value != sp.only):
             continue
         bot = ACCOUNT_WIDE_BOT if sp.total else event.bot_id
-        key = scoped_key(cp.policy_id, bot, value)
+        key = f"{sp.prefix}{bot}{SEP}{value}"
         c = scoped.pop(key, None)  # popped and put back: the dict's end is the newest used
         if c is None:
             acct.scoped_evicted += make_room(scoped, acct.scoped_capacity, now)
@@ -119,9 +121,12 @@ def fire_value(
 
 def keep_policies(acct: AccountUsage, sps: tuple[ScopedPolicy, ...]) -> None:
     """Drop the counters of per-attribute policies no longer in force, and those of a policy
-    whose window changed (they count afresh)."""
-    windows = {sp.cp.policy_id: sp.cp.window_ms for sp in sps}
+    whose window or attribute changed (they count afresh)."""
+    windows = {sp.prefix: sp.cp.window_ms for sp in sps}
     scoped = acct.scoped
-    stale = [k for k, c in scoped.items() if windows.get(k.split("\x1f", 1)[0]) != c.ring.window_ms]
+    stale = [
+        k for k, c in scoped.items()
+        if windows.get(k[: k.index(SEP, k.index(SEP) + 1) + 1]) != c.ring.window_ms
+    ]  # fmt: skip
     for k in stale:
         del scoped[k]

@@ -62,7 +62,7 @@ def test_only_the_end_user_over_the_threshold_is_alerted_and_blocked_not_the_bot
     assert "end_user alice is blocked until" in alert.body
     e = h.state.enforcement("bot-1")
     assert e is None or e.blocked_until_ms is None  # the bot itself is not paused
-    counter = h.state.account.scoped["pu\x1fbot-1\x1falice"]
+    counter = h.state.account.scoped["pu\x1fend_user\x1fbot-1\x1falice"]
     assert counter.blocked_until_ms == T0 + 10 * MIN + 600_000
     h.send(uev(101, T0 + 11 * MIN, user="alice"))  # blocked and alerted: nothing new
     assert len(h.notes("policy_alert")) == 1
@@ -87,7 +87,7 @@ def test_a_filter_to_one_model_counts_only_that_model() -> None:
     h.send(uev(11, T0 + 7 * MIN, model="gpt-4o", tokens=100))
     (alert,) = h.notes("policy_alert")
     assert (alert.attribute, alert.attribute_value) == ("model", "gpt-4o")
-    assert list(h.state.account.scoped) == ["pu\x1fbot-1\x1fgpt-4o"]
+    assert list(h.state.account.scoped) == ["pu\x1fmodel\x1fbot-1\x1fgpt-4o"]
 
 
 def test_account_total_counts_a_team_over_every_bot_and_bot_scope_only_its_bot() -> None:
@@ -100,7 +100,7 @@ def test_account_total_counts_a_team_over_every_bot_and_bot_scope_only_its_bot()
     h.send(uev(3, T0 + 2 * MIN, team="red", bot="bot-1"))
     (alert,) = h.notes("policy_alert")
     assert (alert.policy_id, alert.bot_id, alert.attribute_value) == ("pt", "*", "red")
-    assert set(h.state.account.scoped) == {"pt\x1f*\x1fred", "pb\x1fbot-2\x1fred"}
+    assert set(h.state.account.scoped) == {"pt\x1fteam\x1f*\x1fred", "pb\x1fteam\x1fbot-2\x1fred"}
 
 
 def test_the_window_slides_and_the_value_alerts_again_a_window_later() -> None:
@@ -157,12 +157,16 @@ def test_an_account_state_written_before_per_attribute_counters_still_reads() ->
     assert AccountUsage.from_bytes(acct.to_bytes()) == acct
 
 
-def test_removing_or_rewindowing_a_policy_drops_its_counters() -> None:
+def test_removing_a_policy_or_changing_its_attribute_drops_its_counters() -> None:
     h = Harness(policies=[per_user(threshold=10_000), policy("p2", threshold=100)])
     h.send(uev(1, T0, user="alice"))
     assert h.state.account.scoped
+    h.policy_set = Harness(policies=[per_user(per="team"), policy("p2", threshold=100)]).policy_set
+    h.send(uev(2, T0 + MIN, user="alice", team="alice"))  # the same id, now per team
+    assert list(h.state.account.scoped) == ["pu\x1fteam\x1fbot-1\x1falice"]
+    assert h.state.account.scoped["pu\x1fteam\x1fbot-1\x1falice"].ring.total == 100
     h.policy_set = Harness(policies=[policy("p2", threshold=100)]).policy_set
-    h.send(uev(2, T0 + MIN, user="alice"))
+    h.send(uev(3, T0 + 2 * MIN, user="alice"))
     assert h.state.account.scoped == {}
 
 
@@ -198,9 +202,8 @@ def test_sparse_and_full_windows_both_round_trip_and_corrupt_counters_are_refuse
     raw = acct.to_bytes()
     back = AccountUsage.from_bytes(raw)
     assert back.scoped == acct.scoped and back.to_bytes() == raw
-    busy = back.scoped["pu\x1fbot-1\x1fbusy"]
-    assert busy.ring.total_at(T0 + 60 * MIN) == acct.scoped["pu\x1fbot-1\x1fbusy"].ring.total_at(
-        T0 + 60 * MIN
-    )
+    busy = back.scoped["pu\x1fend_user\x1fbot-1\x1fbusy"]
+    assert busy.ring.total == 6_100  # 61 minutes of 100 tokens, read back whole
+    assert back.scoped["pu\x1fend_user\x1fbot-1\x1frare"].ring.total == 100
     with pytest.raises(StateFormatError):
         AccountUsage.from_bytes(raw[:-8])
