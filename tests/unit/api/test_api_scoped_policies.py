@@ -35,6 +35,9 @@ def test_a_per_end_user_policy_is_created_and_published_with_its_attribute(
     r = client.post(BASE, json={**PER_USER, "policy_id": "pu"}, headers=h)
     assert r.status_code == 201, r.text
     assert (r.json()["per"], r.json()["per_value"]) == ("end_user", None)
+    # no window of the bot can seed one end user's: each counts from its first usage
+    assert r.json()["window_seeding"]["kind"] == "none"
+    assert "counts each end_user from its first usage" in r.json()["window_seeding"]["message"]
     rec = PolicyRecord.from_bytes(memlog.log["unit.policies"][-1][1])
     assert (rec.per, rec.per_value) == ("end_user", None)
     one = {**PER_USER, "policy_id": "pm", "per": "model", "per_value": "gpt-4o"}
