@@ -44,6 +44,8 @@ COMPILED: tuple[str, ...] = (
     "capstream.core.policies",
     "capstream.core.recompute",
     "capstream.core.resume",
+    "capstream.core.scoped_state",
+    "capstream.core.scopes",
     "capstream.core.series",
     "capstream.core.settings_view",
     "capstream.core.state",

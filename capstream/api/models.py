@@ -64,6 +64,14 @@ Throttle = Literal["off", "smart", "strict"]
 Period = Literal["day", "week", "month"]
 """A calendar policy's period: the tenant's local day, week (from Monday 00:00) or month."""
 WindowSeconds = Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]
+PerAttribute = Literal["end_user", "api_key", "team", "model"]
+"""The event attribute a per-attribute policy counts separately for each value of."""
+PerValue = Annotated[Text, Field(min_length=1, max_length=256)]
+_PER_DOC = (
+    "Count separately for each end user, API key, team or model (the event's attributes "
+    "end_user, api_key or team, or its model) within the scope; alert and block that value "
+    "only. Events without the attribute are not counted. Needs an alert and window_seconds."
+)
 
 
 def _not_null(name: str) -> InvalidError:
@@ -120,6 +128,14 @@ class PolicyBody(_Body):
     """A credits policy's threshold in money: micro-units of the account's currency. Given,
     ``threshold`` is derived from it at the account's rate (rounded down; any value given is
     replaced); the API converts again when the rate changes."""
+    per: PerAttribute | None = Field(default=None, description=_PER_DOC)
+    """Count separately for each end user, API key, team or model (the event's
+    ``attributes[per]``, or its ``model``) within the scope, and alert and block that value
+    only; events without it are not counted. Needs an alert and a rolling window; no warning
+    levels per value. Null or left out: the whole bot or account."""
+    per_value: PerValue | None = None
+    """With ``per``: count only events whose attribute has this value (e.g. ``gpt-4o``);
+    null or left out: every value separately."""
 
     def record(self, account_id: str, policy_id: str, version: int, now_ms: int) -> PolicyRecord:
         """The wire record of this policy (422 unless exactly one of ``window_seconds`` and
@@ -158,6 +174,8 @@ class PolicyBody(_Body):
             updated_at_ms=now_ms,
             warn_percents=self.warn_percents,
             threshold_amount_micro=self.threshold_amount_micro,
+            per=self.per,
+            per_value=self.per_value,
         )
 
 
@@ -171,7 +189,8 @@ class PolicyReplaceBody(PolicyBody):
     """A whole policy for ``PUT``: every field, ``null`` where it is optional (no alert, no
     block, no category, no bot; ``window_seconds`` null for a calendar policy). A body that
     leaves a field out is refused (422 naming it): use ``PATCH`` to change only some fields.
-    ``period`` and ``warn_percents`` left out mean a rolling window and the default levels."""
+    ``period`` and ``warn_percents`` left out mean a rolling window and the default levels;
+    ``per`` and ``per_value`` left out: the whole bot or account."""
 
     name: Annotated[Text, Field(max_length=200)]
     window_seconds: WindowSeconds | None
@@ -203,6 +222,9 @@ class PolicyPatchBody(_Body):
     warn_percents: WarnPercents | None = None
     threshold_amount_micro: Int64 | None = None
     """The threshold in money (naming ``threshold`` alone puts it back in credits)."""
+    per: PerAttribute | None = Field(default=None, description=_PER_DOC)
+    """Null: the policy counts the whole bot or account again (its ``per_value`` goes)."""
+    per_value: PerValue | None = None
 
     def over(self, current: PolicyRecord) -> PolicyBody:
         """``current`` with the fields this body names changed."""
@@ -220,6 +242,8 @@ class PolicyPatchBody(_Body):
             changes["period"] = None  # calendar -> rolling
         if "threshold" in changes and "threshold_amount_micro" not in changes:
             changes["threshold_amount_micro"] = None  # in credits again
+        if "per" in changes and changes["per"] is None and "per_value" not in changes:
+            changes["per_value"] = None  # per-attribute -> whole bot or account
         return data.model_copy(update=changes)
 
 

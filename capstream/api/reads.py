@@ -47,6 +47,10 @@ class PolicyUsage(BaseModel):
     percent: float
     breached: bool
     enabled: bool
+    per: str | None = None
+    """A per-attribute policy's attribute: ``used`` is then its busiest value's."""
+    busiest_value: str | None = None
+    """A per-attribute policy: the value closest to breaching (None: no event has one)."""
 
 
 class CapUsage(BaseModel):
@@ -100,6 +104,21 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC
         where.append("category = {category:String}")
         params["category"] = policy.category
     total = _METRIC_SQL[policy.metric]
+    if policy.per is not None:  # the busiest value (of the busiest bot for account_each_bot)
+        value = "model" if policy.per == "model" else "attributes[{per:String}]"
+        params["per"] = policy.per
+        where.append(f"{value} != ''")
+        if policy.per_value is not None:
+            where.append(f"{value} = {{per_value:String}}")
+            params["per_value"] = policy.per_value
+        group = "bot_id, value" if policy.scope == "account_each_bot" else "value"
+        sql = (
+            f"SELECT {value} AS value, {total} AS used FROM usage_events "
+            f"WHERE {' AND '.join(where)} GROUP BY {group} ORDER BY used DESC LIMIT 1"
+        )
+        rows = query(sql, params)
+        return _usage(policy, since, int(rows[0]["used"] or 0) if rows else 0,
+                      str(rows[0]["value"]) if rows else None)  # fmt: skip
     cond = " AND ".join(where)
     if policy.scope == "account_each_bot":
         sql = (
@@ -109,7 +128,10 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC
     else:
         sql = f"SELECT {total} AS used FROM usage_events WHERE {cond}"
     rows = query(sql, params)
-    used = int(rows[0]["used"] or 0) if rows else 0
+    return _usage(policy, since, int(rows[0]["used"] or 0) if rows else 0)
+
+
+def _usage(policy: PolicyRecord, since: int, used: int, value: str | None = None) -> PolicyUsage:
     return PolicyUsage(
         policy_id=policy.policy_id,
         name=policy.name,
@@ -124,6 +146,8 @@ def policy_usage(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC
         percent=round(100.0 * used / policy.threshold, 2),
         breached=used >= policy.threshold,
         enabled=policy.enabled,
+        per=policy.per,
+        busiest_value=value,
     )
 
 

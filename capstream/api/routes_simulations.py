@@ -38,6 +38,7 @@ from capstream.simulation import (
     check_draft,
     check_range,
     configs,
+    reads_attributes,
     simulate,
 )
 from capstream.simulation.draft import parse_instant
@@ -209,7 +210,10 @@ def _prepare(
     except SimulationError as exc:
         raise _invalid(exc) from exc
     current, drafted = configs(policies, tenant, draft)
-    source = EventSource(ctx.clickhouse(), account_id, lo, hi, columns=ctx.clickhouse_columns())
+    source = EventSource(
+        ctx.clickhouse(), account_id, lo, hi, columns=ctx.clickhouse_columns(),
+        attributes=reads_attributes(current.policies, drafted.policies),
+    )  # fmt: skip
     return source, source.plan(), (current, drafted, draft)
 
 

@@ -11,7 +11,7 @@ from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 
 _POLICY_FIELDS = (
     "policy_id", "metric", "threshold", "window_seconds", "period", "scope", "bot_id", "category",
-    "recipients", "duration_seconds", "action",
+    "recipients", "duration_seconds", "action", "per_value", "per",
 )  # fmt: skip
 _POLICY_PREFIX = re.compile(r"^policy '[^']*': ")
 _SETTINGS_FIELDS = (

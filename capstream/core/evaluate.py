@@ -27,6 +27,7 @@ from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEG
 from capstream.core.notifications import downgrade_changed, throttle_engaged
 from capstream.core.policies import fire, mute
 from capstream.core.recompute import apply_clock, changed, decide_all, new_bot
+from capstream.core.scopes import count_scoped
 from capstream.core.series import (
     DAILY,
     MONTHLY,
@@ -215,6 +216,13 @@ def evaluate(
                 if quiet < NEVER:
                     state.quiet_until_ms = min(state.quiet_until_ms, quiet)
                     state.quiet_from_ms = max(state.quiet_from_ms, now)
+
+    ps = state.policies
+    if acct_fresh and ps is not None and ps.scoped:  # per-attribute policies (scopes.py)
+        sps = ps.scoped_by_bot.get(bot_id, ps.scoped_common)
+        if sps:
+            amounts = (tokens, msgs, conv, cr, cr_series)
+            count_scoped(acct, sps, event, amounts, t, now, settings, notes)
 
     if bot_fresh and msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
         loop = bot.loop_until_ms

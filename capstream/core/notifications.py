@@ -58,9 +58,12 @@ def policy_alert(
     settings: TenantSettings | None,
     blocked_until_ms: int | None,
     period_start_ms: int = -1,
+    value: str | None = None,
 ) -> Notification:
     """The email for a policy crossed at ``at`` (the crossing event's time);
-    ``period_start_ms``: a calendar policy's current period start (its window's start).
+    ``period_start_ms``: a calendar policy's current period start (its window's start);
+    ``value``: a per-attribute policy's value that crossed (in the id, the words and the
+    ``attribute``/``attribute_value`` fields; its block holds for that value only).
 
     One id per (account, policy, bot, ``at``): a replay of the same events gives the same id
     whatever the clock. ``previous_ids`` holds the id the release before gave the alert of
@@ -70,20 +73,35 @@ def policy_alert(
     assert policy.alert is not None
     window_ms = policy.window_seconds * 1000
     who = "all bots of the account" if bot_id == ACCOUNT_WIDE_BOT else f"bot {bot_id}"
+    attr = policy.per
+    if attr is not None and value is not None:
+        who = f"{attr} {value!r} ({who})"
     metric = policy.metric if policy.category is None else f"{policy.category} {policy.metric}"
     within, per = _span(policy)
     lines = [
         f"Usage policy '{policy.name or policy.policy_id}' was crossed by {who}.",
         f"Bot: {'* (every bot of the account)' if bot_id == ACCOUNT_WIDE_BOT else bot_id}",
-        f"{metric}: {total} {within} up to {_iso(at)} (threshold {policy.threshold}).",
     ]
-    if blocked_until_ms is not None:
+    if attr is not None and value is not None:
+        lines.append(f"{attr}: {value} (counted separately for each {attr})")
+    lines.append(f"{metric}: {total} {within} up to {_iso(at)} (threshold {policy.threshold}).")
+    if blocked_until_ms is not None and attr is not None:
+        lines.append(
+            f"{attr} {value} is blocked until {_iso(blocked_until_ms)}; the bot is not paused. "
+            f"Gateways do not refuse one {attr} by themselves yet: act on this alert "
+            "(its attribute_value) to stop its calls."
+        )
+    elif blocked_until_ms is not None:
         lines.append(f"The bot is paused until {_iso(blocked_until_ms)}; it resumes by itself.")
     else:
         lines.append("No block is configured: this is a heads-up only.")
     lines.append(f"You get at most one alert per {per} for it.")
     return Notification(
-        notification_id=notification_id("policy", policy.account_id, policy.policy_id, bot_id, at),
+        notification_id=(
+            notification_id("policy", policy.account_id, policy.policy_id, bot_id, at)
+            if value is None
+            else notification_id("policy", policy.account_id, policy.policy_id, bot_id, value, at)
+        ),
         account_id=policy.account_id,
         kind="policy_alert",
         policy_id=policy.policy_id,
@@ -95,9 +113,11 @@ def policy_alert(
         bot_id=bot_id,
         previous_ids=(
             (notification_id("policy", policy.policy_id, bot_id, at // window_ms * window_ms),)
-            if window_ms
+            if window_ms and value is None
             else ()
         ),
+        attribute=None if value is None else attr,
+        attribute_value=value,
     )
 
 

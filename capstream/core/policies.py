@@ -35,6 +35,7 @@ from capstream.core.models.policy import Policy
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import NEVER, PolicyScope
 from capstream.core.notifications import policy_alert, policy_warning
+from capstream.core.scopes import ScopedPolicy
 from capstream.core.series import (
     N_CATEGORIES,
     SERIES_BY_CATEGORY,
@@ -53,9 +54,17 @@ class PolicySet:
 
     ``resumes``: per bot, the instant a person last resumed it (lifts the blocks that
     started before; see :mod:`capstream.core.resume`).
+
+    Per-attribute policies (``Policy.per``) are not among ``by_bot``, ``each_bot`` and
+    ``total`` (they watch no window of the bot or account): ``scoped_by_bot`` holds, per bot
+    with its own, every one that applies to it, ``scoped_common`` those that apply to every
+    other bot (the account's per-bot and account-total ones); see :mod:`capstream.core.scopes`.
     """
 
-    __slots__ = ("account_id", "by_bot", "each_bot", "policies", "resumes", "total")
+    __slots__ = (
+        "account_id", "by_bot", "each_bot", "policies", "resumes", "scoped", "scoped_by_bot",
+        "scoped_common", "total",
+    )  # fmt: skip
 
     def __init__(self, policies: Iterable[Policy], resumes: dict[str, int] | None = None) -> None:
         self.resumes: dict[str, int] = dict(resumes) if resumes else {}
@@ -67,10 +76,20 @@ class PolicySet:
         by_bot: dict[str, list[CompiledPolicy]] = {}
         each_bot: list[CompiledPolicy] = []
         total: list[CompiledPolicy] = []
+        scoped_own: dict[str, list[ScopedPolicy]] = {}
+        scoped_common: list[ScopedPolicy] = []
         for p in self.policies:
             if not p.enabled:
                 continue
             cps = compile_policy(p)
+            if p.per is not None:  # its value's window, alert and block (no warning levels)
+                sp = ScopedPolicy(cps[0])
+                if p.scope == PolicyScope.BOT:
+                    assert p.bot_id is not None
+                    scoped_own.setdefault(p.bot_id, []).append(sp)
+                else:
+                    scoped_common.append(sp)
+                continue
             if p.scope == PolicyScope.BOT:
                 assert p.bot_id is not None
                 by_bot.setdefault(p.bot_id, []).extend(cps)
@@ -81,6 +100,11 @@ class PolicySet:
         self.by_bot = {b: tuple(cps) for b, cps in by_bot.items()}
         self.each_bot = tuple(each_bot)
         self.total = tuple(total)
+        self.scoped_common = tuple(scoped_common)
+        self.scoped_by_bot = {b: (*sps, *scoped_common) for b, sps in scoped_own.items()}
+        self.scoped: tuple[ScopedPolicy, ...] = (
+            *(sp for sps in scoped_own.values() for sp in sps), *scoped_common,
+        )  # fmt: skip
 
     def for_bot(self, bot_id: str) -> tuple[CompiledPolicy, ...]:
         """A bot's own policies followed by the account's per-bot policies."""

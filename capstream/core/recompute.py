@@ -16,6 +16,7 @@ from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT
 from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks
 from capstream.core.resume import lift_blocks
+from capstream.core.scopes import keep_policies
 from capstream.core.settings_view import view_of
 from capstream.core.state import AccountState, Policies, deadline, derive_all, unmute_all
 from capstream.core.usage import BotUsage
@@ -79,6 +80,7 @@ def decide_all(
     acct.set_timezone(settings.timezone, now)
     acct.roll_to(now)
     build_watch(acct, policies.total, now, view.budget_rings)
+    keep_policies(acct, policies.scoped)
     out = notes if alerts else None
     if blocks:
         check_all(acct, ACCOUNT_WIDE_BOT, now, settings, out)

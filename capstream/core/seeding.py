@@ -94,6 +94,13 @@ def window_seeding(
             f"counts the usage of the current {policy.period} (tenant's local calendar) at "
             f"once, and starts again from zero when the next {policy.period} begins.",
         )
+    if policy.per is not None:  # no window of the bot or account can seed one value's
+        return Seeding(
+            NONE,
+            None,
+            f"counts each {policy.per} from its first usage after it takes effect: usage "
+            f"already in the last {_span(policy.window_seconds * 1000)} is not counted.",
+        )
     series = series_of(policy.metric, policy.category)
     window_ms = policy.window_seconds * 1000
     held = _held(policy, current, settings)

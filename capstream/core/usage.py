@@ -12,7 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from capstream.core.models.decisions import CapStatus
-from capstream.core.models.vocabulary import NEVER
+from capstream.core.models.vocabulary import DEFAULT_SCOPED_VALUES, NEVER
+from capstream.core.scoped_state import ScopedCount, read_scoped, write_scoped
 from capstream.core.series import N_CATEGORIES
 from capstream.core.state_codec import Reader, Writer, opt, unopt
 from capstream.core.usage_base import UsageBase
@@ -21,6 +22,7 @@ from capstream.core.usage_bytes import (
     ACCOUNT_HEADER_V1,
     ACCOUNT_HEADER_V2,
     ACCOUNT_HEADER_V3,
+    ACCOUNT_HEADER_V4,
     ACCOUNT_TAIL,
     BOT_HEADER,
     BOT_HEADER_V1,
@@ -120,10 +122,18 @@ class AccountUsage(UsageBase):
     )
     """Per category, (daily, monthly): the lowest credit total at which a cap warning level
     not yet sent this period fires (``NEVER``: none); transient, see ``caps.arm_warnings``."""
+    scoped: dict[str, ScopedCount] = field(default_factory=dict)
+    """The per-attribute policies' counters, one per (policy, bot or ``*``, value), least
+    recently used first (:mod:`capstream.core.scoped_state`); since ``CSUA`` v5."""
+    scoped_capacity: int = DEFAULT_SCOPED_VALUES
+    """How many counters :attr:`scoped` holds at most."""
+    scoped_evicted: int = field(default=0, compare=False, repr=False)
+    """Counters still in use dropped to make room since this state was loaded (transient;
+    the worker adds it to its metrics and resets it)."""
 
     def to_bytes(self) -> bytes:
-        """Versioned compact encoding (``CSUA`` v4: v3 with the week's totals; v3, v2 and v1
-        are still read)."""
+        """Versioned compact encoding (``CSUA`` v5: v4 with the per-attribute counters; v4,
+        v3, v2 and v1 are still read)."""
         w = Writer(ACCOUNT_HEADER)
         write_common(w, self)
         caps = self.caps
@@ -136,6 +146,7 @@ class AccountUsage(UsageBase):
         w.texts(recent)
         at = self.recent_set
         w.i64_list([at.get(eid, -1) for eid in recent])
+        write_scoped(w, self.scoped_capacity, self.scoped)
         return w.bytes()
 
     @classmethod
@@ -156,7 +167,12 @@ class AccountUsage(UsageBase):
         u = cls(account_id="")
         v2 = data.startswith(ACCOUNT_HEADER_V2)
         v3 = data.startswith(ACCOUNT_HEADER_V3)
-        r = Reader(data, ACCOUNT_HEADER_V2 if v2 else ACCOUNT_HEADER_V3 if v3 else ACCOUNT_HEADER)
+        v4 = data.startswith(ACCOUNT_HEADER_V4)
+        header = (
+            ACCOUNT_HEADER_V2 if v2 else ACCOUNT_HEADER_V3 if v3
+            else ACCOUNT_HEADER_V4 if v4 else ACCOUNT_HEADER
+        )  # fmt: skip
+        r = Reader(data, header)
         read_common(u, r, 0, 2 if v2 else 3 if v3 else 4)
         capacity, downgraded, risk, n_caps = r.unpack(ACCOUNT_TAIL)
         u.recent_capacity = capacity
@@ -168,5 +184,7 @@ class AccountUsage(UsageBase):
             u.recent_set = dict.fromkeys(ids, -1)
         else:
             u.recent_set = dict(zip(ids, r.i64_array(len(ids)), strict=True))
+        if not (v2 or v3 or v4):  # before v5 no per-attribute counters: they start empty
+            u.scoped_capacity, u.scoped = read_scoped(r)
         r.done()
         return u

@@ -21,6 +21,11 @@ def build_message(rec: NotificationRecord, sender: str, recipients: list[str]) -
     msg["X-Capstream-Kind"] = rec.kind
     if rec.bot_id is not None:
         msg["X-Capstream-Bot-Id"] = rec.bot_id
+    if rec.attribute is not None and rec.attribute_value is not None:  # a per-attribute alert
+        msg["X-Capstream-Attribute"] = rec.attribute
+        # a gateway's caller chose the value: no line breaks or control characters in a header
+        value = "".join(c if c.isprintable() else "?" for c in rec.attribute_value)
+        msg["X-Capstream-Attribute-Value"] = value
     msg.set_content(rec.body)
     return msg
 

@@ -303,6 +303,7 @@ class Processors:
         part = PartitionState(
             p, self.catalog, self._emit(p),
             event_time=self.options.event_time, recent_ids=self.options.recent_event_ids,
+            scoped_values=self.options.scoped_values,
         )  # fmt: skip
         self.partitions[p] = part
         bots = (value for _, value in self.bots.items(p))

@@ -213,6 +213,8 @@ def core_policy(rec: PolicyRecord) -> Policy:
         updated_at_ms=rec.updated_at_ms,
         warn_percents=None if rec.warn_percents is None else tuple(rec.warn_percents),
         period=rec.period,
+        per=rec.per,
+        per_value=rec.per_value,
     )
 
 

@@ -32,6 +32,12 @@ class Metrics:
             "Usage events dropped as replays (offset watermarks) or resends (recent ids)",
             registry=r,
         )
+        self.scoped_evicted = Counter(
+            "capstream_processor_scoped_evicted",
+            "Per-attribute policy counters (an end user's, API key's, team's or model's window) "
+            "dropped while still in their window: the account held scoped_values counters",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "capstream_processor_dead_letters",
             "Records or events sent to a dead-letter topic",

@@ -44,6 +44,10 @@ class WorkerOptions(EnvOptions):
     """Usage and cap-hit records larger than this go to the DLQ undecoded."""
     recent_event_ids: int = Field(512, ge=1, le=1_000_000)
     """Per account, how many recent ``event_id``s are kept to drop client resends."""
+    scoped_values: int = Field(10_000, ge=1, le=10_000_000)
+    """Per account, how many per-attribute policy counters (policy, bot, value: an end
+    user, API key, team or model) are kept; at the bound the least recently used is dropped
+    (``capstream_processor_scoped_evicted`` counts those still in their window)."""
     metrics_port: int | None = Field(0, ge=0, le=65535)
     """Prometheus endpoint port: 0 = a free port (written to ``metrics.port`` in the data
     dir), None (or -1) = no endpoint."""

@@ -48,6 +48,8 @@ def encode_notification(note: Notification) -> bytes:
             "window_start_ms": note.window_start_ms,
             "bot_id": note.bot_id,
             "previous_ids": list(note.previous_ids),
+            "attribute": note.attribute,
+            "attribute_value": note.attribute_value,
         }
     )
 

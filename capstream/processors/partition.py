@@ -35,7 +35,7 @@ from capstream.core import (
     reevaluate,
 )
 from capstream.core.enforcement import raise_version
-from capstream.core.models import NEVER
+from capstream.core.models import DEFAULT_SCOPED_VALUES, NEVER
 from capstream.core.state import NO_EFFECTS
 from capstream.processors.catalog import Catalog
 from capstream.processors.feedrows import FeedKey, decode_row, encode_row, feed_key_bytes
@@ -68,12 +68,17 @@ class PartitionState:
         *,
         event_time: bool = False,
         recent_ids: int = 512,
+        scoped_values: int = DEFAULT_SCOPED_VALUES,
     ) -> None:
         self.partition = partition
         self.catalog = catalog
         self.emit = emit
         self.event_time = event_time
         self.recent_ids = recent_ids
+        self.scoped_values = scoped_values
+        """Per account, the most per-attribute counters kept (``AccountUsage.scoped_capacity``)."""
+        self.scoped_evicted = 0
+        """Per-attribute counters dropped while still in their window (the bound)."""
         self.accounts: dict[str, AccountState] = {}
         self.clock_ms = 0
         """Event-time mode: the newest occurred_at applied (0 = none yet)."""
@@ -122,6 +127,7 @@ class PartitionState:
                     account_id, recent_capacity=self.recent_ids
                 )
                 state.account.version_floor = self.version_floor
+                state.account.scoped_capacity = self.scoped_values
             try:
                 state, effects = evaluate(
                     state, event, catalog.policies(account_id), catalog.settings(account_id),
@@ -139,6 +145,9 @@ class PartitionState:
                 emit(effects, event.occurred_at_ms)
             elif effects.duplicate:
                 self.duplicates += 1
+            if state.account.scoped_evicted:
+                self.scoped_evicted += state.account.scoped_evicted
+                state.account.scoped_evicted = 0
             dirty.add(account_id)
             d = state.deadline_ms
             if d < NEVER:
@@ -287,6 +296,7 @@ class PartitionState:
             )
             self.accounts[account_id] = state
             state.account.version_floor = self.version_floor
+            state.account.scoped_capacity = self.scoped_values
             if now is not None:
                 # No policy fires here: blocks and alerts wait for the event that crosses, as
                 # when the state was written. Firing at load started a block earlier than the

@@ -58,11 +58,13 @@ class RecordHandler:
             self.dead_letters.send(topic, msg, bad.reason, bad.error, value=bad.raw)
         if decoded.misplaced:
             self._reroute(msg, decoded)
-        dups = part.duplicates
+        dups, evicted = part.duplicates, part.scoped_evicted
         n = part.apply(msg.offset, decoded, now, self._refuse(msg))
         self.metrics.events.inc(n)
         if part.duplicates != dups:
             self.metrics.duplicates.inc(part.duplicates - dups)
+        if part.scoped_evicted != evicted:
+            self.metrics.scoped_evicted.inc(part.scoped_evicted - evicted)
 
     def cap_hit(self, part: PartitionState, msg: Any, now: int) -> None:
         """Apply one cap hit to its conversation's feed row (on the account's partition)."""

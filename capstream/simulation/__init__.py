@@ -12,7 +12,7 @@ from capstream.simulation.draft import (
     parse_body,
 )
 from capstream.simulation.run import simulate
-from capstream.simulation.source import EventSource
+from capstream.simulation.source import EventSource, reads_attributes
 
 __all__ = [
     "Config",
@@ -24,5 +24,6 @@ __all__ = [
     "check_range",
     "configs",
     "parse_body",
+    "reads_attributes",
     "simulate",
 ]

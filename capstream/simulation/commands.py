@@ -22,7 +22,7 @@ from capstream.simulation.draft import (
     parse_instant,
 )
 from capstream.simulation.run import simulate
-from capstream.simulation.source import EventSource, Query
+from capstream.simulation.source import EventSource, Query, reads_attributes
 from capstream.streams.records import PolicyRecord, TenantSettingsRecord
 from capstream.streams.settings import Settings
 
@@ -90,7 +90,10 @@ def simulate_command(
             from capstream.api.clickhouse import clickhouse_query
 
             query = clickhouse_query(settings)
-        source = EventSource(query, account_id, lo, hi, columns=getattr(query, "columns", None))
+        source = EventSource(
+            query, account_id, lo, hi, columns=getattr(query, "columns", None),
+            attributes=reads_attributes(current.policies, drafted.policies),
+        )  # fmt: skip
         with Progress(
             TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=True, disable=fmt == "json",

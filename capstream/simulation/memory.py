@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from capstream.core import UsageEvent
-from capstream.simulation.source import COUNT_SQL, FIRST_SQL, HOUR_MS, NEXT_SQL, Row
+from capstream.simulation.source import (
+    COLUMNS,
+    COUNT_SQL,
+    FIRST_SQL,
+    HOUR_MS,
+    NEXT_SQL,
+    WITH_ATTRIBUTES,
+    Row,
+)
 
 
 class MemoryEvents:
@@ -21,6 +29,8 @@ class MemoryEvents:
 
     def __call__(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.calls.append((sql, params))
+        with_attributes = WITH_ATTRIBUTES in sql
+        sql = sql.replace(WITH_ATTRIBUTES, COLUMNS, 1)
         account, lo, hi = params["account"], int(params["lo"]), int(params["hi"])
         rows = [e for e in self.events if e.account_id == account and lo <= e.occurred_at_ms < hi]
         if sql == COUNT_SQL:
@@ -33,7 +43,7 @@ class MemoryEvents:
             rows = [e for e in rows if (e.occurred_at_ms, e.event_id) > after]
         elif sql != FIRST_SQL:
             raise ValueError("MemoryEvents answers only the simulation's statements")
-        return [
+        out: list[Row] = [
             {"event_id": e.event_id, "account_id": e.account_id, "bot_id": e.bot_id,
              "conversation_id": e.conversation_id, "category": e.category, "model": e.model,
              "tokens_in": e.tokens_in, "tokens_out": e.tokens_out, "messages": e.messages,
@@ -41,6 +51,10 @@ class MemoryEvents:
              "credits_micro": e.credits_micro, "t": e.occurred_at_ms}
             for e in rows[: int(params["limit"])]
         ]  # fmt: skip
+        if with_attributes:
+            for row, e in zip(out, rows, strict=False):
+                row["attributes"] = dict(e.attributes)
+        return out
 
     def columns(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]]]:
         """The same answer as column names and one list per column (the column port)."""

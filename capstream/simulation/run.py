@@ -49,7 +49,7 @@ class Chart:
     """What a side's chart follows: a policy's window total, or a category's calendar total."""
 
     label: str
-    kind: str  # "policy" | "daily" | "monthly"
+    kind: str  # "policy" | "per_value" | "daily" | "monthly"
     threshold: int | None
     series: int = 0
     window_ms: int = 0
@@ -57,6 +57,9 @@ class Chart:
     bot_id: str | None = None
     period: int = 0
     """A calendar policy's period (1-3: day, week, month; ``PERIOD_INDEX``); 0: a window."""
+    policy_id: str = ""
+    """A per-attribute policy (``per_value``): its windows are the account's counters whose
+    key starts with its id; the chart follows the highest."""
 
 
 class Side:
@@ -141,7 +144,13 @@ class Side:
         """One chart point per series at ``t`` (read after the event at ``t``)."""
         acct = self.state.account
         for chart, points in zip(self.charts, self.points, strict=True):
-            if chart.kind == "daily":
+            if chart.kind == "per_value":
+                prefix = chart.policy_id + "\x1f"
+                value = 0
+                for name, counter in acct.scoped.items():
+                    if name.startswith(prefix):
+                        value = max(value, counter.ring.total_at(t))
+            elif chart.kind == "daily":
                 value = acct.day[chart.series]
             elif chart.kind == "monthly":
                 value = acct.month_base[chart.series] + acct.day[chart.series]
@@ -197,6 +206,14 @@ def charts_for(draft: Draft, config: Config) -> list[Chart]:
         held = next((q for q in config.policies.policies if q.policy_id == pid), None)
         if held is None:
             return []
+        if held.per is not None:
+            return [
+                Chart(
+                    f"{held.metric}{' ' + held.category if held.category else ''} in "
+                    f"{held.window_seconds}s (highest {held.per.value})",
+                    "per_value", held.threshold, policy_id=held.policy_id,
+                )
+            ]  # fmt: skip
         span = f"this {held.period}" if held.period else f"in {held.window_seconds}s"
         return [
             Chart(

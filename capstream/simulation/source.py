@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from capstream.core import UsageEvent
+from capstream.core import PolicySet, UsageEvent
 
 Row = dict[str, Any]
 Query = Callable[[str, dict[str, Any]], list[Row]]
@@ -45,20 +45,33 @@ COUNT_SQL = (
     "SELECT intDiv(toUnixTimestamp64Milli(occurred_at), 3600000) AS hour, count() AS n "
     f"FROM usage_events WHERE {_WHERE} GROUP BY hour ORDER BY hour"
 )
-_COLUMNS = (
+COLUMNS = (
     "event_id, account_id, bot_id, conversation_id, category, model, tokens_in, tokens_out, "
     "messages, conversation_started, credits_micro, toUnixTimestamp64Milli(occurred_at) AS t"
 )
 """In the order of ``UsageEvent``'s arguments: a row's values are its arguments as they are."""
+WITH_ATTRIBUTES = COLUMNS + ", attributes"
+"""The same with the events' attributes (only when a per-attribute policy reads them: the
+map costs to read)."""
 FIRST_SQL = (
-    f"SELECT {_COLUMNS} FROM usage_events WHERE {_WHERE} "
+    f"SELECT {COLUMNS} FROM usage_events WHERE {_WHERE} "
     "ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
 )
 NEXT_SQL = (
-    f"SELECT {_COLUMNS} FROM usage_events WHERE {_WHERE} "
+    f"SELECT {COLUMNS} FROM usage_events WHERE {_WHERE} "
     "AND (occurred_at, event_id) > (fromUnixTimestamp64Milli({after_t:Int64}, 'UTC'), "
     "{after_e:String}) ORDER BY occurred_at, event_id LIMIT {limit:UInt32}"
 )
+
+
+_T = 11
+"""The column of the event time (``t``) in ``COLUMNS``."""
+
+
+def reads_attributes(*policy_sets: PolicySet) -> bool:
+    """Does a per-attribute policy of these sets count by the events' attributes (end user,
+    API key, team; a per-model one reads the model, always read)?"""
+    return any(not sp.model for ps in policy_sets for sp in ps.scoped)
 
 
 class Events(Protocol):
@@ -108,6 +121,7 @@ class EventSource:
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         columns: Columns | None = None,
         prefetch: bool = True,
+        attributes: bool = False,
     ) -> None:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be positive")
@@ -118,6 +132,9 @@ class EventSource:
         self.chunk_rows = chunk_rows
         self.columns = columns
         self.prefetch = prefetch
+        self.attributes = attributes
+        """Read the events' attributes too (a per-end-user, API-key or team policy counts
+        by them); without, events carry none."""
         self.queries = 0
         """Statements run so far (the count, then one per chunk)."""
 
@@ -205,6 +222,8 @@ class EventSource:
     def _events(self, sql: str, params: dict[str, Any]) -> tuple[Events, tuple[int, str]]:
         """One statement's rows as events (the columns are ``UsageEvent``'s arguments), and
         the last one's (time, event id) for the next page."""
+        if self.attributes:
+            sql = sql.replace(COLUMNS, WITH_ATTRIBUTES, 1)
         if self.columns is None:
             events = [UsageEvent(*r.values()) for r in self._run(sql, params)]
             last = events[-1] if events else None
@@ -213,7 +232,7 @@ class EventSource:
         _, cols = self.columns(sql, {"account": self.account_id, **params})
         if not cols or not len(cols[0]):
             return [], (0, "")
-        return ColumnChunk(cols), (int(cols[-1][-1]), str(cols[0][-1]))
+        return ColumnChunk(cols), (int(cols[_T][-1]), str(cols[0][-1]))
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.queries += 1

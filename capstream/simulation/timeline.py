@@ -37,6 +37,7 @@ class NoteLike(Protocol):
     window_start_ms: int | None
     bot_id: str | None
     subject: str
+    attribute_value: str | None
 
 
 def local(ms: int, tz: str) -> str:
@@ -90,6 +91,7 @@ class Timeline:
                     "window_start_ms": n.window_start_ms,
                     "recipients": list(recipients),
                     "notification_id": n.notification_id,
+                    "attribute_value": n.attribute_value,
                 }
             )
         elif n.kind == "cap_reached":

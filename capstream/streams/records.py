@@ -143,6 +143,10 @@ class PolicyRecord(WireRecord):
     threshold_amount_micro: NonNeg | None = None
     """A credits policy's threshold in money (micro-units of the tenant's currency) as the
     admin gave it; ``threshold`` is its conversion to micro-credits. None: in credits."""
+    per: Literal["end_user", "api_key", "team", "model"] | None = None
+    """A per-attribute policy: the event attribute counted per value; None: whole bot/account."""
+    per_value: str | None = None
+    """With ``per``: only this value is counted; None: every value separately."""
 
     @model_validator(mode="after")
     def _window_or_period(self) -> PolicyRecord:
@@ -250,6 +254,10 @@ class NotificationRecord(WireRecord):
     """Ids this notification had in earlier releases (see the notifier's sent-log)."""
     channel_id: str | None = None
     """Deliver to this channel of the account only (a "send test"); None: route by kind."""
+    attribute: str | None = None
+    """policy_alert of a per-attribute policy: the attribute (end_user, api_key, team, model)."""
+    attribute_value: str | None = None
+    """policy_alert of a per-attribute policy: the value that crossed."""
 
 
 class ChannelRecord(WireRecord):

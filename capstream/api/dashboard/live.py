@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from capstream.api.dashboard.burn import HOUR_MS, Projection, pace_per_ms, project
-from capstream.api.reads import Query, Row, policy_since
+from capstream.api.reads import Query, Row, policy_since, policy_usage
 from capstream.core.messages import panel_cta
 from capstream.core.periods import day_period, month_period
 from capstream.streams.records import CategoryCapsRecord, PolicyRecord, TenantSettingsRecord
@@ -83,6 +83,9 @@ class PolicyLive(BaseModel):
     used: int
     percent: float
     breached: bool
+    per: str | None = None
+    """A per-attribute policy's attribute: ``used`` is its busiest value's (``per_bot`` empty)."""
+    busiest_value: str | None = None
 
 
 class CapLive(BaseModel):
@@ -189,7 +192,17 @@ def latest_states(query: Query, account_id: str) -> dict[str, BotState]:
 def policy_live(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC") -> PolicyLive:
     """``policy``'s rolling window ending ``now_ms`` (a calendar policy: its current local
     period in ``tz``), per bot; ``used`` is what the scope compares with the threshold (the
-    bot's, the busiest bot's, or the account's total)."""
+    bot's, the busiest bot's, or the account's total; a per-attribute policy: its busiest
+    value's)."""
+    if policy.per is not None:
+        u = policy_usage(query, policy, now_ms, tz)
+        return PolicyLive(
+            policy_id=policy.policy_id, name=policy.name, metric=policy.metric,
+            scope=policy.scope, bot_id=policy.bot_id, category=policy.category,
+            window_seconds=policy.window_seconds, period=policy.period,
+            threshold=policy.threshold, enabled=policy.enabled, per_bot={}, used=u.used,
+            percent=u.percent, breached=u.breached, per=policy.per, busiest_value=u.busiest_value,
+        )  # fmt: skip
     where = [
         "account_id = {account_id:String}",
         f"occurred_at >= {_AT % 'since'}",

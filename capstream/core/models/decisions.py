@@ -244,6 +244,10 @@ class Notification:
     previous_ids: tuple[str, ...]
     """Ids the same notification had in earlier releases (the notifier treats one already in
     its sent-log, for the same account, as this notification)."""
+    attribute: str | None
+    """A per-attribute policy's alert: the attribute counted per value (``Policy.per``)."""
+    attribute_value: str | None
+    """A per-attribute policy's alert: the value that crossed (blocked alone)."""
 
     def __init__(
         self,
@@ -258,6 +262,8 @@ class Notification:
         window_start_ms: int | None,
         bot_id: str | None = None,
         previous_ids: tuple[str, ...] = (),
+        attribute: str | None = None,
+        attribute_value: str | None = None,
     ) -> None:
         self.notification_id = notification_id
         self.account_id = account_id
@@ -270,3 +276,5 @@ class Notification:
         self.window_start_ms = window_start_ms
         self.bot_id = bot_id
         self.previous_ids = previous_ids
+        self.attribute = attribute
+        self.attribute_value = attribute_value

@@ -11,10 +11,12 @@ from capstream.core.models.vocabulary import (
     MAX_WINDOW_SECONDS,
     METRICS,
     MIN_WINDOW_SECONDS,
+    POLICY_ATTRIBUTES,
     POLICY_PERIODS,
     SCOPES,
     Category,
     Metric,
+    PolicyAttribute,
     PolicyPeriod,
     PolicyScope,
     warn_problem,
@@ -67,6 +69,13 @@ class Policy:
     """A calendar policy: counts over the tenant's current local day, week (Monday 00:00)
     or month and resets at its start; ``window_seconds`` is then 0. ``None``: a rolling
     window of ``window_seconds``."""
+    per: PolicyAttribute | None
+    """A per-attribute policy: counts separately for each value of this event attribute
+    (end user, API key, team, model) within its scope, and alerts and blocks that value
+    only; events without the attribute are not counted. ``None``: the whole bot/account."""
+    per_value: str | None
+    """With ``per``: count only events whose attribute has this value (e.g. model
+    ``gpt-4o``). ``None``: every value separately."""
 
     def __init__(  # by hand: a str given for an enum field becomes the enum (or an error)
         self,
@@ -86,16 +95,19 @@ class Policy:
         updated_at_ms: int = 0,
         warn_percents: tuple[int, ...] | None = None,
         period: PolicyPeriod | str | None = None,
+        per: PolicyAttribute | str | None = None,
+        per_value: str | None = None,
     ) -> None:
         _validate(
             policy_id, account_id, metric, threshold, window_seconds, scope, bot_id, alert,
-            block, category, warn_percents, period,
+            block, category, warn_percents, period, per, per_value,
         )  # fmt: skip
         values = (
             policy_id, account_id, name, Metric(metric), threshold, window_seconds,
             PolicyScope(scope), bot_id, alert, block, enabled,
             None if category is None else Category(category), version, updated_at_ms,
             warn_percents, None if period is None else PolicyPeriod(period),
+            None if per is None else PolicyAttribute(per), per_value,
         )  # fmt: skip
         for attr, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, attr, value)
@@ -105,14 +117,14 @@ class Policy:
         _validate(
             self.policy_id, self.account_id, self.metric, self.threshold, self.window_seconds,
             self.scope, self.bot_id, self.alert, self.block, self.category, self.warn_percents,
-            self.period,
+            self.period, self.per, self.per_value,
         )  # fmt: skip
 
 
 _FIELDS = (
     "policy_id", "account_id", "name", "metric", "threshold", "window_seconds", "scope",
     "bot_id", "alert", "block", "enabled", "category", "version", "updated_at_ms",
-    "warn_percents", "period",
+    "warn_percents", "period", "per", "per_value",
 )  # fmt: skip
 
 
@@ -129,6 +141,8 @@ def _validate(
     category: str | None,
     warn_percents: tuple[int, ...] | None,
     period: str | None = None,
+    per: str | None = None,
+    per_value: str | None = None,
 ) -> None:
     who = f"policy {policy_id!r}"
     if not policy_id or not account_id:
@@ -172,6 +186,23 @@ def _validate(
         raise PolicyError(f"{who}: category is only allowed with the credits metric")
     if category is not None and category not in CATEGORY_INDEX:
         raise PolicyError(f"{who}: category must be one of {list(CATEGORIES)}")
+    if per is not None:
+        if per not in POLICY_ATTRIBUTES:
+            raise PolicyError(f"{who}: per must be one of {sorted(POLICY_ATTRIBUTES)}, not {per!r}")
+        if period is not None:
+            raise PolicyError(
+                f"{who}: a per-{per} policy counts over a rolling window: "
+                "set window_seconds instead of period"
+            )
+        if alert is None:
+            raise PolicyError(
+                f"{who}: add an alert action: a per-{per} policy reports each value it "
+                "blocks by its alert (gateways do not yet refuse one value)"
+            )
+        if per_value is not None and not per_value:
+            raise PolicyError(f"{who}: per_value cannot be empty (leave it out for every value)")
+    elif per_value is not None:
+        raise PolicyError(f"{who}: per_value needs per (the attribute it is a value of)")
     problem = warn_problem(warn_percents)
     if problem is not None:
         raise PolicyError(f"{who}: warn_percents: {problem}")

@@ -86,6 +86,23 @@ class PolicyPeriod(StrEnum):
 
 
 POLICY_PERIODS = frozenset(p.value for p in PolicyPeriod)
+
+
+class PolicyAttribute(StrEnum):
+    """The event attribute a per-attribute policy counts separately for each value of
+    (``Policy.per``): the end user, the API key or the team (the event's ``attributes``
+    under that key) or the event's ``model``."""
+
+    END_USER = "end_user"
+    API_KEY = "api_key"
+    TEAM = "team"
+    MODEL = "model"
+
+
+POLICY_ATTRIBUTES = frozenset(a.value for a in PolicyAttribute)
+DEFAULT_SCOPED_VALUES = 10_000
+"""Per account, how many (per-attribute policy, bot, value) counters the core keeps at most
+(``AccountUsage.scoped_capacity``); the least recently used one is dropped for a new one."""
 PERIOD_INDEX: dict[str, int] = {"day": 1, "week": 2, "month": 3}
 """Per calendar period, its index in ``CompiledPolicy.period`` (0: a rolling window)."""
 CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)

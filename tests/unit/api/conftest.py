@@ -117,6 +117,23 @@ class FakeClickHouse:
                 return int(e["conversation_started"])
             return int(e["credits_micro"])
 
+        if "AS value" in sql:  # a per-attribute policy: the busiest (bot, value)
+
+            def value(e: dict[str, Any]) -> str:
+                if params["per"] == "model":
+                    return str(e.get("model", ""))
+                return str(dict(e.get("attributes", {})).get(params["per"], ""))
+
+            per_value: dict[tuple[str, str], int] = {}
+            for e in rows:
+                v = value(e)
+                if v and params.get("per_value", v) == v:
+                    k = (e["bot_id"] if "bot_id, value" in sql else "", v)
+                    per_value[k] = per_value.get(k, 0) + amount(e)
+            if not per_value:
+                return []
+            k = max(per_value, key=lambda x: per_value[x])
+            return [{"value": k[1], "used": per_value[k]}]
         if "GROUP BY bot_id" in sql:
             per_bot: dict[str, int] = {}
             for e in rows:

@@ -151,7 +151,7 @@ def test_states_written_before_week_totals_read_and_count_the_week_from_their_da
     assert acct.week_key == bot.week_key == "2026-W47"
     assert acct.week_base == [0] * 8  # the week counts from the state's day: today's 1,200
     assert AccountUsage.from_bytes(acct.to_bytes()) == acct
-    assert acct.to_bytes()[:5] == b"CSUA\x04" and bot.to_bytes()[:5] == b"CSUB\x05"
+    assert acct.to_bytes()[:5] == b"CSUA\x05" and bot.to_bytes()[:5] == b"CSUB\x05"
     state = AccountState.load(raw_acct, [raw_bot])
     h = _weekly()
     h.state, h.offset = state, 100  # past the fixture's watermark

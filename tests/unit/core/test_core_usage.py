@@ -279,7 +279,7 @@ def test_every_field_of_a_state_round_trips_even_texts_holding_a_nul() -> None:
     [
         lambda b: b[:-3],
         lambda b: b + b"\x00",
-        lambda b: b"CSUA\x05" + b[5:],
+        lambda b: b"CSUA\x06" + b[5:],
         lambda b: b"",
     ],
     ids=["truncated", "trailing", "future-version", "empty"],

@@ -93,7 +93,8 @@ function policyMeters(policies) {
     const left = h("span", {}, h("b", { text: p.name || p.policy_id }), ` · ${p.metric} ${p.period ? `this ${p.period}` : `in ${duration(p.window_seconds)}`} · ${scope} `, status);
     const right = `${amount(p.metric, p.used)} of ${amount(p.metric, p.threshold)}`;
     const bots = Object.entries(p.per_bot);
-    const sub = bots.length > 1 || (bots.length && p.scope === "account_total")
+    const sub = p.per ? `per ${p.per.replace("_", " ")}: ${p.busiest_value ? `busiest ${p.busiest_value}` : "no value yet"}`
+      : bots.length > 1 || (bots.length && p.scope === "account_total")
       ? bots.map(([b, v]) => `${b} ${p.metric === "credits" ? credits(v) : num(v)}`).join(" · ") : null;
     return meter(left, right, ratio, null, cls, sub, { "data-testid": `policy-meter-${p.policy_id}` });
   }), note];

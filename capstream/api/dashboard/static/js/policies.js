@@ -4,6 +4,7 @@ import { amount, clearErrors, duration, h, replace, showErrors } from "./dom.js"
 import { attachTryOnPast } from "./simulate.js";
 
 const PERIODS = { day: "this day", week: "this week", month: "this month" };
+const PER = { end_user: "end user", api_key: "API key", team: "team", model: "model" };
 const SCOPES = { bot: "one bot", account_each_bot: "every bot, each on its own", account_total: "all bots together" };
 
 function bestUnit(seconds, units) {
@@ -30,6 +31,7 @@ export class Policies {
       enabled: $("p-enabled"), save: $("policy-save"), warn: $("p-warn"),
       money: $("p-threshold-money"), moneyField: $("p-money-field"), moneyUnit: $("p-money-unit"),
       moneyCredits: $("p-money-credits"),
+      per: $("p-per"), perValue: $("p-per-value"), blockLabel: $("p-block-label"),
     };
     this.f.money.addEventListener("input", () => this.hintMoney());
     this.filterBot = $("policy-filter-bot");
@@ -41,7 +43,7 @@ export class Policies {
       form: this.form, anchor: this.f.save, kind: "policy",
       draft: () => ({ policy: this.body(), replaces: this.editing ? this.editing.policy_id : null }),
     });
-    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block, this.f.period]) {
+    for (const el of [this.f.metric, this.f.scope, this.f.alert, this.f.block, this.f.period, this.f.per]) {
       el.addEventListener("change", () => this.sync());
     }
   }
@@ -64,10 +66,11 @@ export class Policies {
     const what = `${p.metric}${p.category ? ` (${p.category})` : ""} ≥ ${amount(p.metric, p.threshold).replace(` ${p.metric}`, "")} ${p.period ? PERIODS[p.period] : `in ${duration(p.window_seconds)}`}`;
     const acts = [];
     if (p.alert) acts.push(p.alert.recipients.length ? `email ${p.alert.recipients.join(", ")}` : "email the owner");
-    if (p.block) acts.push(`pause ${duration(p.block.duration_seconds)}`);
+    if (p.block) acts.push(p.per ? `block that ${PER[p.per]} ${duration(p.block.duration_seconds)}` : `pause ${duration(p.block.duration_seconds)}`);
     const unit = this.app.prices.unit;
     const money = p.threshold_amount_micro != null && unit ? ` (${p.threshold_amount_micro / 1e6} ${unit.currency})` : "";
-    return `${what}${money} · ${scope} · ${acts.join(" + ")}`;
+    const per = p.per ? (p.per_value ? ` · ${PER[p.per]} ${p.per_value} only` : ` · each ${PER[p.per]} on its own`) : "";
+    return `${what}${money} · ${scope}${per} · ${acts.join(" + ")}`;
   }
 
   render(policies) {
@@ -134,7 +137,7 @@ export class Policies {
     this.fill(policy || {
       name: "", metric: "tokens", threshold: "", window_seconds: 3600, scope: "account_each_bot",
       bot_id: null, category: null, alert: { recipients: [] }, block: null, enabled: true,
-      warn_percents: null,
+      warn_percents: null, per: null, per_value: null,
     });
     this.presets.hidden = !!policy;
     if (!policy) this.loadPresets();
@@ -174,6 +177,8 @@ export class Policies {
       f.blockUnit.value = "60";
     }
     f.enabled.checked = p.enabled !== false;
+    f.per.value = p.per || "";
+    f.perValue.value = p.per_value || "";
     // null: the default levels (shown as they are); []: none (blank)
     f.warn.value = (p.warn_percents === null || p.warn_percents === undefined ? [50, 80, 90] : p.warn_percents).join(", ");
     this.sync();
@@ -193,6 +198,9 @@ export class Policies {
     f.moneyField.hidden = f.metric.value !== "credits" || !unit;
     f.moneyUnit.textContent = unit ? `(${unit.currency}; blank = the threshold in credits)` : "";
     this.hintMoney();
+    f.perValue.disabled = f.per.value === "";
+    if (f.perValue.disabled) f.perValue.value = "";
+    f.blockLabel.textContent = f.per.value ? `Block that ${PER[f.per.value]} for` : "Pause the bot for";
   }
 
   hintMoney() {
@@ -229,6 +237,8 @@ export class Policies {
       // the server validates (whole percentages 1-99): a typo comes back as a field error
       warn_percents: f.warn.value.split(",").map((s) => s.trim()).filter(Boolean)
         .map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+      per: f.per.value || null,
+      per_value: f.per.value && f.perValue.value.trim() ? f.perValue.value.trim() : null,
     };
   }
 
