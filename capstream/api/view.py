@@ -25,6 +25,8 @@ from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 
 log = logging.getLogger(__name__)
+MISSING_GRACE_S = 3.0
+"""How long the API's view waits for a missing topic to appear before it refuses to start."""
 DELIVERY_LOG_SIZE = 200
 """Attempts kept per channel for the delivery log."""
 
@@ -85,12 +87,18 @@ class TopicView:
         self._cond = self._reader.progress
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Assign every partition from the beginning, start consuming, wait until caught up."""
+        """Assign every partition from the beginning, start consuming, wait until caught up.
+
+        A topic still missing after ``MISSING_GRACE_S`` ends the start with an error naming
+        it. Not sooner: a topic created just before (``capstream topics create``, then the
+        API) can take a moment to appear in the broker's metadata (seen under load)."""
         self._reader.start()
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         while not self._reader.wait_ready(0.05):
             problem = self._reader.problem
-            if problem is not None and "does not exist" in problem:
+            missing = problem is not None and "does not exist" in problem
+            if missing and time.monotonic() - started > MISSING_GRACE_S:
                 self.stop()
                 raise UnavailableError(problem)
             if time.monotonic() > deadline:

@@ -216,6 +216,18 @@ def test_the_api_view_names_a_missing_topic_at_start() -> None:
         view.start(timeout_s=5)
 
 
+def test_the_api_view_waits_a_moment_for_a_topic_created_just_before() -> None:
+    broker = Broker({"t.policies": [[]]})
+    view = TopicView(SETTINGS, include=("policies", "tenants"), consumer=broker.consumer)
+    later = threading.Timer(0.5, lambda: broker.topics.setdefault("t.tenants", [[]]))
+    later.start()
+    try:
+        view.start(timeout_s=5)  # the tenants topic appears in the metadata 0.5 s in
+    finally:
+        later.cancel()
+        view.stop()
+
+
 def test_the_catalog_reader_applies_on_the_loop_ready_then_re_decides_changes() -> None:
     def resume(at: int) -> bytes:
         return BotResumeRecord(
