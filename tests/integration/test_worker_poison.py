@@ -228,17 +228,25 @@ def test_events_on_a_partition_not_their_accounts_are_sent_home_and_counted_once
 def test_memory_stays_flat_under_distinct_huge_strings(
     deployment: Settings, dlq: TopicLog, producer: Producer, worker: WorkerProcess
 ) -> None:
-    """Item 20.6: 200 records with distinct ~1 MB models grew the worker by ~2.7 MiB each."""
+    """Item 20.6: 200 records with distinct ~1 MB models grew the worker by ~2.7 MiB each.
+
+    Flat means the second hundred adds next to nothing once the first hundred has warmed the
+    allocator (its arenas keep some freed memory: the total alone varied with the host's
+    load, 107 MiB once in a full run); the defect grew ~270 MiB per hundred."""
     usage = Topics(deployment.topic_prefix).usage
     acct = f"a-{uuid.uuid4().hex[:8]}"
-    rss_before = rss_mib(worker.proc.pid)
+    rss = [rss_mib(worker.proc.pid)]
     letters_before = len(dlq.records)
     for i in range(200):
         model = f"{i:04d}" + "m" * 600_000
         send(producer, usage, acct, encode_batch("b", "x", 0, [body(f"e{i}", acct, model=model)]))
-    wait_for(lambda: len(dlq.records) >= letters_before + 200, 120, "200 dead letters")
-    grown = rss_mib(worker.proc.pid) - rss_before
-    assert grown < 80, f"the worker grew by {grown:.0f} MiB"
+        if i % 100 == 99:
+            wait_for(lambda n=i + 1: len(dlq.records) >= letters_before + n, 120,
+                     f"{i + 1} dead letters")  # fmt: skip
+            rss.append(rss_mib(worker.proc.pid))
+    first, second = rss[1] - rss[0], rss[2] - rss[1]
+    assert second < 40, f"the second hundred grew the worker by {second:.0f} MiB"
+    assert first + second < 200, f"the worker grew by {first + second:.0f} MiB"
     assert worker.proc.poll() is None
 
 
