@@ -97,8 +97,11 @@ class TopicView:
         deadline = started + timeout_s
         while not self._reader.wait_ready(0.05):
             problem = self._reader.problem
-            missing = problem is not None and "does not exist" in problem
-            if missing and time.monotonic() - started > MISSING_GRACE_S:
+            if (
+                problem is not None
+                and "does not exist" in problem
+                and time.monotonic() - started > MISSING_GRACE_S
+            ):
                 self.stop()
                 raise UnavailableError(problem)
             if time.monotonic() > deadline:
