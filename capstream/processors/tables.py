@@ -53,15 +53,24 @@ class TableStore:
                 yield bytes(key), bytes(value)
 
     def forget(self, partition: int) -> None:
-        """Empty the partition's local database, its persisted offset included: the next
-        recovery of the partition reads the whole changelog. For a worker whose membership
-        may have lapsed, whose database may hold values the changelog never got."""
+        """Empty the partition's local database, its persisted offset included, and make
+        Faust forget how far it read the partition's changelog: the next recovery of the
+        partition reads the whole changelog. For a worker whose membership may have lapsed,
+        whose database may hold values the changelog never got.
+
+        Faust's recovery keeps the offset it last read per changelog partition in memory and
+        starts the next recovery there when the store has no persisted offset, unless the
+        partition was revoked in between. After a lapse the group gives a worker back the
+        same partitions (no revoke), so a wiped store was refilled only from that offset on:
+        every key not written since was gone (a full chaos run: totals short after the
+        broker bounce, whose lapses wiped partitions reassigned to the same workers)."""
         db = self._db(partition)
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key in db.keys():  # noqa: SIM118 - a RocksDB iterator
             batch.delete(key)
         db.write(batch)
         self._wiped[partition] = self._wiped.get(partition, 0) + 1
+        self.table.app.tables.recovery.revoke(TP(self.table.changelog_topic_name, partition))
 
     async def write(self, partition: int, values: list[tuple[bytes, bytes]], producer: Any) -> Any:
         """Put ``values`` into the partition's database and hand them to the producer; returns

@@ -20,6 +20,7 @@ from faust.types import TP
 
 from capstream.processors import faust_app
 from capstream.processors.options import WorkerOptions
+from capstream.processors.tables import TableStore
 from capstream.streams.settings import Settings
 
 
@@ -103,3 +104,22 @@ def test_a_partition_not_being_restored_is_not_restored(app: Any) -> None:
         f"capstream.processors-{t}-changelog[2]: not among the partitions being restored"
         for t in ("accounts", "bots")
     ]
+
+
+def test_a_wiped_partition_given_back_is_read_from_the_changelogs_start(app: Any) -> None:
+    """A lapse wipes the partitions' stores; the group then gives the same worker the same
+    partitions (no revoke). Faust started that recovery at the offset it had read to before,
+    so keys not written since were gone (a full chaos run, after the broker bounce)."""
+    stores = [TableStore(t) for t in app.tables.values()]
+    _rebalance(app, {0, 1}, 3)
+    _begin(app, {0: 2713, 1: 2500})
+    _read(app, {0: 2713, 1: 2500})  # recovered, then owned
+    recovery = app.tables.recovery
+    for store in stores:
+        store._db(0)[b"acct-1"] = b"state"
+        store.forget(0)  # the lapse: partition 0's store emptied
+    _rebalance(app, {0, 1}, 4)  # the same partitions again: Faust revokes nothing
+    for t in app.tables.values():
+        assert recovery.active_offsets[TP(t.changelog_topic_name, 0)] is None  # from the start
+        assert recovery.active_offsets[TP(t.changelog_topic_name, 1)] == 2500  # kept, not wiped
+    assert faust_app.unrestored(app, [0]) != []  # and nothing loads before it is read
