@@ -220,6 +220,8 @@ def test_a_value_whose_block_starts_is_in_the_effects_for_gateways_and_no_other_
         ACC, "bot-1", "end_user", "alice", "pu",
     )  # fmt: skip
     assert vb.blocked_until_ms == T0 + 10 * MIN + 600_000
+    (alert,) = eff.notifications  # says that gateways given the end user refuse it
+    assert "Gateways refuse its calls until then when given the call's end_user" in alert.body
     assert h.send(uev(101, T0 + 11 * MIN, user="alice")).value_blocks == ()  # already blocked
     eff = h.send(uev(102, T0 + 11 * MIN, user="carol", team="red"))  # red over every bot
     (team,) = eff.value_blocks
