@@ -20,7 +20,7 @@ from capstream.core.caps import (
 from capstream.core.enforcement import derive
 from capstream.core.errors import CoreError, EventError
 from capstream.core.forecast import check_forecast
-from capstream.core.models.decisions import EnforcementState, Notification
+from capstream.core.models.decisions import EnforcementState, Notification, ValueBlock
 from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEGORY_INDEX, NEVER
@@ -218,11 +218,12 @@ def evaluate(
                     state.quiet_from_ms = max(state.quiet_from_ms, now)
 
     ps = state.policies
+    vblocks: list[ValueBlock] | None = None  # a value's block started (rare)
     if acct_fresh and ps is not None and ps.scoped:  # per-attribute policies (scopes.py)
         sps = ps.scoped_by_bot.get(bot_id, ps.scoped_common)
         if sps:
             amounts = (tokens, msgs, conv, cr, cr_series)
-            count_scoped(acct, sps, event, amounts, t, now, settings, notes)
+            vblocks = count_scoped(acct, sps, event, amounts, t, now, settings, notes)
 
     if bot_fresh and msgs and view.smart and loop_suspected(bot, event.conversation_id, t, msgs):
         loop = bot.loop_until_ms
@@ -291,8 +292,8 @@ def evaluate(
         if e is not None:
             states.append(e)
         state.deadline_ms = min(state.deadline_ms, bot_deadline(bot))
-    if states or notes:
-        return state, collect_effects(states, notes, view=state.view)
+    if states or notes or vblocks:
+        return state, collect_effects(states, notes, view=state.view, value_blocks=vblocks)
     return state, NO_EFFECTS
 
 

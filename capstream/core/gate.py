@@ -13,17 +13,23 @@ Rules, in order:
 
 The common case (no block, no throttle, category not capped) is answered from verdicts
 precomputed in the :class:`EnforcementState`: one comparison and one dict lookup.
+
+Before these, a gateway asks :func:`value_block_verdict` when the call names attributes and
+its account has value blocks (a per-attribute policy blocked one end user, API key, team or
+model: :class:`ValueBlock`): a call of a blocked value is ``paused`` like a bot's block.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from mypy_extensions import mypyc_attr
 
 from capstream.core.errors import CoreError
 from capstream.core.messages import cap_reason
 from capstream.core.models import (
+    ACCOUNT_WIDE_BOT,
     CATEGORY_INDEX,
     DEFAULT_PREMIUM_MODEL,
     FAST_BATCHING_S,
@@ -33,6 +39,7 @@ from capstream.core.models import (
     CapPeriod,
     Category,
     EnforcementState,
+    ValueBlock,
     Verdict,
 )
 
@@ -153,6 +160,33 @@ def _gate_slow(
         )  # fmt: skip
     ledger.record_reply(key, now)
     return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
+
+
+def value_block_verdict(
+    blocks: Mapping[tuple[str, str, str], ValueBlock],
+    bot_id: str,
+    attributes: Mapping[str, str],
+    now: int,
+) -> Verdict | None:
+    """``paused`` if one of the call's ``attributes`` (name -> value; ``model`` for a policy
+    counted per model) is blocked at ``now`` for ``bot_id`` or for every bot of its account
+    (``blocks``: the account's, keyed (bot or ``*``, attribute, value)), else None. Of
+    several blocks the one ending last answers (``resumes_at_ms``: when every one has ended);
+    the reason names its policy as a bot's block does (``policy_block:<policy_id>``)."""
+    found: ValueBlock | None = None
+    for attribute, value in attributes.items():
+        for bot in (bot_id, ACCOUNT_WIDE_BOT):
+            b = blocks.get((bot, attribute, value))
+            if (
+                b is not None
+                and now < b.blocked_until_ms
+                and (found is None or b.blocked_until_ms > found.blocked_until_ms)
+            ):
+                found = b
+    if found is None:
+        return None
+    reason = f"policy_block:{found.policy_id}"
+    return Verdict(Action.PAUSED, None, 0, None, reason, None, None, found.blocked_until_ms)
 
 
 def _join(parts: list[str]) -> str | None:

@@ -88,8 +88,8 @@ def policy_alert(
     if blocked_until_ms is not None and attr is not None:
         lines.append(
             f"{attr} {value} is blocked until {_iso(blocked_until_ms)}; the bot is not paused. "
-            f"Gateways do not refuse one {attr} by themselves yet: act on this alert "
-            "(its attribute_value) to stop its calls."
+            f"Gateways refuse its calls until then when given the call's {attr} "
+            f"(gate(..., attributes={{'{attr}': ...}}))."
         )
     elif blocked_until_ms is not None:
         lines.append(f"The bot is paused until {_iso(blocked_until_ms)}; it resumes by itself.")

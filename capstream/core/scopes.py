@@ -13,7 +13,7 @@ enforcement state is not touched). Soft warning levels are not sent per value.
 
 from __future__ import annotations
 
-from capstream.core.models.decisions import Notification
+from capstream.core.models.decisions import Notification, ValueBlock
 from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, PolicyAttribute, PolicyScope
@@ -57,10 +57,13 @@ def count_scoped(
     now: int,
     settings: TenantSettings | None,
     notes: list[Notification],
-) -> None:
+) -> list[ValueBlock] | None:
     """Count ``event`` in the per-attribute policies ``sps`` of its bot and fire those its
     value crossed. ``amounts``: the event's tokens, messages, conversations, credits, and its
-    category's series index (a credits policy of another category does not count it)."""
+    category's series index (a credits policy of another category does not count it). A
+    Returns the values' blocks that started (gateways refuse those values), None if none
+    did (no list made per event)."""
+    blocks: list[ValueBlock] | None = None
     tokens, msgs, conv, cr, cr_series = amounts
     scoped = acct.scoped
     for sp in sps:
@@ -90,7 +93,12 @@ def count_scoped(
             c.last_ms = t
         total = c.ring.add(t, v)
         if total >= cp.threshold:
-            fire_value(cp, c, bot, value, total, t, now, settings, notes)
+            vb = fire_value(cp, c, bot, value, total, t, now, settings, notes, event.account_id)
+            if vb is not None:
+                if blocks is None:
+                    blocks = []
+                blocks.append(vb)
+    return blocks
 
 
 def fire_value(
@@ -103,20 +111,26 @@ def fire_value(
     now: int,
     settings: TenantSettings | None,
     notes: list[Notification],
-) -> None:
-    """A value's window crossed at ``at``: its block starts unless one of its own runs, its
-    alert goes out unless one went out less than a window ago."""
+    account_id: str,
+) -> ValueBlock | None:
+    """A value's window crossed at ``at``: its block starts unless one of its own runs (the
+    :class:`ValueBlock` returned, else None), its alert goes out unless one went out less
+    than a window ago."""
     blocked: int | None = None
+    started: ValueBlock | None = None
     if cp.block_ms and c.blocked_until_ms <= at:
         until = at + cp.block_ms
         if until > now:
             c.blocked_until_ms = until
             blocked = until
+            attribute = cp.policy.per.value if cp.policy.per is not None else ""
+            started = ValueBlock(account_id, bot_id, attribute, value, until, cp.policy_id)
     if cp.alerts and (c.alerted_ms < 0 or at >= c.alerted_ms + cp.window_ms):
         c.alerted_ms = at
         if blocked is None and c.blocked_until_ms > now:
             blocked = c.blocked_until_ms
         notes.append(policy_alert(cp.policy, bot_id, total, at, now, settings, blocked, -1, value))
+    return started
 
 
 def keep_policies(acct: AccountUsage, sps: tuple[ScopedPolicy, ...]) -> None:

@@ -14,6 +14,7 @@ from capstream.core.models import (
     Notification,
     Policy,
     TenantSettings,
+    ValueBlock,
 )
 from capstream.core.policies import PolicySet, unmute
 from capstream.core.settings_view import SettingsView
@@ -24,7 +25,8 @@ Policies = PolicySet | Sequence[Policy]
 
 @dataclass(slots=True, init=False)
 class Effects:
-    """What an evaluation changed: enforcement states to publish and notifications to send.
+    """What an evaluation changed: enforcement states to publish, notifications to send and
+    attribute values blocked (``value_blocks``: a per-attribute policy's block started).
 
     Read-only by convention (``__init__`` by hand: compiled, unlike a generated one)."""
 
@@ -32,19 +34,22 @@ class Effects:
     notifications: tuple[Notification, ...]
     duplicate: bool
     """True when the event was a replay or a resend and changed nothing."""
+    value_blocks: tuple[ValueBlock, ...]
 
     def __init__(
         self,
         enforcement: tuple[EnforcementState, ...] = (),
         notifications: tuple[Notification, ...] = (),
         duplicate: bool = False,
+        value_blocks: tuple[ValueBlock, ...] = (),
     ) -> None:
         self.enforcement = enforcement
         self.notifications = notifications
         self.duplicate = duplicate
+        self.value_blocks = value_blocks
 
     def __bool__(self) -> bool:
-        return bool(self.enforcement or self.notifications)
+        return bool(self.enforcement or self.notifications or self.value_blocks)
 
 
 NO_EFFECTS = Effects()
@@ -137,6 +142,7 @@ def collect_effects(
     *,
     duplicate: bool = False,
     view: SettingsView | None = None,
+    value_blocks: list[ValueBlock] | None = None,
 ) -> Effects:
     """Freeze what a call collected; a bot derived twice in one call keeps its last state.
     Notifications of the kinds the tenant switched off (``view.muted``) are left out."""
@@ -144,7 +150,8 @@ def collect_effects(
         notes = [n for n in notes if n.kind not in view.muted]
     if len(states) > 1:  # one call may derive a bot twice (settings, then the event)
         states = list({e.bot_id: e for e in states}.values())
-    return Effects(tuple(states), tuple(notes), duplicate)
+    blocks = tuple(value_blocks) if value_blocks else ()
+    return Effects(tuple(states), tuple(notes), duplicate, blocks)
 
 
 def derive_all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -10,13 +11,14 @@ from typing import Any, Literal, NamedTuple
 
 from confluent_kafka import Consumer
 
-from capstream.core.models import ACCOUNT_WIDE_BOT, EnforcementState
+from capstream.core.models import ACCOUNT_WIDE_BOT, EnforcementState, ValueBlock
 from capstream.errors import DecodeError
 from capstream.gateway.errors import GatewayError
 from capstream.streams.compacted import CompactedReader, ConsumerFactory
 from capstream.streams.control_wire import decode_state
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
+from capstream.streams.value_blocks import decode_value_block
 
 log = logging.getLogger(__name__)
 DisconnectPolicy = Literal["open", "closed"]
@@ -36,6 +38,8 @@ class ViewStats(NamedTuple):
     """records that could not be decoded; skipped and logged"""
     deleted: int
     """tombstones applied"""
+    value_blocks: int = 0
+    """attribute values blocked (ended blocks included until their account's next record)"""
 
 
 class ControlView:
@@ -62,6 +66,12 @@ class ControlView:
 
     ``on_update(state)`` is called from the view's thread after each newer state is stored.
 
+    It reads the value-blocks topic the same way (``value_blocks_topic``): :attr:`value_blocks`
+    holds each account's blocked attribute values (a per-attribute policy's block), the
+    latest record of each (bot, attribute, value) winning; a block whose end has passed is
+    ignored by :func:`~capstream.core.gate.value_block_verdict` and dropped when its account's
+    next record arrives.
+
     The default limit, 300 s, rides out a broker restart or leader election without tripping
     fail-closed gateways.
     """
@@ -73,6 +83,7 @@ class ControlView:
         on_disconnect: DisconnectPolicy = "open",
         max_disconnected_s: float = DEFAULT_MAX_DISCONNECTED_S,
         topic: str | None = None,
+        value_blocks_topic: str | None = None,
         on_update: Callable[[EnforcementState], None] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
         consumer: ConsumerFactory = Consumer,
@@ -82,12 +93,16 @@ class ControlView:
         if max_disconnected_s <= 0:
             raise GatewayError("max_disconnected_s must be positive")
         self.topic = topic or Topics(settings.topic_prefix).control
+        self.value_blocks_topic = value_blocks_topic or Topics(settings.topic_prefix).value_blocks
         self.on_disconnect = on_disconnect
         self.max_disconnected_s = max_disconnected_s
         self.on_update = on_update
         self.states: dict[tuple[str, str], EnforcementState] = {}
         """(account_id, bot_id) -> state. Only the view's thread writes it: look keys up
         freely, but iterate over a copy (``dict(view.states)``)."""
+        self.value_blocks: dict[str, dict[tuple[str, str, str], ValueBlock]] = {}
+        """account_id -> (bot_id or ``*``, attribute, value) -> its block. Only the view's
+        thread writes it (it replaces an account's dict rather than changing it)."""
         self.closed = on_disconnect == "closed"
         """True while gateways must refuse AI calls (fail-closed and stale, or not ready)."""
         self._applied = self._ignored = self._invalid = self._deleted = 0
@@ -101,7 +116,7 @@ class ControlView:
                 "logger": logging.getLogger("capstream.gateway.librdkafka"),
                 **(consumer_config or {}),
             },
-            [self.topic],
+            [self.topic, self.value_blocks_topic],
             self._apply,
             name="control-view",
             on_step=self._refresh_closed,
@@ -133,8 +148,9 @@ class ControlView:
 
     @property
     def stats(self) -> ViewStats:
+        blocked = sum(len(b) for b in list(self.value_blocks.values()))
         return ViewStats(
-            len(self.states), self._applied, self._ignored, self._invalid, self._deleted
+            len(self.states), self._applied, self._ignored, self._invalid, self._deleted, blocked
         )
 
     def close(self) -> None:
@@ -155,6 +171,9 @@ class ControlView:
     # -- the reader's thread ---------------------------------------------------------------
 
     def _apply(self, msg: Any) -> None:
+        if msg.topic() == self.value_blocks_topic:
+            self._apply_value_block(msg)
+            return
         value = msg.value()
         if value is None:
             self._tombstone(msg.key())
@@ -183,6 +202,30 @@ class ControlView:
                 self.on_update(state)
             except Exception:
                 log.exception("control view: on_update raised")
+
+    def _apply_value_block(self, msg: Any) -> None:
+        value = msg.value()
+        if value is None:  # not written by capstream (an ended block is ignored instead)
+            return
+        try:
+            block = decode_value_block(value)
+        except DecodeError as exc:
+            self._invalid += 1
+            log.warning(
+                "control view: skipped record %s[%d]@%d: %s",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc,
+            )
+            return
+        now = time.time_ns() // 1_000_000
+        held = self.value_blocks.get(block.account_id, {})
+        # A new dict (gateways read the old one meanwhile), without the ended blocks.
+        blocks = {k: b for k, b in held.items() if b.blocked_until_ms > now}
+        blocks[(block.bot_id, block.attribute, block.value)] = block
+        self.value_blocks[block.account_id] = blocks
+        self._applied += 1
 
     def _tombstone(self, key: bytes | None) -> None:
         text = (key or b"").decode(errors="replace")

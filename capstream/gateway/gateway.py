@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from time import time_ns
 from types import TracebackType
 
-from capstream.core.gate import DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate
+from capstream.core.gate import DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate, value_block_verdict
 from capstream.core.models import (
     ACCOUNT_WIDE_BOT,
     CATEGORY_INDEX,
@@ -39,6 +40,12 @@ class Gateway:
     control topic has not mentioned yet gets its account-wide state, or else ``allow`` with
     ``default_model`` and 3-second batching. Every capped attempt is reported to the
     caphits topic without waiting. Thread-safe.
+
+    ``attributes`` (name -> value: ``end_user``, ``api_key``, ``team``, and ``model`` for a
+    policy counted per model) are checked first against the value blocks of the account
+    (per-attribute policies): a blocked value is ``paused`` (reason
+    ``policy_block:<policy_id>``, ``resumes_at_ms`` the block's end), for its bot or, for an
+    ``account_total`` policy, every bot. An account without value blocks costs one lookup.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class Gateway:
             Action.ALLOW, default_model, FAST_BATCHING_S, None, "no_state_yet", None
         )
         self._states = self.view.states
+        self._value_blocks = self.view.value_blocks
 
     def gate(
         self,
@@ -76,10 +84,22 @@ class Gateway:
         conversation_id: str,
         category: str,
         now: int | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> Verdict:
-        """Decide one AI call of ``category``; ``now`` is epoch milliseconds (default: now)."""
+        """Decide one AI call of ``category``; ``now`` is epoch milliseconds (default: now);
+        ``attributes``: the call's end user, API key, team, model (see the class doc)."""
         if self.view.closed:
             return CONTROL_UNAVAILABLE
+        if attributes:
+            blocks = self._value_blocks.get(account_id)
+            if blocks:
+                if category not in CATEGORY_INDEX:
+                    raise UnknownCategoryError(category)
+                if now is None:
+                    now = time_ns() // 1_000_000
+                blocked = value_block_verdict(blocks, bot_id, attributes, now)
+                if blocked is not None:
+                    return blocked
         states = self._states
         state = states.get((account_id, bot_id)) or states.get((account_id, ACCOUNT_WIDE_BOT))
         if state is None:

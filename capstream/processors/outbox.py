@@ -16,6 +16,7 @@ from capstream.processors.feedrows import feed_key_bytes, feed_record
 from capstream.streams.codecs import codec
 from capstream.streams.control_wire import control_key, encode_state
 from capstream.streams.topics import Topics
+from capstream.streams.value_blocks import encode_value_block, value_block_key
 
 
 class Outgoing(NamedTuple):
@@ -55,10 +56,12 @@ def encode_notification(note: Notification) -> bytes:
 
 
 class Outbox:
-    """An ordered queue of records to produce (control states, notifications, feed rows)."""
+    """An ordered queue of records to produce (control states, value blocks, notifications,
+    feed rows)."""
 
     def __init__(self, topics: Topics) -> None:
         self.control = topics.control
+        self.value_blocks = topics.value_blocks
         self.notifications = topics.notifications
         self.feed = topics.feed
         self.queue: deque[Outgoing] = deque()
@@ -66,11 +69,14 @@ class Outbox:
         self.notes = 0
 
     def add(self, partition: int, effects: Effects, origin_ms: int | None) -> None:
-        """Queue every enforcement state and notification of ``effects``."""
+        """Queue every enforcement state, value block and notification of ``effects``."""
         append = self.queue.append
         for state in effects.enforcement:
             key = control_key(state.account_id, state.bot_id)
             append(Outgoing(self.control, key, encode_state(state), origin_ms, partition))
+        for vb in effects.value_blocks:
+            key = value_block_key(vb.account_id, vb.bot_id, vb.attribute, vb.value)
+            append(Outgoing(self.value_blocks, key, encode_value_block(vb), origin_ms, partition))
         for note in effects.notifications:
             append(
                 Outgoing(

@@ -1,7 +1,7 @@
 """The one drainer of the outbox: hands every queued record to the producer, in order.
 
-Control states, notifications, feed rows, dead letters and rerouted events wait in the one
-ordered :class:`Outbox`; one drain at a time takes everything queued, groups it by
+Control states, value blocks, notifications, feed rows, dead letters and rerouted events wait
+in the one ordered :class:`Outbox`; one drain at a time takes everything queued, groups it by
 destination (topic, partition) in queue order, and hands each group to the producer as
 whole batches (``create_batch`` / ``send_batch``), so a key's versions keep their order on the
 compacted control topic. aiokafka queues a partition's next batch only once its previous one
@@ -60,7 +60,9 @@ class Sender:
         self._wake: asyncio.Event | None = None
         self._producer: Any = None
         self._ready: set[str] = set()
-        self.state_topics = frozenset((topics.control, topics.notifications, topics.feed))
+        self.state_topics = frozenset(
+            (topics.control, topics.value_blocks, topics.notifications, topics.feed)
+        )
 
     def take_sends(self) -> list[asyncio.Future[Any]]:
         sends, self.sends = self.sends, []

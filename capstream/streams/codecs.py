@@ -39,6 +39,7 @@ _ORDER = (
     "DeliveryAttempt",
     "CapGrant",
     "PriceTable",
+    "ValueBlock",
 )
 
 Record = dict[str, Any]

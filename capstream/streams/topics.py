@@ -75,6 +75,12 @@ class Topics:
         return f"{self.prefix}.prices"
 
     @property
+    def value_blocks(self) -> str:
+        """Attribute values blocked by per-attribute policies, per
+        account_id/bot_id/attribute/value (compacted; processors -> gateways)."""
+        return f"{self.prefix}.value-blocks"
+
+    @property
     def gateway_sent(self) -> str:
         """What gateways sent per conversation (fallbacks, throttled replies): shared state."""
         return f"{self.prefix}.gateway-sent"
@@ -110,6 +116,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             settings.control_partitions,
             dict(_COMPACTED),
             "EnforcementState per account_id/bot_id, latest wins",
+        ),
+        TopicSpec(
+            t.value_blocks,
+            settings.control_partitions,
+            dict(_COMPACTED),
+            "ValueBlock per account_id/bot_id/attribute/value, latest wins (an ended block "
+            "stays until a newer one replaces it: readers ignore it)",
         ),
         TopicSpec(t.policies, 1, dict(_COMPACTED), "Policy per account_id/policy_id"),
         TopicSpec(t.tenants, 1, dict(_COMPACTED), "TenantSettings per account_id"),

@@ -14,6 +14,7 @@ from capstream.core.models.decisions import (
     EnforcementState,
     FeedRow,
     Notification,
+    ValueBlock,
     Verdict,
 )
 from capstream.core.models.event import (
@@ -112,6 +113,7 @@ __all__ = [
     "TenantSettings",
     "Throttle",
     "UsageEvent",
+    "ValueBlock",
     "Verdict",
     "forecast_problem",
     "warn_levels",

@@ -202,6 +202,21 @@ class EnforcementState:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueBlock:
+    """One attribute value blocked by a per-attribute policy (``Policy.per``): gateways refuse
+    calls of ``bot_id`` (``*``: every bot of the account, an ``account_total`` policy) whose
+    ``attribute`` (``end_user``, ``api_key``, ``team`` or ``model``) is ``value`` until
+    ``blocked_until_ms``. Made only when a value's block starts (rare: frozen is fine)."""
+
+    account_id: str
+    bot_id: str
+    attribute: str
+    value: str
+    blocked_until_ms: int
+    policy_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class FeedRow:
     """The amber row of one conversation for one local day and category; attempts roll up.
 

@@ -14,6 +14,7 @@ from capstream.gateway.vectors.record_cases import (
     partition_vectors,
 )
 from capstream.gateway.vectors.usage_cases import usage_batch_vectors
+from capstream.gateway.vectors.value_block_cases import value_block_vectors
 
 FILES = (
     "partitions.json",
@@ -23,6 +24,7 @@ FILES = (
     "gate_sequences.json",
     "conversation_sent.json",
     "prices.json",
+    "value_blocks.json",
 )
 DEFAULT_DIR = Path("testdata/vectors")
 
@@ -37,6 +39,7 @@ def generate() -> dict[str, str]:
         "gate_sequences.json": gate_vectors(),
         "conversation_sent.json": conversation_sent_vectors(),
         "prices.json": price_vectors(),
+        "value_blocks.json": value_block_vectors(),
     }
     return {
         name: json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=False) + "\n"

@@ -41,6 +41,7 @@ export const topics = {
   control: (prefix: string): string => `${prefix}.control`,
   caphits: (prefix: string): string => `${prefix}.caphits`,
   gatewaySent: (prefix: string): string => `${prefix}.gateway-sent`,
+  valueBlocks: (prefix: string): string => `${prefix}.value-blocks`,
   prices: (prefix: string): string => `${prefix}.prices`
 }
 

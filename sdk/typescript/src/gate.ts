@@ -8,9 +8,14 @@
  * 3. Otherwise `allow`: the downgrade model until `downgradedUntilMs`, then the premium one;
  *    3-second batching, or 60 s while throttled; throttled, a conversation gets at most one
  *    reply per minute (`replyAtMs` tells when the next one may go).
+ *
+ * Before these, a gateway asks `valueBlockVerdict` when the call names attributes and its
+ * account has value blocks (a per-attribute policy blocked one end user, API key, team or
+ * model): a call of a blocked value is `paused` like a bot's block.
  */
 import { UnknownCategoryError } from './errors.js'
 import {
+  ACCOUNT_WIDE_BOT,
   DEFAULT_PREMIUM_MODEL,
   FAST_BATCHING_S,
   THROTTLED_BATCHING_S,
@@ -18,6 +23,7 @@ import {
   verdict,
   type CapHit,
   type EnforcementState,
+  type ValueBlock,
   type Verdict
 } from './models.js'
 
@@ -79,6 +85,40 @@ export class FallbackLedger {
   get size(): number {
     return this.#sent.size + this.#replies.size
   }
+}
+
+/** A call's attributes (end_user, api_key, team, model), as `record()` takes them. */
+export type Attributes = Readonly<Record<string, string>> | ReadonlyMap<string, string>
+
+/** The key of a value block in its account's map: (bot or `*`, attribute, value). */
+export function valueBlockMapKey(botId: string, attribute: string, value: string): string {
+  return key(botId, attribute, value)
+}
+
+/**
+ * `paused` if one of the call's `attributes` (name -> value; `model` for a policy counted per
+ * model) is blocked at `now` for `botId` or for every bot of its account (`blocks`: the
+ * account's, keyed by `valueBlockMapKey`), else null. Of several blocks the one ending last
+ * answers; the reason names its policy as a bot's block does (`policy_block:<policy_id>`).
+ */
+export function valueBlockVerdict(
+  blocks: ReadonlyMap<string, ValueBlock>,
+  botId: string,
+  attributes: Attributes,
+  now: number
+): Verdict | null {
+  let found: ValueBlock | undefined
+  const pairs = attributes instanceof Map ? attributes : Object.entries(attributes)
+  for (const [attribute, value] of pairs) {
+    for (const bot of [botId, ACCOUNT_WIDE_BOT]) {
+      const b = blocks.get(key(bot, attribute, value))
+      if (b !== undefined && now < b.blockedUntilMs && (found === undefined || b.blockedUntilMs > found.blockedUntilMs)) {
+        found = b
+      }
+    }
+  }
+  if (found === undefined) return null
+  return verdict('paused', null, 0, null, `policy_block:${found.policyId}`, null, null, found.blockedUntilMs)
 }
 
 /** Decide one AI call of `category` in `conversationId` at `now` (epoch ms). */

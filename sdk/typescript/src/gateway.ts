@@ -2,7 +2,7 @@
 import { CapHitReporter } from './capHits.js'
 import { ControlView, type ControlViewOptions, type StateSource } from './controlView.js'
 import { UnknownCategoryError } from './errors.js'
-import { DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate } from './gate.js'
+import { DEFAULT_LEDGER_ENTRIES, FallbackLedger, gate, valueBlockVerdict, type Attributes } from './gate.js'
 import { KafkaLedger } from './ledger.js'
 import {
   ACCOUNT_WIDE_BOT,
@@ -12,8 +12,10 @@ import {
   verdict,
   type CapHit,
   type EnforcementState,
+  type ValueBlock,
   type Verdict
 } from './models.js'
+import { ValueBlockView, valueBlockMaps, type ValueBlockSource } from './valueBlocks.js'
 
 /** The verdict of a fail-closed gateway whose control view is stale (or not ready yet). */
 export const CONTROL_UNAVAILABLE: Verdict = Object.freeze(
@@ -27,6 +29,13 @@ export interface GatewayOptions extends ControlViewOptions {
   ledgerEntries?: number
   /** Read states from here instead of a new ControlView. */
   view?: StateSource
+  /**
+   * Read value blocks from here instead of a new ValueBlockView (the value-blocks topic);
+   * given `view` and not this, the gateway holds no value blocks.
+   */
+  valueBlocks?: ValueBlockSource
+  /** The value-blocks topic (default `<prefix>.value-blocks`). */
+  valueBlocksTopic?: string
   /** Report capped attempts here instead of a new CapHitReporter. */
   reporter?: Pick<CapHitReporter, 'report' | 'close'>
   /**
@@ -70,6 +79,12 @@ class FixedStates implements StateSource {
  * (a policy block; or `control_unavailable` when failing closed). A bot the control topic
  * has not mentioned gets its account-wide state, else `allow` with `defaultModel` and
  * 3-second batching. Every capped attempt goes to the caphits topic without waiting.
+ *
+ * `attributes` (name -> value: `end_user`, `api_key`, `team`, and `model` for a policy
+ * counted per model) are checked first against the account's value blocks (per-attribute
+ * policies): a blocked value is `paused` (reason `policy_block:<policy_id>`, `resumesAtMs` the
+ * block's end), for its bot or, for an `account_total` policy, every bot. An account without
+ * value blocks costs one map lookup.
  */
 export class Gateway {
   readonly view: StateSource
@@ -78,9 +93,13 @@ export class Gateway {
   readonly #report: (hit: CapHit) => unknown
   readonly #reporter: Pick<CapHitReporter, 'report' | 'close'> | undefined
   readonly #states: Map<string, Map<string, EnforcementState>> | undefined
+  readonly valueBlocks: ValueBlockSource | undefined
+  readonly #valueBlocks: ReadonlyMap<string, ReadonlyMap<string, ValueBlock>>
 
   constructor(options: GatewayOptions = {}) {
     this.view = options.view ?? new ControlView(options)
+    this.valueBlocks = options.valueBlocks ?? (options.view === undefined ? new ValueBlockView(options) : undefined)
+    this.#valueBlocks = this.valueBlocks?.valueBlocks ?? new Map()
     this.#reporter = options.reporter ?? new CapHitReporter(options)
     const reporter = this.#reporter
     this.#report = hit => reporter.report(hit)
@@ -103,21 +122,47 @@ export class Gateway {
   /** A gateway over fixed states, without Kafka: cap hits go to `onCapHit`. */
   static fromStates(
     states: Iterable<EnforcementState>,
-    options: { defaultModel?: string; ledgerEntries?: number; onCapHit?: (hit: CapHit) => void } = {}
+    options: {
+      defaultModel?: string
+      ledgerEntries?: number
+      onCapHit?: (hit: CapHit) => void
+      /** Value blocks in order (the latest record of a key wins). */
+      valueBlocks?: Iterable<ValueBlock>
+    } = {}
   ): Gateway {
     const onCapHit = options.onCapHit ?? (() => undefined)
+    const valueBlocks = valueBlockMaps(options.valueBlocks ?? [])
     return new Gateway({
       ...options,
       shareLedger: false,
       view: new FixedStates(states),
+      valueBlocks: { valueBlocks, ready: true, close: async () => undefined },
       reporter: { report: (hit: CapHit) => (onCapHit(hit), true), close: async () => 0 }
     })
   }
 
-  /** Decide one AI call of `category`; `now` is epoch milliseconds (default: now). */
-  gate(accountId: string, botId: string, conversationId: string, category: string, now?: number): Verdict {
+  /**
+   * Decide one AI call of `category`; `now` is epoch milliseconds (default: now);
+   * `attributes`: the call's end user, API key, team, model (see the class doc).
+   */
+  gate(
+    accountId: string,
+    botId: string,
+    conversationId: string,
+    category: string,
+    now?: number,
+    attributes?: Attributes
+  ): Verdict {
     const view = this.view
     if (view.closed) return CONTROL_UNAVAILABLE
+    if (attributes !== undefined) {
+      const blocks = this.#valueBlocks.get(accountId)
+      if (blocks !== undefined && blocks.size > 0) {
+        if (!isCategory(category)) throw new UnknownCategoryError(category)
+        const blocked = valueBlockVerdict(blocks, botId, attributes, now ?? Date.now())
+        if (blocked !== null) return blocked
+      }
+    }
     let state: EnforcementState | undefined
     const states = this.#states
     if (states !== undefined) {
@@ -144,7 +189,9 @@ export class Gateway {
 
   get ready(): boolean {
     const ledger = this.ledger
-    return this.view.ready && (!(ledger instanceof KafkaLedger) || ledger.ready)
+    return (
+      this.view.ready && (this.valueBlocks?.ready ?? true) && (!(ledger instanceof KafkaLedger) || ledger.ready)
+    )
   }
 
   /**
@@ -156,6 +203,10 @@ export class Gateway {
     const deadline = performance.now() + timeoutMs
     const ready = view instanceof ControlView ? await view.waitReady(timeoutMs) : view.ready
     if (!ready) return false
+    const blocks = this.valueBlocks
+    if (blocks instanceof ValueBlockView && !(await blocks.waitReady(Math.max(0, deadline - performance.now())))) {
+      return false
+    }
     const ledger = this.ledger
     if (!(ledger instanceof KafkaLedger)) return true
     return ledger.waitReady(Math.max(0, deadline - performance.now()))
@@ -168,6 +219,7 @@ export class Gateway {
   /** Stop following the control topic, deliver the pending cap hits and what it sent. */
   async close(): Promise<void> {
     await this.view.close()
+    await this.valueBlocks?.close()
     await this.#reporter?.close()
     if (this.ledger instanceof KafkaLedger) await this.ledger.close()
   }

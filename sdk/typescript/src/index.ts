@@ -16,7 +16,16 @@ export {
 } from './controlView.js'
 export { Gateway, CONTROL_UNAVAILABLE, type GatewayOptions } from './gateway.js'
 export { CapHitReporter, type CapHitReporterOptions, type ReporterStats } from './capHits.js'
-export { gate, FallbackLedger, REPLY_SPACING_MS, DEFAULT_LEDGER_ENTRIES } from './gate.js'
+export {
+  gate,
+  valueBlockVerdict,
+  valueBlockMapKey,
+  FallbackLedger,
+  REPLY_SPACING_MS,
+  DEFAULT_LEDGER_ENTRIES,
+  type Attributes
+} from './gate.js'
+export { ValueBlockView, valueBlockMaps, type ValueBlockSource, type ValueBlockViewOptions } from './valueBlocks.js'
 export {
   ACCOUNT_WIDE_BOT,
   CATEGORIES,
@@ -29,6 +38,7 @@ export {
   type CapStatus,
   type Category,
   type EnforcementStateFields,
+  type ValueBlock,
   type Verdict
 } from './models.js'
 export { KafkaLedger, expiresAt, type KafkaLedgerOptions, type LedgerStats } from './ledger.js'
@@ -66,12 +76,14 @@ export {
   controlKey,
   decodeConversationSent,
   decodeState,
+  decodeValueBlock,
   encodeBatch,
   encodeConversationSent,
   encodeCapHit,
   encodeEvent,
   encodeState,
   sentKey,
+  valueBlockKey,
   type ConversationSent,
   type SentKind,
   type UsageEvent

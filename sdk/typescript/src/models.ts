@@ -70,6 +70,20 @@ export interface CapStatus {
   readonly resumesAtMs: number
 }
 
+/**
+ * One attribute value blocked by a per-attribute policy (the value-blocks topic's value):
+ * gateways refuse calls of `botId` (`*`: every bot of the account) whose `attribute`
+ * (`end_user`, `api_key`, `team` or `model`) is `value` until `blockedUntilMs`.
+ */
+export interface ValueBlock {
+  readonly accountId: string
+  readonly botId: string
+  readonly attribute: string
+  readonly value: string
+  readonly blockedUntilMs: number
+  readonly policyId: string
+}
+
 /** The fields of a bot's enforcement state (the control topic's value). */
 export interface EnforcementStateFields {
   accountId: string

@@ -14,7 +14,8 @@ import {
   type CapHit,
   type CapStatus,
   type Category,
-  type EnforcementStateFields
+  type EnforcementStateFields,
+  type ValueBlock
 } from './models.js'
 import {
   DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -36,7 +37,8 @@ export const FINGERPRINTS = {
   UsageBatch: fromHex('5e9086849169f487'),
   EnforcementState: fromHex('c66475cfff0a7054'),
   CapHit: fromHex('27a692b42f8534ed'),
-  ConversationSent: fromHex('7cc362b3b69a0d08')
+  ConversationSent: fromHex('7cc362b3b69a0d08'),
+  ValueBlock: fromHex('b9697a3265058b26')
 } as const
 
 function header(fingerprint: Buffer): Buffer {
@@ -457,4 +459,28 @@ export function sentKey(sent: Pick<ConversationSent, 'kind' | 'accountId' | 'bot
   const parts = [sent.kind, sent.accountId, sent.botId, sent.conversationId]
   if (sent.periodKey) parts.push(sent.periodKey)
   return Buffer.from(parts.join('/'), 'utf8')
+}
+
+/** Decode a value-blocks topic value (Python's `decode_value_block`, the same reasons). */
+export function decodeValueBlock(raw: Uint8Array | null | undefined): ValueBlock {
+  const value = checkHeader(raw, 'ValueBlock')
+  const r = new Reader(value, HEADER_BYTES, 'ValueBlock')
+  const block: ValueBlock = Object.freeze({
+    accountId: r.string(),
+    botId: r.string(),
+    attribute: r.string(),
+    value: r.string(),
+    blockedUntilMs: r.long(),
+    policyId: r.string()
+  })
+  if (!block.accountId || !block.botId || !block.attribute || !block.value) {
+    throw invalid('a ValueBlock needs an account_id, a bot_id, an attribute and a value')
+  }
+  if (block.blockedUntilMs < 0) throw invalid("a ValueBlock's blocked_until_ms is negative")
+  return block
+}
+
+/** The value-blocks topic key: `account_id/bot_id/attribute/value`. */
+export function valueBlockKey(b: Pick<ValueBlock, 'accountId' | 'botId' | 'attribute' | 'value'>): Buffer {
+  return Buffer.from(`${b.accountId}/${b.botId}/${b.attribute}/${b.value}`, 'utf8')
 }

@@ -4,7 +4,7 @@
  * test_typescript_sdk.py): the broker and the Python worker run there, the SDK here.
  *
  * Commands: {"op": "record", "events": [...]}, {"op": "flush"}, {"op": "gate", "calls":
- * [[account, bot, conversation, category, now?], ...]}, {"op": "ready"}, {"op": "states"},
+ * [[account, bot, conversation, category, now?, attributes?], ...]}, {"op": "ready"}, {"op": "states"},
  * {"op": "stats"}, {"op": "ledger", "fallbacks": [[account, bot, conversation, period], ...],
  * "replies": [[account, bot, conversation], ...]}, {"op": "priced", "events": [...]} (recorded
  * by a second recorder whose KafkaPriceBook reads the prices topic), {"op": "close"}. Configuration from
@@ -45,9 +45,9 @@ async function handle(cmd: Record<string, any>): Promise<unknown> {
       return { ready: await gateway.waitReady(cmd['timeout_ms'] ?? 30_000) }
     case 'gate':
       return {
-        verdicts: cmd['calls'].map((c: [string, string, string, string, number?]) => {
+        verdicts: cmd['calls'].map((c: [string, string, string, string, (number | null)?, Record<string, string>?]) => {
           try {
-            return verdictJson(gateway.gate(c[0], c[1], c[2], c[3], c[4]) as Verdict)
+            return verdictJson(gateway.gate(c[0], c[1], c[2], c[3], c[4] ?? undefined, c[5]) as Verdict)
           } catch (err) {
             return { error: (err as Error).name }
           }

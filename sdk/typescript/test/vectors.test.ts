@@ -5,12 +5,14 @@ import {
   FINGERPRINTS,
   decodeConversationSent,
   decodeState,
+  decodeValueBlock,
   encodeBatch,
   encodeCapHit,
   encodeConversationSent,
   encodeEvent,
   encodeState,
   sentKey,
+  valueBlockKey,
   type ConversationSent
 } from '../src/wire.js'
 import { expiresAt } from '../src/ledger.js'
@@ -185,6 +187,59 @@ test('the gateway answers every gate sequence like the Python core', () => {
     assert.equal(reported.length, hits, seq.name)
   }
   assert.deepEqual([...actions].sort(), ['allow', 'fallback', 'paused', 'skip'])
+})
+
+test('value blocks decode to the vector blocks with the same key; bad ones are refused with the Python reason', () => {
+  const doc = load('value_blocks.json')
+  assert.equal(FINGERPRINTS.ValueBlock.toString('hex'), doc.fingerprint_hex)
+  for (const c of doc.records) {
+    const b = decodeValueBlock(Buffer.from(c.hex, 'hex'))
+    assert.deepEqual(
+      {
+        account_id: b.accountId,
+        bot_id: b.botId,
+        attribute: b.attribute,
+        value: b.value,
+        blocked_until_ms: b.blockedUntilMs,
+        policy_id: b.policyId
+      },
+      c.block
+    )
+    assert.equal(valueBlockKey(b).toString('utf8'), c.key)
+  }
+  assert.ok(doc.bad.length >= 8)
+  for (const c of doc.bad) {
+    assert.throws(
+      () => decodeValueBlock(Buffer.from(c.hex, 'hex')),
+      (err: unknown) => err instanceof DecodeError && err.reason === c.reason,
+      c.name
+    )
+  }
+})
+
+test('the gateway refuses blocked attribute values like the Python gateway', () => {
+  const doc = load('value_blocks.json')
+  let paused = 0
+  for (const seq of doc.sequences) {
+    const states = seq.states.map((s: { hex: string }) => decodeState(Buffer.from(s.hex, 'hex')))
+    const valueBlocks = seq.blocks.map((hex: string) => decodeValueBlock(Buffer.from(hex, 'hex')))
+    const gateway = Gateway.fromStates(states, { valueBlocks })
+    seq.steps.forEach((step: Record<string, any>, i: number) => {
+      const call = [step.account_id, step.bot_id, step.conversation_id, step.category] as const
+      const attributes = Object.fromEntries(step.attributes as [string, string][])
+      if ('error' in step.verdict) {
+        assert.throws(
+          () => gateway.gate(...call, step.now, attributes),
+          (err: unknown) => err instanceof UnknownCategoryError && err.message === step.verdict.message
+        )
+        return
+      }
+      const got = verdictJson(gateway.gate(...call, step.now, attributes))
+      assert.deepEqual(got, step.verdict, `${seq.name}: step ${i} ${call.join(' ')} at ${step.now}`)
+      if (typeof got.reason === 'string' && got.reason.startsWith('policy_block:')) paused++
+    })
+  }
+  assert.ok(paused >= 5)
 })
 
 test('the recorder derives conversationStarted like the Python recorder', async () => {

@@ -207,3 +207,24 @@ def test_sparse_and_full_windows_both_round_trip_and_corrupt_counters_are_refuse
     assert back.scoped["pu\x1fend_user\x1fbot-1\x1frare"].ring.total == 100
     with pytest.raises(StateFormatError):
         AccountUsage.from_bytes(raw[:-8])
+
+
+def test_a_value_whose_block_starts_is_in_the_effects_for_gateways_and_no_other_value() -> None:
+    h = Harness(policies=[per_user(), per_user("pt", scope="account_total", per="team")])
+    for i in range(9):  # alice and bob 900 each: no block, no value block in any effects
+        h.send(uev(2 * i, T0 + i * MIN, user="alice", team="red"))
+        assert h.send(uev(2 * i + 1, T0 + i * MIN, user="bob")).value_blocks == ()
+    eff = h.send(uev(100, T0 + 10 * MIN, user="alice"))  # alice 1,000; team red 1,000
+    (vb,) = eff.value_blocks
+    assert (vb.account_id, vb.bot_id, vb.attribute, vb.value, vb.policy_id) == (
+        ACC, "bot-1", "end_user", "alice", "pu",
+    )  # fmt: skip
+    assert vb.blocked_until_ms == T0 + 10 * MIN + 600_000
+    (alert,) = eff.notifications  # says that gateways given the end user refuse it
+    assert "Gateways refuse its calls until then when given the call's end_user" in alert.body
+    assert h.send(uev(101, T0 + 11 * MIN, user="alice")).value_blocks == ()  # already blocked
+    eff = h.send(uev(102, T0 + 11 * MIN, user="carol", team="red"))  # red over every bot
+    (team,) = eff.value_blocks
+    assert (team.bot_id, team.attribute, team.value, team.policy_id) == ("*", "team", "red", "pt")
+    late = T0 + 10 * MIN + 600_000  # alice's block ended: her next crossing blocks her again
+    assert h.send(uev(103, late, user="alice")).value_blocks[0].blocked_until_ms == late + 600_000

@@ -9,7 +9,7 @@ import pytest
 
 from capstream.core.gate import FallbackLedger
 from capstream.core.gate import gate as core_gate
-from capstream.core.models import Action, CapHit, CapStatus, EnforcementState
+from capstream.core.models import Action, CapHit, CapStatus, EnforcementState, ValueBlock
 from capstream.errors import CapstreamError
 from capstream.gateway import CONTROL_UNAVAILABLE, Gateway, UnknownCategoryError
 
@@ -20,6 +20,7 @@ TOMORROW = NOW + 10 * 3_600_000
 class FakeView:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], EnforcementState] = {}
+        self.value_blocks: dict[str, dict[tuple[str, str, str], ValueBlock]] = {}
         self.closed = False
         self.ready = True
         self.staleness_s = 0.0

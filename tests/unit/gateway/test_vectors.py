@@ -24,7 +24,7 @@ from capstream.core.limits import (
     MAX_TOKENS,
     MIN_OCCURRED_AT_MS,
 )
-from capstream.core.models import CapHit, EnforcementState
+from capstream.core.models import CapHit, EnforcementState, ValueBlock
 from capstream.errors import DecodeError
 from capstream.gateway import (
     Gateway,
@@ -36,6 +36,7 @@ from capstream.gateway import (
 from capstream.gateway.ledger import expires_at, sent_key
 from capstream.gateway.recorder import DEFAULT_CONVERSATIONS_TRACKED
 from capstream.gateway.vectors import FILES, generate, stale, write
+from capstream.gateway.vectors.value_block_cases import block_json
 from capstream.gateway.wire import encode_batch_texts, encode_event
 from capstream.streams.caphit_wire import encode_cap_hit
 from capstream.streams.codecs import codec
@@ -43,6 +44,7 @@ from capstream.streams.control_wire import decode_state, encode_state, state_to_
 from capstream.streams.partitioner import murmur2, partition_for
 from capstream.streams.settings import Settings
 from capstream.streams.usage_wire import encode_batch
+from capstream.streams.value_blocks import decode_value_block, value_block_key
 
 VECTORS = Path(__file__).resolve().parents[3] / "testdata" / "vectors"
 
@@ -211,8 +213,11 @@ def test_what_gateways_sent_is_the_conversation_sent_of_the_vectors() -> None:
 class _View:
     closed = False
 
-    def __init__(self, states: list[EnforcementState]) -> None:
+    def __init__(self, states: list[EnforcementState], blocks: tuple[ValueBlock, ...] = ()) -> None:
         self.states = {(s.account_id, s.bot_id): s for s in states}
+        self.value_blocks: dict[str, dict[tuple[str, str, str], ValueBlock]] = {}
+        for b in blocks:  # in order: the latest record of a key wins
+            self.value_blocks.setdefault(b.account_id, {})[(b.bot_id, b.attribute, b.value)] = b
 
 
 class _Reporter:
@@ -280,6 +285,45 @@ def test_the_gateway_answers_every_gate_sequence_like_the_vectors() -> None:
             hits += got["cap_hit"] is not None
         assert len(reporter.hits) == hits, seq["name"]  # every capped attempt is reported
     assert actions == {"allow", "fallback", "skip", "paused"}
+
+
+def test_value_block_records_decode_like_the_vectors_and_bad_ones_are_refused() -> None:
+    doc = load("value_blocks.json")
+    assert codec("ValueBlock").fingerprint.hex() == doc["fingerprint_hex"]
+    for case in doc["records"]:
+        b = decode_value_block(bytes.fromhex(case["hex"]))
+        assert block_json(b) == case["block"]
+        assert value_block_key(b.account_id, b.bot_id, b.attribute, b.value).decode() == case["key"]
+    for case in doc["bad"]:
+        with pytest.raises(DecodeError) as info:
+            decode_value_block(bytes.fromhex(case["hex"]))
+        assert info.value.reason == case["reason"], case["name"]
+
+
+def test_the_gateway_refuses_blocked_values_like_the_vectors() -> None:
+    doc = load("value_blocks.json")
+    paused = 0
+    for seq in doc["sequences"]:
+        states = [decode_state(bytes.fromhex(s["hex"])) for s in seq["states"]]
+        blocks = [decode_value_block(bytes.fromhex(h)) for h in seq["blocks"]]
+        gateway = Gateway(
+            Settings(kafka_bootstrap="127.0.0.1:1"),
+            view=_View(states, tuple(blocks)),  # type: ignore[arg-type]
+            reporter=_Reporter(),  # type: ignore[arg-type]
+            share_ledger=False,
+        )
+        for i, step in enumerate(seq["steps"]):
+            call = (step["account_id"], step["bot_id"], step["conversation_id"], step["category"])
+            attributes = dict(step["attributes"])
+            if "error" in step["verdict"]:
+                with pytest.raises(UnknownCategoryError) as info:
+                    gateway.gate(*call, step["now"], attributes=attributes)
+                assert str(info.value) == step["verdict"]["message"]
+                continue
+            got = verdict_json(gateway.gate(*call, step["now"], attributes=attributes))
+            assert got == step["verdict"], f"{seq['name']}: step {i} {call} at {step['now']}"
+            paused += got["reason"] is not None and got["reason"].startswith("policy_block:")
+    assert paused >= 5
 
 
 def test_the_vectors_command_writes_then_checks_and_names_stale_files(tmp_path: Path) -> None:

@@ -11,12 +11,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from capstream.core import Effects, EnforcementState
+from capstream.core.models import ValueBlock
 from capstream.processors.dlq import DeadLetters
 from capstream.processors.metrics import Metrics
 from capstream.processors.outbox import Outbox
 from capstream.processors.sender import Sender
 from capstream.streams.partitioner import kafka_partitioner
 from capstream.streams.topics import Topics
+from capstream.streams.value_blocks import decode_value_block
 
 TOPICS = Topics("t")
 
@@ -220,3 +222,27 @@ def test_the_drain_task_sends_what_the_agents_queue_without_them_waiting() -> No
 
 def run(coro: Any) -> None:
     asyncio.run(coro)
+
+
+def test_value_blocks_go_to_their_topic_keyed_by_value_in_the_order_the_core_made_them() -> None:
+    async def scenario() -> None:
+        producer = FakeProducer()
+        sender, outbox = sender_with(producer)
+        first = ValueBlock("acct", "b1", "end_user", "alice/x", 1_790_000_600_000, "pu")
+        again = ValueBlock("acct", "b1", "end_user", "alice/x", 1_790_001_800_000, "pu")
+        team = ValueBlock("acct", "*", "team", "red", 1_790_000_600_000, "pt")
+        outbox.add(0, Effects(value_blocks=(first, team)), 1_790_000_000_000)
+        outbox.add(0, Effects(value_blocks=(again,)), 1_790_001_200_000)
+        assert bool(Effects(value_blocks=(first,)))  # a value block alone is an effect
+        await sender.drain()
+        key = b"acct/b1/end_user/alice/x"
+        p = kafka_partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
+        blocks = [decode_value_block(v) for k, v in producer.records(TOPICS.value_blocks, p)
+                  if k == key]  # fmt: skip
+        assert blocks == [first, again]
+        tp = kafka_partitioner(b"acct/*/team/red", [0, 1, 2, 3], [0, 1, 2, 3])
+        assert [decode_value_block(v) for _, v in producer.records(TOPICS.value_blocks, tp)
+                if _ == b"acct/*/team/red"] == [team]  # fmt: skip
+        assert producer.records(TOPICS.control, p) == []
+
+    run(scenario())

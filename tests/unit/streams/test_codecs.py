@@ -27,6 +27,7 @@ from capstream.streams.records import (
     UsageBatchRecord,
     UsageEventRecord,
 )
+from capstream.streams.value_blocks import ValueBlockRecord
 
 ids = st.text(min_size=1, max_size=20)
 counts = st.integers(min_value=0, max_value=2**40)
@@ -137,6 +138,14 @@ SAMPLES = [
         error="e",
         raw_value=b"\x00\xff",
         at_ms=4,
+    ),
+    ValueBlockRecord(
+        account_id="a",
+        bot_id="*",
+        attribute="end_user",
+        value="alice/1",
+        blocked_until_ms=1_790_000_600_000,
+        policy_id="p",
     ),
 ]
 

@@ -17,8 +17,8 @@ from confluent_kafka import KafkaError
 
 from capstream.api.errors import UnavailableError
 from capstream.api.view import TopicView
-from capstream.core.models import EnforcementState
-from capstream.gateway import ControlView
+from capstream.core.models import EnforcementState, ValueBlock
+from capstream.gateway import ControlView, Gateway
 from capstream.processors.catalog import Catalog
 from capstream.processors.catalog_reader import CatalogReader
 from capstream.processors.metrics import Metrics
@@ -26,6 +26,7 @@ from capstream.streams.compacted import CompactedReader
 from capstream.streams.control_wire import control_key, encode_state
 from capstream.streams.records import BotResumeRecord
 from capstream.streams.settings import Settings
+from capstream.streams.value_blocks import encode_value_block, value_block_key
 
 SETTINGS = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t")
 
@@ -199,14 +200,38 @@ def test_the_control_view_reads_through_the_injected_consumer() -> None:
         (control_key("acct-1", "bot-2"), encode_state(_state("bot-2", 1))),
         (control_key("acct-1", "bot-2"), None),  # tombstone
     ]
-    broker = Broker({"t.control": [records]})
+    broker = Broker({"t.control": [records], "t.value-blocks": [[]]})
     with ControlView(SETTINGS, consumer=broker.consumer) as view:
         assert view.wait_ready(5)
         assert view.get("acct-1", "bot-1") is not None
         assert view.get("acct-1", "bot-1").version == 2  # type: ignore[union-attr]
         assert view.get("acct-1", "bot-2") is None
-        assert view.stats[1:] == (2, 1, 0, 1)  # applied, ignored, invalid, deleted
+        assert view.stats[1:] == (2, 1, 0, 1, 0)  # applied, ignored, invalid, deleted, blocks
         assert view.staleness_s == 0.0
+
+
+def test_the_control_view_reads_value_blocks_and_a_gateway_refuses_only_that_value() -> None:
+    now = int(time.time() * 1000)
+    ended = ValueBlock("acct-1", "bot-1", "end_user", "carol", now - 1, "pu")
+    alice = ValueBlock("acct-1", "bot-1", "end_user", "alice", now + 600_000, "pu")
+
+    def rec(b: ValueBlock) -> tuple[bytes, bytes]:
+        return value_block_key(b.account_id, b.bot_id, b.attribute, b.value), encode_value_block(b)
+
+    blocks = [rec(ended), rec(alice), (b"x", b"not avro")]
+    broker = Broker({"t.control": [[]], "t.value-blocks": [blocks, []]})
+    view = ControlView(SETTINGS, consumer=broker.consumer)
+    with Gateway(SETTINGS, view=view, reporter=SimpleNamespace(close=lambda: None),  # type: ignore[arg-type]
+                 share_ledger=False) as gateway:  # fmt: skip
+        assert view.wait_ready(5)
+        assert view.value_blocks == {"acct-1": {("bot-1", "end_user", "alice"): alice}}
+        assert view.stats.invalid == 1 and view.stats.value_blocks == 1  # the ended one dropped
+        refused = gateway.gate("acct-1", "bot-1", "c1", "text", attributes={"end_user": "alice"})
+        assert (refused.action, refused.reason) == ("paused", "policy_block:pu")
+        assert refused.resumes_at_ms == alice.blocked_until_ms
+        bob = gateway.gate("acct-1", "bot-1", "c1", "text", attributes={"end_user": "bob"})
+        carol = gateway.gate("acct-1", "bot-1", "c1", "text", attributes={"end_user": "carol"})
+        assert bob.action == carol.action == "allow"
 
 
 def test_the_api_view_names_a_missing_topic_at_start() -> None:
