@@ -181,14 +181,7 @@ class ControlView:
         try:
             state = decode_state(value)
         except DecodeError as exc:
-            self._invalid += 1
-            log.warning(
-                "control view: skipped record %s[%d]@%d: %s",
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                exc,
-            )
+            self._skip(msg, exc)
             return
         key = (state.account_id, state.bot_id)
         held = self.states.get(key)
@@ -203,6 +196,13 @@ class ControlView:
             except Exception:
                 log.exception("control view: on_update raised")
 
+    def _skip(self, msg: Any, exc: DecodeError) -> None:
+        self._invalid += 1
+        log.warning(
+            "control view: skipped record %s[%d]@%d: %s",
+            msg.topic(), msg.partition(), msg.offset(), exc,
+        )  # fmt: skip
+
     def _apply_value_block(self, msg: Any) -> None:
         value = msg.value()
         if value is None:  # not written by capstream (an ended block is ignored instead)
@@ -210,14 +210,7 @@ class ControlView:
         try:
             block = decode_value_block(value)
         except DecodeError as exc:
-            self._invalid += 1
-            log.warning(
-                "control view: skipped record %s[%d]@%d: %s",
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                exc,
-            )
+            self._skip(msg, exc)
             return
         now = time.time_ns() // 1_000_000
         held = self.value_blocks.get(block.account_id, {})
