@@ -8,7 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from admin_api import ADMIN
+from fastapi.testclient import TestClient
 
+from capstream.api.app import create_app
+from capstream.api.keys import AdminKey, hash_secret
 from capstream.streams.local_kafka import LocalKafka, free_port
 from capstream.streams.settings import Settings
 from capstream.streams.topics import create_topics
@@ -57,3 +61,19 @@ def topics(settings: Settings) -> Settings:
 @pytest.fixture
 def group_id() -> Callable[[], str]:
     return lambda: f"g-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """A fresh deployment: its own topic prefix, 2 usage partitions, every topic created."""
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:12]}",
+                        data_dir=tmp_path / "w1", usage_partitions=2)  # fmt: skip
+    create_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def api(deployment: Settings) -> Iterator[TestClient]:
+    """The API on ``deployment``, with the admin key ``admin_api.ADMIN``."""
+    with TestClient(create_app(deployment, admin=AdminKey(hash_secret(ADMIN)))) as client:
+        yield client

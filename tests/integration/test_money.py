@@ -7,36 +7,16 @@ resumes. Real broker, real worker process."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
+from admin_api import ADMIN
 from fastapi.testclient import TestClient
 from test_worker_harness import ControlLog, WorkerProcess, wait_for
 
-from capstream.api.app import create_app
-from capstream.api.keys import AdminKey, hash_secret
 from capstream.gateway import KafkaPriceBook, UsageRecorder
 from capstream.streams.settings import Settings
-from capstream.streams.topics import create_topics
 
-ADMIN = "csa_" + "money-integration-admin-key-" * 2
 CATALOG = "capstream_processor_catalog_records_total"
 M = 1_000_000
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:12]}",
-                        data_dir=tmp_path / "w1", usage_partitions=2)  # fmt: skip
-    create_topics(settings)
-    return settings
-
-
-@pytest.fixture
-def api(deployment: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(deployment, admin=AdminKey(hash_secret(ADMIN)))) as client:
-        yield client
 
 
 def call(rec: UsageRecorder, model: str = "gpt-4o") -> None:

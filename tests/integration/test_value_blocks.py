@@ -7,38 +7,20 @@ Real broker, real worker process, the TypeScript SDK in a node process."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from admin_api import ADMIN
 from fastapi.testclient import TestClient
 from test_typescript_sdk import Driver, ts_sdk  # noqa: F401 (ts_sdk: a fixture)
 from test_worker_harness import TopicLog, WorkerProcess, wait_for
 
-from capstream.api.app import create_app
-from capstream.api.keys import AdminKey, hash_secret
 from capstream.core.models import ValueBlock
 from capstream.gateway import Gateway, UsageRecorder
 from capstream.streams.settings import Settings
-from capstream.streams.topics import Topics, create_topics
+from capstream.streams.topics import Topics
 from capstream.streams.value_blocks import decode_value_block
 
-ADMIN = "csa_" + "value-block-integration-admin-" * 2
 CATALOG = "capstream_processor_catalog_records_total"
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:12]}",
-                        data_dir=tmp_path / "w1", usage_partitions=2)  # fmt: skip
-    create_topics(settings)
-    return settings
-
-
-@pytest.fixture
-def api(deployment: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(deployment, admin=AdminKey(hash_secret(ADMIN)))) as client:
-        yield client
 
 
 def use(rec: UsageRecorder, user: str, tokens: int) -> None:
