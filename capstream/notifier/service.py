@@ -285,12 +285,12 @@ def _commit(consumer: Any) -> None:
     """Commit the consumed offsets, without waiting for the broker's answer.
 
     Asynchronous: a synchronous commit could hang the notifier for good (the chaos run at
-    load: consumption stopped 7 minutes before the end, 7,475 of 32,515 alerts received, the
-    consumer thread never back from a commit; confluent-kafka-python issue #1801 reports the
-    same). The answer comes to :meth:`Notifier._committed` from the next ``consume``. A
-    retriable error (the group's coordinator moving or loading, the broker restarting, a
-    rebalance) is logged and left to the next commit, which covers these offsets too: they
-    are in the sent-log already, and a replay of them after a rebalance is dropped there.
+    load: consumption stopped for good a minute in, 7,475 of 32,515 alerts received while
+    deliveries went on, which fits a commit that never returned; confluent-kafka-python issue
+    #1801 reports such hangs). The answer comes to :meth:`Notifier._committed` from the next
+    ``consume``. A retriable error (the group's coordinator moving or loading, the broker
+    restarting, a rebalance) is logged and left to the next commit, which covers these
+    offsets too: they are in the sent-log already, and a replay of them is dropped there.
     Stopping there interrupted deliveries in flight (found by the chaos run's broker bounce:
     ``NOT_COORDINATOR``, then ``COORDINATOR_LOAD_IN_PROGRESS``, which librdkafka reports
     without its retriable flag, so the codes are named). A fatal error stops the notifier."""
