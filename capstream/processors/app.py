@@ -68,7 +68,7 @@ class Processors:
         membership: only then is state processed and written (see ``fencing``)."""
         self._owned_since = 0.0
         self.app = faust_app.make_app(settings, options)
-        self.in_order = InOrder(self.app)
+        self.in_order = InOrder(self.app, (self.topics.usage, self.topics.caphits))
         self.sender = Sender(
             self.app, self.topics, self.outbox, self.dead_letters, self.metrics, self,
             live=not options.event_time,
@@ -328,7 +328,7 @@ class Processors:
             self.flusher.new_ownership()
             # Each partition is taken from its committed offset on (see ``ordering``).
             await self.app.consumer.perform_seek()
-            self.in_order.restart()
+            await self.in_order.restart()
             if not faust_app.restored(self.app, self.topics.usage):
                 return  # overtaken while it sought
         loaded = []
