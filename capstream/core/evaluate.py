@@ -25,7 +25,7 @@ from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEGORY_INDEX, NEVER
 from capstream.core.notifications import downgrade_changed, throttle_engaged
-from capstream.core.policies import fire, mute
+from capstream.core.policies import fire, mute, unmute
 from capstream.core.recompute import apply_clock, changed, decide_all, new_bot
 from capstream.core.scopes import count_scoped
 from capstream.core.series import (
@@ -48,7 +48,6 @@ from capstream.core.state import (
     collect_effects,
     deadline,
     derive_all,
-    unmute_all,
 )
 from capstream.core.usage_base import UsageBase
 
@@ -143,8 +142,6 @@ def evaluate(
     elif not acct_fresh:
         return state, collect_effects(states, notes, duplicate=True, view=state.view)
 
-    if not state.quiet_from_ms <= now < state.quiet_until_ms:
-        unmute_all(state)  # a quiet policy's alert window or block may have ended
     view = state.view
     assert view is not None
     t = event.occurred_at_ms
@@ -161,6 +158,8 @@ def evaluate(
     parts = ((acct, bot) if bot_fresh else (acct,)) if acct_fresh else (bot,)
     for usage in parts:
         is_acct = usage is acct
+        if usage.quiet and not usage.quiet_from_ms <= now < usage.quiet_until_ms:
+            unmute(usage)  # a quiet policy's alert window or block may have ended
         if now >= usage.day_end_ms and usage.roll_to(now):  # a month ends with a day
             acct_changed = acct_changed or is_acct
         d: list[int] | None
@@ -212,10 +211,7 @@ def evaluate(
                             acct_changed = True
                         else:
                             bot_changed = True
-                quiet = mute(usage, cps, total, t, now)
-                if quiet < NEVER:
-                    state.quiet_until_ms = min(state.quiet_until_ms, quiet)
-                    state.quiet_from_ms = max(state.quiet_from_ms, now)
+                mute(usage, cps, total, t, now)
 
     ps = state.policies
     vblocks: list[ValueBlock] | None = None  # a value's block started (rare)
