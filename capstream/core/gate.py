@@ -138,28 +138,47 @@ def _gate_slow(
         return Verdict(Action.SKIP, None, 0, None, reason, hit, None, cap.resumes_at_ms)
 
     downgraded = s.downgraded_until_ms
-    if downgraded is None:
-        model, reason_parts = s.model, []
-    elif now < downgraded:
-        model, reason_parts = s.model, ["downgraded"]
-    else:  # local midnight passed before a new state arrived: premium again
-        model, reason_parts = s.premium_model or DEFAULT_PREMIUM_MODEL, []
+    model = s.model
+    down = False
+    if downgraded is not None:
+        if now < downgraded:
+            down = True
+        else:  # local midnight passed before a new state arrived: premium again
+            model = s.premium_model or DEFAULT_PREMIUM_MODEL
     throttled_until = s.throttled_until_ms
     throttled = s.batching_interval_s >= THROTTLED_BATCHING_S and (
         throttled_until is None or now < throttled_until
     )
     if not throttled:
-        return Verdict(Action.ALLOW, model, FAST_BATCHING_S, None, _join(reason_parts), None)
-    reason_parts.append(f"throttled:{s.throttle_reason}")
+        reason = _DOWNGRADED if down else None
+        return Verdict(Action.ALLOW, model, FAST_BATCHING_S, None, reason, None)
+    reason = _throttled_reason(s.throttle_reason, down)
     key = (s.account_id, s.bot_id, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return Verdict(
-            Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
+            Action.ALLOW, model, THROTTLED_BATCHING_S, None, reason, None,
             last + REPLY_SPACING_MS,
         )  # fmt: skip
     ledger.record_reply(key, now)
-    return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
+    return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, reason, None)
+
+
+_DOWNGRADED = "downgraded"
+_THROTTLED: dict[str | None, tuple[str, str]] = {}
+"""Per throttle reason, the verdict's reason without and with the downgrade (built once:
+a throttled state takes this path on every call)."""
+
+
+def _throttled_reason(throttle_reason: str | None, downgraded: bool) -> str:
+    """``throttled:<reason>``, after ``downgraded;`` while the downgrade holds."""
+    reasons = _THROTTLED.get(throttle_reason)
+    if reasons is None:
+        plain = f"throttled:{throttle_reason}"
+        reasons = (plain, f"{_DOWNGRADED};{plain}")
+        if len(_THROTTLED) < 64:  # the core's three reasons; a state from elsewhere, bounded
+            _THROTTLED[throttle_reason] = reasons
+    return reasons[1] if downgraded else reasons[0]
 
 
 def value_block_verdict(
@@ -187,7 +206,3 @@ def value_block_verdict(
         return None
     reason = f"policy_block:{found.policy_id}"
     return Verdict(Action.PAUSED, None, 0, None, reason, None, None, found.blocked_until_ms)
-
-
-def _join(parts: list[str]) -> str | None:
-    return ";".join(parts) if parts else None
