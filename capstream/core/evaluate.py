@@ -7,6 +7,8 @@ returns the :class:`~capstream.core.state.Effects`: the enforcement states that 
 
 from __future__ import annotations
 
+from typing import Final
+
 from capstream.core.caps import (
     LOOP_HOLD_MS,
     MONTHLY_PERIOD,
@@ -51,7 +53,7 @@ from capstream.core.state import (
 )
 from capstream.core.usage_base import UsageBase
 
-_MAX_INDEX = 1 << 16
+_MAX_INDEX: Final = 1 << 16
 
 
 def evaluate(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -43,8 +44,8 @@ from capstream.core.models import (
     Verdict,
 )
 
-REPLY_SPACING_MS = 60_000
-DEFAULT_LEDGER_ENTRIES = 100_000
+REPLY_SPACING_MS: Final = 60_000
+DEFAULT_LEDGER_ENTRIES: Final = 100_000
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the gateway's thread-safe ledger
@@ -150,8 +151,9 @@ def _gate_slow(
         throttled_until is None or now < throttled_until
     )
     if not throttled:
-        reason = _DOWNGRADED if down else None
-        return Verdict(Action.ALLOW, model, FAST_BATCHING_S, None, reason, None)
+        return Verdict(
+            Action.ALLOW, model, FAST_BATCHING_S, None, _DOWNGRADED if down else None, None
+        )
     reason = _throttled_reason(s.throttle_reason, down)
     key = (s.account_id, s.bot_id, conversation_id)
     last = ledger.last_reply(key)
@@ -164,7 +166,7 @@ def _gate_slow(
     return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, reason, None)
 
 
-_DOWNGRADED = "downgraded"
+_DOWNGRADED: Final = "downgraded"
 _THROTTLED: dict[str | None, tuple[str, str]] = {}
 """Per throttle reason, the verdict's reason without and with the downgrade (built once:
 a throttled state takes this path on every call)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from capstream.core.enforcement import derive, in_force
 from capstream.core.errors import CoreError
@@ -52,7 +53,7 @@ class Effects:
         return bool(self.enforcement or self.notifications or self.value_blocks)
 
 
-NO_EFFECTS = Effects()
+NO_EFFECTS: Final = Effects()
 
 
 class AccountState:

@@ -11,6 +11,7 @@ window starts counting when first needed. The byte format is in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from capstream.core.models.decisions import EnforcementState
 from capstream.core.models.vocabulary import NEVER
@@ -18,7 +19,7 @@ from capstream.core.periods import day_period, month_period, week_period
 from capstream.core.series import N_SERIES, WatchEntry
 from capstream.core.windows import Ring
 
-CAP_WARN = "\x1fcap\x1f"
+CAP_WARN: Final = "\x1fcap\x1f"
 """Prefix of a cap warning level's key in ``AccountUsage.alerted`` (see
 ``caps.cap_warn_key``); its value is the start of the period it was sent in."""
 

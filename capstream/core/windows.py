@@ -15,8 +15,9 @@ up to ``g`` early; they never miss usage inside the window.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
-MIN_BUCKETS = 60
+MIN_BUCKETS: Final = 60
 
 
 def bucket_width_ms(window_ms: int) -> int:
