@@ -109,6 +109,53 @@ def gate(
     return _gate_slow(state, category, conversation_id, now, ledger)
 
 
+OUTCOME_ALLOW: Final = 0
+OUTCOME_DELAYED: Final = 1
+"""Allowed with ``reply_at_ms`` (throttled: the conversation got its reply this minute)."""
+OUTCOME_FALLBACK: Final = 2
+OUTCOME_SKIP: Final = 3
+OUTCOME_PAUSED: Final = 4
+
+
+def gate_outcome(
+    state: EnforcementState,
+    category: str,
+    conversation_id: str,
+    now: int,
+    ledger: FallbackLedger,
+) -> int:
+    """What :func:`gate` answers, as one of the ``OUTCOME_*`` codes, with the same effect on
+    ``ledger``, without building the verdict (its cap hit, reason and text): for callers
+    that only count outcomes (the simulation, twice per replayed event)."""
+    if now < state._fast_until_ms:
+        verdict = state._fast.get(category)
+        if verdict is not None:  # precomputed: paused (a block), or allowed without a wait
+            return OUTCOME_PAUSED if verdict.action is Action.PAUSED else OUTCOME_ALLOW
+    if category not in CATEGORY_INDEX:
+        raise CoreError(f"unknown category {category!r}: use one of {list(CATEGORY_INDEX)}")
+    blocked = state.blocked_until_ms
+    if blocked is not None and now < blocked:
+        return OUTCOME_PAUSED
+    cap = state.caps.get(category)
+    if cap is not None and now < cap.resumes_at_ms:
+        if category == Category.TEXT and ledger.claim_fallback(
+            (state.account_id, state.bot_id, conversation_id, cap.period_key)
+        ):
+            return OUTCOME_FALLBACK
+        return OUTCOME_SKIP
+    throttled_until = state.throttled_until_ms
+    if state.batching_interval_s < THROTTLED_BATCHING_S or (
+        throttled_until is not None and now >= throttled_until
+    ):
+        return OUTCOME_ALLOW
+    key = (state.account_id, state.bot_id, conversation_id)
+    last = ledger.last_reply(key)
+    if last is not None and now - last < REPLY_SPACING_MS:
+        return OUTCOME_DELAYED
+    ledger.record_reply(key, now)
+    return OUTCOME_ALLOW
+
+
 def _gate_slow(
     s: EnforcementState, category: str, conversation_id: str, now: int, ledger: FallbackLedger
 ) -> Verdict:
