@@ -27,6 +27,7 @@ from capstream.core.gate import (
     gate_outcome,
 )
 from capstream.core.messages import TIMEFRAME
+from capstream.core.models import Action, Verdict
 
 HOUR_LATER = T0 + 3_600_000
 DAILY = CapStatus("daily", "2026-11-18", HOUR_LATER)
@@ -268,3 +269,17 @@ def test_gate_outcome_answers_what_gate_answers_and_leaves_the_ledger_the_same(
 def test_gate_outcome_refuses_an_unknown_category_as_gate_does() -> None:
     with pytest.raises(CoreError, match="unknown category 'video'"):
         gate_outcome(state(batching_interval_s=60), "video", "c1", T0, FallbackLedger())
+
+
+@settings(max_examples=100, deadline=None)
+@given(s=states())
+def test_a_state_holds_the_paused_verdict_its_block_gives_shared_when_it_has_none(
+    s: EnforcementState,
+) -> None:
+    """The paused verdict is built per state only when it has a block; without one the
+    shared verdict has what building it gave (``policy_block:None``, no end)."""
+    built = Verdict(
+        Action.PAUSED, None, 0, None, f"policy_block:{s.block_policy_id}", None, None,
+        s.blocked_until_ms,
+    )  # fmt: skip
+    assert s._paused == built
