@@ -9,7 +9,8 @@ with none yet), with a ``FallbackLedger`` per side. A call answered ``fallback``
 fallback text: the first text call of a conversation per cap period), ``skip`` (silently:
 later text calls of that conversation, every capped vision/audio/documents call) or
 ``paused`` (a running block) is a *gated call*; ``allow`` with ``reply_at_ms`` is *delayed*
-(throttled: a second reply within a minute waits).
+(throttled: a second reply within a minute waits). The answer is counted with
+``gate_outcome`` (``gate()``'s answer and ledger effects, no verdict built).
 
 What a gated call does next is the ``gated`` mode:
 
