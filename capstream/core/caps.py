@@ -58,17 +58,18 @@ from capstream.core.settings_view import RATE_SHORT_MS, SettingsView
 from capstream.core.usage import AccountUsage, BotUsage
 from capstream.core.usage_base import CAP_WARN
 
-LOOP_MESSAGES_PER_MINUTE = 20
-LOOP_WINDOW_MS = 60_000
-LOOP_HOLD_MS = 10 * 60_000
-LOOP_TRACKED_CONVERSATIONS = 256
-_LOOP_KEEP = LOOP_MESSAGES_PER_MINUTE
+LOOP_MESSAGES_PER_MINUTE: Final = 20
+LOOP_WINDOW_MS: Final = 60_000
+LOOP_HOLD_MS: Final = 10 * 60_000
+LOOP_TRACKED_CONVERSATIONS: Final = 256
+_LOOP_KEEP: Final = LOOP_MESSAGES_PER_MINUTE
 _LOOP_CURSOR: Final = 0
 """Slot of a loop ring holding the next slot to write (the times follow it)."""
-_LOOP_NEXT = [0] + [i % _LOOP_KEEP + 1 for i in range(1, _LOOP_KEEP + 1)]  # ring slot after i
-RISK_HOLD_MS = 15 * 60_000
-MIN_MONTH_ELAPSED_MS = 86_400_000
-RISK_CHECK_EVERY_MS = 1_000
+_LOOP_NEXT: Final[list[int]] = [0] + [i % _LOOP_KEEP + 1 for i in range(1, _LOOP_KEEP + 1)]
+"""The ring slot after slot ``i``."""
+RISK_HOLD_MS: Final = 15 * 60_000
+MIN_MONTH_ELAPSED_MS: Final = 86_400_000
+RISK_CHECK_EVERY_MS: Final = 1_000
 DAILY_PERIOD: Final = CapPeriod.DAILY.value  # an enum's .value is a Python property: read once
 MONTHLY_PERIOD: Final = CapPeriod.MONTHLY.value
 

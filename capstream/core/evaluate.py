@@ -7,6 +7,8 @@ returns the :class:`~capstream.core.state.Effects`: the enforcement states that 
 
 from __future__ import annotations
 
+from typing import Final
+
 from capstream.core.caps import (
     LOOP_HOLD_MS,
     MONTHLY_PERIOD,
@@ -25,7 +27,7 @@ from capstream.core.models.event import UsageEvent
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT, CATEGORIES, CATEGORY_INDEX, NEVER
 from capstream.core.notifications import downgrade_changed, throttle_engaged
-from capstream.core.policies import fire, mute
+from capstream.core.policies import fire, mute, unmute
 from capstream.core.recompute import apply_clock, changed, decide_all, new_bot
 from capstream.core.scopes import count_scoped
 from capstream.core.series import (
@@ -48,11 +50,10 @@ from capstream.core.state import (
     collect_effects,
     deadline,
     derive_all,
-    unmute_all,
 )
 from capstream.core.usage_base import UsageBase
 
-_MAX_INDEX = 1 << 16
+_MAX_INDEX: Final = 1 << 16
 
 
 def evaluate(
@@ -143,8 +144,6 @@ def evaluate(
     elif not acct_fresh:
         return state, collect_effects(states, notes, duplicate=True, view=state.view)
 
-    if not state.quiet_from_ms <= now < state.quiet_until_ms:
-        unmute_all(state)  # a quiet policy's alert window or block may have ended
     view = state.view
     assert view is not None
     t = event.occurred_at_ms
@@ -161,6 +160,8 @@ def evaluate(
     parts = ((acct, bot) if bot_fresh else (acct,)) if acct_fresh else (bot,)
     for usage in parts:
         is_acct = usage is acct
+        if usage.quiet and not usage.quiet_from_ms <= now < usage.quiet_until_ms:
+            unmute(usage)  # a quiet policy's alert window or block may have ended
         if now >= usage.day_end_ms and usage.roll_to(now):  # a month ends with a day
             acct_changed = acct_changed or is_acct
         d: list[int] | None
@@ -212,10 +213,7 @@ def evaluate(
                             acct_changed = True
                         else:
                             bot_changed = True
-                quiet = mute(usage, cps, total, t, now)
-                if quiet < NEVER:
-                    state.quiet_until_ms = min(state.quiet_until_ms, quiet)
-                    state.quiet_from_ms = max(state.quiet_from_ms, now)
+                mute(usage, cps, total, t, now)
 
     ps = state.policies
     vblocks: list[ValueBlock] | None = None  # a value's block started (rare)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -43,8 +44,8 @@ from capstream.core.models import (
     Verdict,
 )
 
-REPLY_SPACING_MS = 60_000
-DEFAULT_LEDGER_ENTRIES = 100_000
+REPLY_SPACING_MS: Final = 60_000
+DEFAULT_LEDGER_ENTRIES: Final = 100_000
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the gateway's thread-safe ledger
@@ -108,6 +109,53 @@ def gate(
     return _gate_slow(state, category, conversation_id, now, ledger)
 
 
+OUTCOME_ALLOW: Final = 0
+OUTCOME_DELAYED: Final = 1
+"""Allowed with ``reply_at_ms`` (throttled: the conversation got its reply this minute)."""
+OUTCOME_FALLBACK: Final = 2
+OUTCOME_SKIP: Final = 3
+OUTCOME_PAUSED: Final = 4
+
+
+def gate_outcome(
+    state: EnforcementState,
+    category: str,
+    conversation_id: str,
+    now: int,
+    ledger: FallbackLedger,
+) -> int:
+    """What :func:`gate` answers, as one of the ``OUTCOME_*`` codes, with the same effect on
+    ``ledger``, without building the verdict (its cap hit, reason and text): for callers
+    that only count outcomes (the simulation, twice per replayed event)."""
+    if now < state._fast_until_ms:
+        verdict = state._fast.get(category)
+        if verdict is not None:  # precomputed: paused (a block), or allowed without a wait
+            return OUTCOME_PAUSED if verdict.action is Action.PAUSED else OUTCOME_ALLOW
+    if category not in CATEGORY_INDEX:
+        raise CoreError(f"unknown category {category!r}: use one of {list(CATEGORY_INDEX)}")
+    blocked = state.blocked_until_ms
+    if blocked is not None and now < blocked:
+        return OUTCOME_PAUSED
+    cap = state.caps.get(category)
+    if cap is not None and now < cap.resumes_at_ms:
+        if category == Category.TEXT and ledger.claim_fallback(
+            (state.account_id, state.bot_id, conversation_id, cap.period_key)
+        ):
+            return OUTCOME_FALLBACK
+        return OUTCOME_SKIP
+    throttled_until = state.throttled_until_ms
+    if state.batching_interval_s < THROTTLED_BATCHING_S or (
+        throttled_until is not None and now >= throttled_until
+    ):
+        return OUTCOME_ALLOW
+    key = (state.account_id, state.bot_id, conversation_id)
+    last = ledger.last_reply(key)
+    if last is not None and now - last < REPLY_SPACING_MS:
+        return OUTCOME_DELAYED
+    ledger.record_reply(key, now)
+    return OUTCOME_ALLOW
+
+
 def _gate_slow(
     s: EnforcementState, category: str, conversation_id: str, now: int, ledger: FallbackLedger
 ) -> Verdict:
@@ -138,28 +186,48 @@ def _gate_slow(
         return Verdict(Action.SKIP, None, 0, None, reason, hit, None, cap.resumes_at_ms)
 
     downgraded = s.downgraded_until_ms
-    if downgraded is None:
-        model, reason_parts = s.model, []
-    elif now < downgraded:
-        model, reason_parts = s.model, ["downgraded"]
-    else:  # local midnight passed before a new state arrived: premium again
-        model, reason_parts = s.premium_model or DEFAULT_PREMIUM_MODEL, []
+    model = s.model
+    down = False
+    if downgraded is not None:
+        if now < downgraded:
+            down = True
+        else:  # local midnight passed before a new state arrived: premium again
+            model = s.premium_model or DEFAULT_PREMIUM_MODEL
     throttled_until = s.throttled_until_ms
     throttled = s.batching_interval_s >= THROTTLED_BATCHING_S and (
         throttled_until is None or now < throttled_until
     )
     if not throttled:
-        return Verdict(Action.ALLOW, model, FAST_BATCHING_S, None, _join(reason_parts), None)
-    reason_parts.append(f"throttled:{s.throttle_reason}")
+        return Verdict(
+            Action.ALLOW, model, FAST_BATCHING_S, None, _DOWNGRADED if down else None, None
+        )
+    reason = _throttled_reason(s.throttle_reason, down)
     key = (s.account_id, s.bot_id, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return Verdict(
-            Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None,
+            Action.ALLOW, model, THROTTLED_BATCHING_S, None, reason, None,
             last + REPLY_SPACING_MS,
         )  # fmt: skip
     ledger.record_reply(key, now)
-    return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, _join(reason_parts), None)
+    return Verdict(Action.ALLOW, model, THROTTLED_BATCHING_S, None, reason, None)
+
+
+_DOWNGRADED: Final = "downgraded"
+_THROTTLED: dict[str | None, tuple[str, str]] = {}
+"""Per throttle reason, the verdict's reason without and with the downgrade (built once:
+a throttled state takes this path on every call)."""
+
+
+def _throttled_reason(throttle_reason: str | None, downgraded: bool) -> str:
+    """``throttled:<reason>``, after ``downgraded;`` while the downgrade holds."""
+    reasons = _THROTTLED.get(throttle_reason)
+    if reasons is None:
+        plain = f"throttled:{throttle_reason}"
+        reasons = (plain, f"{_DOWNGRADED};{plain}")
+        if len(_THROTTLED) < 64:  # the core's three reasons; a state from elsewhere, bounded
+            _THROTTLED[throttle_reason] = reasons
+    return reasons[1] if downgraded else reasons[0]
 
 
 def value_block_verdict(
@@ -187,7 +255,3 @@ def value_block_verdict(
         return None
     reason = f"policy_block:{found.policy_id}"
     return Verdict(Action.PAUSED, None, 0, None, reason, None, None, found.blocked_until_ms)
-
-
-def _join(parts: list[str]) -> str | None:
-    return ";".join(parts) if parts else None

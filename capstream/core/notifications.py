@@ -29,7 +29,10 @@ def owner_recipients(settings: TenantSettings | None) -> tuple[str, ...]:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """``ms`` as ``2026-11-18 12:00 UTC``: what ``strftime("%Y-%m-%d %H:%M UTC")`` gives,
+    formatted from the fields (strftime was half the cost of building an alert)."""
+    d = datetime.fromtimestamp(ms / 1000, UTC)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d} UTC"
 
 
 def _duration(seconds: int) -> str:

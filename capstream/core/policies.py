@@ -153,13 +153,17 @@ def build_watch(
                 ring.seed_from(old[(key[0], src)], now)
         rings[key] = ring
     usage.rings = rings
-    usage.watched = [
+    watched = usage.watched = [
         WatchEntry(key[0], rings.get(key), min((cp.threshold for cp in cps), default=NEVER),
                    tuple(cps), max(0, -key[1]))
         for key, cps in groups.items()
     ]  # fmt: skip
+    usage.watch = [
+        [e for e in watched if e.series < SERIES_BY_CATEGORY or e.series == SERIES_BY_CATEGORY + ci]
+        for ci in range(N_CATEGORIES)
+    ]
     usage.quiet = {}
-    _arm(usage)
+    usage.quiet_from_ms, usage.quiet_until_ms = -NEVER, NEVER
     windows = {cp.policy_id: cp.window_ms for cp in policies}
     legacy = usage.legacy_alerted
     if legacy:
@@ -200,21 +204,20 @@ def seed_source(series: int, window_ms: int, held: Iterable[tuple[int, int, int]
 
 
 def _arm(usage: UsageBase) -> None:
-    """Build ``usage.watch`` from ``usage.watched``, leaving quiet policies out of the
-    lowest thresholds (an entry whose policies are all quiet has NEVER)."""
+    """Set each watched entry's ``low``: the lowest threshold of its policies not quiet
+    (NEVER when all are). In place: ``watch`` holds the same entries, built once by
+    :func:`build_watch` (rebuilding the lists and entries on every change of the quiet
+    policies cost more than the checks they saved, on drafts that block every hour)."""
     quiet = usage.quiet
-    watched = usage.watched
-    if quiet:
-        watched = [
-            WatchEntry(e.series, e.ring, min((cp.threshold for cp in e.cps
-                                              if cp.policy_id not in quiet), default=NEVER),
-                       e.cps, e.period)
-            for e in watched
-        ]  # fmt: skip
-    usage.watch = [
-        [e for e in watched if e.series < SERIES_BY_CATEGORY or e.series == SERIES_BY_CATEGORY + ci]
-        for ci in range(N_CATEGORIES)
-    ]
+    for e in usage.watched:
+        if not quiet:
+            e.low = e.low_all
+            continue
+        low = NEVER
+        for cp in e.cps:
+            if cp.threshold < low and cp.policy_id not in quiet:
+                low = cp.threshold
+        e.low = low
 
 
 def mute(usage: UsageBase, cps: tuple[CompiledPolicy, ...], total: int, at: int, now: int) -> int:
@@ -228,15 +231,21 @@ def mute(usage: UsageBase, cps: tuple[CompiledPolicy, ...], total: int, at: int,
     events are never later than ``now``).
     """
     until = NEVER
+    quiet = usage.quiet
     for cp in cps:
-        if total < cp.threshold or cp.policy_id in usage.quiet:
+        if total < cp.threshold or cp.policy_id in quiet:
             continue
         q = quiet_until(cp, usage, at)
         if now < q < NEVER:
-            usage.quiet[cp.policy_id] = q
-            until = min(until, q)
+            quiet[cp.policy_id] = q
+            if q < until:
+                until = q
     if until < NEVER:
         _arm(usage)
+        if until < usage.quiet_until_ms:
+            usage.quiet_until_ms = until
+        if now > usage.quiet_from_ms:
+            usage.quiet_from_ms = now
     return until
 
 
@@ -244,6 +253,7 @@ def unmute(usage: UsageBase) -> None:
     """Check every policy again on the next event."""
     if usage.quiet:
         usage.quiet = {}
+        usage.quiet_from_ms, usage.quiet_until_ms = -NEVER, NEVER
         _arm(usage)
 
 

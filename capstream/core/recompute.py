@@ -14,7 +14,7 @@ from capstream.core.errors import CoreError, PolicyError
 from capstream.core.models.decisions import EnforcementState, Notification
 from capstream.core.models.tenant import TenantSettings
 from capstream.core.models.vocabulary import ACCOUNT_WIDE_BOT
-from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks
+from capstream.core.policies import PolicySet, build_watch, check_all, end_blocks, unmute
 from capstream.core.resume import lift_blocks
 from capstream.core.scopes import keep_policies
 from capstream.core.settings_view import view_of
@@ -44,8 +44,16 @@ def changed(state: AccountState, policies: Policies, settings: TenantSettings) -
 def new_bot(state: AccountState, bot_id: str, now: int) -> BotUsage:
     """A bot seen for the first time: its usage state, watching its policies."""
     assert state.policies is not None
-    bot = BotUsage(state.account.account_id, timezone=state.account.timezone, bot_id=bot_id)
-    bot.roll_to(now)
+    acct = state.account
+    bot = BotUsage(acct.account_id, timezone=acct.timezone, bot_id=bot_id)
+    if (
+        acct.day_start_ms <= now < acct.day_end_ms
+        and acct.week_start_ms <= now < acct.week_end_ms
+        and acct.month_start_ms <= now < acct.month_end_ms
+    ):
+        bot.take_periods(acct)  # the periods holding now, in the same zone: the account's
+    else:
+        bot.roll_to(now)
     build_watch(bot, state.policies.for_bot(bot_id), now)
     return bot
 
@@ -107,11 +115,13 @@ def apply_clock(
     view = state.view
     assert view is not None
     acct = state.account
-    unmute_all(state)  # blocks end here
+    # Blocks end here: the bots whose pause ended check their policies again (the quiet
+    # policies of the others stay quiet until their own time, see evaluate).
     changed_bots: list[BotUsage] = []
     for bot in state.bots.values():
         changed = False
         if end_blocks(bot, now):
+            unmute(bot)
             changed = True
         if bot.loop_until_ms is not None and bot.loop_until_ms <= now:
             bot.loop_until_ms = None
@@ -125,7 +135,10 @@ def apply_clock(
     rolled = now >= acct.day_end_ms or now >= acct.month_end_ms
     if rolled:
         acct.roll_to(now)
+    acct_blocked = acct.blocked_until_ms
     refreshed = refresh_account(acct, view, now, notes)
+    if acct_blocked is not None and acct.blocked_until_ms is None:
+        unmute(acct)
     if refreshed or rolled:
         state.account_dirty = True
         derive_all(state, view, now, states)

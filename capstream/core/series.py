@@ -128,13 +128,14 @@ def compile_policy(p: Policy) -> list[CompiledPolicy]:
 
 class WatchEntry:
     """One watched window: the series it counts, its ring, the lowest threshold of its
-    policies (in ``watch``: of those not quiet) and the policies. A calendar entry
+    policies (``low_all``), the lowest of those not quiet (``low``, what the per-event loop
+    compares with; ``policies.mute`` updates it in place) and the policies. A calendar entry
     (``period`` 1-3: day, week, month) has no ring: it reads the usage's calendar totals.
 
     A class rather than a tuple: compiled, the per-event loop reads its fields directly
     instead of unpacking and unboxing a tuple."""
 
-    __slots__ = ("cps", "low", "period", "ring", "series")
+    __slots__ = ("cps", "low", "low_all", "period", "ring", "series")
 
     def __init__(
         self,
@@ -147,5 +148,6 @@ class WatchEntry:
         self.series = series
         self.ring = ring
         self.low = low
+        self.low_all = low
         self.cps = cps
         self.period = period

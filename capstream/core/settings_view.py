@@ -8,6 +8,7 @@ the fallback texts and the batching interval, so an event costs comparisons, not
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from capstream.core.forecast import forecast_leads
 from capstream.core.messages import fallback_text
@@ -24,9 +25,9 @@ from capstream.core.models.vocabulary import (
 )
 from capstream.core.series import SERIES_BY_CATEGORY, TEXT
 
-DOWNGRADE_PERCENT = 80
+DOWNGRADE_PERCENT: Final = 80
 """Auto-downgrade at this percentage of the daily text cap."""
-RATE_SHORT_MS = 3_600_000
+RATE_SHORT_MS: Final = 3_600_000
 """Smart throttle: the window of the burn rate a budget-risk check extrapolates."""
 
 

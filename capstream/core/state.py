@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from capstream.core.enforcement import derive, in_force
 from capstream.core.errors import CoreError
@@ -52,7 +53,7 @@ class Effects:
         return bool(self.enforcement or self.notifications or self.value_blocks)
 
 
-NO_EFFECTS = Effects()
+NO_EFFECTS: Final = Effects()
 
 
 class AccountState:
@@ -70,8 +71,6 @@ class AccountState:
         "dirty_bots",
         "policies",
         "policies_given",
-        "quiet_from_ms",
-        "quiet_until_ms",
         "settings",
         "view",
     )
@@ -99,10 +98,6 @@ class AccountState:
         self.deadline_ms = 0  # run the clock part on first use
         self.dirty_bots: set[str] = set()
         self.account_dirty = False
-        self.quiet_from_ms = -NEVER
-        self.quiet_until_ms = NEVER
-        """While ``now`` is in [quiet_from_ms, quiet_until_ms), the quiet policies of every
-        usage state here stay quiet (see policies.mute); outside, :func:`unmute_all`."""
 
     @classmethod
     def load(cls, account_bytes: bytes, bot_bytes: Iterable[bytes] = ()) -> AccountState:
@@ -170,12 +165,12 @@ def derive_all(
 
 
 def unmute_all(state: AccountState) -> None:
-    """Check every policy of the account and its bots again on the next event."""
-    if state.quiet_until_ms < NEVER:
-        unmute(state.account)
-        for bot in state.bots.values():
-            unmute(bot)
-        state.quiet_from_ms, state.quiet_until_ms = -NEVER, NEVER
+    """Check every policy of the account and its bots again on the next event (each usage
+    state's quiet policies otherwise stay quiet until its own ``quiet_until_ms``: evaluate
+    unmutes a usage state when it reads it outside that window)."""
+    unmute(state.account)
+    for bot in state.bots.values():
+        unmute(bot)
 
 
 def bot_deadline(bot: BotUsage) -> int:

@@ -11,13 +11,15 @@ window starts counting when first needed. The byte format is in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from capstream.core.models.decisions import EnforcementState
+from capstream.core.models.vocabulary import NEVER
 from capstream.core.periods import day_period, month_period, week_period
 from capstream.core.series import N_SERIES, WatchEntry
 from capstream.core.windows import Ring
 
-CAP_WARN = "\x1fcap\x1f"
+CAP_WARN: Final = "\x1fcap\x1f"
 """Prefix of a cap warning level's key in ``AccountUsage.alerted`` (see
 ``caps.cap_warn_key``); its value is the start of the period it was sent in."""
 
@@ -77,6 +79,11 @@ class UsageBase:
     quiet: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     """Per policy that has acted and can do nothing more for a while (its alert sent for
     this fixed window, its block running): until when (transient; see policies.mute)."""
+    quiet_from_ms: int = field(default=-NEVER, compare=False, repr=False)
+    quiet_until_ms: int = field(default=NEVER, compare=False, repr=False)
+    """While ``now`` is in [quiet_from_ms, quiet_until_ms) the policies in :attr:`quiet`
+    stay quiet (the latest ``now`` one was made quiet at, the earliest end of one);
+    outside, ``policies.unmute`` (transient)."""
     encoded_enforcement: tuple[EnforcementState, bytes] | None = field(
         default=None, compare=False, repr=False
     )
@@ -109,6 +116,20 @@ class UsageBase:
         self._set_day(now)
         self.day = [0] * N_SERIES
         return True
+
+    def take_periods(self, other: UsageBase) -> None:
+        """Start counting in ``other``'s current local day, week and month (same zone), with
+        zero totals: what :meth:`roll_to` would set for an instant inside all three, without
+        computing them from the calendar again (a new bot takes its account's)."""
+        self.day_key, self.day_start_ms, self.day_end_ms = (
+            other.day_key, other.day_start_ms, other.day_end_ms
+        )  # fmt: skip
+        self.week_key, self.week_start_ms, self.week_end_ms = (
+            other.week_key, other.week_start_ms, other.week_end_ms
+        )  # fmt: skip
+        self.month_key, self.month_start_ms, self.month_end_ms = (
+            other.month_key, other.month_start_ms, other.month_end_ms
+        )  # fmt: skip
 
     def set_timezone(self, tz: str, now: int) -> None:
         """Switch zone: totals carry over when ``now``'s period keys are unchanged.

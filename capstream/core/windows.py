@@ -15,8 +15,11 @@ up to ``g`` early; they never miss usage inside the window.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
-MIN_BUCKETS = 60
+MIN_BUCKETS: Final = 60
+_FEW: Final = 4
+"""An advance by at most this many buckets zeroes them one by one (else by slices)."""
 
 
 def bucket_width_ms(window_ms: int) -> int:
@@ -52,9 +55,23 @@ class Ring:
     def _advance(self, b: int) -> None:
         # Move the head to bucket b, zeroing the buckets that fall out of the window.
         size = self.size
-        if b - self.head >= size:
+        step = b - self.head
+        if step >= size:
             self.buckets = [0] * size
             self.total = 0
+        elif step <= _FEW:
+            # A bucket or a few on (nearly every advance): zero them one by one, no slices.
+            buckets = self.buckets
+            slot = self.slot
+            buckets[slot] = self.total - self.base
+            total = self.total
+            for _ in range(step):
+                slot += 1
+                if slot == size:
+                    slot = 0
+                total -= buckets[slot]
+                buckets[slot] = 0
+            self.total = total
         else:
             # Zero the slots after the old head up to the new one, in at most two slices.
             buckets = self.buckets

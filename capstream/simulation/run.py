@@ -9,7 +9,8 @@ with none yet), with a ``FallbackLedger`` per side. A call answered ``fallback``
 fallback text: the first text call of a conversation per cap period), ``skip`` (silently:
 later text calls of that conversation, every capped vision/audio/documents call) or
 ``paused`` (a running block) is a *gated call*; ``allow`` with ``reply_at_ms`` is *delayed*
-(throttled: a second reply within a minute waits).
+(throttled: a second reply within a minute waits). The answer is counted with
+``gate_outcome`` (``gate()``'s answer and ledger effects, no verdict built).
 
 What a gated call does next is the ``gated`` mode:
 
@@ -26,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from capstream.core import AccountState, Effects, FallbackLedger, UsageEvent, gate
+from capstream.core import AccountState, Effects, FallbackLedger, UsageEvent
 from capstream.core.clock import EventClock
 from capstream.core.errors import CoreError
+from capstream.core.gate import OUTCOME_DELAYED, OUTCOME_FALLBACK, OUTCOME_SKIP, gate_outcome
 from capstream.core.models import CATEGORIES, CATEGORY_INDEX, PolicyScope
 from capstream.core.models.vocabulary import PERIOD_INDEX
 from capstream.core.series import SERIES_BY_CATEGORY, series_of
@@ -103,19 +105,18 @@ class Side:
             es = bot.enforcement if bot is not None else None
             if es is None:
                 es = state.account.enforcement
-            if es is not None:
-                v = gate(es, ev.category, ev.conversation_id, t, self.ledger)
-                action = v.action
-                if action != "allow":
-                    if action == "skip":
+            if es is not None:  # gate()'s answer without building the verdict
+                outcome = gate_outcome(es, ev.category, ev.conversation_id, t, self.ledger)
+                if outcome >= OUTCOME_FALLBACK:
+                    if outcome == OUTCOME_SKIP:
                         self.skip += 1
-                    elif action == "fallback":
+                    elif outcome == OUTCOME_FALLBACK:
                         self.fallback += 1
                     else:
                         self.paused += 1
                     if self.drop:
                         return
-                elif v.reply_at_ms is not None:
+                elif outcome == OUTCOME_DELAYED:
                     self.delayed += 1
             out = clock.evaluate(state, ev, self.policies, self.settings)
         except CoreError:

@@ -4,6 +4,7 @@ feed rows and notifications (read-only by contract; see each class)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from capstream.core.models.vocabulary import CATEGORIES, NEVER, THROTTLED_BATCHING_S, Action
 
@@ -103,6 +104,10 @@ class Verdict:
         self.resumes_at_ms = resumes_at_ms
 
 
+_NOT_PAUSED: Final = Verdict(Action.PAUSED, None, 0, None, "policy_block:None", None, None, None)
+"""``EnforcementState._paused`` of a state without a block (built once, not per state)."""
+
+
 @dataclass(slots=True, init=False)
 class EnforcementState:
     """A bot's whole enforcement state (control topic value); ``version`` increments on change.
@@ -171,10 +176,13 @@ class EnforcementState:
         self.premium_model = premium_model
         # Precompute the verdicts that need neither the ledger nor the clock beyond one
         # deadline, so gate() is a comparison and a dict lookup on the common path.
-        paused = Verdict(
-            Action.PAUSED, None, 0, None, f"policy_block:{self.block_policy_id}", None, None,
-            self.blocked_until_ms,
-        )  # fmt: skip
+        if self.blocked_until_ms is None and self.block_policy_id is None:
+            paused = _NOT_PAUSED  # the same content, shared (gate() reads it only when blocked)
+        else:
+            paused = Verdict(
+                Action.PAUSED, None, 0, None, f"policy_block:{self.block_policy_id}", None,
+                None, self.blocked_until_ms,
+            )  # fmt: skip
         fast: dict[str, Verdict] = {}
         until = NEVER
         if self.blocked_until_ms is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 
 class Category(StrEnum):
@@ -100,28 +101,28 @@ class PolicyAttribute(StrEnum):
 
 
 POLICY_ATTRIBUTES = frozenset(a.value for a in PolicyAttribute)
-DEFAULT_SCOPED_VALUES = 10_000
+DEFAULT_SCOPED_VALUES: Final = 10_000
 """Per account, how many (per-attribute policy, bot, value) counters the core keeps at most
 (``AccountUsage.scoped_capacity``); the least recently used one is dropped for a new one."""
-PERIOD_INDEX: dict[str, int] = {"day": 1, "week": 2, "month": 3}
+PERIOD_INDEX: Final[dict[str, int]] = {"day": 1, "week": 2, "month": 3}
 """Per calendar period, its index in ``CompiledPolicy.period`` (0: a rolling window)."""
-CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
-CATEGORY_INDEX: dict[str, int] = {c: i for i, c in enumerate(CATEGORIES)}
+CATEGORIES: Final[tuple[str, ...]] = tuple(c.value for c in Category)
+CATEGORY_INDEX: Final[dict[str, int]] = {c: i for i, c in enumerate(CATEGORIES)}
 METRICS = frozenset(m.value for m in Metric)
 PLANS = frozenset(p.value for p in Plan)
 THROTTLES = frozenset(t.value for t in Throttle)
 LANGUAGES = frozenset(lang.value for lang in Language)
 SCOPES = frozenset(s.value for s in PolicyScope)
 DOWNGRADE_PLANS = frozenset({Plan.PRO.value, Plan.ENTERPRISE.value})
-MIN_WINDOW_SECONDS = 60
-MAX_WINDOW_SECONDS = 31 * 86_400
-FAST_BATCHING_S = 3
-THROTTLED_BATCHING_S = 60
-DEFAULT_PREMIUM_MODEL = "claude-sonnet-4-6"
-DEFAULT_DOWNGRADE_MODEL = "claude-haiku"
-ACCOUNT_WIDE_BOT = "*"
+MIN_WINDOW_SECONDS: Final = 60
+MAX_WINDOW_SECONDS: Final = 31 * 86_400
+FAST_BATCHING_S: Final = 3
+THROTTLED_BATCHING_S: Final = 60
+DEFAULT_PREMIUM_MODEL: Final = "claude-sonnet-4-6"
+DEFAULT_DOWNGRADE_MODEL: Final = "claude-haiku"
+ACCOUNT_WIDE_BOT: Final = "*"
 """``bot_id`` of the account-level enforcement state: what applies to a bot with no state yet."""
-NEVER = 1 << 62
+NEVER: Final = 1 << 62
 """Larger than any instant, amount or threshold: "no deadline", "no cap"."""
 DEFAULT_WARN_PERCENTS: tuple[int, ...] = (50, 80, 90)
 """Warning levels of a policy or a cap left at its default (``warn_percents`` None)."""

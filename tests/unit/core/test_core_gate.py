@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 from core_builders import ACC, MIN, T0
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from capstream.core import (
     DEFAULT_FALLBACK,
@@ -16,7 +18,16 @@ from capstream.core import (
     fallback_text,
     gate,
 )
+from capstream.core.gate import (
+    OUTCOME_ALLOW,
+    OUTCOME_DELAYED,
+    OUTCOME_FALLBACK,
+    OUTCOME_PAUSED,
+    OUTCOME_SKIP,
+    gate_outcome,
+)
 from capstream.core.messages import TIMEFRAME
+from capstream.core.models import Action, Verdict
 
 HOUR_LATER = T0 + 3_600_000
 DAILY = CapStatus("daily", "2026-11-18", HOUR_LATER)
@@ -186,3 +197,89 @@ def test_tenant_text_fills_in_the_timeframe_in_the_tenant_language() -> None:
 
 def test_seven_languages_are_offered() -> None:
     assert set(DEFAULT_FALLBACK) == {"en", "ur", "ms", "ar", "bn", "id", "zh"}
+
+
+_OUTCOMES = {
+    "allow": OUTCOME_ALLOW,
+    "fallback": OUTCOME_FALLBACK,
+    "skip": OUTCOME_SKIP,
+    "paused": OUTCOME_PAUSED,
+}
+_ENDS = st.one_of(st.none(), st.integers(T0 - 2 * MIN, T0 + 4 * MIN))
+
+
+@st.composite
+def states(draw: st.DrawFn) -> EnforcementState:
+    """Enforcement states of every kind: blocked, capped (daily or monthly, ended or not),
+    downgraded, throttled (strict, smart with an end) or not, in any combination."""
+    blocked = draw(_ENDS)
+    caps = {}
+    for cat in draw(st.sets(st.sampled_from(["text", "vision", "audio", "documents"]))):
+        period = draw(st.sampled_from(["daily", "monthly"]))
+        end = draw(st.integers(T0 - MIN, T0 + 4 * MIN))
+        caps[cat] = CapStatus(period, "2026-11-18" if period == "daily" else "2026-11", end)
+    throttled = draw(st.booleans())
+    return state(
+        blocked_until_ms=blocked,
+        block_policy_id=None if blocked is None else "p1",
+        downgraded_until_ms=draw(_ENDS),
+        caps=caps,
+        batching_interval_s=60 if throttled else 3,
+        throttled_until_ms=draw(_ENDS) if throttled else None,
+        throttle_reason=draw(st.sampled_from(["strict", "budget_at_risk", "loop_suspected"]))
+        if throttled
+        else None,
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    s=states(),
+    calls=st.lists(
+        st.tuples(
+            st.sampled_from(["text", "text", "vision", "audio", "documents"]),
+            st.sampled_from(["c1", "c2", "c3"]),
+            st.integers(0, 70_000),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    entries=st.sampled_from([1, 2, 100_000]),
+)
+def test_gate_outcome_answers_what_gate_answers_and_leaves_the_ledger_the_same(
+    s: EnforcementState, calls: list[tuple[str, str, int]], entries: int
+) -> None:
+    """The simulation counts outcomes with gate_outcome (no verdict built): call by call,
+    the same answer as gate() (delayed: allowed with reply_at_ms), and the same ledger."""
+    by_gate, by_outcome = FallbackLedger(entries), FallbackLedger(entries)
+    now = T0 - 3 * MIN
+    for category, conv, step in calls:
+        now += step
+        v = gate(s, category, conv, now, by_gate)
+        expected = _OUTCOMES[v.action]
+        if v.action == "allow" and v.reply_at_ms is not None:
+            expected = OUTCOME_DELAYED
+        assert gate_outcome(s, category, conv, now, by_outcome) == expected
+        assert (list(by_gate._sent.items()), list(by_gate._replies.items())) == (
+            list(by_outcome._sent.items()),
+            list(by_outcome._replies.items()),
+        )
+
+
+def test_gate_outcome_refuses_an_unknown_category_as_gate_does() -> None:
+    with pytest.raises(CoreError, match="unknown category 'video'"):
+        gate_outcome(state(batching_interval_s=60), "video", "c1", T0, FallbackLedger())
+
+
+@settings(max_examples=100, deadline=None)
+@given(s=states())
+def test_a_state_holds_the_paused_verdict_its_block_gives_shared_when_it_has_none(
+    s: EnforcementState,
+) -> None:
+    """The paused verdict is built per state only when it has a block; without one the
+    shared verdict has what building it gave (``policy_block:None``, no end)."""
+    built = Verdict(
+        Action.PAUSED, None, 0, None, f"policy_block:{s.block_policy_id}", None, None,
+        s.blocked_until_ms,
+    )  # fmt: skip
+    assert s._paused == built

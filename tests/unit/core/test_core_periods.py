@@ -6,17 +6,23 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from core_builders import ms
+from core_builders import ACC, ms
+from core_builders import settings as tenant_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capstream.core import (
+    AccountState,
+    PolicySet,
     SettingsError,
     day_period,
     first_of_next_month,
     month_period,
     next_local_midnight,
+    reevaluate,
 )
+from capstream.core.recompute import new_bot
+from capstream.core.usage import BotUsage
 
 ZONES = [
     "America/New_York",
@@ -172,3 +178,27 @@ def test_lord_howe_half_hour_change_keeps_midnight_resume() -> None:
 def test_unknown_timezone_is_a_settings_error_naming_the_fix() -> None:
     with pytest.raises(SettingsError, match="IANA"):
         day_period(0, "Mars/Olympus_Mons")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tz=st.sampled_from(ZONES),
+    first=INSTANTS,
+    later=st.one_of(st.integers(0, 86_400_000), st.integers(0, 40 * 86_400_000)),
+)
+def test_a_new_bot_counts_in_the_same_local_periods_as_computing_them_from_its_clock(
+    tz: str, first: int, later: int
+) -> None:
+    """A bot first seen takes its account's current day, week and month when ``now`` is in
+    all three (not computed from the calendar again); the result is what rolling a fresh bot
+    to ``now`` gives, across DST changes, skipped days and month ends."""
+    state = AccountState(ACC)
+    reevaluate(state, PolicySet([]), tenant_settings(timezone=tz), first)
+    now = first + later
+    fields = ("day_key", "day_start_ms", "day_end_ms", "week_key", "week_start_ms",
+              "week_end_ms", "month_key", "month_start_ms", "month_end_ms", "day",
+              "week_base", "month_base", "timezone")  # fmt: skip
+    bot = new_bot(state, "b", now)
+    ref = BotUsage(ACC, timezone=tz, bot_id="b")
+    ref.roll_to(now)
+    assert [getattr(bot, f) for f in fields] == [getattr(ref, f) for f in fields]

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from capstream.core import AccountState, Notification, PolicySet, evaluate, expire
-from capstream.core.models import NEVER
+from capstream.core import AccountState, Effects, Notification, PolicySet, evaluate, expire
+from capstream.core.clock import EventClock
 from capstream.core.state import unmute_all
 
 BOTS = ["bot-1", "bot-2"]
@@ -56,7 +56,7 @@ def _run(
             event = ev(i, now - 500, bot=bot, tokens=tokens)
             _, eff = evaluate(state, event, POLICIES, TENANT, now, partition=0, offset=i)
         log.append((eff.enforcement, eff.notifications, eff.duplicate))
-        muted = muted or state.quiet_until_ms < NEVER
+        muted = muted or any(u.quiet for u in (state.account, *state.bots.values()))
         if check_all:
             unmute_all(state)
     return log, state, muted
@@ -85,3 +85,70 @@ def test_a_policy_over_its_threshold_is_skipped_until_its_window_or_block_ends()
     assert len(alerts) == 2  # once per one-minute window it is over the threshold in
     assert _run(rows, check_all=True)[0] == log
     assert state.bots["bot-1"].quiet.keys() >= {"alert-1m", "block-5m"}
+
+
+HOURLY = PolicySet(
+    [
+        policy("hourly", metric="tokens", threshold=2_000, window=3600, block_s=900, warn=None),
+        policy("total", metric="tokens", threshold=9_000, window=1800, scope="account_total",
+               block_s=600),
+        policy("daily", metric="tokens", threshold=6_000, period="day", block_s=1200),
+    ]
+)  # fmt: skip
+HOURLY_BOTS = [f"bot-{i}" for i in range(5)]
+
+
+@st.composite
+def hours(draw: st.DrawFn) -> list[tuple[int, str, int]]:
+    """(seconds since the previous event, bot, tokens): hours of traffic from several bots."""
+    return [
+        (draw(st.integers(0, 240)), draw(st.sampled_from(HOURLY_BOTS)), draw(st.integers(0, 400)))
+        for _ in range(draw(st.integers(1, 300)))
+    ]
+
+
+def _walk_event_time(
+    rows: list[tuple[int, str, int]], *, check_all: bool
+) -> tuple[list[list[Effects]], AccountState]:
+    """The simulation's path (EventClock: expiries at event time, then the event);
+    ``check_all``: every policy un-quieted after each step (the reference)."""
+    clock = EventClock()
+    state = AccountState(ACC)
+    log = []
+    at = T0
+    for i, (gap, bot, tokens) in enumerate(rows):
+        at += gap * 1000
+        log.append(clock.evaluate(state, ev(i, at, bot=bot, tokens=tokens), HOURLY, TENANT))
+        if check_all:
+            unmute_all(state)
+    return log, state
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=hours())
+def test_quiet_policies_of_other_bots_stay_quiet_through_a_block_end_and_decide_the_same(
+    rows: list[tuple[int, str, int]],
+) -> None:
+    """A block's end re-checks only its own bot: the others' quiet policies (warning levels
+    sent this hour, their own blocks) stay quiet until their own time; the decisions are
+    those of checking every policy on every event."""
+    log, state = _walk_event_time(rows, check_all=False)
+    ref_log, ref_state = _walk_event_time(rows, check_all=True)
+    assert [[(e.enforcement, e.notifications) for e in out] for out in log] == [
+        [(e.enforcement, e.notifications) for e in out] for out in ref_log
+    ]
+    assert state.account.to_bytes() == ref_state.account.to_bytes()
+    assert {b: u.to_bytes() for b, u in state.bots.items()} == {
+        b: u.to_bytes() for b, u in ref_state.bots.items()
+    }
+
+
+def test_a_block_ending_leaves_the_other_bots_quiet_policies_quiet() -> None:
+    rows = [(10, "bot-0", 400) for _ in range(8)]  # over "hourly": blocked for 900 s
+    rows += [(10, "bot-1", 400) for _ in range(3)]  # at its 50% warning level
+    rows += [(960, "bot-0", 10)]  # bot-0's block ended (the clock's expiry), bot-1's hour not
+    log, state = _walk_event_time(rows, check_all=False)
+    kinds = [n.kind for out in log for e in out for n in e.notifications]
+    assert "policy_alert" in kinds and "policy_warning" in kinds
+    assert "hourly\x1f50" in state.bots["bot-1"].quiet  # its warning stays sent this hour
+    assert _walk_event_time(rows, check_all=True)[0] == log

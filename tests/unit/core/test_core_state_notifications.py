@@ -4,6 +4,8 @@ the tenant can switch off."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from core_builders import (
     MIN,
@@ -15,6 +17,9 @@ from core_builders import (
     policy,
     settings,
 )
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from capstream.core import AccountState, Notification, PolicySet, SettingsError, reevaluate
 
@@ -136,3 +141,15 @@ def test_the_tenant_switches_kinds_off() -> None:
     assert h.enforcement().downgraded_until_ms is None  # the downgrade itself still ran
     with pytest.raises(SettingsError, match="cannot be switched off"):
         settings(muted_notifications=("cap_reached",))
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(at=st.integers(-30 * 10**12, 253_402_300_799_999))  # years 1019 to 9999
+def test_times_in_notification_texts_read_as_strftime_writes_them(at: int) -> None:
+    """The words carry instants as ``2026-11-18 12:00 UTC``: formatted from the fields
+    (cheaper), exactly what ``strftime("%Y-%m-%d %H:%M UTC")`` gave, in alerts and forecasts."""
+    from capstream.core import forecast, notifications
+
+    expected = datetime.fromtimestamp(at / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert notifications._iso(at) == expected
+    assert forecast._iso(at) == expected

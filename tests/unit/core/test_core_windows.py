@@ -108,3 +108,49 @@ def test_the_bound_is_on_the_amount_not_on_time_a_policy_may_fire_far_earlier() 
         t for t, _ in events if sum(a for s, a in events if t - 60_000 < s <= t) >= 3
     )
     assert exact_fires - (t0 + 60_500) == 39_700  # far more than g = 1 s earlier
+
+
+@st.composite
+def steps_of_buckets(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]]]:
+    """A window and events (time, amount) moving by a few buckets at a time (the ring's
+    bucket-by-bucket advance), with jumps past the ring's span and late events among them."""
+    window_ms = draw(WINDOWS_S) * 1000
+    width = bucket_width_ms(window_ms)
+    t, events = 1_700_000_000_000, []
+    for _ in range(draw(st.integers(1, 200))):
+        kind = draw(st.sampled_from(["same", "few", "few", "many", "late"]))
+        if kind == "few":
+            t += draw(st.integers(1, 6)) * width + draw(st.integers(0, width - 1))
+        elif kind == "many":
+            t += draw(st.integers(5, 2 * window_ms // width + 2)) * width
+        at = t - draw(st.integers(0, window_ms + 2 * width)) if kind == "late" else t
+        events.append((at, draw(st.integers(0, 1000))))
+    return window_ms, events
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=steps_of_buckets())
+def test_every_add_returns_what_the_buckets_it_holds_sum_to(
+    case: tuple[int, list[tuple[int, int]]],
+) -> None:
+    """Bucket by bucket: after each add the ring holds exactly the amounts of its last
+    ``size`` buckets (a dict of every bucket ever added, the reference), and an add returns
+    the sum of those up to its own bucket (-1 when older than the ring's span)."""
+    window_ms, events = case
+    ring = Ring(window_ms)
+    width, size = ring.width, ring.size
+    added: dict[int, int] = {}
+    for at, amount in events:
+        b = at // width
+        head = max(ring.head, b)
+        got = ring.add(at, amount)
+        if b <= head - size:
+            assert got == -1
+            continue
+        added[b] = added.get(b, 0) + amount
+        held = {k: v for k, v in added.items() if head - size < k <= head}
+        assert got == sum(v for k, v in held.items() if k <= b)
+        assert ring.total == sum(held.values())
+        assert ring.settle() == [
+            held.get(k, 0) for k in sorted(range(head - size + 1, head + 1), key=lambda k: k % size)
+        ]
