@@ -2,7 +2,8 @@
 
 A wall-clock worker runs on its own deployment. For each offered rate the suite records the
 workload's live events at that rate (time slices; a slow generator catches up, and the rate
-it achieved is reported) and, every ``1 / probes_per_s`` seconds, starts a probe: a fresh bot
+it achieved is reported) and starts its probes evenly spread over the phase (1,000 per rate
+in the full run, ``BenchOptions.probes``): each a fresh bot
 of the probe account, whose policy blocks at its ``PROBE_THRESHOLD``-th message in a minute.
 The probe sends those messages at once, then keeps sending ``PROBE_RATE`` messages a second,
 asking the gateway before each one, as a real gateway does, until it answers ``paused``.
@@ -136,23 +137,32 @@ def _tend(rig: Rig, active: list[Probe], done: list[Probe], now: float) -> None:
         done.append(probe)
 
 
-def phase(rig: Rig, rate: int, seconds: float, probes_per_s: float, progress: Progress) -> Figures:
-    """Offer ``rate`` events/s for ``seconds`` with probes; figures of the phase."""
+def probes_due(elapsed: float, seconds: float, probes: int) -> int:
+    """How many of a phase's ``probes`` have started ``elapsed`` seconds into it: the
+    ``i``-th at ``i * seconds / probes``, so the phase starts all of them, evenly spread."""
+    if elapsed < 0:
+        return 0
+    return min(probes, math.floor(elapsed * probes / seconds) + 1)
+
+
+def phase(rig: Rig, rate: int, seconds: float, probes: int, progress: Progress) -> Figures:
+    """Offer ``rate`` events/s for ``seconds`` with ``probes`` probes; figures of the phase
+    (the phase runs on until its last probe has started, should the loop fall behind)."""
     m0, u0 = rig.worker.metrics(), rig.worker.usage()
     e0 = m0.get("capstream_processor_events_total", 0.0)
     active: list[Probe] = []
     done: list[Probe] = []
     background = 0
+    started = 0
     start = now = time.perf_counter()
-    next_probe = start
-    while now - start < seconds:
+    while now - start < seconds or started < probes:
         due = min(int((now - start) * rate) - background, max(rate // 50, 100))
         for _ in range(due):
             rig.recorder.record(**next(rig.live))
         background += max(due, 0)
-        if now >= next_probe:
+        if started < probes_due(now - start, seconds, probes):
             active.append(_start_probe(rig))
-            next_probe += 1 / probes_per_s
+            started += 1
         _tend(rig, active, done, now)
         progress(int(now - start))
         pause = 0.002 - (time.perf_counter() - now)
@@ -180,26 +190,45 @@ def _figures(
     rig: Rig, rate: int, sent: int, elapsed: float, probes: list[Probe], cpu: float,
     rss: float, m0: dict[str, float], m1: dict[str, float],
 ) -> Figures:  # fmt: skip
-    lat = sorted((rig.seen[p.bot] - p.crossed_at) * 1000 for p in probes if p.bot in rig.seen)
+    lat = [(rig.seen[p.bot] - p.crossed_at) * 1000 if p.bot in rig.seen else None
+           for p in probes]  # fmt: skip
     over = sorted(p.after for p in probes if p.bot in rig.seen)
     achieved = sent / elapsed
     cores = cpu / elapsed
     return {
         "offered_rate": rate, "seconds": elapsed,
-        "probes": len(probes), "decided": len(lat),
-        "p50_ms": _pct(lat, 0.50), "p95_ms": _pct(lat, 0.95), "p99_ms": _pct(lat, 0.99),
-        "max_ms": lat[-1] if lat else None,
-        "mean_ms": statistics.fmean(lat) if lat else None,
+        **latency_figures(lat),
         "overshoot_p50_msgs": _pct(over, 0.5), "overshoot_p95_msgs": _pct(over, 0.95),
         "overshoot_max_msgs": over[-1] if over else None,
         "overshoot_p95_pct": (_pct(over, 0.95) or 0) / PROBE_THRESHOLD * 100 if over else None,
         "probe_rate_msgs_per_s": PROBE_RATE, "probe_threshold_msgs": PROBE_THRESHOLD,
+        "probe_give_up_s": PROBE_GIVE_UP_S,
         "worker_cores": cores, "worker_cores_per_10k": cores * 10_000 / achieved,
         "worker_rss_mib": rss,
         "worker_p50_ms_le": _bucket_quantile(m0, m1, 0.5),
         "worker_p99_ms_le": _bucket_quantile(m0, m1, 0.99),
         "recorder_rejected": rig.recorder.stats.rejected,
         "profiled": rig.worker.profiled,
+    }  # fmt: skip
+
+
+def latency_figures(lat: list[float | None]) -> Figures:
+    """Percentiles of the probes' latencies (ms; None: no decision within the give-up time).
+
+    A probe without a decision counts as slower than every decided one: a percentile that
+    falls on one is None (the report says "over the give-up time"), and so is the maximum;
+    the mean is of the decided probes."""
+    decided = sorted(x for x in lat if x is not None)
+    ranked: list[float] = [*decided, *[math.inf] * (len(lat) - len(decided))]
+
+    def pct(q: float) -> float | None:
+        v = _pct(ranked, q)
+        return None if v is None or math.isinf(v) else v
+
+    return {
+        "probes": len(lat), "decided": len(decided),
+        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+        "max_ms": pct(1.0), "mean_ms": statistics.fmean(decided) if decided else None,
     }  # fmt: skip
 
 

@@ -133,12 +133,19 @@ def latency_rows(results: Figures) -> list[Row]:
     for f in results.get("latency", []):
         keys = ("overshoot_p50_msgs", "overshoot_p95_msgs", "overshoot_max_msgs")
         over = "/".join(_num(f[k]) for k in keys)
-        rows.append([_num(f["offered_rate"]), _num(f["achieved_rate"]), _num(f["p50_ms"], 1),
-                     _num(f["p95_ms"], 1), _num(f["p99_ms"], 1), _num(f["max_ms"], 1),
+        rows.append([_num(f["offered_rate"]), _num(f["achieved_rate"]), _latency(f, "p50_ms"),
+                     _latency(f, "p95_ms"), _latency(f, "p99_ms"), _latency(f, "max_ms"),
                      f"{f['decided']}/{f['probes']}", over,
                      f"{f['worker_cores']:.2f} ({f['worker_cores_per_10k']:.2f})",
                      _num(f["worker_rss_mib"])])  # fmt: skip
     return rows
+
+
+def _latency(f: Figures, key: str) -> str:
+    """A probe percentile; one that falls on a probe never decided says so."""
+    if f[key] is None and f.get("decided", 0) < f.get("probes", 0):
+        return f"> {f.get('probe_give_up_s', 10):g} s (undecided)"
+    return _num(f[key], 1)
 
 
 def _cprofile(results: Figures) -> str:

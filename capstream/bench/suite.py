@@ -217,7 +217,7 @@ def _latency(
             with d.phase("latency at fixed rates", total, "s") as ph:
                 for i, rate in enumerate(options.rates):
                     base = int(i * options.rate_seconds)
-                    fig = latency.phase(rig, rate, options.rate_seconds, options.probes_per_s,
+                    fig = latency.phase(rig, rate, options.rate_seconds, options.probes,
                                         _offset(ph, base))  # fmt: skip
                     results["latency"].append(fig)
                 ph.note = ", ".join(

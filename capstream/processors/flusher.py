@@ -25,10 +25,20 @@ from capstream.processors.options import WorkerOptions
 from capstream.processors.partition import CLOCK_KEY, EPOCH_KEY, PartitionState
 
 log = logging.getLogger(__name__)
-SLICE_S = 0.003
-PAUSE_S = 0.006
-"""A paced flush works in slices of 3 ms with 6 ms pauses: a record waits for at most one
-slice, and the stream gets the loop to itself two thirds of the time while a flush runs."""
+SLICE_S = 0.001
+PAUSE_S = 0.009
+"""A paced flush serialises in slices of ~1 ms and, while records keep arriving, pauses 9 ms
+after each: a record waits for at most one slice, and a flush takes a tenth of the event
+loop while it runs, so a worker short of CPU does not fall behind the stream during one.
+(Slices of 3 ms with 6 ms pauses, a third of the loop, held the loop ~6-7 ms at a time, and
+probes whose decision overlapped a flush took ~15 ms longer at the median and twice as long
+at the p99 at 5,000 events/s; see the processors README, "Issue 14".) When no record came
+for ``IDLE_S`` the flush goes on at once (a backlog's end, an idle stream)."""
+IDLE_S = 0.05
+WRITE_VALUES = 128
+"""Serialised values go to the tables (RocksDB + a changelog batch) this many at a time at
+most: a write holds the loop ~1 ms per 100 values, and the changelog gets batches of a
+useful size whatever the slice."""
 
 Offsets = dict[tuple[str, int], int]
 """(topic, partition) -> the next offset to read (what a commit stores)."""
@@ -188,9 +198,10 @@ class Flusher:
         """Write dirty state (RocksDB + changelog), wait until the broker has it and every
         decision derived from the records read so far, then ack and commit those records.
 
-        ``paced``: serialise in slices of ``SLICE_S`` with ``PAUSE_S`` pauses, so records
-        keep flowing with low latency while a large flush runs in the background. Returns
-        the time spent working (not pausing), in seconds.
+        ``paced``: serialise in slices of ``SLICE_S`` with ``PAUSE_S`` pauses while records
+        keep arriving (one in the last ``IDLE_S``), so they flow with low latency while a
+        large flush runs in the background. Returns the time spent working (not pausing), in
+        seconds.
         """
         lock, _ = self._sync()
         async with lock:
@@ -235,7 +246,9 @@ class Flusher:
         producer = await self.producer()
         written = 0
         paused = 0.0
-        slice_end = time.perf_counter() + SLICE_S
+        seen = self.records_seen
+        live = slice_end = time.perf_counter()  # when a record was last seen arriving
+        slice_end += SLICE_S
         for p in targets:
             part = self.partitions.get(p)
             if part is None:
@@ -251,16 +264,23 @@ class Flusher:
                 if account is not None:
                     account_values.append((account_id.encode(), account))
                 bot_values.extend(bots)
-                if n == len(dirty) or (now := time.perf_counter()) >= slice_end:
-                    self._check()  # a pause between two slices
+                last = n == len(dirty)
+                if last or len(account_values) + len(bot_values) >= WRITE_VALUES:
+                    self._check()
                     futures.append(await self.bots.write(p, bot_values, producer))
                     futures.append(await self.accounts.write(p, account_values, producer))
                     written += len(account_values) + len(bot_values)
                     account_values, bot_values = [], []
-                    if n < len(dirty) and paced:
+                if not last and (now := time.perf_counter()) >= slice_end:
+                    # The stream's turn. A value serialised before the pause and written
+                    # after it is older than the account may be by then: the account is
+                    # dirty again, and the next flush writes it after this one's.
+                    if self.records_seen != seen:
+                        seen, live = self.records_seen, now
+                    if paced and now - live < IDLE_S:
                         await asyncio.sleep(PAUSE_S)
                         paused += time.perf_counter() - now
-                    elif n < len(dirty):
+                    else:
                         await asyncio.sleep(0)
                     slice_end = time.perf_counter() + SLICE_S
             if p in clocks:

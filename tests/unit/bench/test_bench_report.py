@@ -166,6 +166,42 @@ def test_the_workers_histogram_is_read_per_phase_from_two_scrapes() -> None:
     assert _bucket_quantile(after, after, 0.5) is None  # no decision in the phase
 
 
+def test_the_full_run_takes_1000_probes_per_rate_and_quick_stays_short() -> None:
+    from capstream.bench.latency import probes_due
+
+    full, quick = BenchOptions.full(), BenchOptions.quick()
+    assert full.probes == 1_000
+    assert quick.probes * len(quick.rates) <= 100 and quick.rate_seconds * len(quick.rates) <= 15
+    for opts in (full, quick):
+        seconds, n = opts.rate_seconds, opts.probes
+        # Probe i starts at i * seconds / n: every one within the phase, none twice.
+        starts = [probes_due(i * seconds / n + 1e-9, seconds, n) for i in range(n)]
+        assert starts == list(range(1, n + 1))
+        assert probes_due(seconds, seconds, n) == probes_due(10 * seconds, seconds, n) == n
+    assert probes_due(-0.5, 40, 1_000) == 0
+    with pytest.raises(BenchError, match="at least 1 probe"):
+        BenchOptions.full(probes=0)
+
+
+def test_a_probe_never_decided_counts_as_slower_than_every_decided_one() -> None:
+    from capstream.bench.latency import latency_figures
+
+    decided: list[float | None] = [float(i) for i in range(1, 991)]  # 990 probes: 1-990 ms
+    fig = latency_figures([*decided, *[None] * 10])  # and 10 that never got their block
+    assert (fig["probes"], fig["decided"]) == (1_000, 990)
+    assert (fig["p50_ms"], fig["p95_ms"], fig["p99_ms"]) == (500.0, 950.0, 990.0)
+    assert fig["max_ms"] is None  # not the slowest decided one: 10 took longer
+    fig = latency_figures([*decided, *[None] * 11])
+    assert fig["p99_ms"] is None  # the 991st of 1,001 was never decided
+    row = {"offered_rate": 5_000, "achieved_rate": 4_990.0, "overshoot_p50_msgs": 0.0,
+           "overshoot_p95_msgs": 1.0, "overshoot_max_msgs": 2, "worker_cores": 0.5,
+           "worker_cores_per_10k": 1.0, "worker_rss_mib": 200.0, "probe_give_up_s": 10.0,
+           **fig}  # fmt: skip
+    cells = report.latency_rows({"latency": [row]})[0]
+    assert cells[4] == "> 10 s (undecided)" and cells[6] == "990/1001"
+    assert latency_figures([])["p99_ms"] is None
+
+
 def test_probe_percentiles_are_nearest_rank_so_p99_of_100_probes_is_not_the_maximum() -> None:
     from capstream.bench.latency import _pct
 

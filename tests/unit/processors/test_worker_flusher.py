@@ -5,6 +5,7 @@ durable; a failed send or a lapsed lease acks nothing."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -266,5 +267,114 @@ def test_a_failing_flush_stops_the_worker_through_the_fence() -> None:
         rig.fence.failure = RuntimeError("broker gone")
         await asyncio.wait_for(rig.flusher.run(), 5)  # returns once the worker is told to stop
         assert len(rig.fence.failed) == 1 and rig.stream.acked == []
+
+    run(scenario())
+
+
+COST = 0.0002
+"""Seconds of the fake clock per account serialised."""
+
+
+class SlowPartition(FakePartition):
+    """Serialising an account takes ``cost`` seconds of the flusher's clock."""
+
+    def __init__(self, partition: int, dirty: list[str], clock: list[float], cost: float) -> None:
+        super().__init__(partition, dirty=dirty)
+        self.clock, self.cost = clock, cost
+        self.serialised: list[int] = []
+        """How many accounts were serialised by each pause (cumulative)."""
+
+    def serialize(self, account_id: str) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
+        self.clock[0] += self.cost
+        self.serialised.append(len(self.serialised) + 1)
+        return super().serialize(account_id)
+
+
+def paced_rig(
+    monkeypatch: pytest.MonkeyPatch, accounts: int, *, records_arrive: bool
+) -> tuple[Rig, SlowPartition, list[tuple[float, int]]]:
+    """A rig whose flusher reads a fake clock (0.2 ms per account serialised) and whose
+    pauses are recorded, with records arriving during each pause or not."""
+    from capstream.processors import flusher as flusher_module
+
+    clock = [0.0]
+    part = SlowPartition(0, [f"acct-{i}" for i in range(accounts)], clock, COST)
+    rig = Rig(part)
+    pauses: list[tuple[float, int]] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append((seconds, len(part.serialised)))
+        if records_arrive:
+            rig.flusher.records_seen += 1  # the agent processed a record meanwhile
+        clock[0] += seconds
+        await real_sleep(0)
+
+    monkeypatch.setattr(flusher_module.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(flusher_module.asyncio, "sleep", sleep)
+    return rig, part, pauses
+
+
+def test_a_paced_flush_gives_the_stream_most_of_the_loop_while_records_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from capstream.processors.flusher import PAUSE_S, SLICE_S
+
+    rig, _, pauses = paced_rig(monkeypatch, 100, records_arrive=True)
+    busy = run(rig.flusher.flush(paced=True))
+    assert len(rig.bots.written[0]) == 100
+    assert pauses and all(seconds == PAUSE_S for seconds, _ in pauses)
+    # At most a slice of serialising (~1 ms: 5 accounts at 0.2 ms) between two pauses...
+    done = [0, *[n for _, n in pauses], 100]
+    assert max(b - a for a, b in itertools.pairwise(done)) <= SLICE_S / COST + 1
+    # ...so the flush worked about a tenth of the time while it ran.
+    assert busy <= 0.12 * (busy + PAUSE_S * len(pauses))
+
+
+def test_a_paced_flush_of_an_idle_stream_does_not_wait_between_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from capstream.processors.flusher import IDLE_S, PAUSE_S
+
+    rig, _, pauses = paced_rig(monkeypatch, 300, records_arrive=False)
+    rig.read("t.usage", 0, 41)  # the last record of a backlog: nothing comes after it
+    run(rig.flusher.flush(paced=True))
+    waits = [seconds for seconds, _ in pauses if seconds]
+    # It waits as if records still came for IDLE_S at most, then only yields.
+    assert waits and sum(waits) <= IDLE_S + PAUSE_S and len(pauses) > 3 * len(waits)
+    assert all(seconds == 0 for seconds, _ in pauses[len(waits) :])
+    assert rig.stream.acked == [41] and rig.commits == [{("t.usage", 0): 42}]
+
+
+def test_a_large_flush_writes_in_chunks_and_acks_only_after_all_are_durable() -> None:
+    from capstream.processors.flusher import WRITE_VALUES
+
+    class CountingStore(FakeStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        async def write(self, partition: int, values: list[tuple[bytes, bytes]],
+                        producer: Any) -> Any:  # fmt: skip
+            self.sizes.append(len(values))
+            return await super().write(partition, values, producer)
+
+    async def scenario() -> None:
+        rig = Rig(FakePartition(0, dirty=[f"acct-{i}" for i in range(1_000)]))
+        rig.accounts = rig.flusher.accounts = CountingStore()  # type: ignore[assignment]
+        rig.bots = rig.flusher.bots = CountingStore()  # type: ignore[assignment]
+        rig.read("t.usage", 0, 5)
+        rig.bots.hold = True
+        flush = asyncio.ensure_future(rig.flusher.flush(paced=True))
+        while len(rig.bots.written.get(0, {})) < 1_000:  # noqa: ASYNC110 - the fakes poll
+            await asyncio.sleep(0.001)
+        assert not flush.done() and rig.stream.acked == []  # the last chunk is unacknowledged
+        rig.bots.release()
+        await flush
+        assert rig.stream.acked == [5]
+        assert len(rig.accounts.written[0]) == 1_000
+        accounts, bots = cast(CountingStore, rig.accounts), cast(CountingStore, rig.bots)
+        sizes = [a + b for a, b in zip(accounts.sizes, bots.sizes, strict=True)]
+        assert sum(sizes) == 2_000 and max(sizes) <= WRITE_VALUES
 
     run(scenario())
