@@ -102,11 +102,11 @@ def test_add_a_webhook_send_a_test_and_see_its_delivery_log(
         assert verify(secret.encode(), headers[SIGNATURE_HEADER], body)
     # Switch a kind off: the tenant settings keep it (read back through the API)
     box = page.locator('[data-testid="receive-throttle_engaged"]')
-    expect(box).to_be_checked()
+    expect(box).to_be_checked(timeout=30_000)
     box.uncheck()
     key = demo.key(account)
     settings_url = f"{demo.info['url'].split('/dashboard')[0]}/v1/accounts/{account}/settings"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a write reaches the API's view through the broker
     muted: list[str] = []
     while time.monotonic() < deadline and muted != ["throttle_engaged"]:
         muted = httpx.get(settings_url, headers={"Authorization": f"Bearer {key}"}).json()[
@@ -116,8 +116,10 @@ def test_add_a_webhook_send_a_test_and_see_its_delivery_log(
     assert muted == ["throttle_engaged"]
     page.reload()
     page.click('a[data-tab="channels"]')
-    expect(page.locator('[data-testid="receive-throttle_engaged"]')).not_to_be_checked()
-    expect(page.locator('[data-testid="receive-cap_warning"]')).to_be_checked()
+    expect(page.locator('[data-testid="receive-throttle_engaged"]')).not_to_be_checked(
+        timeout=30_000
+    )
+    expect(page.locator('[data-testid="receive-cap_warning"]')).to_be_checked(timeout=30_000)
     shots("kinds")
     assert not errors, errors
     page.close()
