@@ -28,7 +28,7 @@ class InOrder:
         offset while the worker is still loading (records it skips, unacked), and the seek to
         the committed offsets leaves a partition without one where the fetcher stands: the
         next record taken was a later one, and the first records were never counted (a full
-        chaos run: the first 0.6 s of one partition, 1,445 totals one event short)."""
+        chaos run: the first 0.6 s of one partition, 1,445 totals short)."""
         consumer = self._app.consumer
         self.expected.clear()
         self._sought.clear()

@@ -3,7 +3,7 @@
 Found by a full chaos run: at the group's start no offset was committed yet, so nothing was
 expected and the first record handed over was taken whatever its offset; the fetcher had
 read the partition's first records while the worker was still loading, so the first 0.6 s of
-one partition were never counted (1,445 day and month totals one event short).
+one partition were never counted (1,445 day and month totals short).
 """
 
 from __future__ import annotations
