@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from admin_api import ADMIN
+from admin_api import tenant
 from fastapi.testclient import TestClient
 from test_worker_harness import ControlLog, TopicLog, WorkerProcess, wait_for
 
@@ -38,11 +38,7 @@ def test_a_daily_calendar_policy_blocks_and_alerts_once_per_local_day_across_a_r
     notes = TopicLog(deployment, topics.notifications)
     worker = WorkerProcess(deployment)
     try:
-        r = api.post("/v1/accounts", json={"account_id": "acme", "plan": "starter",
-                                           "owner_email": "o@acme.test"},
-                     headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
-        auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
-        assert api.put("/v1/accounts/acme/bots/bot-1", json={}, headers=auth).is_success
+        auth = tenant(api, "acme", "bot-1")
         assert api.patch("/v1/accounts/acme/settings", json={"timezone": TZ},
                          headers=auth).status_code == 200  # fmt: skip
         r = api.post("/v1/accounts/acme/policies", headers=auth, json={

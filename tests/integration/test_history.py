@@ -6,46 +6,16 @@ filters by bot and time; another tenant sees none of it. Real broker."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
+from admin_api import tenant
 from fastapi.testclient import TestClient
 from sink_helpers import sink_running
 from test_worker_harness import ControlLog, WorkerProcess, wait_for
 
-from capstream.api.app import create_app
-from capstream.api.keys import AdminKey, hash_secret
 from capstream.gateway import UsageRecorder
 from capstream.streams.settings import Settings
-from capstream.streams.topics import create_topics
-
-ADMIN = "csa_" + "history-integration-admin-key-" * 2
-H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:12]}",
-                        data_dir=tmp_path, usage_partitions=2)  # fmt: skip
-    create_topics(settings)
-    return settings
-
-
-@pytest.fixture
-def api(deployment: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(deployment, admin=AdminKey(hash_secret(ADMIN)))) as client:
-        yield client
-
-
-def account(api: TestClient, name: str, *bots: str) -> dict[str, str]:
-    r = api.post("/v1/accounts", json={"account_id": name, "plan": "starter",
-                                       "owner_email": f"o@{name}.test"}, headers=H)  # fmt: skip
-    auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
-    for bot in bots:
-        assert api.put(f"/v1/accounts/{name}/bots/{bot}", json={}, headers=auth).is_success
-    return auth
 
 
 def test_alerts_blocks_caps_and_grants_are_in_the_history(
@@ -54,8 +24,8 @@ def test_alerts_blocks_caps_and_grants_are_in_the_history(
     control = ControlLog(deployment)
     worker = WorkerProcess(deployment)
     try:
-        auth = account(api, "acme", "bot-1", "bot-2")
-        other = account(api, "globex", "bot-1")
+        auth = tenant(api, "acme", "bot-1", "bot-2")
+        other = tenant(api, "globex", "bot-1")
         r = api.post("/v1/accounts/acme/policies", headers=auth, json={
             "policy_id": "p1", "name": "Hourly tokens", "metric": "tokens", "threshold": 1_000,
             "window_seconds": 3600, "scope": "bot", "bot_id": "bot-1",

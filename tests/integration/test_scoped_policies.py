@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from admin_api import ADMIN
+from admin_api import tenant
 from fastapi.testclient import TestClient
 from test_worker_harness import ControlLog, TopicLog, WorkerProcess, wait_for
 
@@ -38,11 +38,7 @@ def test_only_the_end_user_over_the_threshold_is_alerted_and_blocked_across_a_re
     notes = TopicLog(deployment, topics.notifications)
     worker = WorkerProcess(deployment)
     try:
-        r = api.post("/v1/accounts", json={"account_id": "acme", "plan": "starter",
-                                           "owner_email": "o@acme.test"},
-                     headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
-        auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
-        assert api.put("/v1/accounts/acme/bots/bot-1", json={}, headers=auth).is_success
+        auth = tenant(api, "acme", "bot-1")
         r = api.post("/v1/accounts/acme/policies", headers=auth, json={
             "policy_id": "heavy-users", "name": "heavy end users", "metric": "tokens",
             "threshold": 1_000, "window_seconds": 3600, "scope": "account_each_bot",

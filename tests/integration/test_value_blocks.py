@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from admin_api import ADMIN
+from admin_api import tenant
 from fastapi.testclient import TestClient
 from test_typescript_sdk import Driver, ts_sdk  # noqa: F401 (ts_sdk: a fixture)
 from test_worker_harness import TopicLog, WorkerProcess, wait_for
@@ -42,11 +42,7 @@ def test_gateways_of_both_sdks_refuse_the_blocked_end_user_and_allow_the_others(
     gateway = Gateway(deployment, share_ledger=False)
     ts = Driver(ts_sdk, deployment)
     try:
-        r = api.post("/v1/accounts", json={"account_id": "acme", "plan": "starter",
-                                           "owner_email": "o@acme.test"},
-                     headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
-        auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
-        assert api.put("/v1/accounts/acme/bots/bot-1", json={}, headers=auth).is_success
+        auth = tenant(api, "acme", "bot-1")
         r = api.post("/v1/accounts/acme/policies", headers=auth, json={
             "policy_id": "heavy-users", "name": "heavy end users", "metric": "tokens",
             "threshold": 1_000, "window_seconds": 3600, "scope": "account_each_bot",
