@@ -22,6 +22,15 @@ CATALOG = "capstream_processor_catalog_records_total"
 EVENTS = "capstream_processor_events_total"
 
 
+HEAVY_USERS = {
+    "policy_id": "heavy-users", "name": "heavy end users", "metric": "tokens",
+    "threshold": 1_000, "window_seconds": 3600, "scope": "account_each_bot",
+    "per": "end_user", "alert": {}, "block": {"duration_seconds": 600}, "warn_percents": [],
+}  # fmt: skip
+"""A per-end-user policy: 1,000 tokens an hour per end user of each bot, then a 10-minute
+block of that end user (``test_value_blocks`` uses it too)."""
+
+
 def use(rec: UsageRecorder, user: str, tokens: int) -> None:
     assert rec.record(event_id=uuid.uuid4().hex, account_id="acme", bot_id="bot-1",
                       conversation_id=f"c-{user}", category="text", model="gpt-4o",
@@ -39,11 +48,7 @@ def test_only_the_end_user_over_the_threshold_is_alerted_and_blocked_across_a_re
     worker = WorkerProcess(deployment)
     try:
         auth = tenant(api, "acme", "bot-1")
-        r = api.post("/v1/accounts/acme/policies", headers=auth, json={
-            "policy_id": "heavy-users", "name": "heavy end users", "metric": "tokens",
-            "threshold": 1_000, "window_seconds": 3600, "scope": "account_each_bot",
-            "per": "end_user", "alert": {}, "block": {"duration_seconds": 600},
-            "warn_percents": []})  # fmt: skip
+        r = api.post("/v1/accounts/acme/policies", headers=auth, json=HEAVY_USERS)
         assert r.status_code == 201, r.text
         wait_for(lambda: worker.metric(CATALOG) >= 1, 30, "the policy at the worker")
 

@@ -6,11 +6,11 @@ Real broker, real worker process, the TypeScript SDK in a node process."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from admin_api import tenant
 from fastapi.testclient import TestClient
+from test_scoped_policies import CATALOG, HEAVY_USERS, use
 from test_typescript_sdk import Driver, ts_sdk  # noqa: F401 (ts_sdk: a fixture)
 from test_worker_harness import TopicLog, WorkerProcess, wait_for
 
@@ -19,16 +19,6 @@ from capstream.gateway import Gateway, UsageRecorder
 from capstream.streams.settings import Settings
 from capstream.streams.topics import Topics
 from capstream.streams.value_blocks import decode_value_block
-
-CATALOG = "capstream_processor_catalog_records_total"
-
-
-def use(rec: UsageRecorder, user: str, tokens: int) -> None:
-    assert rec.record(event_id=uuid.uuid4().hex, account_id="acme", bot_id="bot-1",
-                      conversation_id=f"c-{user}", category="text", model="gpt-4o",
-                      tokens_in=tokens, messages=1, credits_micro=1,
-                      attributes={"end_user": user})  # fmt: skip
-    assert rec.flush(10) == 0
 
 
 def test_gateways_of_both_sdks_refuse_the_blocked_end_user_and_allow_the_others(
@@ -43,11 +33,7 @@ def test_gateways_of_both_sdks_refuse_the_blocked_end_user_and_allow_the_others(
     ts = Driver(ts_sdk, deployment)
     try:
         auth = tenant(api, "acme", "bot-1")
-        r = api.post("/v1/accounts/acme/policies", headers=auth, json={
-            "policy_id": "heavy-users", "name": "heavy end users", "metric": "tokens",
-            "threshold": 1_000, "window_seconds": 3600, "scope": "account_each_bot",
-            "per": "end_user", "alert": {}, "block": {"duration_seconds": 600},
-            "warn_percents": []})  # fmt: skip
+        r = api.post("/v1/accounts/acme/policies", headers=auth, json=HEAVY_USERS)
         assert r.status_code == 201, r.text
         wait_for(lambda: worker.metric(CATALOG) >= 1, 30, "the policy at the worker")
         assert gateway.wait_ready(30)
