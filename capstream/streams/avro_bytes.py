@@ -10,17 +10,31 @@ those codecs are built from these functions and are tested byte for byte against
 
 from __future__ import annotations
 
+from typing import Final
+
 INT64 = 1 << 64
 """A zigzag varint of 64 bits or fewer is below this before it is unzigzagged."""
 
 
+_SMALL: Final = [bytes((i,)) for i in range(128)]
+"""The one-byte varints (lengths, versions, small numbers): shared objects, no allocation."""
+
+
 def _varint(n: int) -> bytes:
-    out = bytearray()
+    if n < 128:
+        if n < 0:
+            raise ValueError(f"a varint cannot hold {n} (zigzag first)")
+        return _SMALL[n]
+    # The bytes gathered little-endian in one int, then one to_bytes: compiled, the loop is
+    # native integer arithmetic (a bytearray appended to byte by byte was ~3x slower).
+    acc = 0
+    shift = 0
     while n > 127:
-        out.append((n & 0x7F) | 0x80)
+        acc |= ((n & 0x7F) | 0x80) << shift
+        shift += 8
         n >>= 7
-    out.append(n)
-    return bytes(out)
+    acc |= n << shift
+    return acc.to_bytes((shift >> 3) + 1, "little")
 
 
 def long_bytes(n: int) -> bytes:

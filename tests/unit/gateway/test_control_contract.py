@@ -5,8 +5,7 @@ from __future__ import annotations
 from test_gateway_gate import NOW, state
 
 from capstream.core import CapStatus
-from capstream.processors.outbox import encode_state
-from capstream.streams.control_wire import decode_state, record_from_state
+from capstream.streams.control_wire import decode_state, encode_state, record_from_state
 
 
 def test_a_published_state_reads_back_whole_including_the_premium_model() -> None:
