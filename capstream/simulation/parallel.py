@@ -80,7 +80,7 @@ def why_not(
     source: EventSource, drafted: Config, hooks: dict[str, Callable[[Effects], None]]
 ) -> str | None:
     """Why the draft side cannot run in a second process, or None if it can."""
-    if source.columns is None:
+    if getattr(source, "columns", None) is None:  # (the bench's in-memory source has none)
         return "the store port has no column form (rows are not shipped)"
     if drafted.records is None:
         return "the draft configuration was not built from records (configs)"
