@@ -213,10 +213,12 @@ class DraftProcess:
         os.close(replies_w)
         self._chunks = Connection(chunks_w, readable=False)
         self._replies = Connection(replies_r, writable=False)
-        self._chunks.send_bytes(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
         self.done = 0
         """Events the draft side has replayed."""
         self._out: queue.Queue[bytes] = queue.Queue(maxsize=1)
+        # the spec first, written by the sender thread: this process reads and replays
+        # while the other one starts (~0.5 s)
+        self._out.put(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
         self._stop = threading.Event()
         self._send_error: BaseException | None = None
         self._finished = False
