@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,30 @@ def engine(n: int, days: int, chunk: int) -> dict[str, Any]:
     return {"events": n, "cpu_s": cpu, "compiled": compiled(), "load": os.getloadavg()[0]}
 
 
+def children_hwm_mb() -> float:
+    """The highest peak RSS of this process's child processes running now."""
+    peak = 0.0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids = f.read().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]) / 1024)
+            except OSError:
+                continue
+    return peak
+
+
 def child(
-    root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool, read_pass: bool
-) -> dict[str, Any]:
+    root: Path, n: int, days: int, chunk: int, port: str, prefetch: bool, read_pass: bool,
+    processes: int | None,
+) -> dict[str, Any]:  # fmt: skip
     from capstream._native import compiled
     from capstream.api.clickhouse import clickhouse_query
     from capstream.simulation import EventSource, simulate
@@ -158,15 +180,33 @@ def child(
         read_s = time.perf_counter() - t
         rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    def children_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    watching = threading.Event()
+    peak_other = [0.0]  # the draft process's peak RSS (VmHWM; RUSAGE_CHILDREN counts the fork)
+
+    def watch() -> None:
+        while not watching.wait(0.1):
+            peak_other[0] = max(peak_other[0], children_hwm_mb())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     t = time.perf_counter()
-    cpu = time.process_time()
-    result = simulate(source(), cur, dra, draft)
+    cpu, cpu_other = time.process_time(), children_cpu()
+    result = simulate(source(), cur, dra, draft, processes=processes)
     took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    cpu_other = children_cpu() - cpu_other  # the draft side's process, if one ran
+    watching.set()
+    watcher.join()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_other = peak_other[0]
     assert result["events"] == n == read, (result["events"], n, read)
     return {
-        "events": n, "read_s": read_s, "seconds": took, "cpu_s": cpu, "base_mb": base,
-        "rss_read_mb": rss_read, "rss_mb": rss,
+        "events": n, "read_s": read_s, "seconds": took, "cpu_s": cpu + cpu_other,
+        "cpu_other_s": cpu_other, "base_mb": base, "rss_read_mb": rss_read, "rss_mb": rss,
+        "rss_other_mb": rss_other,
         "blocks": len(result["simulated"]["blocks"]), "caps": len(result["simulated"]["caps"]),
         "paused": result["simulated"]["gated"]["paused"], "compiled": compiled(),
         "load": os.getloadavg()[0],
@@ -196,6 +236,13 @@ def main() -> None:
         default=1e7,
         help="measure reading alone (a pass more) up to this many events",
     )
+    ap.add_argument(
+        "--processes",
+        choices=("auto", "1", "2"),
+        default="auto",
+        help="1: both sides in one process; 2: the draft side in a second one; auto: "
+        "simulate's choice (two for 200,000 events or more on 2+ CPUs)",
+    )
     ap.add_argument("--no-prefetch", action="store_true",
                     help="read each chunk only when the engine asks for it")  # fmt: skip
     args = ap.parse_args()
@@ -204,9 +251,10 @@ def main() -> None:
         if args.generate:
             print(json.dumps({"generate_s": generate(root, int(args.child), args.days)}))
         else:
+            procs = None if args.processes == "auto" else int(args.processes)
             print(json.dumps(child(root, int(args.child), args.days, args.chunk, args.port,
-                                   not args.no_prefetch,
-                                   args.child <= args.read_pass_max)))  # fmt: skip
+                                   not args.no_prefetch, args.child <= args.read_pass_max,
+                                   procs)))  # fmt: skip
         return
     if args.engine:
         r = engine(int(args.engine), args.days, args.chunk)
@@ -217,22 +265,25 @@ def main() -> None:
     compiled = os.environ.get("CAPSTREAM_PURE") != "1"
     print(f"simulation bench: one account, {args.days} days, chunks of {args.chunk} rows, "
           f"{args.port} port, prefetch {'off' if args.no_prefetch else 'on'}, "
+          f"processes {args.processes}, "
           f"core {'compiled (mypyc) if built' if compiled else 'plain Python'}; "
           f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
-    print("columns: wall seconds and events/s of the simulation; events/s by its CPU time; "
+    print("columns: wall seconds and events/s of the simulation; events/s by its CPU time "
+          "(both processes' when the draft side runs in a second one: 'other' is that one's "
+          "CPU seconds, 'peak other' its peak RSS); "
           "events/s of reading alone (sizes up to --read-pass-max); RSS once the store is "
           "open, peak RSS while only reading, peak RSS of the whole run; the load average "
           "(1 min) at the end of the size")  # fmt: skip
     print(f"{'events':>11} {'seconds':>8} {'events/s':>9} {'cpu ev/s':>9} {'read ev/s':>10} "
-          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9}  blocks caps paused "
-          "compiled load")  # fmt: skip
+          f"{'RSS open':>9} {'peak read':>9} {'peak run':>9} {'other':>6} {'peak other':>10}  "
+          "blocks caps paused compiled load")  # fmt: skip
     for size in args.sizes.split(","):
         n = int(float(size))
         store = tempfile.mkdtemp(prefix="bench-sim-")
         try:
             base = [sys.executable, __file__, "--child", str(n), "--days", str(args.days),
                     "--chunk", str(args.chunk), "--store", store, "--port", args.port,
-                    "--read-pass-max", str(args.read_pass_max),
+                    "--read-pass-max", str(args.read_pass_max), "--processes", args.processes,
                     *(["--no-prefetch"] if args.no_prefetch else [])]  # fmt: skip
             gen = subprocess.run([*base, "--generate"], capture_output=True, text=True, check=False)
             out = (
@@ -250,7 +301,8 @@ def main() -> None:
         peak_read = f"{r['rss_read_mb']:>7.0f}MB" if r["read_s"] else f"{'-':>9}"
         print(f"{n:>11,} {r['seconds']:>8.1f} {n / r['seconds']:>9,.0f} {n / r['cpu_s']:>9,.0f} "
               f"{read} {r['base_mb']:>7.0f}MB {peak_read} "
-              f"{r['rss_mb']:>7.0f}MB  {r['blocks']:>6} {r['caps']:>4} {r['paused']:>6} "
+              f"{r['rss_mb']:>7.0f}MB {r['cpu_other_s']:>5.1f}s {r['rss_other_mb']:>8.0f}MB  "
+              f"{r['blocks']:>6} {r['caps']:>4} {r['paused']:>6} "
               f"{'yes' if r['compiled'] else 'no':>8} {r['load']:>4.1f}",
               flush=True)  # fmt: skip
 

@@ -3,7 +3,10 @@ past traffic (issue 15; the engine is ``capstream.simulation``).
 
 A range holding at most ``SYNC_EVENTS`` events is answered at once (200, the result). A
 longer one answers 202 with a job to poll at ``GET .../simulations/{job_id}``; jobs run one
-or two at a time in background threads and are kept (newest ``KEPT_JOBS``) in memory.
+or two at a time in background threads and are kept (newest ``KEPT_JOBS``) in memory. On a
+host with two or more CPUs a job runs its draft side in a second process
+(``capstream.simulation.parallel``; so at most ``MAX_RUNNING`` such processes): if that one
+fails or dies, the job is ``failed`` with the reason (``SimulationFailedError``).
 Same key, tenancy and error rules as every route: another tenant's account or job is 404.
 """
 

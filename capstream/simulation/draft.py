@@ -70,6 +70,9 @@ class Draft:
     policy: Policy | None = None
     replaces: str | None = None
     settings: TenantSettings | None = None
+    record: PolicyRecord | TenantSettingsRecord | None = None
+    """The checked record ``policy`` or ``settings`` was built from (picklable: the draft
+    side's process rebuilds the configuration from records)."""
 
     def describe(self) -> dict[str, Any]:
         p = self.policy
@@ -86,6 +89,9 @@ class Config:
 
     policies: PolicySet
     settings: TenantSettings
+    records: tuple[tuple[PolicyRecord, ...], TenantSettingsRecord] | None = None
+    """The records it was built from, if it was (``configs``): what another process needs
+    to build the same configuration (the core's objects are not picklable)."""
 
 
 def parse_instant(value: str | int | None, what: str) -> int | None:
@@ -177,7 +183,7 @@ def check_draft(
             srec = checked_settings(priced_settings(srec, prices))
         except InvalidError as exc:
             raise _core_error(exc, "settings") from exc
-        return Draft(settings=core_settings(srec))
+        return Draft(settings=core_settings(srec), record=srec)
     assert body.policy is not None
     held = {p.policy_id for p in current_policies}
     if body.replaces is not None and body.replaces not in held:
@@ -204,8 +210,8 @@ def check_draft(
             field="policy.alert",
         )
     try:
-        rec = priced_policy(body.policy.record(account_id, pid, 0, now_ms), prices)
-        policy = core_policy(checked_policy(rec))
+        rec = checked_policy(priced_policy(body.policy.record(account_id, pid, 0, now_ms), prices))
+        policy = core_policy(rec)
     except InvalidError as exc:
         raise _core_error(exc, "policy") from exc
     if not policy.enabled:
@@ -213,7 +219,7 @@ def check_draft(
             "the draft policy is disabled: a disabled policy does nothing to simulate",
             field="policy.enabled",
         )
-    return Draft(policy=policy, replaces=body.replaces)
+    return Draft(policy=policy, replaces=body.replaces, record=rec)
 
 
 def configs(
@@ -221,14 +227,26 @@ def configs(
 ) -> tuple[Config, Config]:
     """(current, draft) configurations: the draft added, replacing a policy, or replacing the
     settings."""
-    policies = [core_policy(p) for p in current_policies]
-    settings = core_settings(current_settings)
-    current = Config(PolicySet(sorted(policies, key=lambda p: p.policy_id)), settings)
+    current = config_of(tuple(current_policies), current_settings)
     if draft.settings is not None:
-        return current, Config(current.policies, draft.settings)
+        srec = draft.record if isinstance(draft.record, TenantSettingsRecord) else None
+        records = (tuple(current_policies), srec) if srec is not None else None
+        return current, Config(current.policies, draft.settings, records)
     assert draft.policy is not None
-    drafted = [p for p in policies if p.policy_id != draft.replaces] + [draft.policy]
-    return current, Config(PolicySet(sorted(drafted, key=lambda p: p.policy_id)), settings)
+    drafted = [p for p in current.policies.policies if p.policy_id != draft.replaces]
+    prec = draft.record if isinstance(draft.record, PolicyRecord) else None
+    kept = tuple(r for r in current_policies if r.policy_id != draft.replaces)
+    return current, Config(
+        PolicySet(sorted([*drafted, draft.policy], key=lambda p: p.policy_id)),
+        current.settings,
+        ((*kept, prec), current_settings) if prec is not None else None,
+    )
+
+
+def config_of(policies: tuple[PolicyRecord, ...], settings: TenantSettingsRecord) -> Config:
+    """The configuration of these records (``Config.records``: also in another process)."""
+    cores = sorted((core_policy(p) for p in policies), key=lambda p: p.policy_id)
+    return Config(PolicySet(cores), core_settings(settings), (policies, settings))
 
 
 def body_from_file(path: Path, kind: str) -> dict[str, Any]:

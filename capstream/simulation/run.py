@@ -36,7 +36,7 @@ from capstream.core.models.vocabulary import PERIOD_INDEX
 from capstream.core.series import SERIES_BY_CATEGORY, series_of
 from capstream.core.usage import AccountUsage, BotUsage
 from capstream.simulation.draft import Config, Draft
-from capstream.simulation.source import EventSource, Plan
+from capstream.simulation.source import Events, EventSource, Plan
 from capstream.simulation.timeline import Timeline
 
 Gated = Literal["drop", "keep"]
@@ -239,6 +239,35 @@ def charts_for(draft: Draft, config: Config) -> list[Chart]:
     return out
 
 
+def replay(sides: list[Side], events: Events, next_sample: int, every: int) -> int:
+    """One chunk through ``sides`` (both, or the one this process runs), with a chart point
+    per side every ``every`` ms of event time; the next sampling time."""
+    if len(sides) == 2:
+        cur, dra = sides
+        for ev in events:
+            t = ev.occurred_at_ms
+            cur.step(ev, t)
+            dra.step(ev, t)
+            if t >= next_sample:
+                cur.sample(t)
+                dra.sample(t)
+                next_sample = t - t % every + every
+        return next_sample
+    (side,) = sides
+    for ev in events:
+        t = ev.occurred_at_ms
+        side.step(ev, t)
+        if t >= next_sample:
+            side.sample(t)
+            next_sample = t - t % every + every
+    return next_sample
+
+
+def sample_every(source: EventSource) -> int:
+    """The chart's step: about ``SAMPLES`` points over the range, at least a minute."""
+    return max(60_000, (source.to_ms - source.from_ms) // SAMPLES)
+
+
 def simulate(
     source: EventSource,
     current: Config,
@@ -249,46 +278,69 @@ def simulate(
     progress: Progress | None = None,
     on_effects: dict[str, Callable[[Effects], None]] | None = None,
     plan: Plan | None = None,
+    processes: int | None = None,
 ) -> dict[str, Any]:
-    """Replay ``source`` through both configurations; the report (JSON-ready)."""
+    """Replay ``source`` through both configurations; the report (JSON-ready).
+
+    ``processes``: 2 runs the draft side in a second process (``parallel``), 1 both sides
+    here; None (default) chooses: two where it pays (``parallel.use_two``)."""
     if gated not in ("drop", "keep"):
         raise ValueError("gated must be 'drop' or 'keep'")
+    if processes not in (None, 1, 2):
+        raise ValueError("processes must be 1, 2 or None")
     hooks = on_effects or {}
     account_id = source.account_id
+    drop = gated == "drop"
+    if plan is None:
+        plan = source.plan()
+    from capstream.simulation import parallel
+
+    if processes == 2 or (processes is None and parallel.use_two(source, drafted, hooks, plan)):
+        parallel.check_usable(source, drafted, hooks)
+        cur = Side("current", account_id, current, charts_for(draft, current), drop=drop,
+                   on_effects=hooks.get("current"))  # fmt: skip
+        simulated = parallel.run_two(
+            source, plan, cur, drafted, charts_for(draft, drafted), drop=drop, progress=progress
+        )
+        return _result(source, current, plan, gated, draft, cur.report(source.to_ms), simulated)
     sides = [
-        Side(name, account_id, config, charts_for(draft, config), drop=gated == "drop",
+        Side(name, account_id, config, charts_for(draft, config), drop=drop,
              on_effects=hooks.get(name))
         for name, config in (("current", current), ("draft", drafted))
     ]  # fmt: skip
-    if plan is None:
-        plan = source.plan()
-    span = source.to_ms - source.from_ms
-    every = max(60_000, span // SAMPLES)
+    every = sample_every(source)
     next_sample = source.from_ms
     done = 0
     if progress is not None:
         progress(0, plan.total)
-    cur, dra = sides
     for chunk in source.chunks(plan):
-        for ev in chunk:
-            t = ev.occurred_at_ms
-            cur.step(ev, t)
-            dra.step(ev, t)
-            if t >= next_sample:
-                cur.sample(t)
-                dra.sample(t)
-                next_sample = t - t % every + every
+        next_sample = replay(sides, chunk, next_sample, every)
         done += len(chunk)
         if progress is not None:
             progress(done, plan.total)
+    cur, dra = sides
+    return _result(
+        source, current, plan, gated, draft, cur.report(source.to_ms), dra.report(source.to_ms)
+    )
+
+
+def _result(
+    source: EventSource,
+    current: Config,
+    plan: Plan,
+    gated: Gated,
+    draft: Draft,
+    cur: dict[str, Any],
+    dra: dict[str, Any],
+) -> dict[str, Any]:
     return {
-        "account_id": account_id,
+        "account_id": source.account_id,
         "from_ms": source.from_ms,
         "to_ms": source.to_ms,
         "timezone": current.settings.timezone,
         "events": plan.total,
         "gated_mode": gated,
         "draft": draft.describe(),
-        "current": cur.report(source.to_ms),
-        "simulated": dra.report(source.to_ms),
+        "current": cur,
+        "simulated": dra,
     }

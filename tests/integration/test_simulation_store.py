@@ -1,7 +1,8 @@
 """The simulation reads the same events, and decides the same, from every store it supports:
 the embedded chDB store opened directly (no sink holding it) and a ClickHouse server
 (``CAPSTREAM_TEST_CLICKHOUSE_URL``; skipped without one), compared with the in-memory
-reference of the three statements (``MemoryEvents``)."""
+reference of the three statements (``MemoryEvents``); with the draft side in a second
+process too (the store's columns shipped to it)."""
 
 from __future__ import annotations
 
@@ -82,13 +83,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     client.close()
 
 
-def _run(query: Any, columns: Any = None) -> dict[str, Any]:
+def _run(query: Any, columns: Any = None, processes: int | None = None) -> dict[str, Any]:
     draft = check_draft(ACCT, parse_body(DRAFT), CURRENT, TENANT, T0 + 10 * 86_400_000)
     current, drafted = configs(CURRENT, TENANT, draft)
     source = EventSource(
         query, ACCT, T0 - 3_600_000, T0 + 3 * 86_400_000, chunk_rows=50, columns=columns
     )
-    return simulate(source, current, drafted, draft)
+    return simulate(source, current, drafted, draft, processes=processes)
 
 
 def test_the_store_answers_like_the_reference(store: Settings) -> None:
@@ -103,6 +104,7 @@ def test_the_store_answers_like_the_reference(store: Settings) -> None:
     try:
         got = _run(port)
         columns = _run(port, port.columns)
+        two = _run(port, port.columns, processes=2)
     finally:
         port.close()  # chDB: one store per process; the next test opens its own
     want = _run(MemoryEvents(events))
@@ -111,3 +113,5 @@ def test_the_store_answers_like_the_reference(store: Settings) -> None:
     assert got == want
     # the column port (Native columns, no dict per row) reads the same events
     assert columns == want
+    # the store's columns shipped to the draft side's second process: the same report
+    assert two == want

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from capstream.api import routes_simulations
 from capstream.core import UsageEvent
+from capstream.simulation import parallel
 from capstream.simulation.memory import MemoryEvents
 
 NOW_MS = 1_780_000_000_000  # the unit app's clock (conftest)
@@ -69,6 +70,51 @@ def test_a_long_range_answers_202_with_a_job_to_poll(
     mine = client.get(f"/v1/accounts/other/simulations/{job['job_id']}", headers=other)
     theirs = client.get(job["poll"], headers=other)
     assert mine.status_code == theirs.status_code == 404
+
+
+def _poll(client: TestClient, job: dict[str, Any], h: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while job["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        job = client.get(job["poll"], headers=h).json()
+    return job
+
+
+def test_a_job_with_the_draft_side_in_a_second_process_gives_the_same_result(
+    client: TestClient, new_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = new_account("acme")
+    body = {"policy": POLICY, "from": "2026-05-01T00:00:00Z"}
+    one = client.post(S, json=body, headers=h).json()  # within the request: one process
+    assert one["status"] == "done"
+    monkeypatch.setattr(routes_simulations, "SYNC_EVENTS", 10)
+    monkeypatch.setattr(parallel, "MIN_EVENTS", 10)  # 60 events: two processes
+    r = client.post(S, json=body, headers=h)
+    assert r.status_code == 202, r.text
+    two = _poll(client, r.json(), h)
+    assert two["status"] == "done", two
+    assert two["progress"] == {"events_done": 60, "events_total": 60}
+    assert two["result"] == one["result"]
+
+
+def test_a_job_whose_second_process_dies_fails_with_the_reason(
+    client: TestClient, new_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes_simulations, "SYNC_EVENTS", 10)
+    monkeypatch.setattr(parallel, "MIN_EVENTS", 10)
+    monkeypatch.setattr(parallel, "_BOOT", "import sys; sys.exit(3)")  # dies as it starts
+    h = new_account("acme")
+    r = client.post(S, json={"policy": POLICY, "from": "2026-05-01T00:00:00Z"}, headers=h)
+    assert r.status_code == 202, r.text
+    job = _poll(client, r.json(), h)
+    assert job["status"] == "failed" and job["result"] is None
+    assert job["error"]["code"] == "failed"
+    assert "draft side's process exited with code 3" in job["error"]["message"]
+    # the API goes on: the next simulation is answered
+    monkeypatch.undo()
+    again = client.post(S, json={"policy": POLICY}, headers=h)
+    assert again.status_code == 200 and again.json()["status"] == "done"
 
 
 @pytest.mark.parametrize(
