@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_simulation import (
+    ACCT,
+    CURRENT,
+    DRAFT_POLICY,
+    FROM,
+    NOW,
+    TENANT,
+    TO,
+    history,
+)
 
 from capstream.simulation import EventSource, check_draft, configs, parse_body, simulate
 from capstream.simulation.memory import MemoryEvents
@@ -23,16 +33,6 @@ from capstream.simulation.parallel import (
 )
 from capstream.simulation.source import Plan
 from capstream.streams.records import PolicyRecord
-from tests.unit.simulation.test_simulation import (
-    ACCT,
-    CURRENT,
-    DRAFT_POLICY,
-    FROM,
-    NOW,
-    TENANT,
-    TO,
-    history,
-)
 
 SETTINGS_DRAFT = {
     "settings": {"caps": {"text": {"daily_micro": 500_000}}, "auto_downgrade": True,
