@@ -7,6 +7,14 @@ event — then reads the windows back and publishes a decision for each (bot, wi
 has just reached the threshold. Windows follow the event's ``occurred_at`` (event time), so
 the decisions can be checked against the generator's ground truth.
 
+Faust expires windows (``expires``) against the *wall clock*: its table cleanup, every
+``table_cleanup_interval`` (30 s by default, first after two intervals), deletes every window
+whose end is older than ``time.time() - expires``. The backlog's event time is in the past, so
+that cleanup would delete every open window of the table (all partitions) mid-run and the sums
+would restart from 0 — crossings after it were missed (the 2026-12-04 full run: 1 of 88). The
+peer keeps ``expires`` (and its per-write bookkeeping, as a naive Faust job has it) but sets the
+cleanup interval beyond the peer's lifetime, so no window is deleted while it runs.
+
 Run by ``capstream bench``: ``python benchmarks/peers/faust_peer.py CONFIG_JSON``. It stops
 after the records below ``ends`` (or, past ``max_s`` seconds, at the next record boundary),
 flushes its producer, writes its figures to ``result`` and exits. The same protocol as
@@ -23,7 +31,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 
@@ -42,10 +50,20 @@ def peak_rss_mib() -> float:
     return 0.0
 
 
-def main() -> None:
-    cfg = json.loads(Path(sys.argv[1]).read_text())
-    parts, ends, limit = int(cfg["partitions"]), list(cfg["ends"]), float(cfg["max_s"])
-    threshold = int(cfg["threshold"])
+class Peer(NamedTuple):
+    app: faust.App
+    source: faust.TopicT
+    out: faust.TopicT
+    tokens: Any
+    """The hopping-windowed table (a ``WindowWrapper``), event time: ``relative_to`` reads
+    ``clock[0]``."""
+    clock: list[float]
+    """The ``occurred_at`` of the event being applied, in seconds (Faust's unit)."""
+
+
+def build(cfg: dict[str, Any]) -> Peer:
+    """The Faust app, its topics and its windowed table, as ``cfg`` asks."""
+    parts = int(cfg["partitions"])
     app = faust.App(
         cfg["group"],
         broker=f"kafka://{cfg['bootstrap']}",
@@ -56,18 +74,30 @@ def main() -> None:
         topic_partitions=parts,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Faust's cleanup compares window ends with time.time(); the backlog's windows are all
+        # "expired" by that clock, so a cleanup during the run would empty the table.
+        # No cleanup before the bench's kill deadline (``lifetime_s``).
+        table_cleanup_interval=float(cfg["lifetime_s"]),
     )
     source = app.topic(cfg["topic"], partitions=parts, key_serializer="raw",
                        value_serializer="raw")  # fmt: skip
     out = app.topic(cfg["out_topic"], partitions=parts, key_serializer="raw",
                     value_serializer="raw")  # fmt: skip
-    clock = [0.0]  # the current event's occurred_at, in seconds (Faust's unit)
+    clock = [0.0]
     size_s, step_s = cfg["window_ms"] / 1000, cfg["step_ms"] / 1000
     tokens = (
         app.Table("tokens", default=int, partitions=parts)
         .hopping(size_s, step_s, expires=timedelta(seconds=3 * size_s))
         .relative_to(lambda _event: clock[0])
     )
+    return Peer(app, source, out, tokens, clock)
+
+
+def main() -> None:
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    parts, ends, limit = int(cfg["partitions"]), list(cfg["ends"]), float(cfg["max_s"])
+    threshold = int(cfg["threshold"])
+    app, source, out, tokens, clock = build(cfg)
     table = tokens.table
     usage = codec("UsageBatch")
     pos = [0] * parts

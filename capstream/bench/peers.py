@@ -28,6 +28,8 @@ from capstream.streams.topics import Topics
 
 PACKAGE = Path(capstream.__file__).resolve().parent
 PEERS = PACKAGE.parent / "benchmarks" / "peers"
+KILL_AFTER_S = 240.0
+"""A peer still running ``max_s`` + this after its launch is killed."""
 LABELS = {"faust": "Faust (naive: windowed table write per event)",
           "quix": "Quix Streams (hopping window, RocksDB)"}  # fmt: skip
 
@@ -81,6 +83,7 @@ def peer_config(
         "ends": [len(v) for v in backlog.values],
         "max_s": max_s,
         "flush_timeout_s": max_s,
+        "lifetime_s": max_s + KILL_AFTER_S,
         "threshold": threshold,
         "window_ms": window_ms,
         "step_ms": step_ms,
@@ -123,7 +126,7 @@ def run_peer(
         try:
             while (code := proc.poll()) is None:
                 elapsed = time.perf_counter() - started
-                if elapsed > max_s + 240:
+                if elapsed > max_s + KILL_AFTER_S:
                     proc.kill()
                     proc.wait()
                     raise BenchError(
