@@ -53,8 +53,11 @@ def my_children() -> set[int]:
     """This process's child processes running now."""
     out: set[int] = set()
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            out.update(int(p) for p in f.read().split())
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                out.update(int(p) for p in f.read().split())
+        except FileNotFoundError:  # a thread (of an earlier test) ended meanwhile
+            continue
     return out
 
 
