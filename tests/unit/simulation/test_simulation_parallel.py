@@ -49,8 +49,9 @@ def setup(body: dict[str, Any], chunk: int = 40) -> tuple[EventSource, Any, Any,
     return source, current, drafted, draft
 
 
-def my_children() -> set[int]:
-    """This process's child processes running now."""
+def my_children(before: frozenset[int] = frozenset()) -> set[int]:
+    """This process's child processes running now, but those in ``before`` (started by
+    other tests' fixtures: a broker in the full suite)."""
     out: set[int] = set()
     for task in os.listdir("/proc/self/task"):
         try:
@@ -58,7 +59,7 @@ def my_children() -> set[int]:
                 out.update(int(p) for p in f.read().split())
         except FileNotFoundError:  # a thread (of an earlier test) ended meanwhile
             continue
-    return out
+    return out - before
 
 
 @pytest.mark.parametrize("gated", ["drop", "keep"])
@@ -94,18 +95,19 @@ def test_two_processes_report_exactly_what_one_process_reports(
 
 def test_a_draft_process_killed_mid_run_fails_the_simulation_clearly() -> None:
     source, current, drafted, draft = setup({"policy": DRAFT_POLICY}, chunk=20)
+    before = frozenset(my_children())
     killed: list[int] = []
 
     def progress(done: int, total: int) -> None:
         if done and not killed:
-            for pid in my_children():
+            for pid in my_children(before):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
     with pytest.raises(SimulationFailedError, match="draft side's process was killed by signal 9"):
         simulate(source, current, drafted, draft, processes=2, progress=progress)
     assert killed
-    assert not my_children()
+    assert not my_children(before)
 
 
 def test_an_error_in_the_draft_process_fails_the_simulation_naming_it() -> None:
@@ -114,27 +116,29 @@ def test_an_error_in_the_draft_process_fails_the_simulation_naming_it() -> None:
     policies, tenant = drafted.records
     bad = PolicyRecord.model_construct(**{**dict(policies[0]), "window_seconds": -5})
     broken = type(drafted)(drafted.policies, drafted.settings, ((bad, *policies[1:]), tenant))
+    before = frozenset(my_children())
     with pytest.raises(SimulationFailedError, match=r"failed in the draft side's process \(\w+"):
         simulate(source, current, broken, draft, processes=2)
-    assert not my_children()
+    assert not my_children(before)
 
 
 def test_a_caller_that_stops_stops_the_draft_process_too() -> None:
     source, current, drafted, draft = setup({"policy": DRAFT_POLICY}, chunk=20)
+    before = frozenset(my_children())
     running: set[int] = set()
 
     class StopError(Exception):
         pass
 
     def progress(done: int, total: int) -> None:
-        running.update(my_children())
+        running.update(my_children(before))
         if done:
             raise StopError
 
     with pytest.raises(StopError):
         simulate(source, current, drafted, draft, processes=2, progress=progress)
     assert running  # it was running when the caller stopped
-    assert not my_children()
+    assert not my_children(before)
     assert not [p for p in running if Path(f"/proc/{p}").exists()]
 
 
