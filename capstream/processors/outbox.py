@@ -13,7 +13,14 @@ from typing import Any, Final, NamedTuple
 
 from capstream.core import Effects, EnforcementState, FeedRow, Notification
 from capstream.processors.feedrows import feed_key_bytes, feed_record
-from capstream.streams.avro_bytes import long_bytes, string_bytes
+from capstream.streams.avro_bytes import (
+    NULL,
+    long_bytes,
+    optional_long,
+    optional_string,
+    string_array,
+    string_bytes,
+)
 from capstream.streams.codecs import MAGIC, codec
 from capstream.streams.control_wire import keyed_state
 from capstream.streams.topics import Topics
@@ -36,8 +43,6 @@ class Outgoing(NamedTuple):
 
 
 _NOTE_HEADER: Final = MAGIC + codec("Notification").fingerprint
-_NULL: Final = b"\x00"  # a ["null", T] union's null branch; an array's end
-_SOME: Final = b"\x02"
 
 
 def notification_to_avro(note: Notification) -> dict[str, Any]:
@@ -59,39 +64,27 @@ def notification_to_avro(note: Notification) -> dict[str, Any]:
     }
 
 
-def _strings(items: tuple[str, ...]) -> bytes:
-    """An Avro array of strings: one block, then the end."""
-    if not items:
-        return _NULL
-    return b"".join([long_bytes(len(items)), *[string_bytes(i) for i in items], _NULL])
-
-
-def _maybe(s: str | None) -> bytes:
-    return _NULL if s is None else _SOME + string_bytes(s)
-
-
 def encode_notification(note: Notification) -> bytes:
     """The notifications-topic value (Avro ``Notification``): ``codec("Notification")``'s
     bytes for :func:`notification_to_avro` (tested byte for byte), written by hand."""
     try:
-        start = note.window_start_ms
         return b"".join(
             [
                 _NOTE_HEADER,
                 string_bytes(note.notification_id),
                 string_bytes(note.account_id),
                 string_bytes(note.kind),
-                _maybe(note.policy_id),
-                _strings(note.recipients),
+                optional_string(note.policy_id),
+                string_array(note.recipients),
                 string_bytes(note.subject),
                 string_bytes(note.body),
                 long_bytes(note.created_at_ms),
-                _NULL if start is None else _SOME + long_bytes(start),
-                _maybe(note.bot_id),
-                _strings(note.previous_ids),
-                _NULL,  # channel_id: a worker's notifications are routed by kind
-                _maybe(note.attribute),
-                _maybe(note.attribute_value),
+                optional_long(note.window_start_ms),
+                optional_string(note.bot_id),
+                string_array(note.previous_ids),
+                NULL,  # channel_id: a worker's notifications are routed by kind
+                optional_string(note.attribute),
+                optional_string(note.attribute_value),
             ]
         )
     except (TypeError, AttributeError, UnicodeEncodeError, ValueError):  # the codec says why

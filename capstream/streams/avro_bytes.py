@@ -48,6 +48,29 @@ def string_bytes(s: str) -> bytes:
     return long_bytes(len(raw)) + raw
 
 
+NULL: Final = b"\x00"
+"""A ``["null", T]`` union's null branch; also the end of a map or an array."""
+SOME: Final = b"\x02"
+"""A ``["null", T]`` union's second branch, before the value."""
+
+
+def optional_long(n: int | None) -> bytes:
+    """Avro ``["null", "long"]``."""
+    return NULL if n is None else SOME + long_bytes(n)
+
+
+def optional_string(s: str | None) -> bytes:
+    """Avro ``["null", "string"]``."""
+    return NULL if s is None else SOME + string_bytes(s)
+
+
+def string_array(items: tuple[str, ...]) -> bytes:
+    """Avro ``{"type": "array", "items": "string"}``: one block, then the end."""
+    if not items:
+        return NULL
+    return b"".join([long_bytes(len(items)), *[string_bytes(i) for i in items], NULL])
+
+
 def read_long(data: bytes, pos: int) -> tuple[int, int]:
     """Avro zigzag varint at ``pos``: (value, next position); unbounded (see ``INT64``)."""
     b = data[pos]

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from capstream.core.models import CATEGORY_INDEX, CapStatus, EnforcementState
 from capstream.errors import DecodeError
-from capstream.streams.avro_bytes import long_bytes, string_bytes
+from capstream.streams.avro_bytes import NULL, SOME, long_bytes, optional_long, string_bytes
 from capstream.streams.codecs import MAGIC, codec
 from capstream.streams.records import EnforcementStateRecord
 from capstream.streams.usage_wire import PERIODS
@@ -19,7 +19,6 @@ from capstream.streams.usage_wire import PERIODS
 _PERIODS = frozenset(PERIODS)
 _HEADER = MAGIC + codec("EnforcementState").fingerprint
 _PERIOD = {p: long_bytes(i) for i, p in enumerate(PERIODS)}  # CapPeriod.avsc, Avro enums
-_NULL, _SOME = b"\x00", b"\x02"  # the ["null", T] union's branch
 
 
 def control_key(account_id: str, bot_id: str) -> bytes:
@@ -152,7 +151,7 @@ def keyed_state(state: EnforcementState) -> tuple[bytes, bytes]:
         tail = _TAILS.get(texts)
         if tail is None:
             tail = b"".join(
-                (_NULL, string_bytes(texts[0]), string_bytes(texts[1]), string_bytes(texts[2]),
+                (NULL, string_bytes(texts[0]), string_bytes(texts[1]), string_bytes(texts[2]),
                  string_bytes(texts[3]))
             )  # fmt: skip
             _remember(_TAILS, texts, tail)
@@ -163,13 +162,13 @@ def keyed_state(state: EnforcementState) -> tuple[bytes, bytes]:
             known[1],
             long_bytes(state.version),
             long_bytes(state.updated_at_ms),
-            _NULL if blocked is None else _SOME + long_bytes(blocked),
-            _NULL if policy is None else _SOME + _text(policy),
+            optional_long(blocked),
+            NULL if policy is None else SOME + _text(policy),
             _text(state.model),
-            _NULL if downgraded is None else _SOME + long_bytes(downgraded),
+            optional_long(downgraded),
             long_bytes(state.batching_interval_s),
-            _NULL if throttled is None else _SOME + long_bytes(throttled),
-            _NULL if reason is None else _SOME + _text(reason),
+            optional_long(throttled),
+            NULL if reason is None else SOME + _text(reason),
         ]
         caps = state.caps
         if caps:
