@@ -100,7 +100,13 @@ class Processors:
         config = CHANGELOG_CONFIG
         tables = {
             name: app.Table(
-                name, key_type=bytes, value_type=bytes, partitions=n, extra_topic_configs=config
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                partitions=n,
+                extra_topic_configs=config,
+                # A dict of its own per table: Faust's store pops keys from it.
+                options=self.options.rocksdb_options(),
             )
             for name in PROCESSOR_TABLES
         }

@@ -145,3 +145,32 @@ def test_options_are_frozen() -> None:
     options = WorkerOptions()
     with pytest.raises(Exception, match="frozen"):
         options.flush_interval_s = 1.0  # type: ignore[misc]
+
+
+def test_the_tables_rocksdb_memory_comes_from_the_worker_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from capstream.processors.app import Processors
+    from capstream.streams.settings import Settings
+
+    monkeypatch.setenv("CAPSTREAM_WORKER_ROCKSDB_WRITE_BUFFER_MIB", "3")
+    monkeypatch.setenv("CAPSTREAM_WORKER_ROCKSDB_BLOCK_CACHE_MIB", "5")
+    processors = Processors(Settings(data_dir=tmp_path), WorkerOptions())
+    for store in (processors.accounts, processors.bots, processors.feed):
+        store.get(0, b"k")  # opens partition 0's database
+        [written] = Path(store.table.data.partition_path(0)).glob("OPTIONS-*")
+        options = written.read_text()  # what RocksDB itself opened the database with
+        assert "write_buffer_size=3145728\n" in options
+        assert "max_write_buffer_number=2\n" in options
+        db = store.table.data._db_for_partition(0)
+        assert db.property_int_value("rocksdb.block-cache-capacity") == 5 * 1024 * 1024
+
+
+def test_a_bad_rocksdb_memory_option_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAPSTREAM_WORKER_ROCKSDB_WRITE_BUFFER_MIB", "0")
+    monkeypatch.setenv("CAPSTREAM_WORKER_ROCKSDB_WRITE_BUFFERS", "1")
+    with pytest.raises(ConfigError) as refused:
+        WorkerOptions()
+    message = str(refused.value)
+    assert "CAPSTREAM_WORKER_ROCKSDB_WRITE_BUFFER_MIB (rocksdb_write_buffer_mib)" in message
+    assert "CAPSTREAM_WORKER_ROCKSDB_WRITE_BUFFERS (rocksdb_write_buffers)" in message
