@@ -80,7 +80,9 @@ class WorkerOptions(EnvOptions):
     then RocksDB writes it out as a file in a thread of its own. Faust's default, 64 MiB
     with up to 3 of them, let every flush's values pile up in memory: measured with
     ``capstream bench`` (4 partitions), 307 of the worker's 566 MiB RSS after the 20,000
-    events/s phase were memtables (processors README, "RocksDB memory")."""
+    events/s phase were memtables. With 4 MiB x 2 it was 296 MiB in all, against 561-581,
+    and the backlog rate the same (~75,000 events/s, ~80,700 per worker CPU-second, alternating
+    runs of a 1,000,000-event backlog; processors README, "RocksDB memory")."""
     rocksdb_write_buffers: int = Field(2, ge=2, le=16)
     """Memtables per database: one taking writes, the rest full and being written out (a
     write waits only if all are full). At most ``rocksdb_write_buffer_mib`` x this per
