@@ -97,19 +97,12 @@ class Processors:
 
     def _wire(self) -> None:
         app, n = self.app, self.settings.usage_partitions
-        config = CHANGELOG_CONFIG
-        tables = {
-            name: app.Table(
-                name,
-                key_type=bytes,
-                value_type=bytes,
-                partitions=n,
-                extra_topic_configs=config,
-                # A dict of its own per table: Faust's store pops keys from it.
-                options=self.options.rocksdb_options(),
-            )
-            for name in PROCESSOR_TABLES
-        }
+        config, rocksdb = CHANGELOG_CONFIG, self.options.rocksdb_options
+        table = functools.partial(
+            app.Table, key_type=bytes, value_type=bytes, partitions=n, extra_topic_configs=config
+        )
+        # RocksDB options: a new dict per table (Faust's store pops keys from it).
+        tables = {name: table(name, options=rocksdb()) for name in PROCESSOR_TABLES}
         self.accounts = TableStore(tables["accounts"])
         self.bots = TableStore(tables["bots"])
         self.feed = TableStore(tables["feed"])
