@@ -91,7 +91,8 @@ def sink(
 
     Every option is also a CAPSTREAM_SINK_* variable (CAPSTREAM_SINK_BATCH_MIB, ...)."""
     from capstream.sinks.commands import sink_command
-    from capstream.sinks.options import MIB, SinkOptions
+    from capstream.sinks.options import SinkOptions
+    from capstream.streams.env_options import MIB
 
     options = SinkOptions(
         **_given(

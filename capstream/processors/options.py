@@ -13,10 +13,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from capstream.streams.env_options import EnvOptions
+from capstream.streams.env_options import MIB, EnvOptions
 
 DEFAULT_MAX_RECORD_BYTES = 1_048_576
-MIB = 1024 * 1024
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 

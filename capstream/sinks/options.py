@@ -16,9 +16,8 @@ from pydantic_settings import SettingsConfigDict
 
 from capstream.core.limits import DEFAULT_MAX_FUTURE_SKEW_MS
 from capstream.processors.options import DEFAULT_MAX_RECORD_BYTES
-from capstream.streams.env_options import EnvOptions
+from capstream.streams.env_options import MIB, EnvOptions
 
-MIB = 1024 * 1024
 _IN_MIB = {
     "batch_bytes": ("batch_mib", "CAPSTREAM_SINK_BATCH_MIB"),
     "max_buffered_bytes": ("max_buffer_mib", "CAPSTREAM_SINK_MAX_BUFFER_MIB"),

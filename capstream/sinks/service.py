@@ -12,11 +12,12 @@ from capstream.sinks.clickhouse import ClickHouseStorage
 from capstream.sinks.dead_letters import DeadLetters, dead_letter_producer
 from capstream.sinks.endpoint import QueryEndpoint
 from capstream.sinks.migrations import apply_merge_settings, apply_retention, migrate
-from capstream.sinks.options import MIB, SinkOptions
+from capstream.sinks.options import SinkOptions
 from capstream.sinks.runner import SinkRunner, SinkStats
 from capstream.sinks.store import chdb_path, is_embedded, open_client
 from capstream.sinks.tables import sink_tables
 from capstream.sinks.writer import OnWritten
+from capstream.streams.env_options import MIB
 from capstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from capstream.errors import ConfigError
 
+MIB = 1024 * 1024
+"""Bytes in a mebibyte (options given in MiB)."""
+
 
 class EnvOptions(BaseSettings):
     """Frozen options read from the environment; subclasses set ``env_prefix`` and ``what``."""
