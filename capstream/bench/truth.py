@@ -125,7 +125,8 @@ def capstream_truth(
     settings: Mapping[str, TenantSettings],
     notifications: list[Notification] | None = None,
 ) -> dict[tuple[str, str], EnforcementState]:
-    """The last enforcement state of every (account, bot) after the prefix ``cut``; every
+    """The last enforcement state of every (account, bot) that has one of its own after the
+    prefix ``cut`` (a bot following its account's ``*`` state has none); every
     notification the core emits on the way is appended to ``notifications`` if given."""
     last: dict[tuple[str, str], EnforcementState] = {}
     for events, n in zip(by_partition, cut, strict=True):
@@ -146,8 +147,7 @@ def capstream_truth(
                     st = states[account]
                     if st.view is not None and st.deadline_ms <= now:
                         effects = expire(st, now)[1]
-                        for s in effects.enforcement:
-                            last[(s.account_id, s.bot_id)] = s
+                        _keep_last(last, effects.enforcement)
                         if notifications is not None:
                             notifications.extend(effects.notifications)
                     _queue(heap, queued, account, st, now)
@@ -155,12 +155,21 @@ def capstream_truth(
                 e.account_id, AccountState(e.account_id)
             )
             _, effects = evaluate(st, e, policies[e.account_id], settings[e.account_id], now)
-            for s in effects.enforcement:
-                last[(s.account_id, s.bot_id)] = s
+            _keep_last(last, effects.enforcement)
             if notifications is not None:
                 notifications.extend(effects.notifications)
             _queue(heap, queued, e.account_id, st, now)
     return last
+
+
+def _keep_last(
+    last: dict[tuple[str, str], EnforcementState], states: Iterable[EnforcementState]
+) -> None:
+    for s in states:
+        if s.follows_account:  # then a tombstone: the bot follows its account's "*"
+            last.pop((s.account_id, s.bot_id), None)
+        else:
+            last[(s.account_id, s.bot_id)] = s
 
 
 def _queue(

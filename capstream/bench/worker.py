@@ -172,13 +172,17 @@ def throughput(
 
 
 def check_states(settings: Settings, want: dict[tuple[str, str], EnforcementState]) -> Verdict:
-    """Compare the control topic's last state per bot with the core's (byte for byte)."""
+    """Compare the control topic's last state per bot with the core's (byte for byte; a bot
+    whose last record is a tombstone follows its account's ``*`` state, and has none)."""
     got: dict[tuple[str, str], bytes] = {}
     for records in read_all(settings, Topics(settings.topic_prefix).control):
         for _, key, value in records:
-            if key is not None and value is not None:
+            if key is not None:
                 account, _, bot = key.decode().partition("/")
-                got[(account, bot)] = value
+                if value is None:
+                    got.pop((account, bot), None)
+                else:
+                    got[(account, bot)] = value
     expected = {k: encode_state(s) for k, s in want.items()}
     missing = sum(1 for k, v in expected.items() if got.get(k) != v)
     extra = sum(1 for k in got if k not in expected)

@@ -229,8 +229,12 @@ def state_diffs(
     history: dict[tuple[str, str], list[tuple[int, int, bytes]]] = defaultdict(list)
     for p, part in enumerate(read_all(settings, Topics(settings.topic_prefix).control)):
         for offset, key, value in part:
-            if key is not None and value is not None:
-                account, _, bot = key.decode().partition("/")
+            if key is None:
+                continue
+            account, _, bot = key.decode().partition("/")
+            if value is None:  # the bot follows its account's "*" state
+                got.pop((account, bot), None)
+            else:
                 got[(account, bot)] = value
                 history[(account, bot)].append((p, offset, value))
     differ: list[tuple[str, str]] = []

@@ -3,6 +3,15 @@
 The state is a pure function of: the bot's own block and loop throttle, the account's
 block (``account_total`` policies), caps, downgrade and budget throttle, and the tenant's
 settings. A new state (version + 1) is produced only when that content changes.
+
+A bot has a state of its own only while it differs from its account's ``*`` state (its own
+block or loop throttle in force); otherwise it **follows** the account: gateways answer it
+from the ``*`` state (``ControlView.get``), so an account-wide decision (a cap, a block, the
+downgrade, a budget-risk hold) is one record, not one per bot. When a bot starts following
+(its own state ended, or its first derivation in this process), :func:`derive` returns a
+state with the account's content and ``follows_account`` set: published as that state (its
+block's or throttle's end, for readers that keep history) and then a tombstone of the bot's
+key. Versions keep counting across it: the state stays on the bot, flagged.
 """
 
 from __future__ import annotations
@@ -41,17 +50,37 @@ def derive(
     """Recompute the enforcement state of ``bot`` (None: the account-wide ``*`` state).
 
     Stores it on the usage state and returns it if its content changed, else returns None.
-    ``caps`` is the account's current caps (shared, read-only).
+    ``caps`` is the account's current caps (shared, read-only). A bot with nothing of its
+    own in force follows the account (see the module's docstring).
     """
-    content = _compute(account, bot, view, caps, now)
-    usage: UsageBase = bot if bot is not None else account
-    prev = usage.enforcement
-    if prev is not None and _content(prev) == content:
+    usage: UsageBase = account
+    prev = account.enforcement
+    follows = False
+    if bot is None:
+        content = _compute(account, None, view, caps, now)
+    else:
+        usage = bot
+        prev = bot.enforcement
+        if (bot.blocked_until_ms is not None and bot.blocked_until_ms > now) or (
+            view.smart and bot.loop_until_ms is not None and bot.loop_until_ms > now
+        ):
+            content = _compute(account, bot, view, caps, now)
+            # Equal when the account's block outlasts its own.
+            follows = content == _compute(account, None, view, caps, now)
+        else:  # nothing of its own: the account's content, not computed per bot
+            follows = True
+        if follows:
+            if prev is not None and prev.follows_account:
+                return None
+            content = _compute(account, None, view, caps, now)
+    # A bot starting or ending following is published whatever the content was.
+    if prev is not None and not follows and not prev.follows_account and _content(prev) == content:
         return None
     version = prev.version + 1 if prev is not None else 1
     if version < account.version_floor:
         version = account.version_floor
     state = _state(account, bot, version, now, content)
+    state.follows_account = follows
     usage.enforcement = state
     return state
 
@@ -64,6 +93,7 @@ def raise_version(account: AccountUsage, usage: UsageBase) -> EnforcementState |
         return None
     bot = usage if isinstance(usage, BotUsage) else None
     state = _state(account, bot, account.version_floor, prev.updated_at_ms, _content(prev))
+    state.follows_account = prev.follows_account
     usage.enforcement = state
     return state
 

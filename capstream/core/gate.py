@@ -100,13 +100,16 @@ def gate(
     conversation_id: str,
     now: int,
     ledger: FallbackLedger,
+    bot_id: str | None = None,
 ) -> Verdict:
-    """Decide one AI call of ``category`` in ``conversation_id`` at ``now`` (epoch ms)."""
+    """Decide one AI call of ``category`` in ``conversation_id`` at ``now`` (epoch ms) by bot
+    ``bot_id`` (default: the state's bot; a bot that follows its account is answered from the
+    ``*`` state, and its fallback ledger entries and cap hits are still its own)."""
     if now < state._fast_until_ms:
         verdict = state._fast.get(category)
         if verdict is not None:
             return verdict
-    return _gate_slow(state, category, conversation_id, now, ledger)
+    return _gate_slow(state, category, conversation_id, now, ledger, bot_id or state.bot_id)
 
 
 OUTCOME_ALLOW: Final = 0
@@ -123,6 +126,7 @@ def gate_outcome(
     conversation_id: str,
     now: int,
     ledger: FallbackLedger,
+    bot_id: str | None = None,
 ) -> int:
     """What :func:`gate` answers, as one of the ``OUTCOME_*`` codes, with the same effect on
     ``ledger``, without building the verdict (its cap hit, reason and text): for callers
@@ -139,7 +143,7 @@ def gate_outcome(
     cap = state.caps.get(category)
     if cap is not None and now < cap.resumes_at_ms:
         if category == Category.TEXT and ledger.claim_fallback(
-            (state.account_id, state.bot_id, conversation_id, cap.period_key)
+            (state.account_id, bot_id or state.bot_id, conversation_id, cap.period_key)
         ):
             return OUTCOME_FALLBACK
         return OUTCOME_SKIP
@@ -148,7 +152,7 @@ def gate_outcome(
         throttled_until is not None and now >= throttled_until
     ):
         return OUTCOME_ALLOW
-    key = (state.account_id, state.bot_id, conversation_id)
+    key = (state.account_id, bot_id or state.bot_id, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return OUTCOME_DELAYED
@@ -157,7 +161,12 @@ def gate_outcome(
 
 
 def _gate_slow(
-    s: EnforcementState, category: str, conversation_id: str, now: int, ledger: FallbackLedger
+    s: EnforcementState,
+    category: str,
+    conversation_id: str,
+    now: int,
+    ledger: FallbackLedger,
+    bot_id: str,
 ) -> Verdict:
     if category not in CATEGORY_INDEX:
         raise CoreError(f"unknown category {category!r}: use one of {list(CATEGORY_INDEX)}")
@@ -168,17 +177,17 @@ def _gate_slow(
     if cap is not None and now < cap.resumes_at_ms:
         hit = CapHit(
             s.account_id,
-            s.bot_id,
+            bot_id,
             conversation_id,
             category,
             cap.period,
             cap.period_key,
             now,
-            f"{s.bot_id}/{conversation_id}/{category}/{now}",  # stable: a retry has the same id
+            f"{bot_id}/{conversation_id}/{category}/{now}",  # stable: a retry has the same id
         )
         reason = cap_reason(cap.period, category)
         if category == Category.TEXT and ledger.claim_fallback(
-            (s.account_id, s.bot_id, conversation_id, cap.period_key)
+            (s.account_id, bot_id, conversation_id, cap.period_key)
         ):
             monthly = cap.period == CapPeriod.MONTHLY
             text = s.fallback_text_monthly if monthly else s.fallback_text_daily
@@ -202,7 +211,7 @@ def _gate_slow(
             Action.ALLOW, model, FAST_BATCHING_S, None, _DOWNGRADED if down else None, None
         )
     reason = _throttled_reason(s.throttle_reason, down)
-    key = (s.account_id, s.bot_id, conversation_id)
+    key = (s.account_id, bot_id, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return Verdict(

@@ -9,7 +9,6 @@ from typing import Final
 from capstream.core.enforcement import derive, in_force
 from capstream.core.errors import CoreError
 from capstream.core.models import (
-    ACCOUNT_WIDE_BOT,
     NEVER,
     EnforcementState,
     Notification,
@@ -111,9 +110,11 @@ class AccountState:
         return self.account.account_id
 
     def enforcement(self, bot_id: str) -> EnforcementState | None:
-        """The last enforcement state of ``bot_id`` (``*``: the account-wide one)."""
-        usage = self.account if bot_id == ACCOUNT_WIDE_BOT else self.bots.get(bot_id)
-        return usage.enforcement if usage is not None else None
+        """What gateways hold for ``bot_id``: its last enforcement state, or the account's
+        (``*``) when it has none of its own (it follows the account, or is unknown)."""
+        bot = self.bots.get(bot_id)
+        e = bot.enforcement if bot is not None else None
+        return e if e is not None and not e.follows_account else self.account.enforcement
 
     def in_force(self, bot_id: str, at: int) -> EnforcementState | None:
         """What holds for ``bot_id`` (``*`` or a bot with no state: the account-wide state)

@@ -163,7 +163,7 @@ def read_caps(r: Reader, n: int) -> dict[str, CapStatus]:
 
 
 def enforcement_bytes(e: EnforcementState) -> bytes:
-    w = Writer(b"\x01")
+    w = Writer(b"\x02" if e.follows_account else b"\x01")  # 2: see read_enforcement
     bpid, reason, caps = e.block_policy_id, e.throttle_reason, e.caps
     w.texts(
         [e.account_id, e.bot_id, bpid or "", e.model, reason or "", e.plan,
@@ -190,11 +190,13 @@ def read_enforcement(r: Reader) -> EnforcementState | None:
         r.unpack(_ENFORCEMENT)
     )
     caps = read_caps(r, n_caps)
-    return EnforcementState(
+    state = EnforcementState(
         account_id, bot_id, version, updated, unopt(blocked), bpid if has_bpid else None,
         model, unopt(downgraded), batching, unopt(throttled), reason if has_reason else None,
         caps, plan, fb_daily, fb_monthly, premium,
     )  # fmt: skip
+    state.follows_account = present == 2  # 1 (and before the flag): a state of its own
+    return state
 
 
 def start_week(u: UsageBase) -> None:

@@ -44,7 +44,8 @@ def gate_command(
         f"model {state.model}, batching {state.batching_interval_s}s, "
         f"blocked until {state.blocked_until_ms}, capped {sorted(state.caps) or 'nothing'}"
     )
-    verdict = gate(state, category, conversation_id, time.time_ns() // 1_000_000, FallbackLedger())
+    now = time.time_ns() // 1_000_000
+    verdict = gate(state, category, conversation_id, now, FallbackLedger(), bot_id)
     console.print(
         f"verdict for a {category} call: [bold]{verdict.action}[/]"
         + (

@@ -125,6 +125,7 @@ class Gateway:
             conversation_id,
             time_ns() // 1_000_000 if now is None else now,
             self.ledger,
+            bot_id,
         )
         if verdict.cap_hit is not None:
             self.reporter.report(verdict.cap_hit)

@@ -2,7 +2,9 @@
 
 Control-topic values are whole versioned states keyed ``account_id/bot_id``: a replay is a
 no-op for readers, but a compacted topic keeps the last record per key, so a key's records
-must reach Kafka in version order. Everything goes through this one ordered queue and one
+must reach Kafka in version order. A bot that follows its account again (its own block or
+throttle ended; ``EnforcementState.follows_account``) gets that last state, then a tombstone:
+readers answer it from ``*``. Everything goes through this one ordered queue and one
 drainer, which keeps that order.
 """
 
@@ -32,7 +34,8 @@ class Outgoing(NamedTuple):
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None
+    """None: a tombstone (a bot that follows its account)."""
     origin_ms: int | None
     partition: int
     """The usage partition whose state produced it (its acks wait for this record)."""
@@ -110,6 +113,8 @@ class Outbox:
         for state in effects.enforcement:
             key, value = keyed_state(state)
             append(Outgoing(self.control, key, value, origin_ms, partition))
+            if state.follows_account:
+                append(Outgoing(self.control, key, None, origin_ms, partition))
         for vb in effects.value_blocks:
             key = value_block_key(vb.account_id, vb.bot_id, vb.attribute, vb.value)
             append(Outgoing(self.value_blocks, key, encode_value_block(vb), origin_ms, partition))
@@ -131,6 +136,8 @@ class Outbox:
         for state in states:
             key, value = keyed_state(state)
             self.queue.append(Outgoing(self.control, key, value, None, partition))
+            if state.follows_account:
+                self.queue.append(Outgoing(self.control, key, None, None, partition))
 
     def add_feed_row(self, partition: int, row: FeedRow) -> None:
         key = (row.account_id, row.bot_id, row.conversation_id, row.local_day, row.category)

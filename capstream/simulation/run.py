@@ -103,10 +103,12 @@ class Side:
         try:
             bot = state.bots.get(ev.bot_id)
             es = bot.enforcement if bot is not None else None
-            if es is None:
+            if es is None or es.follows_account:  # the gateway's rule: the "*" state
                 es = state.account.enforcement
             if es is not None:  # gate()'s answer without building the verdict
-                outcome = gate_outcome(es, ev.category, ev.conversation_id, t, self.ledger)
+                outcome = gate_outcome(
+                    es, ev.category, ev.conversation_id, t, self.ledger, ev.bot_id
+                )
                 if outcome >= OUTCOME_FALLBACK:
                     if outcome == OUTCOME_SKIP:
                         self.skip += 1

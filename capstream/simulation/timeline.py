@@ -118,6 +118,10 @@ class Timeline:
         """One enforcement state, in publication order."""
         self.decisions += 1
         t, bot = e.updated_at_ms, e.bot_id
+        if e.follows_account:  # its own block or throttle ended: "*" holds it now
+            self._period(self._open_block, self._blocks, bot, t, None, "")
+            self._period(self._open_throttle, self._throttles, bot, t, None, "")
+            return
         blocked = e.blocked_until_ms
         self._period(self._open_block, self._blocks, bot, t, blocked, e.block_policy_id or "")
         throttled = e.batching_interval_s >= THROTTLED_BATCHING_S

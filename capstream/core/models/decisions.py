@@ -135,6 +135,10 @@ class EnforcementState:
     fallback_text_daily: str
     fallback_text_monthly: str
     premium_model: str = ""
+    follows_account: bool = field(init=False, repr=False, compare=False)
+    """Not on the wire: this bot follows its account's ``*`` state from this state on (see
+    ``core.enforcement``); its content is the account's, and a tombstone of its key follows
+    it on the control topic."""
     _fast_until_ms: int = field(init=False, repr=False, compare=False)
     _fast: dict[str, Verdict] = field(init=False, repr=False, compare=False)
     _paused: Verdict = field(init=False, repr=False, compare=False)
@@ -174,6 +178,7 @@ class EnforcementState:
         self.fallback_text_daily = fallback_text_daily
         self.fallback_text_monthly = fallback_text_monthly
         self.premium_model = premium_model
+        self.follows_account = False
         # Precompute the verdicts that need neither the ledger nor the clock beyond one
         # deadline, so gate() is a comparison and a dict lookup on the common path.
         if self.blocked_until_ms is None and self.block_policy_id is None:

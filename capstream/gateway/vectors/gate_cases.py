@@ -56,8 +56,9 @@ def reference_verdict(
     ledger: FallbackLedger,
     step: Step,
 ) -> dict[str, Any]:
-    """What a gateway answers: the bot's state, else its account-wide state (core ``gate``),
-    else ``allow`` with the default model and 3-second batching (reason ``no_state_yet``)."""
+    """What a gateway answers: the bot's state, else its account-wide state (core ``gate``,
+    for the calling bot: its own fallback ledger entries, reply spacing and cap hits), else
+    ``allow`` with the default model and 3-second batching (reason ``no_state_yet``)."""
     account, bot, conversation, category, now = step
     state = states.get((account, bot)) or states.get((account, ACCOUNT_WIDE_BOT))
     if category not in CATEGORY_INDEX:  # one error, with a state or without
@@ -68,7 +69,7 @@ def reference_verdict(
                 Action.ALLOW, DEFAULT_PREMIUM_MODEL, FAST_BATCHING_S, None, "no_state_yet", None
             )
         )
-    return _verdict_json(gate(state, category, conversation, now, ledger))
+    return _verdict_json(gate(state, category, conversation, now, ledger, bot))
 
 
 def _calls(
@@ -215,6 +216,35 @@ def _sequences() -> list[dict[str, Any]]:
                 ("acct-1", "bot-9", "c1", "text", T0 + 2),
                 ("acct-2", "bot-1", "c1", "text", T0 + 3),
                 ("acct-2", "bot-1", "c1", "vision", T0 + 4),
+            ],
+        },
+        {
+            "name": "bots following the account-wide state: fallback once per bot and "
+            "conversation, cap hits and reply spacing of the calling bot",
+            "states": [a_state(ACCOUNT_WIDE_BOT, caps={"text": daily})],
+            "steps": [
+                ("acct-1", "bot-1", "c1", "text", T0),
+                ("acct-1", "bot-2", "c1", "text", T0 + 1),
+                ("acct-1", "bot-1", "c1", "text", T0 + 2),
+                ("acct-1", "bot-2", "c1", "vision", T0 + 3),
+                ("acct-1", "bot-3", "c1", "text", T0 + 4),
+            ],
+        },
+        {
+            "name": "bots following a throttled account-wide state: replies spaced per bot",
+            "states": [
+                a_state(
+                    ACCOUNT_WIDE_BOT,
+                    batching_interval_s=60,
+                    throttled_until_ms=T0 + HOUR,
+                    throttle_reason="budget_at_risk",
+                )
+            ],
+            "steps": [
+                ("acct-1", "bot-1", "c1", "text", T0),
+                ("acct-1", "bot-2", "c1", "text", T0 + 1),
+                ("acct-1", "bot-1", "c1", "text", T0 + 2),
+                ("acct-1", "bot-2", "c1", "vision", T0 + MINUTE + 1),
             ],
         },
         {

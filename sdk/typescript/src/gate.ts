@@ -121,19 +121,24 @@ export function valueBlockVerdict(
   return verdict('paused', null, 0, null, `policy_block:${found.policyId}`, null, null, found.blockedUntilMs)
 }
 
-/** Decide one AI call of `category` in `conversationId` at `now` (epoch ms). */
+/**
+ * Decide one AI call of `category` in `conversationId` at `now` (epoch ms) by bot `botId`
+ * (default: the state's bot; a bot that follows its account is answered from the `*` state,
+ * and its fallback ledger entries and cap hits are still its own).
+ */
 export function gate(
   state: EnforcementState,
   category: string,
   conversationId: string,
   now: number,
-  ledger: FallbackLedger
+  ledger: FallbackLedger,
+  botId?: string
 ): Verdict {
   if (now < state.fastUntilMs) {
     const v = state.fast.get(category)
     if (v !== undefined) return v
   }
-  return gateSlow(state, category, conversationId, now, ledger)
+  return gateSlow(state, category, conversationId, now, ledger, botId ?? state.botId)
 }
 
 
@@ -142,7 +147,8 @@ function gateSlow(
   category: string,
   conversationId: string,
   now: number,
-  ledger: FallbackLedger
+  ledger: FallbackLedger,
+  botId: string
 ): Verdict {
   if (!isCategory(category)) throw new UnknownCategoryError(category)
   const blocked = s.blockedUntilMs
@@ -151,16 +157,16 @@ function gateSlow(
   if (cap !== undefined && now < cap.resumesAtMs) {
     const hit: CapHit = {
       accountId: s.accountId,
-      botId: s.botId,
+      botId,
       conversationId,
       category,
       period: cap.period,
       periodKey: cap.periodKey,
       occurredAtMs: now,
-      hitId: `${s.botId}/${conversationId}/${category}/${now}`
+      hitId: `${botId}/${conversationId}/${category}/${now}`
     }
     const reason = `cap:${cap.period}:${category}`
-    if (category === 'text' && ledger.claimFallback(s.accountId, s.botId, conversationId, cap.periodKey)) {
+    if (category === 'text' && ledger.claimFallback(s.accountId, botId, conversationId, cap.periodKey)) {
       const text = cap.period === 'monthly' ? s.fallbackTextMonthly : s.fallbackTextDaily
       return verdict('fallback', null, 0, text, reason, hit, null, cap.resumesAtMs)
     }
@@ -184,10 +190,10 @@ function gateSlow(
   }
   reasons.push(`throttled:${s.throttleReason ?? 'None'}`)
   const reason = reasons.join(';')
-  const last = ledger.lastReply(s.accountId, s.botId, conversationId)
+  const last = ledger.lastReply(s.accountId, botId, conversationId)
   if (last !== undefined && now - last < REPLY_SPACING_MS) {
     return verdict('allow', model, THROTTLED_BATCHING_S, null, reason, null, last + REPLY_SPACING_MS)
   }
-  ledger.recordReply(s.accountId, s.botId, conversationId, now)
+  ledger.recordReply(s.accountId, botId, conversationId, now)
   return verdict('allow', model, THROTTLED_BATCHING_S, null, reason, null)
 }

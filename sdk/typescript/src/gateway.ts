@@ -182,7 +182,7 @@ export class Gateway {
       const v = state.fast.get(category)
       if (v !== undefined) return v
     }
-    const v = gate(state, category, conversationId, now ?? Date.now(), this.ledger)
+    const v = gate(state, category, conversationId, now ?? Date.now(), this.ledger, botId)
     if (v.capHit !== null) this.#report(v.capHit)
     return v
   }

@@ -19,6 +19,7 @@ from capstream.core import (
     reevaluate,
 )
 from capstream.core.caps import LOOP_WINDOW_MS, loop_suspected
+from capstream.core.models import ACCOUNT_WIDE_BOT
 from capstream.core.usage import BotUsage
 
 NY = "America/New_York"
@@ -45,8 +46,9 @@ def test_daily_cap_lifts_at_local_midnight_by_the_clock_alone() -> None:
     capped = h.enforcement()
     midnight = ms(NY, 2026, 11, 19, 0, 0)
     assert next_deadline(h.state) == midnight
-    (state,) = [e for e in h.tick(midnight).enforcement if e.bot_id == "bot-1"]
-    assert state.caps == {}
+    # One record for the account; its bots follow it (they have nothing of their own).
+    (state,) = h.tick(midnight).enforcement
+    assert state.bot_id == ACCOUNT_WIDE_BOT and state.caps == {}
     assert state.version == capped.version + 1
     assert gate(state, "text", "conv-1", midnight, FallbackLedger()).action == "allow"
 
@@ -104,7 +106,8 @@ def test_raising_a_cap_lifts_it_at_once() -> None:
     h.send(ev(0, T0, credits=1_000))
     assert "text" in h.enforcement().caps
     _, eff = reevaluate(h.state, h.policy_set, settings(caps=caps(text=(5_000, None))), T0 + 1)
-    assert [e.caps for e in eff.enforcement] == [{}, {}]  # the account-wide and bot-1 states
+    # the account-wide state only: bot-1 follows it
+    assert [(e.bot_id, e.caps) for e in eff.enforcement] == [(ACCOUNT_WIDE_BOT, {})]
 
 
 def pro(**kw: object) -> TenantSettings:
@@ -232,26 +235,29 @@ def test_smart_throttle_sees_a_monthly_budget_at_risk() -> None:
 
 def test_versions_increase_and_states_are_emitted_only_on_change() -> None:
     h = Harness(tenant=settings(caps=caps(text=(1_000, None))))
-    versions = []
+    versions: dict[str, list[int]] = {}
     for i in range(8):
         for state in h.send(ev(i, T0 + i * MIN, credits=200)).enforcement:
-            if state.bot_id == "bot-1":
-                versions.append(state.version)
-    # first sight of the bot, then the cap at 1,000: two states, nothing else
-    assert versions == [1, 2]
+            versions.setdefault(state.bot_id, []).append(state.version)
+    # the account's first state, then the cap at 1,000: two states, nothing else; bot-1
+    # says once, at first sight, that it follows the account
+    assert versions == {ACCOUNT_WIDE_BOT: [1, 2], "bot-1": [1]}
 
 
 def test_settings_change_reaches_every_bot_with_a_new_version() -> None:
     h = Harness()
     for i, bot in enumerate(["bot-1", "bot-2"]):
         h.send(ev(i, T0 + i, bot=bot))
-    old = {b: h.enforcement(b).version for b in ["bot-1", "bot-2"]}
+    old = h.enforcement("bot-2").version
     h.tenant = settings(plan="starter", fallback_message="Back {{TIMEFRAME}}.")
     eff = h.send(ev(5, T0 + 5))
-    new = {e.bot_id: e for e in eff.enforcement}
-    assert new["bot-2"].version == old["bot-2"] + 1
-    assert new["bot-1"].fallback_text_daily == "Back tomorrow."
-    assert new["bot-1"].plan == "starter"
+    # one record: both bots follow the account's state, which gateways answer them from
+    (new,) = eff.enforcement
+    assert new.bot_id == ACCOUNT_WIDE_BOT and new.version == old + 1
+    for bot in ("bot-1", "bot-2"):
+        assert h.enforcement(bot) is new
+    assert new.fallback_text_daily == "Back tomorrow."
+    assert new.plan == "starter"
 
 
 def test_a_loop_that_goes_on_keeps_the_throttle_without_flapping() -> None:

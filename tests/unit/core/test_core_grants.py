@@ -8,6 +8,7 @@ from core_builders import MIN, Harness, caps, ev, ms, settings
 
 from capstream.core import reevaluate
 from capstream.core.grants import CapGrant, GrantError, granted_caps, grants_change_at, period_key
+from capstream.core.models import ACCOUNT_WIDE_BOT
 
 NY = "America/New_York"
 
@@ -70,7 +71,7 @@ def test_a_capped_category_resumes_at_once_on_the_raised_settings() -> None:
     assert "text" in capped.caps
     raised = granted_caps(base, [grant()], at + MIN)
     _, eff = reevaluate(h.state, h.policy_set, raised, at + MIN)
-    (resumed,) = [e for e in eff.enforcement if e.bot_id == "bot-1"]
+    (resumed,) = [e for e in eff.enforcement if e.bot_id == ACCOUNT_WIDE_BOT]
     assert resumed.caps == {} and resumed.version > capped.version
     # usage up to the raised cap: capped again at 1,500, not before
     h.tenant = raised

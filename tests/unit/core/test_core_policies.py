@@ -138,8 +138,13 @@ def test_account_total_counts_all_bots_and_blocks_every_bot() -> None:
     h = Harness(policies=[policy(scope="account_total", threshold=3, block_s=300)])
     for i, bot in enumerate(["bot-1", "bot-2", "bot-3"]):
         eff = h.send(ev(i, T0 + i, bot=bot))
-    blocked = {e.bot_id: e.blocked_until_ms for e in eff.enforcement}
-    assert blocked == dict.fromkeys(["bot-1", "bot-2", "bot-3", ACCOUNT_WIDE_BOT], T0 + 2 + 300_000)
+    # The account's state; bot-3, seen for the first time, says it follows it; bots 1 and 2
+    # follow it already (nothing of their own): no record of theirs.
+    until = T0 + 2 + 300_000
+    got = {e.bot_id: (e.blocked_until_ms, e.follows_account) for e in eff.enforcement}
+    assert got == {ACCOUNT_WIDE_BOT: (until, False), "bot-3": (until, True)}
+    for bot in ("bot-1", "bot-2", "bot-3", "bot-4"):
+        assert h.enforcement(bot).blocked_until_ms == T0 + 2 + 300_000
     (note,) = eff.notifications
     assert note.notification_id and "all bots" in note.subject
 

@@ -28,7 +28,7 @@ def grant(gid: str = "g1", amount: int = 500, key: str = "2026-11-18") -> bytes:
 
 
 def capped(sink: Sink) -> list[bool]:
-    return ["text" in s.caps for e in sink.effects for s in e.enforcement if s.bot_id == "bot-1"]
+    return ["text" in s.caps for e in sink.effects for s in e.enforcement if s.bot_id == "*"]
 
 
 def test_a_grant_resumes_the_capped_category_once_and_ends_with_its_day() -> None:
