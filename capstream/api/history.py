@@ -173,6 +173,28 @@ def _blocks(bot: str, rows: list[Row], resumes: list[tuple[int, str]]) -> list[H
     return out
 
 
+def _block_entries(
+    per_bot: dict[str, list[Row]], resumes: dict[str, list[tuple[int, str]]]
+) -> list[HistoryEntry]:
+    """Blocks: the account's (``*``), and each bot's own. A bot's state carries its account's
+    block while the bot has a state of its own (or in the state it had when it went back to
+    following the account): such a run is the account's block, and is not repeated."""
+    account = _blocks(
+        ACCOUNT_WIDE, per_bot.get(ACCOUNT_WIDE, []), sorted(resumes.get(ACCOUNT_WIDE, []))
+    )
+    out = list(account)
+    for bot, rows in per_bot.items():
+        if bot == ACCOUNT_WIDE:
+            continue
+        for e in _blocks(bot, rows, sorted(resumes.get(bot, []))):
+            if not any(
+                a.policy_id == e.policy_id and a.at_ms <= e.at_ms < (a.until_ms or e.at_ms + 1)
+                for a in account
+            ):
+                out.append(e)
+    return out
+
+
 def _caps(rows: list[Row]) -> list[tuple[str, str, str, _Run]]:
     out: list[tuple[str, str, str, _Run]] = []
     open_: dict[str, tuple[str, str, _Run]] = {}
@@ -240,12 +262,9 @@ def history(
             else:
                 per_bot.setdefault(str(r["bot_id"]), []).append(r)
         if "block" in wanted:
-            for bot, bot_rows in per_bot.items():
-                if bot == ACCOUNT_WIDE and (bot_id is not None or len(per_bot) > 1):
-                    continue  # the account-wide state repeats what every bot's shows
-                entries.extend(_blocks(bot, bot_rows, sorted(resumes.get(bot, []))))
+            entries.extend(_block_entries(per_bot, resumes))
         if "cap" in wanted:
-            entries.extend(_cap_entries(per_bot, grants, bot_id))
+            entries.extend(_cap_entries(per_bot, grants))
     if "grant" in wanted:
         for g in grants:
             if lo <= g.granted_at_ms < hi:
@@ -267,14 +286,13 @@ def history(
     )  # fmt: skip
 
 
-def _cap_entries(
-    per_bot: dict[str, list[Row]], grants: list[CapGrantRecord], bot_id: str | None
-) -> list[HistoryEntry]:
-    """Cap periods: the account's, merged over its bots' states (every bot's state shows
-    the account's caps), or one bot's."""
+def _cap_entries(per_bot: dict[str, list[Row]], grants: list[CapGrantRecord]) -> list[HistoryEntry]:
+    """Cap periods: the account's (caps are account-wide; ``*``'s states carry every change,
+    a bot's only while it has a state of its own), merged over the bots' states for history
+    written before bots followed ``*`` (every bot's state then showed the account's caps)."""
     merged: dict[tuple[str, str, str, int], _Run] = {}
     for bot, rows in per_bot.items():
-        if bot_id is not None and bot != bot_id:
+        if ACCOUNT_WIDE in per_bot and bot != ACCOUNT_WIDE:
             continue
         for cat, period, key, run in _caps(rows):
             # the same period seen on several bots: one entry, from the first to the last

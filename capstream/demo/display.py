@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from capstream.core.models import EnforcementState
+from capstream.core.models import ACCOUNT_WIDE_BOT, EnforcementState
 from capstream.demo.processes import Supervisor
 from capstream.simulator import Simulator, TenantScenario
 
@@ -78,8 +78,10 @@ class Progress:
 
     def tenant_state(self, tenant: TenantScenario, now: int) -> str:
         parts = []
-        for bot in tenant.bots:
-            story = bot_story(self.states.get((tenant.account_id, bot.bot_id)), now)
+        states, account = self.states, tenant.account_id
+        for bot in tenant.bots:  # a bot with no state of its own follows its account's
+            state = states.get((account, bot.bot_id)) or states.get((account, ACCOUNT_WIDE_BOT))
+            story = bot_story(state, now)
             if story:
                 parts.append(f"{bot.bot_id}: {', '.join(story)}")
         return "; ".join(parts) or "all bots replying"

@@ -102,16 +102,17 @@ def _publish(settings: Settings, events: list[UsageEventRecord]) -> None:
     capped = {
         "text": CapStatusRecord(period="daily", period_key="2026-09-21", resumes_at_ms=resumes)
     }
+    # the cap and its lifting are the account's state ("*"): its bots follow it
     for version, at, caps in ((1, T0 + 59 * MIN, capped), (2, T0 + 105 * MIN, {})):
         state = EnforcementStateRecord(
             account_id="acme",
-            bot_id="bot-0",
+            bot_id="*",
             version=version,
             updated_at_ms=at,
             model="claude-haiku",
             caps=caps,
         )
-        producer.produce(t.control, state.to_bytes(), key=b"acme/bot-0")
+        producer.produce(t.control, state.to_bytes(), key=b"acme/*")
     assert producer.flush(30) == 0
 
 

@@ -44,7 +44,9 @@ class CapState(BaseModel):
 
 
 class BotState(BaseModel):
-    """A bot's latest enforcement state as the processors published it."""
+    """A bot's enforcement state as gateways hold it: its own latest one while its own block
+    or throttle is in force, else its account's (``*``: a bot follows its account's state
+    when it has nothing of its own; see ``capstream.core.enforcement``)."""
 
     version: int
     updated_at_ms: int
@@ -189,6 +191,23 @@ def latest_states(query: Query, account_id: str) -> dict[str, BotState]:
     return out
 
 
+def in_force(states: dict[str, BotState], bot_id: str, now_ms: int) -> BotState | None:
+    """What gateways hold for ``bot_id`` at ``now_ms``: its latest state while it shows a
+    block or a throttle in force (a state of its own), else the account's ``*`` state. A bot
+    whose own block or throttle ended follows ``*`` again: its last row in ``decisions`` is
+    its state at that moment, and ``*``'s later rows are what holds for it."""
+    own = states.get(bot_id)
+    if bot_id == "*" or (
+        own is not None
+        and (
+            (own.blocked_until_ms is not None and own.blocked_until_ms > now_ms)
+            or (own.throttled_until_ms is not None and own.throttled_until_ms > now_ms)
+        )
+    ):
+        return own
+    return states.get("*", own)
+
+
 def policy_live(query: Query, policy: PolicyRecord, now_ms: int, tz: str = "UTC") -> PolicyLive:
     """``policy``'s rolling window ending ``now_ms`` (a calendar policy: its current local
     period in ``tz``), per bot; ``used`` is what the scope compares with the threshold (the
@@ -280,7 +299,7 @@ def live_view(
         BotLive(
             bot_id=b,
             name=bot_names.get(b, "all bots (account-wide)" if b == "*" else ""),
-            state=states.get(b),
+            state=in_force(states, b, now_ms),
             usage=usage.get(b, {}),
         )
         for b in bot_ids

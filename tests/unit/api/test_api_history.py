@@ -100,3 +100,29 @@ def test_filters_ranges_and_tenancy(
     for bad in ({"from_ms": T, "to_ms": T}, {"from_ms": 0, "to_ms": T}, {"kind": "everything"},
                 {"bot_id": "ghost"}, {"bot": "bot-1"}):  # fmt: skip
         assert client.get(base, params=bad, headers=h).status_code == 422, bad
+
+
+def test_account_blocks_and_caps_come_from_the_account_state_bots_follow(
+    client: TestClient, new_account: Any, clickhouse: Store
+) -> None:
+    """Bots with nothing of their own follow the account's ``*`` state: an account block and
+    a cap lifted early by a grant are in ``*``'s rows only; a bot's last own row (its loop
+    throttle ended while the account was blocked) still shows the account's block and cap
+    as they were, and is not a second block nor an unfinished cap."""
+    h = new_account("acme", plan="starter", bots=("bot-1", "bot-2"))
+    cap = ("daily", "2026-05-28", T + 600 * MIN)
+    clickhouse.states += [
+        state("*", 1, T, T + 30 * MIN, "p-acct", caps={"text": cap}),
+        state("bot-1", 7, T + 5 * MIN, T + 30 * MIN, "p-acct", caps={"text": cap}),
+        state("*", 2, T + 30 * MIN, caps={"text": cap}),
+        state("*", 3, T + 40 * MIN),  # a grant lifted the cap
+    ]
+    for params in ({}, {"bot_id": "bot-1"}, {"bot_id": "bot-2"}):
+        r = client.get("/v1/accounts/acme/history", headers=h, params=params)
+        assert r.status_code == 200, r.text
+        got = [(e["kind"], e["bot_id"], e["at_ms"] - T, e["until_ms"] - T, e["ongoing"])
+               for e in r.json()["entries"]]  # fmt: skip
+        assert sorted(got) == [
+            ("block", "*", 0, 30 * MIN, False),
+            ("cap", None, 0, 40 * MIN, False),
+        ], params

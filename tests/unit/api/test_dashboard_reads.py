@@ -269,3 +269,25 @@ def test_a_resume_is_recorded_in_decisions_with_who_and_when_and_is_not_a_state(
     state = {b["bot_id"]: b for b in api.get("/v1/accounts/acme/live", headers=h).json()["bots"]}
     assert state["bot-1"]["state"]["version"] == 2
     assert state["bot-1"]["state"]["blocked_until_ms"] is None
+
+
+def test_the_live_panel_shows_a_following_bot_its_accounts_state() -> None:
+    """A bot's last row is its own while its block or throttle is in force; once that ended
+    it follows the account's ``*`` state (its last row is only the moment it went back)."""
+    from capstream.api.dashboard.live import BotState, in_force
+
+    def row(v: int, blocked: int | None = None, throttled: int | None = None) -> BotState:
+        return BotState(
+            version=v, updated_at_ms=1_000, blocked_until_ms=blocked, block_policy_id=None,
+            model="m", downgraded_until_ms=None, batching_interval_s=60 if throttled else 3,
+            throttled_until_ms=throttled, throttle_reason="loop_suspected" if throttled else None,
+            caps=[],
+        )  # fmt: skip
+
+    star = row(9)
+    states = {"*": star, "looping": row(3, throttled=5_000), "was": row(4, blocked=2_000)}
+    assert in_force(states, "looping", 4_000) is states["looping"]
+    assert in_force(states, "was", 4_000) is star  # its own block ended at 2,000
+    assert in_force(states, "never-seen", 4_000) is star
+    assert in_force(states, "*", 4_000) is star
+    assert in_force({}, "bot", 4_000) is None

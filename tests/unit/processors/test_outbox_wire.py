@@ -64,6 +64,24 @@ def test_a_bots_states_in_the_outbox_are_keyed_by_bot_and_decode_to_each_state()
     for s in states:
         outbox.add(0, Effects(enforcement=(s,)), None)
     assert [o.key for o in outbox.queue] == [control_key(s.account_id, s.bot_id) for s in states]
-    decoded = [codec("EnforcementState").decode(o.value) for o in outbox.queue]
+    decoded = [codec("EnforcementState").decode(o.value or b"") for o in outbox.queue]
     assert decoded == [state_to_avro(s) for s in states]
     assert decoded[3]["fallback_text_daily"] == "de retour demain"
+
+
+def test_a_bot_that_follows_its_account_again_gets_its_last_state_then_a_tombstone() -> None:
+    """Readers drop the bot's state at the tombstone and answer it from ``*``; the state
+    before it (its own throttle's end) is what the sink's history keeps."""
+    outbox = Outbox(Topics("t"))
+    own, back = (
+        state("bot-1", 4, throttled=7, text="x"),
+        state("bot-1", 5, throttled=None, text="x"),
+    )
+    back.follows_account = True
+    outbox.add(0, Effects(enforcement=(own, back)), 42)
+    outbox.add_states(1, [back])  # after a load: said again
+    key = control_key("acct-1", "bot-1")
+    got = [(o.key, o.value is None, o.origin_ms, o.partition) for o in outbox.queue]
+    assert got == [(key, False, 42, 0), (key, False, 42, 0), (key, True, 42, 0),
+                   (key, False, None, 1), (key, True, None, 1)]  # fmt: skip
+    assert codec("EnforcementState").decode(outbox.queue[1].value or b"") == state_to_avro(back)
