@@ -147,7 +147,7 @@ def capstream_truth(
                     st = states[account]
                     if st.view is not None and st.deadline_ms <= now:
                         effects = expire(st, now)[1]
-                        _keep_last(last, effects.enforcement)
+                        keep_last(last, effects.enforcement)
                         if notifications is not None:
                             notifications.extend(effects.notifications)
                     _queue(heap, queued, account, st, now)
@@ -155,16 +155,18 @@ def capstream_truth(
                 e.account_id, AccountState(e.account_id)
             )
             _, effects = evaluate(st, e, policies[e.account_id], settings[e.account_id], now)
-            _keep_last(last, effects.enforcement)
+            keep_last(last, effects.enforcement)
             if notifications is not None:
                 notifications.extend(effects.notifications)
             _queue(heap, queued, e.account_id, st, now)
     return last
 
 
-def _keep_last(
+def keep_last(
     last: dict[tuple[str, str], EnforcementState], states: Iterable[EnforcementState]
 ) -> None:
+    """Keep each key's last control record: a state, or (``follows_account``: the state is
+    followed by a tombstone) none."""
     for s in states:
         if s.follows_account:  # then a tombstone: the bot follows its account's "*"
             last.pop((s.account_id, s.bot_id), None)

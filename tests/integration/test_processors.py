@@ -89,8 +89,10 @@ def test_an_hourly_token_policy_blocks_for_its_duration_and_the_block_ends_by_it
     assert abs(blocked.blocked_until_ms - (sent + 3_000)) < 2_000  # type: ignore[operator]
     verdict = gate(blocked, "text", "c-1", blocked.updated_at_ms + 1, FallbackLedger())
     assert verdict.action == "paused"
-    # No further usage: the worker's timer publishes the end of the block by itself.
-    ended = control.wait(acct, "bot-1", lambda s: s.version > blocked.version, timeout=15)
+    # No further usage: the worker's timer publishes the end of the block by itself (the
+    # bot's last own state; then the bot follows its account's state again).
+    ended = control.wait(acct, "bot-1", lambda s: s.version > blocked.version, timeout=15, own=True)
+    assert control.wait(acct, "bot-1", lambda s: s.bot_id == "*").blocked_until_ms is None
     assert ended.blocked_until_ms is None
     assert ended.updated_at_ms >= blocked.blocked_until_ms  # type: ignore[operator]
     assert ended.updated_at_ms - blocked.blocked_until_ms < 1_500  # type: ignore[operator]

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_worker_harness import Config, ControlLog, WorkerProcess, account_on, wait_for
 
-from capstream.bench.truth import capstream_truth
 from capstream.core import (
     AccountState,
+    Effects,
     EnforcementState,
     PolicySet,
     UsageEvent,
@@ -229,7 +229,8 @@ def test_a_restart_between_a_block_and_the_next_event_decides_as_the_core(
             config.settings(acct, plan="pro")
             config.policy(acct, "p", **policy.model_dump(exclude={"account_id", "policy_id"}))
             send(settings, before)
-            control.wait(acct, "bot-1", lambda s: s.updated_at_ms == t0 + 120_001)
+            # the block's end: bot-1's last own state (then it follows the account's)
+            control.wait(acct, "bot-1", lambda s: s.updated_at_ms == t0 + 120_001, own=True)
             assert first.stop() == 0  # flushed and committed
         with WorkerProcess(settings, event_time=True) as second:
             wait_for(lambda: second.metric("capstream_processor_accounts") >= 2, 60,
@@ -250,24 +251,35 @@ def test_a_restart_between_a_block_and_the_next_event_decides_as_the_core(
 def _expected_states(
     acct: str, events: list[UsageEvent], policy: PolicyRecord, tenant: TenantSettingsRecord
 ) -> list[EnforcementState]:
-    """Each state of ``acct``'s bot-1 as the core walking the partition's events with the
-    worker's clock rule decides it (other accounts' events move the clock too)."""
+    """Each state of ``acct``'s bot-1 the core publishes walking the partition's events with
+    the worker's clock rule (other accounts' events move the clock too), its states going
+    back to following the account included."""
     policies = {e.account_id: PolicySet([]) for e in events}
     settings = {e.account_id: core_settings(TenantSettingsRecord(account_id=e.account_id))
                 for e in events}  # fmt: skip
     policies[acct], settings[acct] = PolicySet([core_policy(policy)]), core_settings(tenant)
+    states: dict[str, AccountState] = {}
     out: list[EnforcementState] = []
-    for n in range(1, len(events) + 1):
-        last = capstream_truth([events], [n], policies, settings).get((acct, "bot-1"))
-        if last is not None and (not out or last.version != out[-1].version):
-            out.append(last)
+
+    def keep(effects: Effects) -> None:
+        out.extend(s for s in effects.enforcement if (s.account_id, s.bot_id) == (acct, "bot-1"))
+
+    now = 0
+    for e in events:
+        if e.occurred_at_ms > now:
+            now = e.occurred_at_ms
+            for st in states.values():
+                if st.view is not None and st.deadline_ms <= now:
+                    keep(expire(st, now)[1])
+        st = states.setdefault(e.account_id, AccountState(e.account_id))
+        keep(evaluate(st, e, policies[e.account_id], settings[e.account_id], now)[1])
     return out
 
 
 def _content(s: EnforcementState) -> tuple[object, ...]:
     """A state but for its version (a new owner republishes the same under a higher one)."""
-    return tuple(getattr(s, f.name) for f in fields(s) if f.name != "version"
-                 and not f.name.startswith("_"))  # fmt: skip
+    return tuple(getattr(s, f.name) for f in fields(s) if f.name not in
+                 ("version", "follows_account") and not f.name.startswith("_"))  # fmt: skip
 
 
 def _distinct(states: list[EnforcementState]) -> list[tuple[object, ...]]:

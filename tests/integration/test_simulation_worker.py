@@ -80,6 +80,23 @@ def _history(acct: str) -> list[UsageEvent]:
     return events
 
 
+def _states(records: list[tuple[bytes | None, bytes | None]], acct: str) -> list[Any]:
+    """The account's states in order; a state its key's tombstone follows is the bot going
+    back to following the account (``follows_account``, not on the wire)."""
+    out: list[Any] = []
+    last: dict[bytes | None, Any] = {}
+    for key, value in records:
+        if value is None:
+            if key in last:
+                last[key].follows_account = True
+            continue
+        s = decode_state(value)
+        if s.account_id == acct:
+            out.append(s)
+            last[key] = s
+    return out
+
+
 def test_the_simulation_publishes_what_the_running_worker_published(
     deployment: Settings, worker: WorkerProcess
 ) -> None:
@@ -146,8 +163,7 @@ def test_the_simulation_publishes_what_the_running_worker_published(
         assert len(result["current"]["blocks"]) == 0  # the current policy only alerts
 
         def published() -> tuple[list[Any], list[NotificationRecord]] | None:
-            states = [decode_state(v) for _, v in log.of(topics.control) if v is not None]
-            states = [s for s in states if s.account_id == acct]
+            states = _states(log.of(topics.control), acct)
             notes = [NotificationRecord.from_bytes(v) for _, v in log.of(topics.notifications)
                      if v is not None]  # fmt: skip
             notes = [n for n in notes if n.account_id == acct]

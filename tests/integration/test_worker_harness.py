@@ -190,16 +190,36 @@ class ControlLog(TopicLog):
                 out.append(s)
         return out
 
-    def latest(self, account_id: str, bot_id: str) -> EnforcementState | None:
+    def own_latest(self, account_id: str, bot_id: str) -> EnforcementState | None:
+        """The bot's own newest state published (``*``: the account's), tombstones aside."""
         states = self.states(account_id, bot_id)
         return max(states, key=lambda s: s.version) if states else None
 
+    def latest(self, account_id: str, bot_id: str) -> EnforcementState | None:
+        """What a gateway's ``ControlView.get`` answers now: the bot's newest state unless a
+        tombstone followed it (the bot follows its account), else the account's ``*``."""
+        held: dict[bytes, EnforcementState] = {}
+        for key, value in self.of(self.topic):
+            if key is None:
+                continue
+            if value is None:
+                held.pop(key, None)
+                continue
+            s = decode_state(value)
+            if s.account_id == account_id and (key not in held or held[key].version < s.version):
+                held[key] = s
+        own = held.get(f"{account_id}/{bot_id}".encode())
+        return own if own is not None else held.get(f"{account_id}/*".encode())
+
     def wait(
         self, account_id: str, bot_id: str, check: Callable[[EnforcementState], bool],
-        timeout: float = 30,
+        timeout: float = 30, *, own: bool = False,
     ) -> EnforcementState:  # fmt: skip
+        """The state gateways hold for the bot (:meth:`latest`; ``own``: the bot's own newest
+        state, :meth:`own_latest`) once ``check`` passes."""
+
         def found() -> EnforcementState | None:
-            s = self.latest(account_id, bot_id)
+            s = self.own_latest(account_id, bot_id) if own else self.latest(account_id, bot_id)
             return s if s is not None and check(s) else None
 
         return wait_for(found, timeout, f"a control state of {account_id}/{bot_id}")

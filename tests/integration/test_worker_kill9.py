@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sink_helpers import caught_up, committed
 from test_worker_harness import Config, WorkerProcess, wait_for
 
+from capstream.bench.truth import keep_last
 from capstream.chaos.check import period_totals, totals_diffs
 from capstream.core import (
     AccountState,
@@ -117,7 +118,9 @@ def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes | None, by
 def oracle(
     settings: Settings, ts: dict[str, TenantSettings], ps: dict[str, PolicySet]
 ) -> dict[tuple[str, str], EnforcementState]:
-    """The last state per (account, bot) the core computes walking each partition in order."""
+    """The last state per (account, bot) the core computes walking each partition in order
+    (none for a bot that follows its account's ``*`` state: its key's last record is a
+    tombstone)."""
     decoder = UsageDecoder(1 << 30)
     last: dict[tuple[str, str], EnforcementState] = {}
     by_partition: dict[int, list[UsageEvent]] = defaultdict(list)
@@ -131,12 +134,10 @@ def oracle(
                 now = e.occurred_at_ms
                 for st in states.values():
                     if st.view is not None and st.deadline_ms <= now:
-                        for s in expire(st, now)[1].enforcement:
-                            last[(s.account_id, s.bot_id)] = s
+                        keep_last(last, expire(st, now)[1].enforcement)
             st = states.setdefault(e.account_id, AccountState(e.account_id))
             _, effects = evaluate(st, e, ps[e.account_id], ts[e.account_id], now)
-            for s in effects.enforcement:
-                last[(s.account_id, s.bot_id)] = s
+            keep_last(last, effects.enforcement)
     return last
 
 
@@ -158,8 +159,9 @@ def totals_match(
 
 def control_matches(settings: Settings, want: dict[tuple[str, str], EnforcementState]) -> None:
     """Every bot's last control state decides what the core decided walking the stream
-    without a crash (every field but ``version`` and ``updated_at_ms``), and no key's version
-    ever goes back on the topic.
+    without a crash (every field but ``version`` and ``updated_at_ms``; a bot that follows its
+    account has a tombstone last, and no state in ``want``), and no key's version ever goes
+    back on the topic, across its tombstones too.
 
     A restart or a move raises the partition's version floor (``PartitionState.epoch``): the
     new owner publishes above every version an earlier owner may have published, so its
@@ -169,9 +171,13 @@ def control_matches(settings: Settings, want: dict[tuple[str, str], EnforcementS
     backwards = []
     versions: dict[tuple[str, str], int] = {}
     for _, key, value in read_all(settings, Topics(settings.topic_prefix).control):
-        assert key is not None and value is not None
+        assert key is not None
         account, _, bot = key.decode().partition("/")
         k = (account, bot)
+        if value is None:  # the bot follows its account's "*" state (after its last state)
+            assert k in last, f"a tombstone of {k} before any state of it"
+            del last[k]
+            continue
         last[k] = value
         v = decode_state(value).version
         if v < versions.get(k, 0):

@@ -197,9 +197,12 @@ def _control_matches(deployment: Settings, want: dict[tuple[str, str], Enforceme
 def _control(deployment: Settings) -> dict[tuple[str, str], bytes]:
     got: dict[tuple[str, str], bytes] = {}
     for _, key, value in read_all(deployment, Topics(deployment.topic_prefix).control):
-        assert key is not None and value is not None
+        assert key is not None
         account, _, bot = key.decode().partition("/")
-        got[(account, bot)] = value
+        if value is None:  # the bot follows its account's "*" state
+            got.pop((account, bot), None)
+        else:
+            got[(account, bot)] = value
     return got
 
 

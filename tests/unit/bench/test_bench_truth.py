@@ -9,6 +9,7 @@ from capstream.bench.truth import (
     capstream_truth,
     compare,
     crossings,
+    keep_last,
     peer_truth,
     split_by_partition,
 )
@@ -82,21 +83,13 @@ def scanning_oracle(
                 for st in states.values():
                     if st.view is not None and st.deadline_ms <= now:
                         for s in expire(st, now)[1].enforcement:
-                            keep(last, s)
+                            keep_last(last, (s,))
             st = states.setdefault(e.account_id, AccountState(e.account_id))
             for s in evaluate(st, e, policies[e.account_id], settings[e.account_id], now)[
                 1
             ].enforcement:
-                keep(last, s)
+                keep_last(last, (s,))
     return last
-
-
-def keep(last: dict[tuple[str, str], EnforcementState], s: EnforcementState) -> None:
-    """The control topic's rule: a state, or (a bot following its account) a tombstone."""
-    if s.follows_account:
-        last.pop((s.account_id, s.bot_id), None)
-    else:
-        last[(s.account_id, s.bot_id)] = s
 
 
 def test_capstream_truth_equals_the_plain_scan_of_the_worker_clock_rule() -> None:
