@@ -61,18 +61,13 @@ def derive(
     else:
         usage = bot
         prev = bot.enforcement
-        if (bot.blocked_until_ms is not None and bot.blocked_until_ms > now) or (
-            view.smart and bot.loop_until_ms is not None and bot.loop_until_ms > now
-        ):
-            content = _compute(account, bot, view, caps, now)
-            # Equal when the account's block outlasts its own.
-            follows = content == _compute(account, None, view, caps, now)
-        else:  # nothing of its own: the account's content, not computed per bot
-            follows = True
-        if follows:
+        follows = not own_shows(account, bot, view, now)
+        if follows:  # the account's content (computed only when it is published)
             if prev is not None and prev.follows_account:
                 return None
             content = _compute(account, None, view, caps, now)
+        else:
+            content = _compute(account, bot, view, caps, now)
     # A bot starting or ending following is published whatever the content was.
     if prev is not None and not follows and not prev.follows_account and _content(prev) == content:
         return None
@@ -83,6 +78,29 @@ def derive(
     state.follows_account = follows
     usage.enforcement = state
     return state
+
+
+def own_shows(account: AccountUsage, bot: BotUsage, view: SettingsView, now: int) -> bool:
+    """Whether ``bot``'s own block or loop throttle shows in its state at ``now``, i.e. its
+    content differs from its account's (as :func:`_compute` decides: a bot's block shows
+    unless the account's lasts longer, a loop throttle unless the budget-risk hold lasts at
+    least as long; strict throttling ignores loops). Tested against ``_compute`` itself."""
+    b = bot.blocked_until_ms
+    if b is not None and b > now:
+        until = pause(bot, now)[0]
+        if until is not None:
+            a = account.blocked_until_ms
+            if a is None or a <= now:
+                return True
+            a_until = pause(account, now)[0]
+            if a_until is None or a_until <= until:
+                return True
+    loop = bot.loop_until_ms
+    if loop is not None and loop > now and view.smart and not view.strict:
+        risk = account.risk_until_ms
+        if risk is None or risk <= now or loop > risk:
+            return True
+    return False
 
 
 def raise_version(account: AccountUsage, usage: UsageBase) -> EnforcementState | None:

@@ -89,3 +89,44 @@ def test_a_bot_answered_from_the_account_state_keeps_its_own_fallback_and_cap_hi
     assert (one.action, two.action, again.action) == ("fallback", "fallback", "skip")
     assert one.cap_hit is not None and one.cap_hit.bot_id == "bot-1"
     assert two.cap_hit is not None and two.cap_hit.hit_id.startswith("bot-2/")
+
+
+def test_own_shows_is_exactly_a_content_that_differs_from_the_accounts() -> None:
+    """Every combination of a bot's block (lifted or not), the account's block, a loop
+    throttle and a budget-risk hold, in each throttle mode: ``own_shows`` says the bot has a
+    state of its own exactly when its derived content differs from the account's."""
+    from itertools import product
+
+    from capstream.core.enforcement import _compute, own_shows
+    from capstream.core.settings_view import view_of
+    from capstream.core.usage import AccountUsage
+
+    now = T0
+    ends = (None, now - 1, now, now + 10, now + 20)
+    checked = 0
+    for mode, bot_end, lifted, acct_end, loop, risk in product(
+        ("off", "smart", "strict"), ends, (False, True), ends, ends, ends
+    ):
+        view = view_of(settings(throttle=mode))
+        account = AccountUsage("acct-1")
+        bot = BotUsage("acct-1", bot_id="bot-1")
+        if bot_end is not None:
+            bot.blocked_until_ms, bot.block_policy_id = bot_end, "p-bot"
+            bot.blocks["p-bot"] = bot_end
+            if lifted:
+                bot.lifted["p-bot"] = bot_end
+        if acct_end is not None:
+            account.blocked_until_ms, account.block_policy_id = acct_end, "p-acct"
+            account.blocks["p-acct"] = acct_end
+        bot.loop_until_ms, account.risk_until_ms = loop, risk
+        differs = _compute(account, bot, view, {}, now) != _compute(account, None, view, {}, now)
+        assert own_shows(account, bot, view, now) == differs, (
+            mode,
+            bot_end,
+            lifted,
+            acct_end,
+            loop,
+            risk,
+        )
+        checked += 1
+    assert checked == 3 * 5 * 2 * 5 * 5 * 5
