@@ -13,11 +13,12 @@ over a prefix: the first ``cut[p]`` events of partition ``p`` — what a system 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from capstream.core import (
     AccountState,
+    Effects,
     EnforcementState,
     Notification,
     Policy,
@@ -160,6 +161,27 @@ def capstream_truth(
                 notifications.extend(effects.notifications)
             _queue(heap, queued, e.account_id, st, now)
     return last
+
+
+def scan_effects(
+    events: Iterable[UsageEvent],
+    policies: Mapping[str, PolicySet],
+    settings: Mapping[str, TenantSettings],
+) -> Iterator[Effects]:
+    """Every ``Effects`` the core returns walking one partition's ``events`` with the worker's
+    clock rule written plainly: ``now`` is the newest ``occurred_at_ms``, and each clock move
+    first expires every account whose deadline it reached (:func:`capstream_truth` does the
+    same with a heap; tests compare the two)."""
+    states: dict[str, AccountState] = {}
+    now = 0
+    for e in events:
+        if e.occurred_at_ms > now:
+            now = e.occurred_at_ms
+            for st in states.values():
+                if st.view is not None and st.deadline_ms <= now:
+                    yield expire(st, now)[1]
+        st = states.setdefault(e.account_id, AccountState(e.account_id))
+        yield evaluate(st, e, policies[e.account_id], settings[e.account_id], now)[1]
 
 
 def keep_last(

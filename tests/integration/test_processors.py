@@ -194,8 +194,10 @@ def test_lowering_a_threshold_below_current_usage_blocks_at_once(
     blocked = control.wait(acct, "bot-1", lambda s: s.blocked_until_ms is not None)
     assert blocked.block_policy_id == "p"
     config.admin.delete_policy(acct, "p")  # deleting the blocking policy lifts its block
-    lifted = control.wait(acct, "bot-1", lambda s: s.version > blocked.version)
+    # bot-1's last own state (then a tombstone: it follows its account's state again)
+    lifted = control.wait(acct, "bot-1", lambda s: s.version > blocked.version, own=True)
     assert lifted.blocked_until_ms is None
+    assert control.wait(acct, "bot-1", lambda s: s.bot_id == "*").blocked_until_ms is None
 
 
 def test_a_bad_record_goes_to_the_dlq_and_the_good_ones_around_it_count(

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_worker_harness import Config, ControlLog, WorkerProcess, account_on, wait_for
 
+from capstream.bench.truth import scan_effects
 from capstream.core import (
     AccountState,
-    Effects,
     EnforcementState,
     PolicySet,
     UsageEvent,
@@ -258,22 +258,12 @@ def _expected_states(
     settings = {e.account_id: core_settings(TenantSettingsRecord(account_id=e.account_id))
                 for e in events}  # fmt: skip
     policies[acct], settings[acct] = PolicySet([core_policy(policy)]), core_settings(tenant)
-    states: dict[str, AccountState] = {}
-    out: list[EnforcementState] = []
-
-    def keep(effects: Effects) -> None:
-        out.extend(s for s in effects.enforcement if (s.account_id, s.bot_id) == (acct, "bot-1"))
-
-    now = 0
-    for e in events:
-        if e.occurred_at_ms > now:
-            now = e.occurred_at_ms
-            for st in states.values():
-                if st.view is not None and st.deadline_ms <= now:
-                    keep(expire(st, now)[1])
-        st = states.setdefault(e.account_id, AccountState(e.account_id))
-        keep(evaluate(st, e, policies[e.account_id], settings[e.account_id], now)[1])
-    return out
+    return [
+        s
+        for effects in scan_effects(events, policies, settings)
+        for s in effects.enforcement
+        if (s.account_id, s.bot_id) == (acct, "bot-1")
+    ]
 
 
 def _content(s: EnforcementState) -> tuple[object, ...]:

@@ -17,16 +17,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sink_helpers import caught_up, committed
 from test_worker_harness import Config, WorkerProcess, wait_for
 
-from capstream.bench.truth import keep_last
+from capstream.bench.truth import keep_last, scan_effects
 from capstream.chaos.check import period_totals, totals_diffs
 from capstream.core import (
-    AccountState,
     EnforcementState,
     PolicySet,
     TenantSettings,
     UsageEvent,
-    evaluate,
-    expire,
 )
 from capstream.gateway import UsageRecorder
 from capstream.processors.catalog import core_policy, core_settings
@@ -127,16 +124,7 @@ def oracle(
     for p, _, value in read_all(settings, Topics(settings.topic_prefix).usage):
         by_partition[p].extend(decoder.decode(value, 1 << 62).events)
     for events in by_partition.values():
-        states: dict[str, AccountState] = {}
-        now = 0
-        for e in events:
-            if e.occurred_at_ms > now:
-                now = e.occurred_at_ms
-                for st in states.values():
-                    if st.view is not None and st.deadline_ms <= now:
-                        keep_last(last, expire(st, now)[1].enforcement)
-            st = states.setdefault(e.account_id, AccountState(e.account_id))
-            _, effects = evaluate(st, e, ps[e.account_id], ts[e.account_id], now)
+        for effects in scan_effects(events, ps, ts):
             keep_last(last, effects.enforcement)
     return last
 

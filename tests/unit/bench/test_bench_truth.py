@@ -11,16 +11,14 @@ from capstream.bench.truth import (
     crossings,
     keep_last,
     peer_truth,
+    scan_effects,
     split_by_partition,
 )
 from capstream.core import (
-    AccountState,
     EnforcementState,
     PolicySet,
     TenantSettings,
     UsageEvent,
-    evaluate,
-    expire,
 )
 from capstream.processors.catalog import core_policy, core_settings
 
@@ -75,20 +73,8 @@ def scanning_oracle(
     """The worker's clock rule written plainly: expire every due account on each clock move."""
     last: dict[tuple[str, str], EnforcementState] = {}
     for events in by_partition:
-        states: dict[str, AccountState] = {}
-        now = 0
-        for e in events:
-            if e.occurred_at_ms > now:
-                now = e.occurred_at_ms
-                for st in states.values():
-                    if st.view is not None and st.deadline_ms <= now:
-                        for s in expire(st, now)[1].enforcement:
-                            keep_last(last, (s,))
-            st = states.setdefault(e.account_id, AccountState(e.account_id))
-            for s in evaluate(st, e, policies[e.account_id], settings[e.account_id], now)[
-                1
-            ].enforcement:
-                keep_last(last, (s,))
+        for effects in scan_effects(events, policies, settings):
+            keep_last(last, effects.enforcement)
     return last
 
 
