@@ -140,10 +140,11 @@ def gate_outcome(
     blocked = state.blocked_until_ms
     if blocked is not None and now < blocked:
         return OUTCOME_PAUSED
+    bot = bot_id or state.bot_id
     cap = state.caps.get(category)
     if cap is not None and now < cap.resumes_at_ms:
         if category == Category.TEXT and ledger.claim_fallback(
-            (state.account_id, bot_id or state.bot_id, conversation_id, cap.period_key)
+            (state.account_id, bot, conversation_id, cap.period_key)
         ):
             return OUTCOME_FALLBACK
         return OUTCOME_SKIP
@@ -152,7 +153,7 @@ def gate_outcome(
         throttled_until is not None and now >= throttled_until
     ):
         return OUTCOME_ALLOW
-    key = (state.account_id, bot_id or state.bot_id, conversation_id)
+    key = (state.account_id, bot, conversation_id)
     last = ledger.last_reply(key)
     if last is not None and now - last < REPLY_SPACING_MS:
         return OUTCOME_DELAYED

@@ -27,8 +27,9 @@ from test_notifier import Smtp
 from test_worker_harness import Config, WorkerProcess, wait_for
 from test_worker_kill9 import read_all, totals_match
 
+from capstream.bench.truth import scan_effects
 from capstream.chaos.faults import malformed as poison
-from capstream.core import AccountState, PolicySet, UsageEvent, evaluate, expire
+from capstream.core import PolicySet, UsageEvent
 from capstream.gateway import UsageRecorder
 from capstream.processors.catalog import core_policy, core_settings
 from capstream.sinks.endpoint import endpoint_file
@@ -87,17 +88,7 @@ def alerts_expected(events: list[UsageEvent]) -> Counter[tuple[str, str]]:
         by_partition.setdefault(partition_for(e.account_id.encode(), 4), []).append(e)
     out: Counter[tuple[str, str]] = Counter()
     for part in by_partition.values():
-        states: dict[str, AccountState] = {}
-        now = 0
-        for e in part:
-            if e.occurred_at_ms > now:
-                now = e.occurred_at_ms
-                for st in states.values():
-                    if st.view is not None and st.deadline_ms <= now:
-                        for note in expire(st, now)[1].notifications:
-                            out[(note.account_id, note.notification_id)] += 1
-            st = states.setdefault(e.account_id, AccountState(e.account_id))
-            _, effects = evaluate(st, e, ps[e.account_id], ts[e.account_id], now)
+        for effects in scan_effects(part, ps, ts):
             for note in effects.notifications:
                 out[(note.account_id, note.notification_id)] += 1
     return out
