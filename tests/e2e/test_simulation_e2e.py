@@ -5,6 +5,7 @@ Screenshots go to tests/e2e/screenshots/simulation/. Skips cleanly without Chrom
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,14 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
     shot("cap-draft-timeline")
 
     # 3. A forecast alert: a daily text cap at three times today's text credits (not reached
-    # in the range) with a notice 24 hours ahead: the pace reaches it before midnight, so
-    # the simulation shows when the forecast would have been sent (▲ on the timeline).
+    # in the range) with a notice 24 hours ahead. The draft's timezone is one where it is
+    # about 07:00 now, so 17 hours are left in the day: the last hour's pace (all of the
+    # demo's traffic) reaches the cap before midnight, and the simulation shows when the
+    # forecast would have been sent (▲ on the timeline). In New York late in the evening
+    # the pace would not get there before midnight, and rightly no forecast is sent.
     used = _text_today(page, demo)
     assert used > 0
+    page.fill("#s-timezone", _zone_at_seven())
     page.fill("#cap-text-daily", str(used * 3 / 1e6))
     page.fill("#cap-text-daily-lead", "24")
     page.locator("#settings-form").get_by_test_id("simulate").click()
@@ -98,6 +103,14 @@ def test_a_tenant_tries_a_policy_and_a_cap_on_past_traffic(browser: Any, demo: A
     expect(page.locator('#settings-form [data-error="timezone"]')).to_contain_text("Mars/Base")
     shot("cap-draft-refused")
     assert errors == []
+
+
+def _zone_at_seven() -> str:
+    """A fixed-offset IANA zone where the local hour is 7 now (``Etc/GMT-N`` is UTC+N)."""
+    offset = 7 - datetime.now(UTC).hour  # -16..7
+    if offset < -12:
+        offset += 24  # 8..11: UTC+8..+11, the local hour is still 7
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
 
 
 def _text_today(page: Any, demo: Any) -> int:
