@@ -165,6 +165,12 @@ def throughput(
         "states_published": m.get('capstream_processor_published_total{kind="state"}', 0),
         "notifications": m.get('capstream_processor_published_total{kind="notification"}', 0),
         "flushes": m.get("capstream_processor_flushes_total", 0),
+        "gc_s": {g: m.get(f'capstream_processor_gc_pause_seconds_sum{{generation="{g}"}}', 0)
+                 for g in "012"},
+        "gc_collections": {
+            g: m.get(f'capstream_processor_gc_pause_seconds_count{{generation="{g}"}}', 0)
+            for g in "012"
+        },
         "dead_letters": sum(v for k, v in m.items()
                             if k.startswith("capstream_processor_dead_letters_total")),
         "profiled": profile_to is not None,
