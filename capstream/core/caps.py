@@ -30,6 +30,7 @@ Rules (amounts in micro-credits, periods in the tenant's timezone):
 from __future__ import annotations
 
 from array import array
+from itertools import islice
 from typing import Final
 
 from capstream.core.models import (
@@ -130,7 +131,7 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
     ring = loops.get(conversation_id)
     if ring is None:
         if len(loops) >= LOOP_TRACKED_CONVERSATIONS:
-            del loops[next(iter(loops))]
+            loops = bot.loops = _make_room(loops, t - LOOP_WINDOW_MS)
         if messages == 1:
             loops[conversation_id] = t
             return False
@@ -158,6 +159,33 @@ def loop_suspected(bot: BotUsage, conversation_id: str, t: int, messages: int) -
             ring[i] = t
     # more than 20 in this one record: the message 20 back is one of them, sent at t
     return messages > _LOOP_KEEP or t - oldest < LOOP_WINDOW_MS
+
+
+def _make_room(loops: dict[str, int | array[int]], before_ms: int) -> dict[str, int | array[int]]:
+    """The conversations of a full ``loops`` still worth tracking: those with a message
+    after ``before_ms`` (a minute before the event's time), in first-seen order; if that is
+    more than three quarters of the bound, the latest first seen of them.
+
+    A conversation silent for a minute cannot be looping, and forgetting it changes no
+    answer: its ring's times are all over a minute old, so its next 20 messages are compared
+    with nothing recent, as in a new ring, and the 21st with the first of them in both. One
+    pass makes room for many new conversations (forgetting only the first seen, one per new
+    conversation, found the dict's first key by scanning the slots deleted before it, and
+    dropped a busy conversation while idle ones stayed).
+    """
+    keep = {c: r for c, r in loops.items() if _last_message(r) > before_ms}
+    room = LOOP_TRACKED_CONVERSATIONS * 3 // 4
+    if len(keep) > room:
+        keep = dict(islice(keep.items(), len(keep) - room, None))
+    return keep
+
+
+def _last_message(ring: int | array[int]) -> int:
+    """The time of a conversation's latest message (its ring's slot before the cursor)."""
+    if isinstance(ring, int):
+        return ring
+    i = ring[_LOOP_CURSOR]
+    return ring[i - 1] if i > 1 else ring[_LOOP_KEEP]
 
 
 def refresh_account(

@@ -47,6 +47,9 @@ export class FallbackLedger {
   readonly maxEntries: number
   readonly #sent = new Map<string, true>()
   readonly #replies = new Map<string, number>()
+  /** When the oldest reply kept is next over a spacing old (the Python ledger's rule: a
+   * reply more than a minute old delays nothing, so the map holds the last minute or two). */
+  #pruneAtMs = 0
 
   constructor(maxEntries = DEFAULT_LEDGER_ENTRIES) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
@@ -77,6 +80,7 @@ export class FallbackLedger {
   recordReply(accountId: string, botId: string, conversationId: string, atMs: number): void {
     const k = key(accountId, botId, conversationId)
     const replies = this.#replies
+    if (atMs >= this.#pruneAtMs) this.#forgetReplies(atMs - REPLY_SPACING_MS)
     replies.delete(k) // re-insert: the most recent stays last
     replies.set(k, atMs)
     if (replies.size > this.maxEntries) replies.delete(replies.keys().next().value as string)
@@ -84,6 +88,20 @@ export class FallbackLedger {
 
   get size(): number {
     return this.#sent.size + this.#replies.size
+  }
+
+  /** Forget the replies sent at or before `beforeMs`, oldest first, up to the first later
+   * one; the next pass is due when that one is stale, at least half a spacing later. */
+  #forgetReplies(beforeMs: number): void {
+    let due = beforeMs + 2 * REPLY_SPACING_MS
+    for (const [k, at] of this.#replies) {
+      if (at > beforeMs) {
+        due = at + REPLY_SPACING_MS
+        break
+      }
+      this.#replies.delete(k) // deleting the entry just visited is safe in a Map's iteration
+    }
+    this.#pruneAtMs = Math.max(due, beforeMs + REPLY_SPACING_MS + REPLY_SPACING_MS / 2)
   }
 }
 

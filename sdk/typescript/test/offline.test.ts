@@ -136,6 +136,18 @@ test('the shared ledger applies what other gateways sent until it expires, and p
   assert.equal(await ledger.close(100), 2) // not delivered, reported
 })
 
+test('a long throttle keeps only the last minutes of replies, and spaces them as before', () => {
+  const ledger = new FallbackLedger()
+  const t0 = 1_763_467_200_000
+  for (let i = 0; i < 50_000; i++) {
+    const at = t0 + i * 1_728 // one call every 1.7 s, each in a new conversation
+    assert.equal(ledger.lastReply('a', 'b', `c${i}`), undefined)
+    ledger.recordReply('a', 'b', `c${i}`, at)
+  }
+  assert.ok(ledger.size <= Math.floor(120_000 / 1_728) + 1, `kept ${ledger.size}`)
+  assert.equal(ledger.lastReply('a', 'b', 'c49999'), t0 + 49_999 * 1_728) // the last minute's stay
+})
+
 test('the fallback ledger forgets the oldest conversation first when full', () => {
   const ledger = new FallbackLedger(2)
   assert.equal(ledger.claimFallback('a', 'b', 'c1', 'd'), true)

@@ -18,7 +18,7 @@ from capstream.core import (
     next_deadline,
     reevaluate,
 )
-from capstream.core.caps import LOOP_WINDOW_MS, loop_suspected
+from capstream.core.caps import LOOP_TRACKED_CONVERSATIONS, LOOP_WINDOW_MS, loop_suspected
 from capstream.core.models import ACCOUNT_WIDE_BOT
 from capstream.core.usage import BotUsage
 
@@ -302,6 +302,52 @@ def test_loop_detection_equals_counting_every_message_of_the_last_minute(
         times += [t] * messages
         expected = len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
         assert loop_suspected(bot, conversation, t, messages) == expected
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 400), st.integers(0, 700), st.integers(1, 3)),
+        min_size=1,
+        max_size=1_500,
+    )
+)
+def test_loop_detection_with_more_conversations_than_it_tracks_counts_the_recent_ones(
+    steps: list[tuple[int, int, int]],
+) -> None:
+    """Up to 400 conversations for a bound of 256: while fewer than 192 of them spoke in
+    the last minute, every answer is still exactly "more than 20 in the last 60 s" (only
+    silent conversations are forgotten)."""
+    bot = BotUsage("acct-1", bot_id="bot-1")
+    seen: dict[int, list[int]] = {}
+    t = T0
+    for conversation, gap, messages in steps:
+        t += gap
+        times = seen.setdefault(conversation, [])
+        times += [t] * messages
+        active = sum(1 for v in seen.values() if v[-1] > t - LOOP_WINDOW_MS)
+        expected = len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
+        got = loop_suspected(bot, f"c{conversation}", t, messages)
+        if active < LOOP_TRACKED_CONVERSATIONS * 3 // 4:
+            assert got == expected
+        assert len(bot.loops) <= LOOP_TRACKED_CONVERSATIONS
+
+
+def test_a_busy_conversation_is_still_watched_after_hundreds_of_short_ones() -> None:
+    """The first conversation seen keeps talking while 1,000 one-message conversations come
+    and go: it is the silent ones that are forgotten, and its loop is still caught."""
+    bot = BotUsage("acct-1", bot_id="bot-1")
+    t = T0
+    for i in range(1_000):
+        t += 5_000
+        assert not loop_suspected(bot, f"short-{i}", t, 1)
+        if i % 4 == 0:
+            assert not loop_suspected(bot, "busy", t, 1)  # one message every 20 s
+    assert "busy" in bot.loops and len(bot.loops) <= LOOP_TRACKED_CONVERSATIONS
+    answers = [loop_suspected(bot, "busy", t + k * 1_000, 1) for k in range(1, 22)]
+    # Its messages 15 and 35 s before these count: 21 in a minute from the 19th on (had it
+    # been forgotten, only from the 21st).
+    assert answers == [False] * 18 + [True] * 3
 
 
 def test_loop_detection_of_one_message_conversations_leaves_nothing_for_the_gc() -> None:

@@ -283,3 +283,49 @@ def test_a_state_holds_the_paused_verdict_its_block_gives_shared_when_it_has_non
         s.blocked_until_ms,
     )  # fmt: skip
     assert s._paused == built
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from([f"c{i}" for i in range(8)]), st.integers(0, 45_000)),
+        min_size=1,
+        max_size=120,
+    ),
+    entries=st.sampled_from([3, 100_000]),
+)
+def test_throttled_replies_are_spaced_as_if_the_ledger_kept_every_reply(
+    calls: list[tuple[str, int]], entries: int
+) -> None:
+    """The ledger forgets replies over a minute old (its map stays small): call by call, in
+    time order, the same answers as a ledger that only forgets its oldest beyond
+    ``entries``."""
+    s = state(batching_interval_s=60, throttle_reason="strict")
+    ledger = FallbackLedger(entries)
+    last: dict[str, int] = {}  # the reference: most recent last, the oldest forgotten
+    now = T0
+    for conv, step in calls:
+        now += step
+        held = last.get(conv)
+        if held is not None and now - held < MIN:
+            expected = held + MIN
+        else:
+            expected = None
+            last.pop(conv, None)
+            last[conv] = now
+            if len(last) > entries:
+                del last[next(iter(last))]
+        assert gate(s, "text", conv, now, ledger).reply_at_ms == expected
+
+
+def test_a_long_throttle_keeps_only_the_last_minutes_replies() -> None:
+    """A day of throttled calls over 50,000 conversations: the reply map holds the last
+    minute or two of them, not 50,000."""
+    s = state(batching_interval_s=60, throttle_reason="strict")
+    ledger = FallbackLedger()
+    for i in range(50_000):
+        gate_outcome(s, "text", f"c{i}", T0 + i * 1_728, ledger)  # one call every 1.7 s
+    assert len(ledger._replies) <= 2 * MIN // 1_728 + 1
+    assert gate(s, "text", "c49999", T0 + 49_999 * 1_728 + 1_000, ledger).reply_at_ms == (
+        T0 + 49_999 * 1_728 + MIN
+    )
