@@ -26,10 +26,9 @@ A cap reached, or a period whose cap cannot be reached at the pace, sends nothin
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from capstream.core.models import CATEGORIES, Notification, TenantSettings
-from capstream.core.notifications import notification_id, owner_recipients
+from capstream.core.notifications import _iso, notification_id, owner_recipients
 from capstream.core.usage import AccountUsage
 from capstream.core.usage_base import CAP_WARN
 
@@ -169,8 +168,3 @@ def _minutes(n: int) -> str:
     if n >= 60:
         return f"{n // 60} h {n % 60} min" if n % 60 else "1 hour"
     return f"{n} minute" + ("s" if n != 1 else "")
-
-
-def _iso(ms: int) -> str:
-    d = datetime.fromtimestamp(ms / 1000, UTC)  # as notifications._iso (strftime costs more)
-    return f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d} UTC"

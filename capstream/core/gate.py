@@ -46,6 +46,9 @@ from capstream.core.models import (
 
 REPLY_SPACING_MS: Final = 60_000
 DEFAULT_LEDGER_ENTRIES: Final = 100_000
+PRUNE_EVERY: Final = 64
+"""Replies recorded between two passes forgetting those over a minute old (a pass costs
+~1 us however few it forgets)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the gateway's thread-safe ledger
@@ -59,15 +62,16 @@ class FallbackLedger:
     (a plain dict's first key, after many deletions at its front, is found by scanning the
     deleted slots: ~25 us per forgotten key at 100,000 entries, measured in a simulation).
 
-    A reply more than :data:`REPLY_SPACING_MS` old delays nothing, so about once a minute
-    (of the replies' own times) the replies older than that are forgotten, oldest first:
-    the map holds the conversations of the last minute or two, not the last
-    ``max_entries``. Every lookup of a throttled call then hits a small map (a simulation's
-    replay spent a fifth of its time looking up 50,000 three-string keys; see the
-    simulation README). Answers are unchanged while calls come in time order, as they do.
+    A reply more than :data:`REPLY_SPACING_MS` old delays nothing, so every
+    :data:`PRUNE_EVERY` replies recorded the ones older than that are forgotten, oldest
+    first: the map holds the conversations of the last minute (and a few more), not the
+    last ``max_entries``. Every lookup of a throttled call then hits a small map (a
+    simulation's replay spent a fifth of its time looking up 50,000 three-string keys; see
+    the simulation README). Answers are unchanged while calls come in time order, as they
+    do.
     """
 
-    __slots__ = ("_prune_at_ms", "_replies", "_sent", "max_entries")
+    __slots__ = ("_prune_in", "_replies", "_sent", "max_entries")
 
     def __init__(self, max_entries: int = DEFAULT_LEDGER_ENTRIES) -> None:
         if max_entries < 1:
@@ -75,8 +79,8 @@ class FallbackLedger:
         self.max_entries = max_entries
         self._sent: OrderedDict[tuple[str, str, str, str], None] = OrderedDict()
         self._replies: OrderedDict[tuple[str, str, str], int] = OrderedDict()
-        self._prune_at_ms = 0
-        """When the replies' spacing is next over for the oldest kept (see the class doc)."""
+        self._prune_in = PRUNE_EVERY
+        """Replies to record before the next pass forgets the stale ones."""
 
     def claim_fallback(self, key: tuple[str, str, str, str]) -> bool:
         """True the first time ``key`` is claimed (send the text), False afterwards."""
@@ -94,7 +98,9 @@ class FallbackLedger:
 
     def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
         replies = self._replies
-        if at_ms >= self._prune_at_ms:
+        self._prune_in -= 1
+        if self._prune_in <= 0:
+            self._prune_in = PRUNE_EVERY
             self._forget_replies(at_ms - REPLY_SPACING_MS)
         replies[key] = at_ms
         replies.move_to_end(key)  # the most recent stays last
@@ -104,20 +110,15 @@ class FallbackLedger:
     def _forget_replies(self, before_ms: int) -> None:
         """Forget the replies sent at or before ``before_ms``, from the oldest kept up to
         the first one that is later (records from other gateways may come a little out of
-        order: one of those stays until a later pass). The next pass is due when the oldest
-        kept is stale too, but at least half a spacing later (a pass costs about the same
-        however few it forgets)."""
+        order: one of those stays until a later pass)."""
         replies = self._replies
         stale = []
-        due = before_ms + 2 * REPLY_SPACING_MS
         for key, at in replies.items():
             if at > before_ms:
-                due = at + REPLY_SPACING_MS
                 break
             stale.append(key)
         for key in stale:
             del replies[key]
-        self._prune_at_ms = max(due, before_ms + REPLY_SPACING_MS + REPLY_SPACING_MS // 2)
 
     def __len__(self) -> int:
         return len(self._sent) + len(self._replies)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Final
 
 from capstream.core.errors import PlanError
 from capstream.core.messages import panel_cta
@@ -28,11 +29,24 @@ def owner_recipients(settings: TenantSettings | None) -> tuple[str, ...]:
     return (settings.owner_email,) if settings is not None and settings.owner_email else ()
 
 
+_DAY_MS: Final = 86_400_000
+_ISO_DATES: Final[dict[int, str]] = {}
+"""Per UTC day number, its ``YYYY-MM-DD`` (alerts of a replay fall on few days)."""
+
+
 def _iso(ms: int) -> str:
     """``ms`` as ``2026-11-18 12:00 UTC``: what ``strftime("%Y-%m-%d %H:%M UTC")`` gives,
-    formatted from the fields (strftime was half the cost of building an alert)."""
-    d = datetime.fromtimestamp(ms / 1000, UTC)
-    return f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d} UTC"
+    the date from a cache per day and the time from the remainder (strftime was half the
+    cost of building an alert, and a ``datetime`` per alert a twentieth of a replay)."""
+    day, rest = divmod(ms, _DAY_MS)
+    date = _ISO_DATES.get(day)
+    if date is None:
+        if len(_ISO_DATES) >= 64:
+            _ISO_DATES.clear()
+        d = datetime.fromtimestamp(day * 86_400, UTC)
+        date = _ISO_DATES[day] = f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+    minutes = rest // 60_000
+    return f"{date} {minutes // 60:02d}:{minutes % 60:02d} UTC"
 
 
 def _duration(seconds: int) -> str:

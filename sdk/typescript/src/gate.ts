@@ -28,6 +28,8 @@ import {
 } from './models.js'
 
 export const REPLY_SPACING_MS = 60_000
+/** Replies recorded between two passes forgetting those over a minute old. */
+const PRUNE_EVERY = 64
 export const DEFAULT_LEDGER_ENTRIES = 100_000
 
 function key(...parts: string[]): string {
@@ -47,9 +49,9 @@ export class FallbackLedger {
   readonly maxEntries: number
   readonly #sent = new Map<string, true>()
   readonly #replies = new Map<string, number>()
-  /** When the oldest reply kept is next over a spacing old (the Python ledger's rule: a
-   * reply more than a minute old delays nothing, so the map holds the last minute or two). */
-  #pruneAtMs = 0
+  /** Replies to record before the next pass forgets those over a minute old (the Python
+   * ledger's rule: such a reply delays nothing, so the map holds about the last minute). */
+  #pruneIn = PRUNE_EVERY
 
   constructor(maxEntries = DEFAULT_LEDGER_ENTRIES) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
@@ -80,7 +82,10 @@ export class FallbackLedger {
   recordReply(accountId: string, botId: string, conversationId: string, atMs: number): void {
     const k = key(accountId, botId, conversationId)
     const replies = this.#replies
-    if (atMs >= this.#pruneAtMs) this.#forgetReplies(atMs - REPLY_SPACING_MS)
+    if (--this.#pruneIn <= 0) {
+      this.#pruneIn = PRUNE_EVERY
+      this.#forgetReplies(atMs - REPLY_SPACING_MS)
+    }
     replies.delete(k) // re-insert: the most recent stays last
     replies.set(k, atMs)
     if (replies.size > this.maxEntries) replies.delete(replies.keys().next().value as string)
@@ -90,18 +95,12 @@ export class FallbackLedger {
     return this.#sent.size + this.#replies.size
   }
 
-  /** Forget the replies sent at or before `beforeMs`, oldest first, up to the first later
-   * one; the next pass is due when that one is stale, at least half a spacing later. */
+  /** Forget the replies sent at or before `beforeMs`, oldest first, up to the first later one. */
   #forgetReplies(beforeMs: number): void {
-    let due = beforeMs + 2 * REPLY_SPACING_MS
     for (const [k, at] of this.#replies) {
-      if (at > beforeMs) {
-        due = at + REPLY_SPACING_MS
-        break
-      }
+      if (at > beforeMs) break
       this.#replies.delete(k) // deleting the entry just visited is safe in a Map's iteration
     }
-    this.#pruneAtMs = Math.max(due, beforeMs + REPLY_SPACING_MS + REPLY_SPACING_MS / 2)
   }
 }
 
