@@ -102,8 +102,9 @@ class FallbackLedger:
         if self._prune_in <= 0:
             self._prune_in = PRUNE_EVERY
             self._forget_replies(at_ms - REPLY_SPACING_MS)
+        if key in replies:  # re-inserted, the most recent stays last (move_to_end is a
+            del replies[key]  # method call from compiled code; these are slots)
         replies[key] = at_ms
-        replies.move_to_end(key)  # the most recent stays last
         if len(replies) > self.max_entries:
             replies.popitem(last=False)
 

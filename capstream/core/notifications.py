@@ -19,9 +19,13 @@ from capstream.core.models import (
 )
 
 
+_sha256: Final = hashlib.sha256
+
+
 def notification_id(*parts: str | int) -> str:
     """A stable id from ``parts`` (the notifier sends each id once)."""
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
+    text = "|".join([p if isinstance(p, str) else str(p) for p in parts])
+    return _sha256(text.encode()).hexdigest()[:32]
 
 
 def owner_recipients(settings: TenantSettings | None) -> tuple[str, ...]:
@@ -46,15 +50,28 @@ def _iso(ms: int) -> str:
         d = datetime.fromtimestamp(day * 86_400, UTC)
         date = _ISO_DATES[day] = f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
     minutes = rest // 60_000
-    return f"{date} {minutes // 60:02d}:{minutes % 60:02d} UTC"
+    return f"{date} {_TWO_DIGITS[minutes // 60]}:{_TWO_DIGITS[minutes % 60]} UTC"
+
+
+_TWO_DIGITS: Final = [f"{i:02d}" for i in range(60)]
+"""``00`` to ``59`` (compiled, a format spec is a call to ``format``; an index is not)."""
 
 
 def _duration(seconds: int) -> str:
-    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
-        if seconds % size == 0:
-            n = seconds // size
-            return f"{n} {unit}" + ("s" if n != 1 else "")
-    return f"{seconds} seconds"
+    said = _DURATIONS.get(seconds)
+    if said is None:
+        said = f"{seconds} seconds"
+        for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+            if seconds % size == 0:
+                n = seconds // size
+                said = f"{n} {unit}" + ("s" if n != 1 else "")
+                break
+        if len(_DURATIONS) < 256:  # a tenant's few windows and block lengths
+            _DURATIONS[seconds] = said
+    return said
+
+
+_DURATIONS: Final[dict[int, str]] = {}
 
 
 def _span(policy: Policy) -> tuple[str, str]:
