@@ -107,9 +107,10 @@ def engine(n: int, days: int, chunk: int) -> dict[str, Any]:
 
     cur, dra, draft, end = drafts(n, days)
     cats = ["text"] * 7 + ["vision", "audio", "documents"]
+    bots = [f"bot-{k}" for k in range(10)]  # one str per bot, as the store's columns give
     span = days * DAY_MS
     events = [
-        UsageEvent(f"e{i}", ACCOUNT, f"bot-{i % 10}", f"c{i * 2654435761 % 2**32 % 5000}",
+        UsageEvent(f"e{i}", ACCOUNT, bots[i % 10], f"c{i * 2654435761 % 2**32 % 5000}",
                    cats[i % 10], "claude-sonnet-4-6", 200 + i % 400, 80 + i % 90, 1, i % 17 == 0,
                    2000 + (i % 7) * 500, START_MS + i * span // n)
         for i in range(n)

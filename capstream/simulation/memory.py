@@ -44,7 +44,7 @@ class MemoryEvents:
         elif sql != FIRST_SQL:
             raise ValueError("MemoryEvents answers only the simulation's statements")
         out: list[Row] = [
-            {"event_id": e.event_id, "account_id": e.account_id, "bot_id": e.bot_id,
+            {"event_id": e.event_id, "bot": e.bot_id,
              "conversation_id": e.conversation_id, "category": e.category, "model": e.model,
              "tokens_in": e.tokens_in, "tokens_out": e.tokens_out, "messages": e.messages,
              "conversation_started": e.conversation_started,

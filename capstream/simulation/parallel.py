@@ -357,7 +357,8 @@ def serve(chunks_fd: int, replies_fd: int) -> None:
             if not blob:
                 break
             columns = unpack(blob)
-            next_sample = replay(sides, ColumnChunk(columns), next_sample, spec.every)
+            chunk = ColumnChunk(columns, spec.account_id)
+            next_sample = replay(sides, chunk, next_sample, spec.every)
             done += len(columns[0])
             replies.send(("done", done))
         replies.send(("result", side.report(spec.to_ms)))

@@ -25,6 +25,7 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Protocol
 
 from capstream.core import PolicySet, UsageEvent
@@ -46,10 +47,14 @@ COUNT_SQL = (
     f"FROM usage_events WHERE {_WHERE} GROUP BY hour ORDER BY hour"
 )
 COLUMNS = (
-    "event_id, account_id, bot_id, conversation_id, category, model, tokens_in, tokens_out, "
-    "messages, conversation_started, credits_micro, toUnixTimestamp64Milli(occurred_at) AS t"
+    "event_id, toLowCardinality(bot_id) AS bot, conversation_id, category, model, tokens_in, "
+    "tokens_out, messages, conversation_started, credits_micro, "
+    "toUnixTimestamp64Milli(occurred_at) AS t"
 )
-"""In the order of ``UsageEvent``'s arguments: a row's values are its arguments as they are."""
+"""In the order of ``UsageEvent``'s arguments after the account (the one every row of a
+statement has: not read, nor shipped to the draft process). The bot, like the category and
+the model (``LowCardinality`` in the table), comes as a dictionary: one ``str`` per bot,
+shared by its events, so the core's lookups by it hash it once and compare by identity."""
 WITH_ATTRIBUTES = COLUMNS + ", attributes"
 """The same with the events' attributes (only when a per-attribute policy reads them: the
 map costs to read)."""
@@ -64,7 +69,7 @@ NEXT_SQL = (
 )
 
 
-_T = 11
+_T = 10
 """The column of the event time (``t``) in ``COLUMNS``."""
 
 
@@ -87,14 +92,16 @@ class ColumnChunk:
     them alive together: the garbage collector then scanned them again and again, which
     cost more than reading them.)"""
 
-    __slots__ = ("columns", "size")
+    __slots__ = ("account_id", "columns", "size")
 
-    def __init__(self, columns: list[Sequence[Any]]) -> None:
+    def __init__(self, columns: list[Sequence[Any]], account_id: str) -> None:
         self.columns = columns
+        self.account_id = account_id
         self.size = len(columns[0])
 
     def __iter__(self) -> Iterator[UsageEvent]:
-        return map(UsageEvent, *self.columns)
+        cols = self.columns
+        return map(UsageEvent, cols[0], repeat(self.account_id), *cols[1:])
 
     def __len__(self) -> int:
         return self.size
@@ -225,14 +232,16 @@ class EventSource:
         if self.attributes:
             sql = sql.replace(COLUMNS, WITH_ATTRIBUTES, 1)
         if self.columns is None:
-            events = [UsageEvent(*r.values()) for r in self._run(sql, params)]
+            account = self.account_id
+            rows = (tuple(r.values()) for r in self._run(sql, params))
+            events = [UsageEvent(v[0], account, *v[1:]) for v in rows]
             last = events[-1] if events else None
             return events, (last.occurred_at_ms, last.event_id) if last else (0, "")
         self.queries += 1
         _, cols = self.columns(sql, {"account": self.account_id, **params})
         if not cols or not len(cols[0]):
             return [], (0, "")
-        return ColumnChunk(cols), (int(cols[_T][-1]), str(cols[0][-1]))
+        return ColumnChunk(cols, self.account_id), (int(cols[_T][-1]), str(cols[0][-1]))
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[Row]:
         self.queries += 1
