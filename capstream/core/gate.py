@@ -46,9 +46,6 @@ from capstream.core.models import (
 
 REPLY_SPACING_MS: Final = 60_000
 DEFAULT_LEDGER_ENTRIES: Final = 100_000
-PRUNE_EVERY: Final = 64
-"""Replies recorded between two passes forgetting those over a minute old (a pass costs
-~1 us however few it forgets)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the gateway's thread-safe ledger
@@ -62,16 +59,18 @@ class FallbackLedger:
     (a plain dict's first key, after many deletions at its front, is found by scanning the
     deleted slots: ~25 us per forgotten key at 100,000 entries, measured in a simulation).
 
-    A reply more than :data:`REPLY_SPACING_MS` old delays nothing, so every
-    :data:`PRUNE_EVERY` replies recorded the ones older than that are forgotten, oldest
-    first: the map holds the conversations of the last minute (and a few more), not the
-    last ``max_entries``. Every lookup of a throttled call then hits a small map (a
-    simulation's replay spent a fifth of its time looking up 50,000 three-string keys; see
-    the simulation README). Answers are unchanged while calls come in time order, as they
-    do.
+    A reply more than :data:`REPLY_SPACING_MS` old delays nothing, so the replies are kept
+    in two generations, each a spacing long: when a reply comes a spacing after the current
+    generation began, the older one is dropped whole (everything in it is over a minute
+    old) and the current one becomes the older. The maps hold the last one or two minutes
+    of replies, not the last ``max_entries``: every lookup of a throttled call hits a small
+    map, and no reply is looked up again to be forgotten (a simulation's replay spent a
+    fifth of its time looking up 50,000 three-string keys, then a tenth deleting stale ones
+    key by key; see the simulation README). Answers are unchanged while calls come in time
+    order, as they do.
     """
 
-    __slots__ = ("_prune_in", "_replies", "_sent", "max_entries")
+    __slots__ = ("_older", "_replies", "_sent", "_turn_at_ms", "max_entries")
 
     def __init__(self, max_entries: int = DEFAULT_LEDGER_ENTRIES) -> None:
         if max_entries < 1:
@@ -79,8 +78,11 @@ class FallbackLedger:
         self.max_entries = max_entries
         self._sent: OrderedDict[tuple[str, str, str, str], None] = OrderedDict()
         self._replies: OrderedDict[tuple[str, str, str], int] = OrderedDict()
-        self._prune_in = PRUNE_EVERY
-        """Replies to record before the next pass forgets the stale ones."""
+        """The current generation of replies, oldest first."""
+        self._older: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+        """The generation before, oldest first (all older than the current one's)."""
+        self._turn_at_ms = 0
+        """When the current generation is a spacing old (the next reply then turns them)."""
 
     def claim_fallback(self, key: tuple[str, str, str, str]) -> bool:
         """True the first time ``key`` is claimed (send the text), False afterwards."""
@@ -94,35 +96,28 @@ class FallbackLedger:
 
     def last_reply(self, key: tuple[str, str, str]) -> int | None:
         """When the conversation ``key`` last got an allowed reply while throttled."""
-        return self._replies.get(key)
+        at = self._replies.get(key)
+        return at if at is not None else self._older.get(key)
 
     def record_reply(self, key: tuple[str, str, str], at_ms: int) -> None:
         replies = self._replies
-        self._prune_in -= 1
-        if self._prune_in <= 0:
-            self._prune_in = PRUNE_EVERY
-            self._forget_replies(at_ms - REPLY_SPACING_MS)
-        if key in replies:  # re-inserted, the most recent stays last (move_to_end is a
-            del replies[key]  # method call from compiled code; these are slots)
-        replies[key] = at_ms
-        if len(replies) > self.max_entries:
-            replies.popitem(last=False)
-
-    def _forget_replies(self, before_ms: int) -> None:
-        """Forget the replies sent at or before ``before_ms``, from the oldest kept up to
-        the first one that is later (records from other gateways may come a little out of
-        order: one of those stays until a later pass)."""
-        replies = self._replies
-        stale = []
-        for key, at in replies.items():
-            if at > before_ms:
-                break
-            stale.append(key)
-        for key in stale:
+        if at_ms >= self._turn_at_ms:  # the older generation is over a minute old: dropped
+            self._older = replies
+            replies = self._replies = OrderedDict()
+            self._turn_at_ms = at_ms + REPLY_SPACING_MS
+        older = self._older
+        # Re-inserted, the most recent stays last (move_to_end is a method call from
+        # compiled code; these are slots).
+        if key in replies:
             del replies[key]
+        elif key in older:
+            del older[key]
+        replies[key] = at_ms
+        if len(replies) + len(older) > self.max_entries:
+            (older if older else replies).popitem(last=False)
 
     def __len__(self) -> int:
-        return len(self._sent) + len(self._replies)
+        return len(self._sent) + len(self._replies) + len(self._older)
 
 
 def gate(

@@ -36,7 +36,7 @@ from capstream.core.models.vocabulary import PERIOD_INDEX
 from capstream.core.series import SERIES_BY_CATEGORY, series_of
 from capstream.core.usage import AccountUsage, BotUsage
 from capstream.simulation.draft import Config, Draft
-from capstream.simulation.source import Events, EventSource, Plan
+from capstream.simulation.source import ColumnChunk, Events, EventSource, Plan
 from capstream.simulation.timeline import Timeline
 
 Gated = Literal["drop", "keep"]
@@ -244,24 +244,51 @@ def charts_for(draft: Draft, config: Config) -> list[Chart]:
 def replay(sides: list[Side], events: Events, next_sample: int, every: int) -> int:
     """One chunk through ``sides`` (both, or the one this process runs), with a chart point
     per side every ``every`` ms of event time; the next sampling time."""
-    if len(sides) == 2:
-        cur, dra = sides
-        for ev in events:
-            t = ev.occurred_at_ms
-            cur.step(ev, t)
-            dra.step(ev, t)
-            if t >= next_sample:
-                cur.sample(t)
-                dra.sample(t)
-                next_sample = t - t % every + every
-        return next_sample
-    (side,) = sides
+    if isinstance(events, ColumnChunk):
+        return _replay_columns(sides, events.columns, events.account_id, next_sample, every)
     for ev in events:
-        t = ev.occurred_at_ms
+        next_sample = _step(sides, ev, next_sample, every)
+    return next_sample
+
+
+def _replay_columns(
+    sides: list[Side], columns: list[Any], account_id: str, next_sample: int, every: int
+) -> int:
+    """:func:`replay` of a column chunk, each event built here: compiled, a direct call to
+    the event's constructor (``map(UsageEvent, *columns)`` parsed its 12 arguments and
+    advanced 11 iterators per event)."""
+    ids: list[str] = columns[0]
+    bots: list[str] = columns[1]
+    conversations: list[str] = columns[2]
+    categories: list[str] = columns[3]
+    models: list[str] = columns[4]
+    tokens_in: list[int] = columns[5]
+    tokens_out: list[int] = columns[6]
+    messages: list[int] = columns[7]
+    started: list[bool] = columns[8]
+    credits: list[int] = columns[9]
+    times: list[int] = columns[10]
+    attributes: list[dict[str, str]] | None = columns[11] if len(columns) > 11 else None
+    for i in range(len(ids)):
+        ev = UsageEvent(
+            ids[i], account_id, bots[i], conversations[i], categories[i], models[i],
+            tokens_in[i], tokens_out[i], messages[i], started[i], credits[i], times[i],
+            attributes[i] if attributes is not None else None,
+        )  # fmt: skip
+        next_sample = _step(sides, ev, next_sample, every)
+    return next_sample
+
+
+def _step(sides: list[Side], ev: UsageEvent, next_sample: int, every: int) -> int:
+    """One event through ``sides``, a chart point after it when one is due; the next
+    sampling time."""
+    t = ev.occurred_at_ms
+    for side in sides:
         side.step(ev, t)
-        if t >= next_sample:
+    if t >= next_sample:
+        for side in sides:
             side.sample(t)
-            next_sample = t - t % every + every
+        next_sample = t - t % every + every
     return next_sample
 
 
