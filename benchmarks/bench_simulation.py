@@ -215,10 +215,12 @@ def child(
 
 
 def main() -> None:
+    from capstream.simulation.source import DEFAULT_CHUNK_ROWS
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1e6,1e7,5e7")
     ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--chunk", type=int, default=20_000)
+    ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_ROWS)
     ap.add_argument("--child", type=float)
     ap.add_argument("--generate", action="store_true")
     ap.add_argument("--store")

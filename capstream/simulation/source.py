@@ -35,7 +35,12 @@ Query = Callable[[str, dict[str, Any]], list[Row]]
 Columns = Callable[[str, dict[str, Any]], tuple[list[str], list[Sequence[Any]]]]
 """The column port: column names and one sequence per column (``StoreQuery.columns``)."""
 HOUR_MS = 3_600_000
-DEFAULT_CHUNK_ROWS = 20_000
+DEFAULT_CHUNK_ROWS = 40_000
+"""Rows a statement reads at most. The table is ordered by (account, bot, time), so a time
+slice is read as one range per bot, each in whole granules of 8,192 rows: the larger the
+chunk, the less of each granule is read for nothing (and the fewer statements, ~4 ms each
+before the first row). 10M events with two processes: 300,444 events/s with 20,000 rows,
+358,974 with 40,000 (+30 MB peak RSS); see the README."""
 
 _WHERE = (
     "account_id = {account:String} "
