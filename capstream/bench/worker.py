@@ -165,6 +165,8 @@ def throughput(
         "states_published": m.get('capstream_processor_published_total{kind="state"}', 0),
         "notifications": m.get('capstream_processor_published_total{kind="notification"}', 0),
         "flushes": m.get("capstream_processor_flushes_total", 0),
+        "flushed_values": m.get("capstream_processor_flushed_values_total", 0),
+        "flush_s": m.get("capstream_processor_flush_seconds_sum", 0),
         "gc_s": {g: m.get(f'capstream_processor_gc_pause_seconds_sum{{generation="{g}"}}', 0)
                  for g in "012"},
         "gc_collections": {
