@@ -72,6 +72,12 @@ class SharedLedger(FallbackLedger):
         with self._mutex:
             super().record_reply(key, at_ms)
 
+    def last_reply(self, key: tuple[str, str, str]) -> int | None:
+        # Under the lock too: a reply being recorded leaves one map and enters the other
+        # (and the two generations turn), so a lock-free read could miss it.
+        with self._mutex:
+            return super().last_reply(key)
+
     def fallback_sent(self, key: tuple[str, str, str, str]) -> bool:
         """Did ``key`` get its fallback text (here or, shared, at another gateway)?"""
         return key in self._sent
@@ -156,7 +162,7 @@ class KafkaLedger(SharedLedger):
                 return FallbackLedger.claim_fallback(self, key4)
         key3 = (r["account_id"], r["bot_id"], r["conversation_id"])
         with self._mutex:
-            last = self.last_reply(key3)
+            last = FallbackLedger.last_reply(self, key3)
             if last is not None and last >= r["at_ms"]:
                 return False
             FallbackLedger.record_reply(self, key3, r["at_ms"])
