@@ -294,14 +294,29 @@ def test_loop_detection_equals_counting_every_message_of_the_last_minute(
 ) -> None:
     """The ring of 20 times answers exactly "more than 20 messages in the last 60 s"."""
     bot = BotUsage("acct-1", bot_id="bot-1")
-    seen: dict[str, list[int]] = {}
+    every = _EveryMessage()
     t = T0
     for conversation, gap, messages in steps:
         t += gap
-        times = seen.setdefault(conversation, [])
-        times += [t] * messages
-        expected = len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
+        expected = every.add(conversation, t, messages)
         assert loop_suspected(bot, conversation, t, messages) == expected
+
+
+class _EveryMessage:
+    """The reference: every message's time, per conversation."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[int]] = {}
+
+    def add(self, conversation: str, t: int, messages: int) -> bool:
+        """Record ``messages`` at ``t``; more than 20 in the last 60 s?"""
+        times = self.seen.setdefault(conversation, [])
+        times += [t] * messages
+        return len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
+
+    def active(self, t: int) -> int:
+        """Conversations with a message in the minute up to ``t``."""
+        return sum(1 for v in self.seen.values() if v[-1] > t - LOOP_WINDOW_MS)
 
 
 @hsettings(max_examples=60, deadline=None)
@@ -319,14 +334,12 @@ def test_loop_detection_with_more_conversations_than_it_tracks_counts_the_recent
     the last minute, every answer is still exactly "more than 20 in the last 60 s" (only
     silent conversations are forgotten)."""
     bot = BotUsage("acct-1", bot_id="bot-1")
-    seen: dict[int, list[int]] = {}
+    every = _EveryMessage()
     t = T0
     for conversation, gap, messages in steps:
         t += gap
-        times = seen.setdefault(conversation, [])
-        times += [t] * messages
-        active = sum(1 for v in seen.values() if v[-1] > t - LOOP_WINDOW_MS)
-        expected = len(times) > 20 and t - times[-21] < LOOP_WINDOW_MS
+        expected = every.add(f"c{conversation}", t, messages)
+        active = every.active(t)
         got = loop_suspected(bot, f"c{conversation}", t, messages)
         if active < LOOP_TRACKED_CONVERSATIONS * 3 // 4:
             assert got == expected
