@@ -18,7 +18,6 @@ from capstream.core.models import (
     TenantSettings,
 )
 
-
 _sha256: Final = hashlib.sha256
 
 
